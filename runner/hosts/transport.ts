@@ -1,0 +1,59 @@
+// The one contract through which lab talks to a host, whether a local network
+// namespace or a machine over SSH (Ansible's connection plugins, in small).
+// Everything host-specific (how to run a command, how a file gets there) lives
+// behind it; the agent client and provisioning only ever see this interface.
+
+import type { Readable, Writable } from 'node:stream';
+
+export interface ExecResult {
+  code: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+export interface ExecOptions {
+  /** text written to the command's stdin, which is then closed */
+  input?: string;
+  /** kill the command after this many ms (default: the transport's command timeout) */
+  timeoutMs?: number;
+}
+
+/** A long-running process on the host (the agent), with its standard streams. */
+export interface HostProcess {
+  stdin: Writable;
+  stdout: Readable;
+  stderr: Readable;
+  /** resolves when the process has exited (or its channel closed) */
+  exited: Promise<{ code: number | null; signal: string | null }>;
+  /** ask the process to stop (close stdin, then signal) */
+  kill(): void;
+}
+
+export interface TransportCapabilities {
+  /** the host is a namespace lab created: global sysctls (fs.*) are the controller machine's */
+  localNamespace: boolean;
+  /** commands must be wrapped in sudo to act as root */
+  needsSudo: boolean;
+}
+
+export interface Transport {
+  /** the lab role this host plays, for error messages */
+  readonly role: string;
+  /** 'netns' or 'ssh' */
+  readonly kind: 'netns' | 'ssh';
+  /** human-readable location: namespace name, or user@host:port */
+  readonly target: string;
+  readonly capabilities: TransportCapabilities;
+
+  /** open the connection (a no-op for namespaces); throws HostError with the cause */
+  connect(): Promise<void>;
+  /** run one command (argv, quoted by the transport) to completion */
+  exec(argv: string[], options?: ExecOptions): Promise<ExecResult>;
+  /** start a long-running command (argv) with piped stdio */
+  spawn(argv: string[]): Promise<HostProcess>;
+  /** write a file on the host (creating parent directories), with a mode */
+  putFile(path: string, content: string | Uint8Array, mode?: number): Promise<void>;
+  /** release the connection; idempotent */
+  close(): Promise<void>;
+}

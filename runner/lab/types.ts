@@ -1,0 +1,84 @@
+// The typed Lab that validation produces from a lab file. Everything after
+// validation (plan, run, models) works on these types, never on raw YAML.
+
+export interface Lab {
+  name: string;
+  description?: string;
+  /** the file as given on the command line, and its text */
+  file: string;
+  source: string;
+  /** vars after `--var` overrides, as strings (what templates saw) */
+  vars: Record<string, string>;
+  /** roles in file order */
+  hosts: LabHost[];
+  steps: Step[];
+  expect: Expectation[];
+  /** run-wide bound: the whole run stops after this many ms */
+  timeoutMs: number;
+}
+
+export interface LabHost {
+  role: string;
+  /** sysctl name (dotted) -> value as the kernel writes it ("40000 40999") */
+  sysctls: Record<string, string>;
+  /** extra IPv4 addresses (IP aliases) to add to the host's lab interface */
+  aliases: number;
+  /** nofile soft limit for the agent's workers; hard too when the host allows */
+  nofile?: number;
+}
+
+export type BindMode =
+  /** plain connect(): the kernel picks a port per 4-tuple */
+  | 'none'
+  /** bind(ip, 0) then connect(): the port is chosen at bind, unique per source ip */
+  | 'ip'
+  /** IP_BIND_ADDRESS_NO_PORT + bind(ip, 0): the port is chosen at connect, per 4-tuple */
+  | 'ip-no-port'
+  /** SO_REUSEADDR + bind(ip, port): one local port shared by connections to different destinations */
+  | 'reuseaddr';
+
+export interface Destination {
+  role: string;
+  port: number;
+}
+
+export type Step =
+  | { name: string; kind: 'listen'; host: string; port: number; backlog: number; accept: boolean }
+  | {
+      name: string;
+      kind: 'connect';
+      host: string;
+      to: Destination[];
+      /** upper bound on connections this step opens */
+      count: number;
+      /** how many of the host's addresses to connect from: 1 = the primary, n = primary + n-1 aliases */
+      sources: number;
+      bind: BindMode;
+      /** the local port for bind: reuseaddr */
+      port?: number;
+      /** connections per second, 0 = as fast as the kernel allows */
+      rate: number;
+      timeoutMs: number;
+      /** per connect() call */
+      connectTimeoutMs: number;
+      /** exact number of worker processes; undefined = as many as the fd limit needs */
+      processes?: number;
+      /** stop at the first error (default) or keep trying the remaining count */
+      stopOnError: boolean;
+    }
+  | { name: string; kind: 'sleep'; durationMs: number }
+  | { name: string; kind: 'snapshot'; host: string }
+  | { name: string; kind: 'release'; steps: string[] };
+
+export type StepKind = Step['kind'];
+
+export interface Expectation {
+  /** "<step>.<metric>" */
+  metric: string;
+  /** a model name from models/, or undefined when a literal `value` is given */
+  model?: string;
+  value?: number | string;
+  /** absolute tolerance, or relative when `tolerancePercent` */
+  tolerance: number;
+  tolerancePercent: boolean;
+}

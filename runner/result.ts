@@ -1,0 +1,123 @@
+// The RunResult: the contract between running and reporting. `run/` writes it,
+// `report/` reads only it, and a baseline is just an older result.json.
+
+export const RESULT_FORMAT = 'lab-result/1';
+
+export type Verdict = 'pass' | 'fail' | 'not-measured';
+
+/** What the agent learned about a host before anything changed. */
+export interface HostFacts {
+  hostname: string;
+  kernel: string; // uname -r
+  python: string;
+  /** net.ipv4.ip_local_port_range as [low, high] */
+  portRange: [number, number];
+  /** net.ipv4.ip_local_reserved_ports, as written by the kernel */
+  reservedPorts: string;
+  nofileSoft: number;
+  nofileHard: number;
+  /** true when setrlimit may raise the hard nofile limit (CAP_SYS_RESOURCE) */
+  canRaiseHardNofile: boolean;
+  nrOpen: number; // fs.nr_open
+  fileMax: number; // fs.file-max
+  somaxconn: number;
+  tcpMaxSynBacklog: number;
+  tcpFinTimeout: number;
+  tcpTwReuse: number;
+  memTotalKiB: number;
+  memAvailableKiB: number;
+  /** slab cache name -> object size in bytes (from /proc/slabinfo, when readable) */
+  slabObjectSize: Record<string, number>;
+  /** addresses on the host, "ip/prefix" */
+  addresses: string[];
+  cpus: number;
+  uid: number;
+}
+
+export interface HostResult {
+  role: string;
+  /** 'netns' for a local namespace host, 'ssh' for a host reached over SSH */
+  transport: 'netns' | 'ssh';
+  /** where the host is: the namespace name, or user@address:port */
+  target: string;
+  /** the address other hosts reach this one on */
+  address: string;
+  facts: HostFacts;
+  /** what provisioning changed, in order; each entry was undone at restore */
+  changes: Change[];
+}
+
+export type Change =
+  | { kind: 'sysctl'; name: string; old: string; new: string; scope: 'namespace' | 'global' }
+  | { kind: 'address'; address: string; device: string }
+  | { kind: 'rlimit'; name: 'nofile'; old: [number, number]; new: [number, number] }
+  | { kind: 'namespace'; name: string }
+  | { kind: 'route'; route: string };
+
+export interface ErrnoCount {
+  errno: string; // symbolic, e.g. "EADDRNOTAVAIL"
+  count: number;
+}
+
+/** What one step observed. Fields are present for the step kinds that measure them. */
+export interface StepObservation {
+  name: string;
+  kind: string; // 'listen' | 'connect' | 'hold' | 'snapshot' | 'release' | 'sleep'
+  host: string;
+  startedAt: string;
+  durationMs: number;
+  ok: boolean;
+  /** a step that failed outright (not a kernel refusal a lab measures) */
+  error?: string;
+  /** numeric measurements by name, e.g. established, attempted, connectsPerSecond */
+  metrics: Record<string, number>;
+  /** symbolic measurements, e.g. firstError: "EADDRNOTAVAIL" */
+  labels: Record<string, string>;
+  errors?: ErrnoCount[];
+  /** progress samples taken while the step ran: [msSinceStart, value] */
+  series?: Array<[number, number]>;
+  detail?: Record<string, unknown>;
+}
+
+export interface Prediction {
+  /** "<step>.<metric>", e.g. "ramp.established" */
+  metric: string;
+  /** the model's name, or "literal" for a value stated in the lab */
+  model: string;
+  predicted: number | string | null;
+  observed: number | string | null;
+  /** absolute tolerance for numbers (0 = exact); not used for labels */
+  tolerance: number;
+  verdict: Verdict;
+  /** the formula with numbers filled in, e.g. "40999 − 40000 + 1 = 1000 ports for …" */
+  derivation: string;
+  explanation?: string;
+  /** a published figure to show beside this kernel's prediction */
+  reference?: { value: number | string; source: string };
+}
+
+export interface RunResult {
+  format: typeof RESULT_FORMAT;
+  lab: {
+    name: string;
+    description?: string;
+    /** the lab file's path as given, and its text after templating */
+    file: string;
+    source: string;
+    vars: Record<string, string>;
+  };
+  tool: { name: 'lab'; version: string; runtime: string };
+  startedAt: string;
+  endedAt: string;
+  durationMs: number;
+  /** wall time of the stages: namespaces, agents, provision, steps, restore, reports */
+  stages: Record<string, number>;
+  hosts: HostResult[];
+  steps: StepObservation[];
+  predictions: Prediction[];
+  verdict: 'pass' | 'fail';
+  /** set when the run stopped early; predictions then carry not-measured */
+  error?: { code: string; message: string };
+  restore: { ok: boolean; problems: string[] };
+  notes: string[];
+}
