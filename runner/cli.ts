@@ -1,0 +1,371 @@
+// argv → command. The only module that writes to the terminal or decides the
+// exit code: 0 every prediction held, 1 a prediction failed, 2 the lab file or
+// arguments are invalid, 3 a host or the environment failed.
+
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { formatProblem, HostError, isLabFailure, LabError } from './errors.ts';
+import { planLab, type Plan } from './lab/plan.ts';
+import { readLab } from './lab/validate.ts';
+import type { RunResult, StepObservation } from './result.ts';
+import type { RunEvent } from './run/events.ts';
+import { describePlan, openProvider, restoreHosts, hostsUpCommand, hostsDownCommand } from './run/commands.ts';
+import { runPlan, runtimeName } from './run/run.ts';
+import { writeReports } from './report/index.ts';
+import { readResult } from './report/read.ts';
+
+export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
+
+export interface Io {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  isTTY: boolean;
+  /** aborted on Ctrl-C */
+  signal?: AbortSignal;
+}
+
+const USAGE = `lab ${VERSION}: a declarative lab runner for Linux TCP connection limits
+
+Usage:
+  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes]
+  lab validate FILE...
+  lab plan FILE [--var k=v ...] [-i INVENTORY]
+  lab report RESULT.json [--out DIR]
+  lab restore [-i INVENTORY]
+  lab hosts up [--roles client,server] [--out inventory.yaml]
+  lab hosts down
+
+Commands:
+  run       provision the hosts, run the lab's steps, compare every observation
+            with its prediction, restore the hosts, write the reports
+  validate  check lab files without touching any host
+  plan      a dry run: what each host would get and which steps would run
+  report    re-render the reports of an earlier run from its result.json
+  restore   undo what a run whose controller died left on its hosts
+  hosts     make (or remove) local namespace hosts running a real sshd, and an
+            inventory for them
+
+Run "lab COMMAND --help" for a command's options.
+
+Exit codes: 0 every prediction held, 1 a prediction failed, 2 invalid lab file
+or arguments, 3 a host or the environment failed`;
+
+const HELP: Record<string, string> = {
+  run: `Usage: lab run FILE [options]
+
+Provision the lab's hosts (local network namespaces, or the hosts of an
+inventory over SSH), run its steps, compare observations with predictions,
+restore every host, and write result.json, report.md, report.html, junit.xml.
+
+Options:
+  --out DIR              where the reports go (default reports/<lab>/<timestamp>/)
+  --var k=v              set a template variable (repeatable)
+  -i, --inventory FILE   run on the hosts of this inventory, over SSH
+  --yes                  allow changes on real (non-local) hosts
+  --accept-new-host-keys accept and remember SSH host keys not yet known
+  -h, --help             show this help`,
+  validate: `Usage: lab validate FILE...
+
+Check lab files (YAML syntax, schema, templates, references) without touching
+any host. Every problem is printed as FILE:LINE:COL: path: message.`,
+  plan: `Usage: lab plan FILE [options]
+
+A dry run: the hosts that would be made or used, their addresses, each sysctl
+with its current and planned value (old → new), and the steps in order.
+
+Options:
+  --var k=v              set a template variable (repeatable)
+  -i, --inventory FILE   plan for the hosts of this inventory
+  --accept-new-host-keys accept and remember SSH host keys not yet known`,
+  report: `Usage: lab report RESULT.json [--out DIR]
+
+Re-render report.md, report.html and junit.xml from a result.json alone
+(default: next to it).`,
+  restore: `Usage: lab restore [-i INVENTORY]
+
+Undo what a run left behind when its controller died: without -i, the local
+namespaces, links and routes of dead runs; with -i, each host's journal.`,
+  hosts: `Usage: lab hosts up [--roles client,server] [--out inventory.yaml]
+       lab hosts down
+
+"up" makes a local network namespace per role, each running a real OpenSSH
+sshd, and writes an inventory for them, so a lab can run over SSH on this
+machine. "down" stops those sshds and removes the namespaces.`,
+};
+
+const COMMON: ParseArgsConfig['options'] = {
+  help: { type: 'boolean', short: 'h' },
+};
+
+function parse(argv: string[], options: ParseArgsConfig['options']) {
+  try {
+    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+  } catch (e) {
+    throw new LabError('ARGS', `${(e as Error).message.replace(/\. To specify.*$/s, '')}: run "lab --help"`);
+  }
+}
+
+function parseVars(list: string[] | undefined): Record<string, string> {
+  const vars: Record<string, string> = {};
+  for (const kv of list ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new LabError('ARGS', `--var must be "name=value": got "${kv}"`);
+    vars[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return vars;
+}
+
+function timestamp(d = new Date()): string {
+  return d.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
+}
+
+export async function main(argv: string[], io: Io): Promise<number> {
+  try {
+    return await dispatch(argv, io);
+  } catch (e) {
+    if (e instanceof LabError && e.problems.length) {
+      for (const p of e.problems) io.err(formatProblem(p));
+      io.err(`${e.problems.length} problem${e.problems.length > 1 ? 's' : ''} found`);
+      return 2;
+    }
+    if (isLabFailure(e)) {
+      io.err(`error: ${e.message} [${e.code}]`);
+      return e.exitCode;
+    }
+    io.err(`internal error: ${(e as Error).stack ?? e}`);
+    return 3;
+  }
+}
+
+async function dispatch(argv: string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '--help' || command === '-h' || command === 'help') {
+    io.out(USAGE);
+    return command ? 0 : 2;
+  }
+  if (command === '--version' || command === '-v') {
+    io.out(VERSION);
+    return 0;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    if (!HELP[command]) throw new LabError('ARGS', `Unknown command "${command}": run "lab --help"`);
+    io.out(HELP[command]!);
+    return 0;
+  }
+  switch (command) {
+    case 'validate':
+      return validateCommand(rest, io);
+    case 'plan':
+      return planCommand(rest, io);
+    case 'run':
+      return runCommand(rest, io);
+    case 'report':
+      return reportCommand(rest, io);
+    case 'restore':
+      return restoreCommand(rest, io);
+    case 'hosts':
+      return hostsCommand(rest, io);
+    default: {
+      const known = Object.keys(HELP);
+      const near = known.find((k) => k.startsWith(command.slice(0, 3)));
+      throw new LabError('ARGS', `Unknown command "${command}"${near ? `: did you mean "${near}"?` : ': run "lab --help"'}`);
+    }
+  }
+}
+
+async function validateCommand(argv: string[], io: Io): Promise<number> {
+  const { positionals, values } = parse(argv, { var: { type: 'string', multiple: true } });
+  if (!positionals.length) throw new LabError('ARGS', 'lab validate needs at least one FILE: run "lab validate --help"');
+  const overrides = parseVars(values.var as string[] | undefined);
+  let problems = 0;
+  for (const file of positionals) {
+    try {
+      const lab = await readLab(file, overrides);
+      io.out(`${file}: ok (lab "${lab.name}", ${lab.hosts.length} hosts, ${lab.steps.length} steps, ${lab.expect.length} expectations)`);
+    } catch (e) {
+      if (!(e instanceof LabError)) throw e;
+      if (e.problems.length) for (const p of e.problems) io.err(formatProblem(p));
+      else io.err(`${e.message}`);
+      problems += Math.max(1, e.problems.length);
+    }
+  }
+  if (problems) io.err(`${problems} problem${problems > 1 ? 's' : ''} found`);
+  return problems ? 2 : 0;
+}
+
+const RUN_OPTIONS: ParseArgsConfig['options'] = {
+  out: { type: 'string' },
+  var: { type: 'string', multiple: true },
+  inventory: { type: 'string', short: 'i' },
+  yes: { type: 'boolean' },
+  'accept-new-host-keys': { type: 'boolean' },
+};
+
+async function loadPlan(argv: string[], command: string) {
+  const { positionals, values } = parse(argv, RUN_OPTIONS);
+  if (positionals.length !== 1) throw new LabError('ARGS', `lab ${command} needs exactly one FILE: run "lab ${command} --help"`);
+  const lab = await readLab(positionals[0]!, parseVars(values.var as string[] | undefined));
+  const provider = await openProvider(lab, {
+    inventory: values.inventory as string | undefined,
+    acceptNewHostKeys: !!values['accept-new-host-keys'],
+  });
+  const plan = planLab(lab, provider.bindings());
+  return { lab, plan, provider, values };
+}
+
+async function planCommand(argv: string[], io: Io): Promise<number> {
+  const { plan, provider } = await loadPlan(argv, 'plan');
+  io.out(await describePlan(plan, provider));
+  return 0;
+}
+
+async function runCommand(argv: string[], io: Io): Promise<number> {
+  const { lab, plan, provider, values } = await loadPlan(argv, 'run');
+  if (provider.kind === 'inventory' && plan.hosts.some((h) => !h.local) && !values.yes) {
+    io.err(await describePlan(plan, provider));
+    throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+  }
+  const out = resolve((values.out as string | undefined) ?? `reports/${lab.name}/${timestamp()}`);
+  const render = progressRenderer(io);
+  io.out(`lab ${VERSION}: running "${lab.name}" on ${plan.hosts.map((h) => `${h.role} (${h.kind === 'netns' ? 'namespace' : h.target})`).join(', ')}`);
+  const result = await runPlan(plan, {
+    provider,
+    signal: io.signal,
+    onEvent: render,
+    version: VERSION,
+    runtime: runtimeName(),
+  });
+  render.done();
+  const t = performance.now();
+  const paths = await writeReports(result, out);
+  io.out(verdictTable(result));
+  io.out(`reports (${Math.round(performance.now() - t)} ms): ${paths.json}\n  ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
+  return exitCodeOf(result, io);
+}
+
+export function exitCodeOf(result: RunResult, io: Io): number {
+  if (!result.restore.ok) {
+    io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
+    return 3;
+  }
+  if (result.error) {
+    io.err(`error: ${result.error.message} [${result.error.code}]`);
+    return result.error.code === 'LAB_INVALID' ? 2 : 3;
+  }
+  return result.verdict === 'pass' ? 0 : 1;
+}
+
+async function reportCommand(argv: string[], io: Io): Promise<number> {
+  const { positionals, values } = parse(argv, { out: { type: 'string' } });
+  if (positionals.length !== 1) throw new LabError('ARGS', 'lab report needs exactly one RESULT.json: run "lab report --help"');
+  const result = await readResult(positionals[0]!);
+  const out = resolve((values.out as string | undefined) ?? resolve(positionals[0]!, '..'));
+  const paths = await writeReports(result, out);
+  io.out(verdictTable(result));
+  io.out(`reports: ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
+  return result.verdict === 'pass' ? 0 : 1;
+}
+
+async function restoreCommand(argv: string[], io: Io): Promise<number> {
+  const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, 'accept-new-host-keys': { type: 'boolean' } });
+  const r = await restoreHosts({
+    inventory: values.inventory as string | undefined,
+    acceptNewHostKeys: !!values['accept-new-host-keys'],
+  });
+  for (const line of r.lines) io.out(line);
+  for (const p of r.problems) io.err(`problem: ${p}`);
+  return r.problems.length ? 3 : 0;
+}
+
+async function hostsCommand(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === 'up') {
+    const { values } = parse(rest, { roles: { type: 'string' }, out: { type: 'string' } });
+    const roles = ((values.roles as string | undefined) ?? 'client,server').split(',').map((s) => s.trim()).filter(Boolean);
+    const line = await hostsUpCommand(roles, (values.out as string | undefined) ?? 'inventory.yaml');
+    io.out(line);
+    return 0;
+  }
+  if (sub === 'down') {
+    parse(rest, {});
+    const r = await hostsDownCommand();
+    io.out(r.line);
+    for (const p of r.problems) io.err(`problem: ${p}`);
+    return r.problems.length ? 3 : 0;
+  }
+  throw new LabError('ARGS', `lab hosts needs "up" or "down": got ${sub ? `"${sub}"` : 'nothing'}`);
+}
+
+// ── terminal output ─────────────────────────────────────────────────────────
+
+function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
+  let lastLine = 0;
+  let live = false;
+  const clear = () => {
+    if (live) io.err('\x1b[1A\x1b[2K');
+    live = false;
+  };
+  const fn = (e: RunEvent) => {
+    switch (e.kind) {
+      case 'stage':
+        if (e.status === 'end' && e.stage !== 'steps') io.err(`  ${e.stage.padEnd(9)} ${e.ms} ms`);
+        break;
+      case 'host-up':
+        io.err(`  host ${e.role}: ${e.target} ${e.address}, kernel ${e.kernel}`);
+        break;
+      case 'step-start':
+        io.err(`  step ${e.name} (${e.stepKind}${e.host ? ` on ${e.host}` : ''})`);
+        break;
+      case 'progress': {
+        const now = performance.now();
+        // Redraw at most 10 times a second on a terminal, once a second otherwise.
+        if (now - lastLine < (io.isTTY ? 100 : 1000)) return;
+        lastLine = now;
+        const line = `    ${e.step}: ${e.value} established (${(e.elapsedMs / 1000).toFixed(1)} s, ${Math.round(e.value / Math.max(e.elapsedMs / 1000, 0.001))}/s)`;
+        if (io.isTTY) {
+          clear();
+          live = true;
+        }
+        io.err(line);
+        break;
+      }
+      case 'step-end': {
+        clear();
+        io.err(`    ${e.observation.name}: ${summarizeStep(e.observation)}`);
+        break;
+      }
+      case 'restored':
+        io.err(`  restored ${e.role}${e.ok ? '' : `: ${e.problems.join('; ')}`}`);
+        break;
+      case 'warning':
+        io.err(`  warning: ${e.message}`);
+        break;
+    }
+  };
+  return Object.assign(fn, { done: clear });
+}
+
+function summarizeStep(o: StepObservation): string {
+  if (!o.ok) return `failed: ${o.error}`;
+  const m = Object.entries(o.metrics).map(([k, v]) => `${k} ${v}`);
+  const l = Object.entries(o.labels).map(([k, v]) => `${k} ${v}`);
+  return [...m, ...l].join(', ') + ` (${o.durationMs} ms)` || `done (${o.durationMs} ms)`;
+}
+
+export function verdictTable(r: RunResult): string {
+  const rows = r.predictions.map((p) => [p.metric, p.model, String(p.predicted), String(p.observed), String(p.tolerance), p.verdict.toUpperCase()]);
+  const head = ['metric', 'model', 'predicted', 'observed', 'tolerance', 'verdict'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const fmt = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
+  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
+  for (const [i, row] of rows.entries()) {
+    lines.push(fmt(row));
+    lines.push(`      ${r.predictions[i]!.derivation}`);
+  }
+  if (!rows.length) lines.push('  (the lab states no expectations)');
+  return lines.join('\n');
+}
+
+export type { Plan };
+export { HostError };

@@ -1,0 +1,120 @@
+// The work behind the CLI's commands that is not a run itself: choosing the
+// host provider, describing a plan with current values (a dry run), restoring
+// after a dead controller, and local SSH hosts up/down. Returns text; prints nothing.
+
+import { runLocal } from '../hosts/local.ts';
+import { restoreLocalNetworks } from '../hosts/netns.ts';
+import type { Plan, PlannedHost } from '../lab/plan.ts';
+import type { Lab } from '../lab/types.ts';
+import { sysctlReadCommand } from '../provision/index.ts';
+import { LocalProvider, type HostProvider } from './providers.ts';
+
+export interface ProviderOptions {
+  inventory?: string;
+  acceptNewHostKeys?: boolean;
+}
+
+export async function openProvider(lab: Lab, options: ProviderOptions): Promise<HostProvider> {
+  if (options.inventory) {
+    const { InventoryProvider } = await import('./inventory-provider.ts');
+    return InventoryProvider.open(lab, options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
+  }
+  return new LocalProvider(lab);
+}
+
+/** Current values of a host's sysctls: a fresh namespace's for per-namespace ones on local hosts. */
+async function currentSysctls(host: PlannedHost, provider: HostProvider): Promise<string[]> {
+  const names = host.sysctls.map((s) => s.name);
+  if (!names.length) return [];
+  if (host.kind === 'netns') {
+    const out: string[] = [];
+    for (const s of host.sysctls) {
+      // A namespace that does not exist yet starts from the kernel's defaults: read them in a throwaway one.
+      const argv = s.scope === 'namespace' ? ['unshare', '--net', ...sysctlReadCommand([s.name])] : sysctlReadCommand([s.name]);
+      const r = await runLocal(argv);
+      out.push(r.code === 0 ? r.stdout.trim() : '?');
+    }
+    return out;
+  }
+  const t = provider.transport(host.role);
+  await t.connect();
+  try {
+    const r = await t.exec(sysctlReadCommand(names));
+    return r.stdout.split('\n').slice(0, names.length);
+  } finally {
+    await t.close();
+  }
+}
+
+export async function describePlan(plan: Plan, provider: HostProvider): Promise<string> {
+  const lines = [`Plan for lab "${plan.lab.name}" (${plan.lab.file})`];
+  if (provider.kind === 'local') {
+    lines.push('  root namespace: route "unreachable 198.18.0.0/15" (added if absent, removed afterwards)');
+  }
+  for (const h of plan.hosts) {
+    const where = h.kind === 'netns' ? `new namespace ${h.target}` : `${h.target} over SSH${h.local ? ' (a namespace on this machine)' : ''}`;
+    lines.push(`  host ${h.role}: ${where}, address ${h.address}`);
+    for (const a of h.aliases) lines.push(`    + address ${a}/32 on ${h.device}`);
+    const old = await currentSysctls(h, provider);
+    for (const [i, s] of h.sysctls.entries()) {
+      const before = old[i] ?? '?';
+      const change = before === s.value ? `${s.value} (unchanged)` : `${before} → ${s.value}`;
+      const global = s.scope === 'global' ? (h.local ? '  [global: this machine]' : '  [global]') : '';
+      lines.push(`    sysctl ${s.name}: ${change}${global}`);
+    }
+    if (h.nofile !== undefined) lines.push(`    nofile (agent workers): soft ${h.nofile}`);
+  }
+  lines.push('  steps:');
+  for (const [i, s] of plan.steps.entries()) {
+    let what: string;
+    switch (s.kind) {
+      case 'listen':
+        what = `listen on ${s.host} ${s.address}:${s.port}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
+        break;
+      case 'connect':
+        what = `connect from ${s.host}: ${s.pairs.map((p) => `${p.source} → ${p.address}:${p.port}`).join(', ')}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} processes` : ''}, timeout ${s.timeoutMs / 1000} s`;
+        break;
+      case 'sleep':
+        what = `sleep ${s.durationMs / 1000} s`;
+        break;
+      case 'snapshot':
+        what = `snapshot memory on ${s.host}`;
+        break;
+      case 'release':
+        what = `release ${s.steps.join(', ')}`;
+        break;
+    }
+    lines.push(`    ${i + 1}. ${s.name}: ${what}`);
+  }
+  if (plan.lab.expect.length) {
+    lines.push('  expect:');
+    for (const e of plan.lab.expect) {
+      const tol = e.tolerance ? ` ± ${e.tolerance}${e.tolerancePercent ? '%' : ''}` : '';
+      lines.push(`    ${e.metric}: ${e.model ? `model ${e.model}` : JSON.stringify(e.value)}${tol}`);
+    }
+  }
+  lines.push('  afterwards: every change above is undone' + (provider.kind === 'local' ? ' and the namespaces removed' : ''));
+  return lines.join('\n');
+}
+
+export async function restoreHosts(options: ProviderOptions): Promise<{ lines: string[]; problems: string[] }> {
+  if (options.inventory) {
+    const { restoreInventory } = await import('./inventory-provider.ts');
+    return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
+  }
+  const r = await restoreLocalNetworks({ purpose: 'run' });
+  const lines = r.undone.length ? r.undone.map((ns) => `removed namespace ${ns}`) : ['nothing to restore: no local run was left behind'];
+  return { lines, problems: r.problems };
+}
+
+export async function hostsUpCommand(roles: string[], out: string): Promise<string> {
+  const { hostsUp } = await import('../hosts/hostsup.ts');
+  const r = await hostsUp({ roles, out });
+  return `hosts up: ${roles.join(', ')} running sshd; inventory written to ${r.inventoryPath}`;
+}
+
+export async function hostsDownCommand(): Promise<{ line: string; problems: string[] }> {
+  const { hostsDown } = await import('../hosts/hostsup.ts');
+  const problems = await hostsDown();
+  return { line: problems.length ? 'hosts down: with problems' : 'hosts down: done', problems };
+}

@@ -1,0 +1,16 @@
+// Everything a run reports while it works, as one union keyed on `kind`.
+// The CLI formats these; nothing in run/ prints.
+
+import type { StepObservation } from '../result.ts';
+
+export type RunEvent =
+  | { kind: 'stage'; stage: string; status: 'start' | 'end'; ms?: number }
+  | { kind: 'host-up'; role: string; target: string; address: string; kernel: string }
+  | { kind: 'provisioned'; role: string; changes: number }
+  | { kind: 'step-start'; name: string; stepKind: string; host: string }
+  | { kind: 'progress'; step: string; host: string; value: number; of: number; elapsedMs: number }
+  | { kind: 'step-end'; observation: StepObservation }
+  | { kind: 'restored'; role: string; ok: boolean; problems: string[] }
+  | { kind: 'warning'; message: string };
+
+export type RunEventHandler = (event: RunEvent) => void;
