@@ -1,0 +1,108 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { connectionCeiling, ephemeralPorts, fdLimit, reservedInRange, type ModelContext } from '../../runner/models/index.ts';
+import { comparePredictions, verdictOf } from '../../runner/models/compare.ts';
+import type { HostFacts, StepObservation } from '../../runner/result.ts';
+import type { Step } from '../../runner/lab/types.ts';
+
+const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
+  hostname: 'h', kernel: '6.1.0', python: '3.11.2', portRange: [40000, 40999], reservedPorts: '',
+  nofileSoft: 1024, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 9223372036854775807,
+  somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2, memTotalKiB: 1, memAvailableKiB: 1,
+  slabObjectSize: {}, addresses: [], cpus: 2, uid: 0, ...over,
+});
+
+const connect = (over: Partial<Extract<Step, { kind: 'connect' }>> = {}): Step => ({
+  name: 'ramp', kind: 'connect', host: 'client', to: [{ role: 'server', port: 8080 }], count: 5000, sources: 1,
+  bind: 'none', rate: 0, timeoutMs: 60000, connectTimeoutMs: 3000, stopOnError: true, ...over,
+});
+
+const ctx = (step: Step, metric = 'established', f = facts()): ModelContext => ({
+  step, metric, facts: { client: f, server: f },
+  addresses: { client: ['198.18.0.1', '198.18.1.1', '198.18.1.2'], server: ['198.18.0.2'] },
+});
+
+test('ephemeralPorts() predicts the range size for one 4-tuple, with its derivation', () => {
+  const out = ephemeralPorts(ctx(connect()));
+  assert.is(out.value, 1000);
+  assert.is(out.derivation, '40999 − 40000 + 1 = 1000 ports for 198.18.0.1 → 198.18.0.2:8080');
+});
+
+test('ephemeralPorts() multiplies by sources and destinations for plain connect()', () => {
+  const step = connect({ sources: 2, to: [{ role: 'server', port: 8080 }, { role: 'server', port: 8081 }] });
+  const out = ephemeralPorts(ctx(step));
+  assert.is(out.value, 4000);
+  assert.is(out.derivation, '(40999 − 40000 + 1) × 2 sources × 2 destinations = 4000 ports for 198.18.0.1, 198.18.1.1 → 198.18.0.2:8080, 198.18.0.2:8081');
+});
+
+test('ephemeralPorts() does not multiply by destinations when bind() picks the port', () => {
+  const step = connect({ bind: 'ip', to: [{ role: 'server', port: 8080 }, { role: 'server', port: 8081 }] });
+  assert.is(ephemeralPorts(ctx(step)).value, 1000);
+});
+
+test('ephemeralPorts() caps the prediction at the step count and says so', () => {
+  const out = ephemeralPorts(ctx(connect({ count: 300 })));
+  assert.is(out.value, 300);
+  assert.match(out.derivation, '; the step opens at most 300, so 300');
+});
+
+test('ephemeralPorts() subtracts reserved ports inside the range', () => {
+  const out = ephemeralPorts(ctx(connect(), 'established', facts({ reservedPorts: '40000-40009,50000' })));
+  assert.is(out.value, 990);
+  assert.match(out.derivation, '40999 − 40000 + 1 − 10 reserved = 990 ports');
+});
+
+test('ephemeralPorts() predicts the first error: EADDRNOTAVAIL when ports run out, null when they do not', () => {
+  assert.is(ephemeralPorts(ctx(connect(), 'firstError')).value, 'EADDRNOTAVAIL');
+  assert.is(ephemeralPorts(ctx(connect({ count: 10 }), 'firstError')).value, null);
+});
+
+test('reservedInRange() counts single ports and ranges clipped to the range', () => {
+  assert.is(reservedInRange('', 1, 10), 0);
+  assert.is(reservedInRange('5,8-20', 1, 10), 4);
+  assert.is(reservedInRange('30-40', 1, 10), 0);
+});
+
+test('fdLimit() predicts processes × (nofile − fds in use)', () => {
+  const out = fdLimit(ctx(connect({ processes: 2 })));
+  assert.is(out.value, 2 * (1024 - 5));
+  assert.is(fdLimit(ctx(connect({ processes: 1 }), 'firstError')).value, 'EMFILE');
+});
+
+test('connectionCeiling() picks the tighter of ports and fds', () => {
+  assert.is(connectionCeiling(ctx(connect({ processes: 1 }), 'established', facts({ nofileSoft: 500 }))).value, 495);
+  assert.is(connectionCeiling(ctx(connect({ processes: 4 }))).value, 1000);
+});
+
+test('verdictOf() uses the tolerance for numbers and equality for labels', () => {
+  assert.is(verdictOf(1000, 1000, 0), 'pass');
+  assert.is(verdictOf(1000, 1003, 2), 'fail');
+  assert.is(verdictOf(1000, 1002, 2), 'pass');
+  assert.is(verdictOf('EADDRNOTAVAIL', 'EADDRNOTAVAIL', 0), 'pass');
+  assert.is(verdictOf('EADDRNOTAVAIL', null, 0), 'fail');
+  assert.is(verdictOf(1000, undefined, 0), 'not-measured');
+});
+
+test('comparePredictions() turns expectations into predictions with verdicts', () => {
+  const step = connect();
+  const obs: StepObservation = {
+    name: 'ramp', kind: 'connect', host: 'client', startedAt: '', durationMs: 1, ok: true,
+    metrics: { established: 1000 }, labels: { firstError: 'EADDRNOTAVAIL' },
+  };
+  const preds = comparePredictions({
+    expectations: [
+      { metric: 'ramp.established', model: 'ephemeral-ports', tolerance: 0, tolerancePercent: false },
+      { metric: 'ramp.firstError', value: 'EADDRNOTAVAIL', tolerance: 0, tolerancePercent: false },
+      { metric: 'ramp.established', value: 2000, tolerance: 10, tolerancePercent: true },
+      { metric: 'missing.established', value: 1, tolerance: 0, tolerancePercent: false },
+    ],
+    steps: [step], observations: [obs], facts: { client: facts(), server: facts() },
+    addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] },
+  });
+  assert.equal(preds.map((p) => p.verdict), ['pass', 'pass', 'fail', 'not-measured']);
+  assert.is(preds[0]!.derivation, '40999 − 40000 + 1 = 1000 ports for 198.18.0.1 → 198.18.0.2:8080');
+  assert.is(preds[2]!.tolerance, 200);
+  assert.is(preds[1]!.model, 'literal');
+});
+
+test.run();

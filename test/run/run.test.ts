@@ -1,0 +1,122 @@
+// End to end on real namespaces: the shipped lab through the real CLI, and the
+// promise that nothing is left behind — after a pass, a failed step, a failed
+// prediction and a Ctrl-C.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RunResult } from '../../runner/result.ts';
+import { machineState, runCli } from '../helpers.ts';
+
+const out = mkdtempSync(join(tmpdir(), 'lab-run-test-'));
+test.after(() => rmSync(out, { recursive: true, force: true }));
+
+async function assertClean(before: Awaited<ReturnType<typeof machineState>>, what: string) {
+  const after = await machineState();
+  assert.equal(after.namespaces, before.namespaces, `${what}: namespaces left behind`);
+  assert.equal(after.agents.filter((p) => !before.agents.includes(p)), [], `${what}: agent processes left behind`);
+  assert.is(after.guardRoute, before.guardRoute, `${what}: guard route not restored`);
+  assert.is(after.portRange, before.portRange, `${what}: root namespace port range changed`);
+  assert.is(after.somaxconn, before.somaxconn, `${what}: root namespace somaxconn changed`);
+}
+
+test('lab run labs/port-exhaustion.yaml observes 1000 connections and EADDRNOTAVAIL, as predicted, and leaves nothing', async () => {
+  const before = await machineState();
+  const dir = join(out, 'pass');
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', '--out', dir]);
+  assert.is(r.code, 0, r.stderr + r.stdout);
+  const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.verdict, 'pass');
+  const est = result.predictions.find((p) => p.metric === 'ramp.established')!;
+  assert.is(est.predicted, 1000);
+  assert.is(est.observed, 1000);
+  assert.is(est.derivation, '40999 − 40000 + 1 = 1000 ports for 198.18.0.1 → 198.18.0.2:8080');
+  const firstError = result.predictions.find((p) => p.metric === 'ramp.firstError')!;
+  assert.is(firstError.observed, 'EADDRNOTAVAIL');
+  assert.is(firstError.verdict, 'pass');
+  const client = result.hosts.find((h) => h.role === 'client')!;
+  assert.equal(client.facts.portRange, [40000, 40999]);
+  assert.ok(client.changes.some((c) => c.kind === 'sysctl' && c.name === 'net.ipv4.ip_local_port_range' && c.new === '40000 40999'));
+  assert.ok(result.restore.ok);
+  for (const f of ['report.md', 'report.html', 'junit.xml']) assert.ok(existsSync(join(dir, f)), `${f} written`);
+  assert.match(r.stdout, /ramp\.established\s+ephemeral-ports\s+1000\s+1000\s+0\s+PASS/);
+  assert.match(r.stderr, /ramp: /);
+  await assertClean(before, 'after a pass');
+});
+
+test('lab run exits 1 when a prediction fails, and still restores', async () => {
+  const before = await machineState();
+  const r = await runCli(['run', 'test/fixtures/labs/run/mispredict.yaml', '--out', join(out, 'mispredict')]);
+  assert.is(r.code, 1, r.stderr);
+  const result = JSON.parse(readFileSync(join(out, 'mispredict', 'result.json'), 'utf8')) as RunResult;
+  assert.equal(result.predictions.map((p) => [p.observed, p.verdict]), [[100, 'fail'], ['EADDRNOTAVAIL', 'pass']]);
+  await assertClean(before, 'after a failed prediction');
+});
+
+test('lab run exits 3 when provisioning fails halfway, names the cause, and restores every host', async () => {
+  const before = await machineState();
+  const r = await runCli(['run', 'test/fixtures/labs/run/bad-sysctl.yaml', '--out', join(out, 'bad')]);
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, 'net.ipv4.no_such_sysctl');
+  const result = JSON.parse(readFileSync(join(out, 'bad', 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.verdict, 'fail');
+  assert.ok(result.error);
+  assert.ok(result.restore.ok, result.restore.problems.join('\n'));
+  await assertClean(before, 'after a failed step');
+});
+
+test('lab run restores every host when interrupted with Ctrl-C', async () => {
+  const before = await machineState();
+  let sent = false;
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, 'slow')], {
+    onStderr: (text, kill) => {
+      if (!sent && text.includes('step hold')) {
+        sent = true;
+        kill('SIGINT');
+      }
+    },
+  });
+  assert.ok(sent, 'the run reached its sleep step');
+  assert.is(r.code, 130, r.stderr);
+  assert.match(r.stderr, 'restored client');
+  const result = JSON.parse(readFileSync(join(out, 'slow', 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.error?.code, 'INTERRUPTED');
+  assert.is(result.predictions[0]!.observed, 50);
+  await assertClean(before, 'after Ctrl-C');
+});
+
+test('lab plan shows old → new sysctl values and the steps, touching nothing', async () => {
+  const before = await machineState();
+  const r = await runCli(['plan', 'labs/port-exhaustion.yaml']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, 'sysctl net.ipv4.ip_local_port_range: 32768 60999 → 40000 40999');
+  assert.match(r.stdout, 'connect from client: 198.18.0.1 → 198.18.0.2:8080; at most 5000');
+  await assertClean(before, 'after plan');
+});
+
+test('lab report re-renders an earlier run from its result.json alone', async () => {
+  const dir = join(out, 'rerender');
+  const r = await runCli(['report', join(out, 'pass', 'result.json'), '--out', dir]);
+  assert.is(r.code, 0, r.stderr);
+  assert.is(readFileSync(join(dir, 'report.md'), 'utf8'), readFileSync(join(out, 'pass', 'report.md'), 'utf8'));
+});
+
+test('lab validate reports a bad lab at file:line:col and exits 2', async () => {
+  const r = await runCli(['validate', 'labs/port-exhaustion.yaml', 'test/fixtures/labs/run/nope.yaml']);
+  assert.is(r.code, 2);
+  assert.match(r.stdout, 'labs/port-exhaustion.yaml: ok');
+  assert.match(r.stderr, 'test/fixtures/labs/run/nope.yaml');
+});
+
+test('lab with an unknown command or option exits 2 with a hint', async () => {
+  const a = await runCli(['rnu']);
+  assert.is(a.code, 2);
+  assert.is(a.stderr.trim(), 'error: Unknown command "rnu": did you mean "run"? [ARGS]');
+  const b = await runCli(['run', 'labs/port-exhaustion.yaml', '--frob']);
+  assert.is(b.code, 2);
+  assert.match(b.stderr, "Unknown option '--frob'");
+});
+
+test.run();
