@@ -1,0 +1,157 @@
+// Formatting shared by the reporters, and the handlebars setup the Markdown and
+// HTML reporters share, so a number or a change reads the same in every report.
+
+import { readFile } from 'node:fs/promises';
+import Handlebars from 'handlebars';
+import type { Change, Prediction, RunResult, Verdict } from '../result.ts';
+
+type HandlebarsInstance = ReturnType<typeof Handlebars.create>;
+
+// fs.file-max is LONG_MAX on recent kernels: as a JS number it loses its last digits.
+const LONG_MAX_AS_NUMBER = 2 ** 63;
+
+// &#39; rather than &apos;, which HTML 4 lacks: the SVG is inlined in HTML.
+const XML_ENTITIES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+
+/** Escapes text for XML (SVG, JUnit) content and attribute values. */
+export function escapeXml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => XML_ENTITIES[c]!);
+}
+
+/** An integer as the kernel wrote it, or a measurement rounded for reading. */
+export function formatNumber(n: number): string {
+  if (n >= LONG_MAX_AS_NUMBER) return '9223372036854775807 (LONG_MAX)';
+  if (Number.isInteger(n)) return String(n);
+  return String(Math.abs(n) < 1 ? Number(n.toPrecision(3)) : Number(n.toFixed(2)));
+}
+
+export function formatValue(value: number | string | null | undefined): string {
+  if (value === null || value === undefined) return '—';
+  return typeof value === 'number' ? formatNumber(value) : value;
+}
+
+/** The tolerance as a reader needs it: labels are compared exactly and have none. */
+export function formatTolerance(p: Prediction): string {
+  if (typeof p.predicted === 'string' || typeof p.observed === 'string') return '—';
+  return p.tolerance === 0 ? 'exact' : `±${formatNumber(p.tolerance)}`;
+}
+
+export function formatDuration(ms: number): string {
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(2)} s`;
+  const seconds = Math.round(ms / 1000);
+  return `${Math.floor(seconds / 60)} min ${seconds % 60} s`;
+}
+
+export function formatKiB(kib: number): string {
+  const [size, unit] = kib >= 1024 ** 2 ? [kib / 1024 ** 2, 'GiB'] : kib >= 1024 ? [kib / 1024, 'MiB'] : [kib, 'KiB'];
+  return unit === 'KiB' ? `${kib} KiB` : `${kib} KiB (${size.toFixed(1)} ${unit})`;
+}
+
+export function formatVerdict(verdict: Verdict): string {
+  return verdict === 'not-measured' ? 'not measured' : verdict;
+}
+
+export function formatChange(c: Change): string {
+  switch (c.kind) {
+    case 'sysctl': return `sysctl ${c.name}: "${c.old}" → "${c.new}" (${c.scope})`;
+    case 'address': return `address ${c.address} added on ${c.device}`;
+    case 'rlimit': return `rlimit ${c.name} soft/hard: ${c.old[0]}/${c.old[1]} → ${c.new[0]}/${c.new[1]}`;
+    case 'namespace': return `network namespace ${c.name} created`;
+    case 'route': return `route "${c.route}" added`;
+  }
+}
+
+/** The step a prediction's metric belongs to ("<step>.<metric>"). */
+export function stepOf(result: RunResult, metric: string) {
+  const name = metric.slice(0, metric.lastIndexOf('.'));
+  return result.steps.find((s) => s.name === name);
+}
+
+export function verdictCounts(result: RunResult) {
+  const count = (v: Verdict) => result.predictions.filter((p) => p.verdict === v).length;
+  return { total: result.predictions.length, pass: count('pass'), fail: count('fail'), notMeasured: count('not-measured') };
+}
+
+/** What a step's series counts, by step kind; the agent streams these as progress. */
+const SERIES_METRIC: Record<string, string> = { connect: 'established', listen: 'accepted' };
+
+/**
+ * The RunResult with what the templates would otherwise compute: counts,
+ * per-step measurements and series summaries, per-host notes. Both Markdown
+ * and HTML render this one view, so they cannot disagree.
+ */
+export function reportView(result: RunResult) {
+  return {
+    ...result,
+    counts: verdictCounts(result),
+    hosts: result.hosts.map((host) => ({
+      ...host,
+      note: host.transport === 'netns' ? NETNS_NOTE : undefined,
+      portRange: formatPortRange(host.facts.portRange),
+      slab: Object.entries(host.facts.slabObjectSize)
+        .map(([cache, bytes]) => `${cache} ${bytes} B`)
+        .join(', '),
+    })),
+    steps: result.steps.map((step) => {
+      const seriesMetric = SERIES_METRIC[step.kind];
+      const series = step.series ?? [];
+      const last = series[series.length - 1];
+      return {
+        ...step,
+        measurements: [
+          ...Object.entries(step.metrics).map(([name, value]) => ({ name, value: formatNumber(value) })),
+          ...Object.entries(step.labels).map(([name, value]) => ({ name, value })),
+        ],
+        errnos: (step.errors ?? []).map((e) => `${e.errno} × ${e.count}`).join(', '),
+        detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(step.detail) : undefined,
+        seriesLabel: seriesMetric ?? 'value',
+        // The predictions drawn on the chart as lines: the ceiling the ramp should reach.
+        marks: result.predictions
+          .filter((p) => seriesMetric && p.metric === `${step.name}.${seriesMetric}` && typeof p.predicted === 'number')
+          .map((p) => ({ value: p.predicted as number, label: `predicted ${formatNumber(p.predicted as number)}` })),
+        progress: last
+          ? `${series.length} samples, ${formatNumber(series[0]![1])} → ${formatNumber(last[1])}` +
+            `${seriesMetric ? ` ${seriesMetric}` : ''} over ${formatDuration(last[0])}`
+          : undefined,
+      };
+    }),
+    stages: Object.entries(result.stages).map(([name, ms]) => ({ name, took: formatDuration(ms) })),
+  };
+}
+
+export type ReportView = ReturnType<typeof reportView>;
+
+export function formatPortRange([low, high]: [number, number]): string {
+  return `${low}–${high} (${high - low + 1} ports)`;
+}
+
+/** Why a local host's report needs care: not everything it changed or measured was its own. */
+export const NETNS_NOTE =
+  'A local namespace host: net.* sysctls are per namespace, but fs.* sysctls and slab memory are global, ' +
+  'so fs.* changes applied to the whole machine and memory figures include everything else running on it.';
+
+/**
+ * An isolated handlebars instance with the shared formatting helpers, so the
+ * reporters never touch (or are touched by) helpers registered globally.
+ */
+export function createHandlebars(): HandlebarsInstance {
+  const hb = Handlebars.create();
+  hb.registerHelper({
+    num: (n: number) => formatNumber(n),
+    fmt: (v: number | string | null) => formatValue(v),
+    tolerance: (p: Prediction) => formatTolerance(p),
+    duration: (ms: number) => formatDuration(ms),
+    kib: (kib: number) => formatKiB(kib),
+    verdict: (v: Verdict) => formatVerdict(v),
+    change: (c: Change) => formatChange(c),
+    eq: (a: unknown, b: unknown) => a === b,
+    inc: (n: number) => n + 1,
+  });
+  return hb;
+}
+
+/** Reads a template from templates/, found from this module so any working directory works. */
+export async function loadTemplate(name: string): Promise<string> {
+  return readFile(new URL(`../../templates/${name}`, import.meta.url), 'utf8');
+}

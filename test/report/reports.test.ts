@@ -1,0 +1,138 @@
+// writeReports() and the properties every report must keep whatever the golden
+// files say: self-contained HTML, well-formed JUnit, escaping, isolation of a failing reporter.
+
+import { mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { InternalError } from '../../runner/errors.ts';
+import type { RunResult } from '../../runner/result.ts';
+import { lineChart } from '../../runner/report/chart.ts';
+import { readResult, renderHtml, renderJunit, writeReports } from '../../runner/report/index.ts';
+
+const results = new URL('../fixtures/results/', import.meta.url);
+const load = (name: string) => readResult(fileURLToPath(new URL(`${name}.result.json`, results)));
+
+/** A result whose every text field carries markup, to prove each report escapes it. */
+async function hostile(): Promise<RunResult> {
+  const r = await load('fail');
+  const evil = `<script>alert("x")</script> & ']]>`;
+  r.lab.name = `fd-cap ${evil}`;
+  r.lab.description = evil;
+  r.steps[1]!.name = `ramp ${evil}`;
+  r.predictions[0]!.metric = `ramp.established ${evil}`;
+  r.predictions[0]!.derivation = evil;
+  r.error = { code: 'X<&>', message: `${evil}\u0007` };
+  return r;
+}
+
+/**
+ * A small XML well-formedness check: one root, tags nested and closed, attributes
+ * quoted, and every `&` an entity; enough to catch an escaping bug.
+ */
+function assertWellFormed(xml: string): void {
+  const entity = /&(?:amp|lt|gt|quot|apos|#\d+|#x[0-9a-fA-F]+);/g;
+  const checkText = (text: string, where: string) => {
+    const bare = text.replace(entity, '');
+    assert.not.ok(/[<&]/.test(bare), `bare < or & in ${where}: ${JSON.stringify(text)}`);
+    assert.not.ok(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/.test(text), `control character in ${where}`);
+  };
+  const body = xml.replace(/^<\?xml version="1\.0" encoding="UTF-8"\?>\n/, '');
+  assert.ok(body !== xml, 'XML declaration first');
+  const stack: string[] = [];
+  let roots = 0;
+  const token = /<(\/?)([A-Za-z_][\w.-]*)((?:\s+[A-Za-z_][\w.-]*="[^"]*")*)\s*(\/?)>|([^<]+)|(<)/gy;
+  for (let m = token.exec(body); m; m = token.exec(body)) {
+    const [, close, name, attrs, selfClose, text, stray] = m;
+    assert.is(stray, undefined, `stray "<" at ${m.index}: ${body.slice(m.index, m.index + 40)}`);
+    if (text !== undefined) {
+      if (!stack.length) assert.ok(/^\s*$/.test(text), 'text outside the root element');
+      checkText(text, 'text');
+    } else if (close) {
+      assert.is(stack.pop(), name, `</${name}> closes the open element`);
+    } else {
+      for (const [, value] of attrs!.matchAll(/="([^"]*)"/g)) checkText(value!, `an attribute of <${name}>`);
+      if (!stack.length) roots++;
+      if (!selfClose) stack.push(name!);
+    }
+  }
+  assert.equal(stack, [], 'every element is closed');
+  assert.is(roots, 1, 'one root element');
+}
+
+test('renderHtml() refers to nothing outside the file', async () => {
+  for (const name of ['pass', 'fail']) {
+    const html = await renderHtml(await load(name));
+    assert.not.match(html, /https?:\/\//i);
+    assert.not.match(html, /<script|<link|\ssrc=|@import|url\(/i);
+    assert.match(html, /<svg class="chart"/);
+  }
+});
+
+test('renderHtml() escapes text from the result, in the page and in the SVG', async () => {
+  const html = await renderHtml(await hostile());
+  assert.not.match(html, /<script/i);
+  assert.match(html, /<title>ramp &lt;script&gt;alert\(&quot;x&quot;\)&lt;\/script&gt; &amp; &#39;\]\]&gt;: established over time<\/title>/);
+});
+
+test('renderJunit() writes well-formed XML', async () => {
+  for (const name of ['pass', 'fail']) assertWellFormed(renderJunit(await load(name)));
+  const hostileXml = renderJunit(await hostile());
+  assertWellFormed(hostileXml);
+  assert.match(hostileXml, /<testcase classname="fd-cap &lt;script&gt;alert\(&quot;x&quot;\)&lt;\/script&gt; &amp; &#39;\]\]&gt;" name="run"/);
+});
+
+test('renderJunit() has one testcase per prediction, plus run and restore', async () => {
+  const xml = renderJunit(await load('fail'));
+  const names = [...xml.matchAll(/<testcase classname="fd-cap" name="([^"]+)"/g)].map((m) => m[1]);
+  assert.equal(names, ['ramp.established', 'ramp.firstError', 'held.slabBytes', 'run', 'restore']);
+  assert.match(xml, /<testsuite name="fd-cap" tests="5" failures="2" errors="1" skipped="1"/);
+});
+
+test('lineChart() draws nothing for an empty series and a dot for one sample', () => {
+  assert.is(lineChart([], { title: 't', yLabel: 'y' }), '');
+  assert.match(lineChart([[0, 5]], { title: 't', yLabel: 'y' }), /<circle class="series" cx="64" cy="[\d.]+" r="3"\/>/);
+});
+
+test('writeReports() writes result.json and the three reports', async () => {
+  const dir = join(await mkdtemp(join(tmpdir(), 'lab-reports-')), 'new', 'dir');
+  const result = await load('pass');
+  const paths = await writeReports(result, dir);
+  assert.equal(paths, {
+    json: join(dir, 'result.json'),
+    markdown: join(dir, 'report.md'),
+    html: join(dir, 'report.html'),
+    junit: join(dir, 'junit.xml'),
+  });
+  assert.is(await readFile(paths.json, 'utf8'), `${JSON.stringify(result, null, 2)}\n`);
+  assert.equal(await readResult(paths.json), JSON.parse(JSON.stringify(result)));
+  assert.match(await readFile(paths.markdown, 'utf8'), /^# port-exhaustion: ✅ pass\n/);
+});
+
+test('writeReports() writes the other reports when one renderer throws, then names it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lab-reports-'));
+  await writeFile(join(dir, 'report.html'), 'stale report from an earlier run');
+  let error: unknown;
+  try {
+    await writeReports(await load('pass'), dir, {
+      renderers: {
+        html: () => {
+          throw new Error('template exploded');
+        },
+      },
+    });
+  } catch (e) {
+    error = e;
+  }
+  assert.instance(error, InternalError);
+  assert.is(
+    (error as Error).message,
+    `Cannot write reports in ${dir}: report.html: template exploded (result.json and the other reports were written)`,
+  );
+  assert.is(((error as Error).cause as Error).message, 'template exploded');
+  assert.equal((await readdir(dir)).sort(), ['junit.xml', 'report.md', 'result.json']);
+});
+
+test.run();
