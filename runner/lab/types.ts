@@ -82,3 +82,21 @@ export interface Expectation {
   tolerance: number;
   tolerancePercent: boolean;
 }
+
+/** The step kinds, in the order docs and messages list them. */
+export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'release'] as const satisfies readonly StepKind[];
+
+/**
+ * The metrics each step kind measures, as named in `expect[].metric`
+ * ("<step>.<metric>"). Validation, the models and the report all read this
+ * one list, so a metric cannot be valid in one place and unknown in another.
+ */
+export const STEP_METRICS = {
+  listen: ['accepted'],
+  connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts'],
+  sleep: [],
+  snapshot: ['tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
+  release: [],
+} as const satisfies Record<StepKind, readonly string[]>;
+
+export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
