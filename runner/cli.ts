@@ -8,6 +8,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, HostError, isLabFailure, LabError } from './errors.ts';
 import { planLab, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
+import { didYouMean, parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
 import { describePlan, openProvider, restoreHosts, hostsUpCommand, hostsDownCommand } from './run/commands.ts';
@@ -106,16 +107,6 @@ function parse(argv: string[], options: ParseArgsConfig['options']) {
   }
 }
 
-function parseVars(list: string[] | undefined): Record<string, string> {
-  const vars: Record<string, string> = {};
-  for (const kv of list ?? []) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new LabError('ARGS', `--var must be "name=value": got "${kv}"`);
-    vars[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  return vars;
-}
-
 function timestamp(d = new Date()): string {
   return d.toISOString().replace(/\.\d+Z$/, 'Z').replaceAll(':', '-');
 }
@@ -167,8 +158,7 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
     case 'hosts':
       return hostsCommand(rest, io);
     default: {
-      const known = Object.keys(HELP);
-      const near = known.find((k) => k.startsWith(command.slice(0, 3)));
+      const near = didYouMean(command, Object.keys(HELP));
       throw new LabError('ARGS', `Unknown command "${command}"${near ? `: did you mean "${near}"?` : ': run "lab --help"'}`);
     }
   }
@@ -177,7 +167,7 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
 async function validateCommand(argv: string[], io: Io): Promise<number> {
   const { positionals, values } = parse(argv, { var: { type: 'string', multiple: true } });
   if (!positionals.length) throw new LabError('ARGS', 'lab validate needs at least one FILE: run "lab validate --help"');
-  const overrides = parseVars(values.var as string[] | undefined);
+  const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
   let problems = 0;
   for (const file of positionals) {
     try {
@@ -205,7 +195,7 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
 async function loadPlan(argv: string[], command: string) {
   const { positionals, values } = parse(argv, RUN_OPTIONS);
   if (positionals.length !== 1) throw new LabError('ARGS', `lab ${command} needs exactly one FILE: run "lab ${command} --help"`);
-  const lab = await readLab(positionals[0]!, parseVars(values.var as string[] | undefined));
+  const lab = await readLab(positionals[0]!, parseVarOverrides((values.var as string[] | undefined) ?? []));
   const provider = await openProvider(lab, {
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
@@ -251,7 +241,7 @@ export function exitCodeOf(result: RunResult, io: Io): number {
   }
   if (result.error) {
     io.err(`error: ${result.error.message} [${result.error.code}]`);
-    return result.error.code === 'LAB_INVALID' ? 2 : 3;
+    return result.error.code === 'INTERRUPTED' ? 130 : 3;
   }
   return result.verdict === 'pass' ? 0 : 1;
 }

@@ -23,6 +23,6 @@ const code = await main(process.argv.slice(2), {
   isTTY: !!process.stderr.isTTY,
   signal: controller.signal,
 });
-process.exitCode = interrupts && code === 0 ? 130 : code;
+process.exitCode = code;
 // Lingering handles (an SSH keepalive, a stray timer) must not keep the CLI alive.
 setTimeout(() => process.exit(process.exitCode as number), 200).unref();

@@ -58,14 +58,14 @@ export function namespaces(): string[] {
   }
 }
 
-/** pids of probe agents, from every process's command line */
-export function agentPids(): number[] {
+/** pids of probe agents (those whose `--label` contains `label`, when given), from every process's command line */
+export function agentPids(label = ''): number[] {
   const pids: number[] = [];
   for (const d of readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      if (/agent(-[0-9a-f]+)?\.py/.test(cmd) && cmd.includes('python')) pids.push(Number(d));
+      if (/agent(-[0-9a-f]+)?\.py/.test(cmd) && cmd.includes('python') && cmd.includes(label)) pids.push(Number(d));
     } catch {
       // The process ended while we looked.
     }

@@ -149,7 +149,9 @@ export class AgentClient {
     if (major! < 3 || (major === 3 && minor! < 7)) {
       throw new HostError('HOST_OLD_PYTHON', `python3 is ${probe.stdout.trim()}: the probe agent needs 3.7 or newer`, transport.role);
     }
-    const argv = transport.capabilities.needsSudo ? ['sudo', '-n', 'python3', '-u', path] : ['python3', '-u', path];
+    // The label only names the agent in `ps`, so a leftover can be traced to its run and host.
+    const agentArgv = ['python3', '-u', path, '--label', `lab:${transport.target}`];
+    const argv = transport.capabilities.needsSudo ? ['sudo', '-n', ...agentArgv] : agentArgv;
     const proc = await transport.spawn(argv);
     const client = new AgentClient(transport.role, proc, options.startTimeoutMs ?? 15_000);
     await client.ready;

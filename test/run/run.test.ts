@@ -8,15 +8,26 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
-import { machineState, runCli } from '../helpers.ts';
+import { agentPids, machineState, runCli } from '../helpers.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'lab-run-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
 
-async function assertClean(before: Awaited<ReturnType<typeof machineState>>, what: string) {
+/** The run's id, from the namespace names in its result (lab-<id>-<role>). */
+function runId(dir: string): string {
+  const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+  return result.hosts[0]!.target.split('-')[1]!;
+}
+
+async function assertClean(before: Awaited<ReturnType<typeof machineState>>, what: string, dir?: string) {
   const after = await machineState();
-  assert.equal(after.namespaces, before.namespaces, `${what}: namespaces left behind`);
-  assert.equal(after.agents.filter((p) => !before.agents.includes(p)), [], `${what}: agent processes left behind`);
+  if (dir) {
+    const id = runId(dir);
+    assert.equal(after.namespaces.filter((n) => n.startsWith(`lab-${id}-`)), [], `${what}: namespaces left behind`);
+    assert.equal(agentPids(`lab:lab-${id}-`), [], `${what}: agent processes left behind`);
+  } else {
+    assert.equal(after.namespaces.filter((n) => !before.namespaces.includes(n)), [], `${what}: namespaces left behind`);
+  }
   assert.is(after.guardRoute, before.guardRoute, `${what}: guard route not restored`);
   assert.is(after.portRange, before.portRange, `${what}: root namespace port range changed`);
   assert.is(after.somaxconn, before.somaxconn, `${what}: root namespace somaxconn changed`);
@@ -43,7 +54,7 @@ test('lab run labs/port-exhaustion.yaml observes 1000 connections and EADDRNOTAV
   for (const f of ['report.md', 'report.html', 'junit.xml']) assert.ok(existsSync(join(dir, f)), `${f} written`);
   assert.match(r.stdout, /ramp\.established\s+ephemeral-ports\s+1000\s+1000\s+0\s+PASS/);
   assert.match(r.stderr, /ramp: /);
-  await assertClean(before, 'after a pass');
+  await assertClean(before, 'after a pass', dir);
 });
 
 test('lab run exits 1 when a prediction fails, and still restores', async () => {
@@ -52,7 +63,7 @@ test('lab run exits 1 when a prediction fails, and still restores', async () => 
   assert.is(r.code, 1, r.stderr);
   const result = JSON.parse(readFileSync(join(out, 'mispredict', 'result.json'), 'utf8')) as RunResult;
   assert.equal(result.predictions.map((p) => [p.observed, p.verdict]), [[100, 'fail'], ['EADDRNOTAVAIL', 'pass']]);
-  await assertClean(before, 'after a failed prediction');
+  await assertClean(before, 'after a failed prediction', join(out, 'mispredict'));
 });
 
 test('lab run exits 3 when provisioning fails halfway, names the cause, and restores every host', async () => {
@@ -64,7 +75,7 @@ test('lab run exits 3 when provisioning fails halfway, names the cause, and rest
   assert.is(result.verdict, 'fail');
   assert.ok(result.error);
   assert.ok(result.restore.ok, result.restore.problems.join('\n'));
-  await assertClean(before, 'after a failed step');
+  await assertClean(before, 'after a failed step', join(out, 'bad'));
 });
 
 test('lab run restores every host when interrupted with Ctrl-C', async () => {
@@ -84,7 +95,7 @@ test('lab run restores every host when interrupted with Ctrl-C', async () => {
   const result = JSON.parse(readFileSync(join(out, 'slow', 'result.json'), 'utf8')) as RunResult;
   assert.is(result.error?.code, 'INTERRUPTED');
   assert.is(result.predictions[0]!.observed, 50);
-  await assertClean(before, 'after Ctrl-C');
+  await assertClean(before, 'after Ctrl-C', join(out, 'slow'));
 });
 
 test('lab plan shows old → new sysctl values and the steps, touching nothing', async () => {
