@@ -72,23 +72,30 @@ async function rampAgainstPeer() {
     await clientAgent.request('begin', { journal: `/run/lab/host/${client!.namespace}.journal`, holder: 'bench' });
     // A range wide enough that ports are not the limit: this measures connect speed.
     await clientAgent.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '20000 60999' });
-    await serverAgent.request('listen', { id: 'l', address: server!.address, port: 8080, backlog: 4096, accept: true });
     const rates: { agent: number[]; peer: number[] } = { agent: [], peer: [] };
+    // Each ramp gets its own listener and port: ports an earlier ramp left in
+    // TIME_WAIT toward one destination would otherwise slow the next one down.
+    const listen = (port: number) =>
+      serverAgent.request('listen', { id: `l${port}`, address: server!.address, port, backlog: 4096, accept: true });
     for (let i = 0; i < 3; i++) {
+      const agentPort = 8100 + i;
+      await listen(agentPort);
       const r = await clientAgent.request('connect', {
-        id: `c${i}`, pairs: [{ source: client!.address, address: server!.address, port: 8080 }],
+        id: `c${i}`, pairs: [{ source: client!.address, address: server!.address, port: agentPort }],
         count: RAMP_N, bind: 'none', rate: 0, timeoutMs: 60_000, connectTimeoutMs: 3000, stopOnError: true,
       });
-      if (r.established !== RAMP_N) throw new Error(`agent ramp opened ${r.established} of ${RAMP_N}: ${JSON.stringify(r.firstError)}`);
+      if (r.established !== RAMP_N) throw new Error(`agent ramp opened ${r.established} of ${RAMP_N}: ${JSON.stringify({ ...r, perPair: undefined })}`);
       rates.agent.push(r.established / (r.durationMs / 1000));
       await clientAgent.request('release', { id: `c${i}` });
+      await serverAgent.request('release', { id: `l${agentPort}` });
 
-      const out = await mustRunLocal(['ip', 'netns', 'exec', client!.namespace, 'sh', '-c', `ulimit -n ${RAMP_N + 100} && exec "$0" "$@"`, peer, server!.address, '8080', String(RAMP_N)], { timeoutMs: 60_000 });
+      const peerPort = 8200 + i;
+      await listen(peerPort);
+      const out = await mustRunLocal(['ip', 'netns', 'exec', client!.namespace, 'sh', '-c', `ulimit -n ${RAMP_N + 100} && exec "$0" "$@"`, peer, server!.address, String(peerPort), String(RAMP_N)], { timeoutMs: 60_000 });
       const [ok, secs, err] = out.trim().split(' ');
       if (Number(ok) !== RAMP_N) throw new Error(`C peer opened ${ok} of ${RAMP_N}: ${err}`);
       rates.peer.push(Number(ok) / Number(secs));
-      // The peer's connections close when it exits; let the server's accept workers catch up.
-      await new Promise((r) => setTimeout(r, 300));
+      await serverAgent.request('release', { id: `l${peerPort}` });
     }
     const a = median(rates.agent);
     const p = median(rates.peer);

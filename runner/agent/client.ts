@@ -132,7 +132,8 @@ export class AgentClient {
   static async start(transport: Transport, options: { startTimeoutMs?: number } = {}): Promise<AgentClient> {
     const { text, hash } = agentScript();
     let path = AGENT_PATH;
-    if (!transport.capabilities.localNamespace) {
+    // A namespace shares this file system; any other host gets its own copy.
+    if (transport.kind !== 'netns') {
       path = remoteAgentPath(hash);
       const have = await transport.exec(['test', '-f', path]);
       if (have.code !== 0) await transport.putFile(path, text, 0o644);
