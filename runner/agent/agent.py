@@ -517,6 +517,27 @@ class Forker(object):
 _forker = Forker()
 
 
+# SO_LINGER {on, 0}: close() sends RST and leaves no TIME_WAIT, so a release
+# frees the client's ports at once (a second run within 60 s sees them free).
+LINGER_ABORT = struct.pack("ii", 1, 0)
+
+
+def close_held(s, abort):
+    """Close a held socket (object or raw fd); with abort, by RST instead of FIN."""
+    try:
+        if abort:
+            sk = s if not isinstance(s, int) else socket.socket(fileno=s)
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ABORT)
+            sk.close()
+        elif isinstance(s, int):
+            os.close(s)
+        else:
+            s.close()
+        return True
+    except OSError:
+        return False
+
+
 def _ctrl_words(reader):
     return [l.decode("ascii", "replace").strip() for l in reader.read()]
 
@@ -650,17 +671,11 @@ def _hold(ctrl, creader, rep, held):
     while True:
         select.select([ctrl], [], [])
         words = _ctrl_words(creader)
-        if "close" in words:
+        if "close" in words or "abort" in words:
+            abort = "abort" in words
             n = 0
             for s in held:
-                try:
-                    if isinstance(s, int):
-                        os.close(s)
-                    else:
-                        s.close()
-                    n += 1
-                except OSError:
-                    pass
+                n += close_held(s, abort)
             wsend(rep, {"t": "c", "closed": n})
             os._exit(0)
         if creader.eof:
@@ -694,14 +709,12 @@ def accept_worker(ctrl, rep, lsock, cap, margin):
         for fd, _ in evs:
             if fd == ctrl:
                 words = _ctrl_words(creader)
-                if "close" in words or creader.eof:
+                if "close" in words or "abort" in words or creader.eof:
                     if creader.eof:
                         os._exit(0)
+                    abort = "abort" in words
                     for c in held:
-                        try:
-                            os.close(c)
-                        except OSError:
-                            pass
+                        close_held(c, abort)
                     wsend(rep, {"t": "c", "closed": len(held)})
                     os._exit(0)
             elif accepting:
@@ -838,7 +851,7 @@ class ListenStep(object):
                 last_emit = now
         self.done.set()
 
-    def release(self, deadline):
+    def release(self, deadline, abort=False):
         self.stopping = True
         try:
             os.write(self.wake_w, b"x")
@@ -846,7 +859,7 @@ class ListenStep(object):
             pass
         self.done.wait(max(0.0, deadline - time.monotonic()))
         for w in self.workers:
-            w.send("close")
+            w.send("abort" if abort else "close")
         closed = sum(w.wait_closed(deadline) for w in self.workers)
         self.close_fds()
         return closed
@@ -887,14 +900,14 @@ class ConnectStep(object):
     def open_count(self):
         return sum(w.count for w in self.workers)
 
-    def release(self, deadline):
+    def release(self, deadline, abort=False):
         self.stopping = True
         cur = self.current
         if cur is not None:
             cur.send("stop")
         self.done.wait(max(0.0, deadline - time.monotonic()))
         for w in self.workers:
-            w.send("close")
+            w.send("abort" if abort else "close")
         return sum(w.wait_closed(deadline) for w in self.workers)
 
     def kill(self):
@@ -1416,7 +1429,7 @@ def op_release(rid, args):
         step = _steps.get(sid)
     if step is None:
         raise bad('no open listen or connect with id "%s"' % sid)
-    closed = step.release(time.monotonic() + 60)
+    closed = step.release(time.monotonic() + 60, bool(args.get("abort", False)))
     unregister_step(step)
     return {"closed": closed}
 

@@ -77,6 +77,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     }
   };
 
+  let restoring = false;
   const holder = `lab run ${plan.lab.name} by pid ${process.pid} on ${hostname()} since ${started.toISOString()}`;
 
   try {
@@ -91,6 +92,12 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
             sessions.set(host.role, session);
             await transport.connect();
             session.agent = await AgentClient.start(transport);
+            // A host lost mid-run (sshd gone, agent killed) stops the run now, not at its next request.
+            session.agent.exited.then((how) => {
+              if (restoring) return;
+              const why = how.signal ? `signal ${how.signal}` : `exit code ${how.code}`;
+              abort.abort(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.role));
+            });
             session.facts = await session.agent.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
             emit({ kind: 'host-up', role: host.role, target: transport.target, address: host.address, kernel: session.facts.kernel });
           }),
@@ -122,12 +129,16 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   } catch (e) {
     const err = e as Error & { code?: string };
     error = { code: err.code ?? 'INTERNAL', message: err.message };
-    if (!isLabFailure(e) && !(e instanceof Interrupted)) error.message = err.stack ?? err.message;
+    // An abort that came from a lost host carries the host's error, not the one the step saw.
+    const reason = abort.signal.reason;
+    if (reason && reason !== e && isLabFailure(reason)) error = { code: reason.code, message: reason.message };
+    else if (!isLabFailure(e) && !(e instanceof Interrupted)) error.message = err.stack ?? err.message;
   } finally {
     clearTimeout(labTimer);
     options.signal?.removeEventListener('abort', onOuterAbort);
   }
 
+  restoring = true;
   const restoreProblems: string[] = [];
   await stage('restore', async () => {
     await Promise.all(
@@ -313,7 +324,7 @@ async function runStep(
         for (const name of step.steps) {
           const target = done.find((o) => o.name === name);
           if (!target) continue;
-          const r = await guard(agent(target.host).request<{ closed: number }>('release', { id: name }, { timeoutMs: 30_000 }));
+          const r = await guard(agent(target.host).request<{ closed: number }>('release', { id: name, abort: true }, { timeoutMs: 30_000 }));
           closed += r.closed;
         }
         obs.metrics.closed = closed;

@@ -1,0 +1,224 @@
+// The same labs over SSH, against `lab hosts up` hosts (namespaces running a
+// real OpenSSH sshd): every shipped lab passes, under Node, Bun and Deno; and
+// every way a host can fail — bad auth, unknown or changed host key,
+// unreachable, sshd killed mid-run, the controller killed mid-run — gives a
+// clear error and leaves the hosts as they were.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
+import { hostsDown, hostsUp } from '../../runner/hosts/hostsup.ts';
+import type { LocalNetwork } from '../../runner/hosts/netns.ts';
+import type { RunResult } from '../../runner/result.ts';
+import { agentPids, ROOT, runCli, type Runtime } from '../helpers.ts';
+
+const work = mkdtempSync(join(tmpdir(), 'lab-ssh-run-'));
+const inventory = join(work, 'inventory.yaml');
+let network: LocalNetwork;
+
+test.before(async () => {
+  ({ network } = await hostsUp({ roles: ['client', 'server'], out: inventory }));
+});
+
+test.after(async () => {
+  const problems = await hostsDown();
+  rmSync(work, { recursive: true, force: true });
+  assert.equal(problems, [], 'hostsDown() problems');
+});
+
+const ns = (role: string) => network.hosts.find((h) => h.role === role)!.namespace;
+
+function sysctlIn(role: string, name: string): string {
+  return execFileSync('ip', ['netns', 'exec', ns(role), 'cat', `/proc/sys/${name.replaceAll('.', '/')}`], { encoding: 'utf8' })
+    .trim()
+    .replace(/\s+/g, ' ');
+}
+
+/** No agent, no journal, no lock, the fresh-namespace port range: the host is as it was. */
+function assertHostsClean(what: string) {
+  assert.equal(agentPids(`lab:root@`), [], `${what}: agents left on the SSH hosts`);
+  for (const role of ['client', 'server']) {
+    assert.is(sysctlIn(role, 'net.ipv4.ip_local_port_range'), '32768 60999', `${what}: ${role} port range not restored`);
+    const left = execFileSync('ip', ['-n', ns(role), '-o', '-4', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
+    assert.is(left.trim().split('\n').length, 1, `${what}: ${role} has addresses left: ${left}`);
+  }
+  const journals = existsSync('/run/lab/host') ? readdirSync('/run/lab/host').filter((f) => f.startsWith('198.19.')) : [];
+  assert.equal(journals, [], `${what}: journals or locks left`);
+}
+
+/** A copy of the inventory with some hosts' settings changed. */
+function inventoryWith(name: string, change: (inv: any) => void): string {
+  const inv = parse(readFileSync(inventory, 'utf8'));
+  change(inv);
+  const file = join(work, `${name}.yaml`);
+  writeFileSync(file, stringify(inv));
+  return file;
+}
+
+const shippedLabs = readdirSync(join(ROOT, 'labs')).filter((f) => f.endsWith('.yaml'));
+
+for (const lab of shippedLabs) {
+  test(`labs/${lab} passes over SSH on lab hosts up hosts`, async () => {
+    const dir = join(work, `lab-${lab}`);
+    const r = await runCli(['run', `labs/${lab}`, '-i', inventory, '--out', dir]);
+    assert.is(r.code, 0, r.stderr + r.stdout);
+    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+    assert.ok(result.hosts.every((h) => h.transport === 'ssh'));
+    assert.ok(result.predictions.length > 0 && result.predictions.every((p) => p.verdict === 'pass'));
+    assertHostsClean(`after labs/${lab}`);
+  });
+}
+
+for (const runtime of ['bun', 'deno'] as Runtime[]) {
+  test(`labs/port-exhaustion.yaml passes over SSH under ${runtime}`, async () => {
+    const dir = join(work, `pe-${runtime}`);
+    const r = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', inventory, '--out', dir], { runtime });
+    assert.is(r.code, 0, r.stderr + r.stdout);
+    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+    assert.equal(result.predictions.map((p) => p.observed), [1000, 'EADDRNOTAVAIL']);
+    assert.match(result.tool.runtime, runtime);
+    assertHostsClean(`after port-exhaustion under ${runtime}`);
+  });
+}
+
+test('lab plan -i shows the hosts\' current values → the lab\'s, and changes nothing', async () => {
+  const r = await runCli(['plan', 'labs/port-exhaustion.yaml', '-i', inventory]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, 'host client: root@198.19.0.1:22 over SSH (a namespace on this machine), address 198.19.0.1');
+  assert.match(r.stdout, 'sysctl net.ipv4.ip_local_port_range: 32768 60999 → 40000 40999');
+  assertHostsClean('after plan');
+});
+
+test('lab run on real (non-local) hosts asks for --yes before changing anything', async () => {
+  const real = inventoryWith('real', (inv) => {
+    for (const h of Object.values<any>(inv.hosts)) h.local = false;
+  });
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', real, '--out', join(work, 'real')]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, 'This run changes real hosts (above): run again with --yes to go ahead [NEEDS_YES]');
+  assert.match(r.stderr, '32768 60999 → 40000 40999');
+  assert.not.ok(existsSync(join(work, 'real', 'result.json')));
+  const yes = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', real, '--yes', '--out', join(work, 'real')]);
+  assert.is(yes.code, 0, yes.stderr);
+  assertHostsClean('after --yes');
+});
+
+/** A run that fails on the server's connection: exit 3, the server and the cause named, the client restored. */
+async function failsOnServer(name: string, change: (server: any) => void, expected: RegExp) {
+  const file = inventoryWith(name, (inv) => change(inv.hosts.server));
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', file, '--out', join(work, name)]);
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, expected);
+  const result = JSON.parse(readFileSync(join(work, name, 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.verdict, 'fail');
+  assert.ok(result.predictions.every((p) => p.verdict === 'not-measured'));
+  assertHostsClean(`after ${name}`);
+}
+
+test('a refused login names the host and the methods tried, and restores the others', async () => {
+  const wrongKey = join(work, 'wrong_key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', wrongKey]);
+  await failsOnServer('auth', (s) => (s.identity = wrongKey), /server: .*\[SSH_AUTH\]/);
+});
+
+test('an unknown host key is refused unless accepted, naming the host', async () => {
+  const empty = join(work, 'empty_known_hosts');
+  writeFileSync(empty, '');
+  await failsOnServer('unknown-key', (s) => (s.known_hosts = empty), /server: .*host_key: accept-new.*\[SSH_HOSTKEY_UNKNOWN\]/s);
+});
+
+test('a changed host key is refused, naming the host and both fingerprints', async () => {
+  const other = join(work, 'other_key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
+  const changed = join(work, 'changed_known_hosts');
+  writeFileSync(changed, `198.19.0.2 ${readFileSync(`${other}.pub`, 'utf8').split(' ').slice(0, 2).join(' ')}\n`);
+  await failsOnServer('changed-key', (s) => (s.known_hosts = changed), /server: .*SHA256:.*SHA256:.*\[SSH_HOSTKEY_CHANGED\]/s);
+});
+
+test('an unreachable host is reported within its connect timeout, naming it', async () => {
+  await failsOnServer(
+    'unreachable',
+    (s) => {
+      s.address = '198.19.0.200';
+      s.connect_timeout = '2s';
+    },
+    /server: .*198\.19\.0\.200.*\[SSH_(UNREACHABLE|TIMEOUT)\]/s,
+  );
+});
+
+function killSshdIn(role: string) {
+  const pids = execFileSync('ip', ['netns', 'pids', ns(role)], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
+  const sshd = pids.filter((p) => {
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'sshd';
+    } catch {
+      return false;
+    }
+  });
+  if (sshd.length) execFileSync('kill', ['-KILL', ...sshd]);
+  return sshd.length;
+}
+
+test('sshd killed mid-run: the run stops at once naming the host, and both hosts end as they were', async () => {
+  const t0 = Date.now();
+  let killed = 0;
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '-i', inventory, '--out', join(work, 'sshd-killed')], {
+    onStderr: (text) => {
+      if (!killed && text.includes('step hold')) killed = killSshdIn('client');
+    },
+  });
+  assert.ok(killed > 0, 'sshd was running in the client namespace');
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /client: Lost the agent on root@198\.19\.0\.1:22 .*\[HOST_LOST\]/);
+  assert.ok(Date.now() - t0 < 30_000, 'the 60 s hold was cut short');
+  // The client's agent lost its stdin with the connection: it undoes its own journal and exits.
+  await new Promise((r) => setTimeout(r, 1000));
+  // Bring the killed sshd back for the tests after this one.
+  await hostsDown();
+  ({ network } = await hostsUp({ roles: ['client', 'server'], out: inventory }));
+});
+
+test('controller killed mid-run: the agents undo their journals, and lab restore -i finds nothing left', async () => {
+  let killed = false;
+  await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '-i', inventory, '--out', join(work, 'controller-killed')], {
+    onStderr: (text, kill) => {
+      if (!killed && text.includes('step hold')) {
+        killed = true;
+        kill('SIGKILL');
+      }
+    },
+  });
+  assert.ok(killed);
+  await new Promise((r) => setTimeout(r, 1500));
+  const r = await runCli(['restore', '-i', inventory]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, 'client: nothing to restore');
+  assertHostsClean('after the controller was killed');
+});
+
+test('controller and agent killed mid-run: lab restore -i undoes the journal left on the host', async () => {
+  let killed = false;
+  await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '-i', inventory, '--out', join(work, 'both-killed')], {
+    onStderr: (text, kill) => {
+      if (!killed && text.includes('step hold')) {
+        killed = true;
+        // The agent dies first, so nothing undoes its journal: a host crash in small.
+        const agents = agentPids('lab:root@198.19.0.1');
+        if (agents.length) execFileSync('kill', ['-KILL', ...agents.map(String)]);
+        kill('SIGKILL');
+      }
+    },
+  });
+  assert.ok(killed);
+  assert.is(sysctlIn('client', 'net.ipv4.ip_local_port_range'), '40000 40099', 'the killed run left its sysctl');
+  const r = await runCli(['restore', '-i', inventory]);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, 'client: restored sysctl net.ipv4.ip_local_port_range = 32768 60999');
+  assertHostsClean('after lab restore -i');
+});
+
+test.run();
