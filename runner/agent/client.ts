@@ -151,9 +151,8 @@ export class AgentClient {
       throw new HostError('HOST_OLD_PYTHON', `python3 is ${probe.stdout.trim()}: the probe agent needs 3.7 or newer`, transport.role);
     }
     // The label only names the agent in `ps`, so a leftover can be traced to its run and host.
-    const agentArgv = ['python3', '-u', path, '--label', `lab:${transport.target}`];
-    const argv = transport.capabilities.needsSudo ? ['sudo', '-n', ...agentArgv] : agentArgv;
-    const proc = await transport.spawn(argv);
+    // (A sudo host's transport wraps every command in sudo itself.)
+    const proc = await transport.spawn(['python3', '-u', path, '--label', `lab:${transport.target}`]);
     const client = new AgentClient(transport.role, proc, options.startTimeoutMs ?? 15_000);
     await client.ready;
     return client;
