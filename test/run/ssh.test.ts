@@ -150,6 +150,24 @@ test('an unreachable host is reported within its connect timeout, naming it', as
   );
 });
 
+test('a second run on the same hosts is refused by the lock, naming the first run', async () => {
+  let second: Awaited<ReturnType<typeof runCli>> | undefined;
+  const first = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '-i', inventory, '--out', join(work, 'lock-1')], {
+    onStderr: (text, kill) => {
+      if (second || !text.includes('step hold')) return;
+      second = {} as never;
+      runCli(['run', 'labs/port-exhaustion.yaml', '-i', inventory, '--out', join(work, 'lock-2')]).then((r) => {
+        second = r;
+        kill('SIGINT');
+      });
+    },
+  });
+  assert.is(first.code, 130, first.stderr);
+  assert.is(second!.code, 3, second!.stderr);
+  assert.match(second!.stderr, /\/run\/lab\/host\/198\.19\.0\.\d\.journal\.lock: held by lab run slow by pid \d+ on .* since .*\[LOCKED\]/);
+  assertHostsClean('after two runs on one host');
+});
+
 function killSshdIn(role: string) {
   const pids = execFileSync('ip', ['netns', 'pids', ns(role)], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
   const sshd = pids.filter((p) => {
