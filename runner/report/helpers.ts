@@ -81,6 +81,10 @@ const SERIES_METRIC: Record<string, string> = { connect: 'established', listen: 
  * per-step measurements and series summaries, per-host notes. Both Markdown
  * and HTML render this one view, so they cannot disagree.
  */
+
+/** The slab caches an idle TCP connection takes objects from; result.json keeps them all. */
+const CONNECTION_SLABS = ['TCP', 'tw_sock_TCP', 'request_sock_TCP', 'sock_inode_cache', 'filp', 'dentry', 'eventpoll_epi', 'eventpoll_pwq', 'skbuff_head_cache'];
+
 export function reportView(result: RunResult) {
   return {
     ...result,
@@ -90,6 +94,7 @@ export function reportView(result: RunResult) {
       note: host.transport === 'netns' ? NETNS_NOTE : undefined,
       portRange: formatPortRange(host.facts.portRange),
       slab: Object.entries(host.facts.slabObjectSize)
+        .filter(([cache]) => CONNECTION_SLABS.includes(cache))
         .map(([cache, bytes]) => `${cache} ${bytes} B`)
         .join(', '),
     })),
