@@ -98,6 +98,30 @@ test('lab run restores every host when interrupted with Ctrl-C', async () => {
   await assertClean(before, 'after Ctrl-C', join(out, 'slow'));
 });
 
+test('lab run killed outright leaves its namespaces for lab restore, which removes them', async () => {
+  const before = await machineState();
+  let killed = false;
+  await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, 'killed')], {
+    onStderr: (text, kill) => {
+      if (!killed && text.includes('step hold')) {
+        killed = true;
+        kill('SIGKILL');
+      }
+    },
+  });
+  assert.ok(killed);
+  const left = (await machineState()).namespaces.filter((n) => !before.namespaces.includes(n));
+  assert.is(left.length, 3, `the killed run's namespaces: ${left}`);
+  const r = await runCli(['restore']);
+  assert.is(r.code, 0, r.stderr);
+  for (const ns of left) assert.match(r.stdout, `removed namespace ${ns}`);
+  const after = await machineState();
+  assert.equal(after.namespaces.filter((n) => left.includes(n)), []);
+  assert.is(after.guardRoute, before.guardRoute);
+  const again = await runCli(['restore']);
+  assert.match(again.stdout, 'nothing to restore');
+});
+
 test('lab plan shows old → new sysctl values and the steps, touching nothing', async () => {
   const before = await machineState();
   const r = await runCli(['plan', 'labs/port-exhaustion.yaml']);
