@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { AgentError, HostError } from '../errors.ts';
+import { parsePythonProbe, PYTHON_PROBE, resolveLocalPython } from '../hosts/local.ts';
 import type { HostProcess, Transport } from '../hosts/transport.ts';
 
 export const AGENT_PATH = fileURLToPath(new URL('./agent.py', import.meta.url));
@@ -138,21 +139,20 @@ export class AgentClient {
       const have = await transport.exec(['test', '-f', path]);
       if (have.code !== 0) await transport.putFile(path, text, 0o644);
     }
-    const probe = await transport.exec(['python3', '-c', 'import sys; print("%d.%d" % sys.version_info[:2])']);
-    if (probe.code !== 0) {
+    const python = transport.kind === 'netns' ? await resolveLocalPython() : parsePythonProbe(await transport.exec(PYTHON_PROBE));
+    if (!python) {
       throw new HostError(
         'HOST_NO_PYTHON',
         `Cannot run "python3", which the probe agent needs: install it (Debian/Ubuntu: apt-get install python3; RHEL: dnf install python3)`,
         transport.role,
       );
     }
-    const [major, minor] = probe.stdout.trim().split('.').map(Number);
-    if (major! < 3 || (major === 3 && minor! < 7)) {
-      throw new HostError('HOST_OLD_PYTHON', `python3 is ${probe.stdout.trim()}: the probe agent needs 3.7 or newer`, transport.role);
+    const [major, minor] = python.version;
+    if (major < 3 || (major === 3 && minor < 7)) {
+      throw new HostError('HOST_OLD_PYTHON', `python3 is ${major}.${minor}: the probe agent needs 3.7 or newer`, transport.role);
     }
-    // The label only names the agent in `ps`, so a leftover can be traced to its run and host.
     // (A sudo host's transport wraps every command in sudo itself.)
-    const proc = await transport.spawn(['python3', '-u', path, '--label', `lab:${transport.target}`]);
+    const proc = await transport.spawn([python.executable, '-u', path, '--label', `lab:${transport.target}`]);
     const client = new AgentClient(transport.role, proc, options.startTimeoutMs ?? 15_000);
     await client.ready;
     return client;

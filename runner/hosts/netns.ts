@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
-import { mustRunLocal, runLocal, spawnLocal } from './local.ts';
+import { mustRunLocal, resolveLocalPython, runLocal, spawnLocal } from './local.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport } from './transport.ts';
 
 /** Every namespace lab creates starts with this, so leftovers are easy to find. */
@@ -80,10 +80,8 @@ export async function checkLocalPrerequisites(): Promise<void> {
   }
   const ip = await runLocal(['ip', '-V']).catch(() => ({ code: 127 }) as ExecResult);
   if (ip.code !== 0) throw new HostError('LOCAL_NO_IP', 'Cannot run "ip": install iproute2 (apt-get install iproute2)');
-  const py = await runLocal(['python3', '-c', 'import sys; print(sys.version_info >= (3, 7))']).catch(
-    () => ({ code: 127, stdout: '' }) as ExecResult,
-  );
-  if (py.code !== 0 || py.stdout.trim() !== 'True') {
+  const py = await resolveLocalPython();
+  if (!py || py.version[0] < 3 || (py.version[0] === 3 && py.version[1] < 7)) {
     throw new HostError('LOCAL_NO_PYTHON', 'Cannot run "python3" 3.7 or newer, which the probe agent needs: install python3 (apt-get install python3)');
   }
 }

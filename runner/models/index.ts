@@ -66,42 +66,72 @@ export function ephemeralPorts(ctx: ModelContext): ModelOutput {
   const dests = step.to.length;
   let capacity: number;
   let formula = `${hi} − ${lo} + 1${reserved ? ` − ${reserved} reserved` : ''}`;
+  const times = `${sources} source${sources > 1 ? 's' : ''} × ${dests} destination${dests > 1 ? 's' : ''}`;
+  // What the capacity counts: ports when one range is the whole answer, connections when it is multiplied.
+  let unit = 'ports';
   let why: string;
+  let fails: string;
   switch (step.bind) {
     case 'ip':
       capacity = ports * sources;
-      if (sources > 1) formula = `(${formula}) × ${sources} sources`;
+      if (sources > 1) {
+        formula = `(${formula}) ports × ${sources} sources`;
+        unit = 'connections';
+      }
       why = 'bind() before connect() picks the port per source address, so extra destinations add nothing';
+      fails = 'Once every port is bound for the source address, bind() finds none free (EADDRINUSE) before connect() is reached';
       break;
     case 'reuseaddr':
       capacity = sources * dests;
-      formula = `1 port × ${sources} source${sources > 1 ? 's' : ''} × ${dests} destination${dests > 1 ? 's' : ''}`;
+      formula = `1 port${step.port !== undefined ? ` (${step.port})` : ''} × ${times}`;
+      unit = 'connections';
       why = 'SO_REUSEADDR lets one local port carry one connection per distinct destination';
+      // bind() itself succeeds: with SO_REUSEADDR on every socket and none of them
+      // listening, sockets may share the port. It is connect() that finds the
+      // 4-tuple taken (__inet_hash_connect → __inet_check_established), and the
+      // kernel reports that as EADDRNOTAVAIL, not EADDRINUSE (seen on 6.18).
+      fails = 'Once each destination has its connection, bind() to the shared port still succeeds but connect() finds the 4-tuple in use (EADDRNOTAVAIL)';
       break;
     default:
       capacity = ports * sources * dests;
-      if (sources > 1 || dests > 1) formula = `(${formula}) × ${sources} source${sources > 1 ? 's' : ''} × ${dests} destination${dests > 1 ? 's' : ''}`;
+      if (sources > 1 || dests > 1) {
+        formula = `(${formula}) ports × ${times}`;
+        unit = 'connections';
+      }
       why = 'the kernel picks a free port per 4-tuple: each source address and each destination has the whole range';
+      fails = 'Once every port is in use for the 4-tuple, connect() finds none free (EADDRNOTAVAIL)';
   }
   const value = Math.min(capacity, step.count);
   const capped = step.count < capacity ? `; the step opens at most ${nf(step.count)}, so ${nf(value)}` : '';
   if (ctx.metric === 'firstError') {
-    const err = step.count > capacity ? (step.bind === 'reuseaddr' || step.bind === 'ip' ? 'EADDRINUSE' : 'EADDRNOTAVAIL') : null;
+    // Only bind: ip fails in bind() (inet_csk_get_port: no free port, EADDRINUSE).
+    // Every other mode fails in connect(): with none and ip-no-port no port is free
+    // for the 4-tuple; with reuseaddr bind() shares the port and connect() finds the
+    // 4-tuple taken. The kernel says EADDRNOTAVAIL for both (measured on 6.18).
+    const err = step.count > capacity ? (step.bind === 'ip' ? 'EADDRINUSE' : 'EADDRNOTAVAIL') : null;
     return {
       value: err,
-      derivation: `${formula} = ${nf(capacity)} ${step.bind === 'reuseaddr' ? 'tuples' : 'ports'} ${step.count > capacity ? '<' : '≥'} count ${nf(step.count)} → ${err ?? 'no error'}`,
-      explanation: `Once the ports are used up, connect() fails: ${why}`,
+      derivation: `${formula} = ${nf(capacity)} ${unit} ${step.count > capacity ? '<' : '≥'} count ${nf(step.count)} → ${err ?? 'no error'}`,
+      explanation: `${fails}: ${why}`,
     };
   }
   if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "ephemeral-ports" predicts "established" or "firstError", not "${ctx.metric}"`);
   return {
     value,
-    derivation: `${formula} = ${nf(capacity)} ${step.bind === 'reuseaddr' ? 'tuples' : 'ports'} for ${tupleText(ctx, step)}${capped}`,
-    explanation: `net.ipv4.ip_local_port_range on ${step.host} is ${lo}–${hi}; ${why}`,
+    derivation: `${formula} = ${nf(capacity)} ${unit} for ${tupleText(ctx, step)}${capped}`,
+    explanation: `${step.bind === 'reuseaddr' ? `every socket on ${step.host} binds local port ${step.port}` : `net.ipv4.ip_local_port_range on ${step.host} is ${lo}–${hi}`}; ${why}`,
   };
 }
 
-/** Workers' fd budget: the soft nofile limit of each worker times the workers, less the fds a worker already holds. */
+/**
+ * The fds a connect worker holds before its first socket, all numbered below
+ * its RLIMIT_NOFILE: stdin and stdout (/dev/null), stderr (the agent's), the
+ * read end of its control pipe and the write end of its report pipe
+ * (runner/agent/agent.py _child_setup closes every other fd it inherits, and
+ * connect_worker opens none: select.poll() holds no fd). Sockets take every
+ * other fd number below the limit, so one worker opens exactly nofile − 5
+ * (251 under ulimit -n 256, measured on Linux 6.18 over namespaces and SSH).
+ */
 export const WORKER_BASE_FDS = 5;
 
 export function fdLimit(ctx: ModelContext): ModelOutput {
@@ -112,17 +142,20 @@ export function fdLimit(ctx: ModelContext): ModelOutput {
   const per = facts.nofileSoft - WORKER_BASE_FDS;
   const capacity = per * step.processes;
   const value = Math.min(capacity, step.count);
+  const formula = `${step.processes} process${step.processes > 1 ? 'es' : ''} × (ulimit -n ${facts.nofileSoft} − ${WORKER_BASE_FDS} fds held before the first socket) = ${capacity} sockets`;
   if (ctx.metric === 'firstError') {
+    const err = step.count > capacity ? 'EMFILE' : null;
     return {
-      value: step.count > capacity ? 'EMFILE' : null,
-      derivation: `${step.processes} × (${facts.nofileSoft} − ${WORKER_BASE_FDS}) = ${capacity} fds ${step.count > capacity ? '<' : '≥'} count ${step.count}`,
-      explanation: 'A process that reaches RLIMIT_NOFILE gets EMFILE from socket()',
+      value: err,
+      derivation: `${formula} ${step.count > capacity ? '<' : '≥'} count ${step.count} → ${err ?? 'no error'}`,
+      explanation: 'A process that holds RLIMIT_NOFILE fds gets EMFILE from socket(): it has no fd number left below the limit',
     };
   }
+  if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "fd-limit" predicts "established" or "firstError", not "${ctx.metric}"`);
   return {
     value,
-    derivation: `${step.processes} process${step.processes > 1 ? 'es' : ''} × (ulimit -n ${facts.nofileSoft} − ${WORKER_BASE_FDS} fds in use) = ${capacity}${step.count < capacity ? `; the step opens at most ${step.count}` : ''}`,
-    explanation: `Each worker may hold ulimit -n fds; ${WORKER_BASE_FDS} are taken by stdio, the agent pipe and the listening/epoll fds`,
+    derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}, so ${value}` : ''}`,
+    explanation: `Each worker may hold ulimit -n fds; ${WORKER_BASE_FDS} of them are stdin, stdout, stderr and its two pipes to the agent`,
   };
 }
 

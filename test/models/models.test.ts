@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connectionCeiling, ephemeralPorts, fdLimit, reservedInRange, type ModelContext } from '../../runner/models/index.ts';
+import { connectionCeiling, ephemeralPorts, fdLimit, reservedInRange, WORKER_BASE_FDS, type ModelContext } from '../../runner/models/index.ts';
 import { comparePredictions, verdictOf } from '../../runner/models/compare.ts';
 import type { HostFacts, StepObservation } from '../../runner/result.ts';
 import type { Step } from '../../runner/lab/types.ts';
@@ -32,12 +32,26 @@ test('ephemeralPorts() multiplies by sources and destinations for plain connect(
   const step = connect({ sources: 2, to: [{ role: 'server', port: 8080 }, { role: 'server', port: 8081 }] });
   const out = ephemeralPorts(ctx(step));
   assert.is(out.value, 4000);
-  assert.is(out.derivation, '(40999 − 40000 + 1) × 2 sources × 2 destinations = 4000 ports for 198.18.0.1, 198.18.1.1 → 198.18.0.2:8080, 198.18.0.2:8081');
+  assert.is(out.derivation, '(40999 − 40000 + 1) ports × 2 sources × 2 destinations = 4000 connections for 198.18.0.1, 198.18.1.1 → 198.18.0.2:8080, 198.18.0.2:8081');
 });
 
 test('ephemeralPorts() does not multiply by destinations when bind() picks the port', () => {
   const step = connect({ bind: 'ip', to: [{ role: 'server', port: 8080 }, { role: 'server', port: 8081 }] });
   assert.is(ephemeralPorts(ctx(step)).value, 1000);
+  // bind() runs out of ports first: EADDRINUSE
+  assert.is(ephemeralPorts(ctx(step, 'firstError')).value, 'EADDRINUSE');
+});
+
+test('ephemeralPorts() with bind: reuseaddr gives one connection per source and destination, then EADDRNOTAVAIL', () => {
+  const step = connect({ bind: 'reuseaddr', port: 61000, count: 10, to: [{ role: 'server', port: 8080 }, { role: 'server', port: 8081 }] });
+  const out = ephemeralPorts(ctx(step));
+  assert.is(out.value, 2);
+  assert.is(out.derivation, '1 port (61000) × 1 source × 2 destinations = 2 connections for 198.18.0.1 → 198.18.0.2:8080, 198.18.0.2:8081');
+  // bind() to the shared port succeeds; connect() finds the 4-tuple taken, which Linux reports as EADDRNOTAVAIL.
+  const err = ephemeralPorts(ctx(step, 'firstError'));
+  assert.is(err.value, 'EADDRNOTAVAIL');
+  assert.is(err.derivation, '1 port (61000) × 1 source × 2 destinations = 2 connections < count 10 → EADDRNOTAVAIL');
+  assert.is(ephemeralPorts(ctx(connect({ bind: 'reuseaddr', port: 61000, count: 1 }), 'firstError')).value, null);
 });
 
 test('ephemeralPorts() caps the prediction at the step count and says so', () => {
@@ -63,10 +77,18 @@ test('reservedInRange() counts single ports and ranges clipped to the range', ()
   assert.is(reservedInRange('30-40', 1, 10), 0);
 });
 
-test('fdLimit() predicts processes × (nofile − fds in use)', () => {
+test('fdLimit() predicts processes × (nofile − the 5 fds a connect worker holds before its first socket)', () => {
+  // stdin, stdout, stderr, the control pipe and the report pipe (measured: 251 sockets under ulimit -n 256)
+  assert.is(WORKER_BASE_FDS, 5);
   const out = fdLimit(ctx(connect({ processes: 2 })));
   assert.is(out.value, 2 * (1024 - 5));
-  assert.is(fdLimit(ctx(connect({ processes: 1 }), 'firstError')).value, 'EMFILE');
+  assert.is(out.derivation, '2 processes × (ulimit -n 1024 − 5 fds held before the first socket) = 2038 sockets');
+  const one = ctx(connect({ processes: 1, count: 1000 }), 'established', facts({ nofileSoft: 256 }));
+  assert.is(fdLimit(one).value, 251);
+  const err = fdLimit({ ...one, metric: 'firstError' });
+  assert.is(err.value, 'EMFILE');
+  assert.is(err.derivation, '1 process × (ulimit -n 256 − 5 fds held before the first socket) = 251 sockets < count 1000 → EMFILE');
+  assert.is(fdLimit(ctx(connect({ processes: 1, count: 100 }), 'firstError')).value, null);
 });
 
 test('connectionCeiling() picks the tighter of ports and fds', () => {
