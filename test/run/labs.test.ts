@@ -1,0 +1,46 @@
+// Every shipped lab (labs/*.yaml) on local namespace hosts through the real CLI:
+// it exits 0, every prediction holds, and the run leaves nothing behind.
+// (test/run/ssh.test.ts runs the same labs over SSH.)
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RunResult } from '../../runner/result.ts';
+import { agentPids, machineState, ROOT, runCli } from '../helpers.ts';
+
+const out = mkdtempSync(join(tmpdir(), 'lab-labs-test-'));
+test.after(() => rmSync(out, { recursive: true, force: true }));
+
+const shippedLabs = readdirSync(join(ROOT, 'labs')).filter((f) => f.endsWith('.yaml')).sort();
+
+test('there are shipped labs to run', () => {
+  assert.ok(shippedLabs.length >= 5, `labs/*.yaml: ${shippedLabs.join(', ')}`);
+});
+
+for (const lab of shippedLabs) {
+  test(`labs/${lab} passes on local hosts and leaves nothing behind`, async () => {
+    const before = await machineState();
+    const dir = join(out, lab.replace(/\.yaml$/, ''));
+    const r = await runCli(['run', `labs/${lab}`, '--out', dir]);
+    assert.is(r.code, 0, r.stderr + r.stdout);
+    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+    assert.is(result.verdict, 'pass');
+    assert.ok(result.hosts.length > 0 && result.hosts.every((h) => h.transport === 'netns'), 'local namespace hosts');
+    assert.ok(result.predictions.length > 0, 'the lab states predictions');
+    for (const p of result.predictions) {
+      assert.is(p.verdict, 'pass', `${p.metric}: predicted ${p.predicted}, observed ${p.observed} (${p.derivation})`);
+    }
+    assert.ok(result.restore.ok, result.restore.problems.join('\n'));
+    // The run's namespaces are lab-<id>-<role> (and lab-<id>-sw): none may be left, nor its agents.
+    const id = result.hosts[0]!.target.split('-')[1]!;
+    const after = await machineState();
+    assert.equal(after.namespaces.filter((n) => n.startsWith(`lab-${id}-`)), [], `labs/${lab}: namespaces left behind`);
+    assert.equal(agentPids(`lab:lab-${id}-`), [], `labs/${lab}: agent processes left behind`);
+    assert.is(after.guardRoute, before.guardRoute, `labs/${lab}: guard route not restored`);
+    assert.is(after.portRange, before.portRange, `labs/${lab}: root namespace port range changed`);
+  });
+}
+
+test.run();
