@@ -72,7 +72,7 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
         what = `listen on ${s.host} ${s.address}:${s.port}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
         break;
       case 'connect':
-        what = `connect from ${s.host}: ${s.pairs.map((p) => `${p.source} → ${p.address}:${p.port}`).join(', ')}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} processes` : ''}, timeout ${s.timeoutMs / 1000} s`;
+        what = `connect from ${s.host}: ${s.pairs.map((p) => `${p.source} → ${p.address}:${p.port}`).join(', ')}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
         break;
       case 'sleep':
         what = `sleep ${s.durationMs / 1000} s`;
