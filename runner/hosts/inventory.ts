@@ -9,7 +9,7 @@ import { dirname, resolve } from 'node:path';
 import { LabError, type LabProblem } from '../errors.ts';
 import { didYouMean } from '../lab/template.ts';
 import { formatDuration, parseDuration, ROLE_NAME } from '../lab/validate.ts';
-import { parseYaml, pathText, type SourceDoc, type YamlPath } from '../lab/yaml.ts';
+import { describe, isMapping, parseYaml, pathText, sortProblems, type SourceDoc, type YamlPath } from '../lab/yaml.ts';
 import { SshTransport, type HostKeyPolicy, type SshEndpoint } from './ssh.ts';
 
 export interface InventoryHost extends SshEndpoint {
@@ -387,25 +387,9 @@ class Checker {
   }
 }
 
-function sortProblems(problems: LabProblem[]): LabProblem[] {
-  return problems
-    .map((p, i) => ({ p, i }))
-    .sort((a, b) => a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i)
-    .map(({ p }) => p);
-}
 
-function isMapping(v: unknown): v is Mapping {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function quote(s: string): string {
   return JSON.stringify(s);
 }
 
-function describe(v: unknown): string {
-  if (v === undefined || v === null) return 'nothing';
-  if (typeof v === 'string') return quote(v);
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return String(v);
-}

@@ -18,7 +18,7 @@ import {
   type Step,
   type StepKind,
 } from './types.ts';
-import { parseYaml, pathText, type SourceDoc, type YamlPath } from './yaml.ts';
+import { describe, isMapping, parseYaml, pathText, sortProblems, type SourceDoc, type YamlPath } from './yaml.ts';
 
 export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 export const MAX_TIMEOUT_MS = 60 * 60_000;
@@ -110,13 +110,6 @@ export function loadLab(file: string, text: string, overrides: Record<string, st
   return lab;
 }
 
-function sortProblems(problems: LabProblem[]): LabProblem[] {
-  // Stable: problems at one spot keep the order they were found in.
-  return problems
-    .map((p, i) => ({ p, i }))
-    .sort((a, b) => a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i)
-    .map(({ p }) => p);
-}
 
 /** Collects problems while reading; each `read*` returns undefined after reporting one. */
 class Checker {
@@ -253,21 +246,11 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
-function isMapping(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
 
 function quote(s: string): string {
   return JSON.stringify(s);
 }
 
-function describe(v: unknown): string {
-  if (v === undefined || v === null) return 'nothing';
-  if (typeof v === 'string') return quote(v);
-  if (Array.isArray(v)) return 'a list';
-  if (typeof v === 'object') return 'a mapping';
-  return String(v);
-}
 
 // ---- the sections of a lab file ----
 

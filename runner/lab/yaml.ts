@@ -80,6 +80,27 @@ export function parseYaml(file: string, text: string): SourceDoc {
   };
 }
 
+/** Problems in file order; stable, so problems at one spot keep the order they were found in. */
+export function sortProblems(problems: LabProblem[]): LabProblem[] {
+  return problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i)
+    .map(({ p }) => p);
+}
+
+export function isMapping(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A value as messages show it: strings quoted, containers named. */
+export function describe(v: unknown): string {
+  if (v === undefined || v === null) return 'nothing';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object') return 'a mapping';
+  return String(v);
+}
+
 function firstLine(s: string): string {
   return s.split('\n')[0]!.replace(/\s+at line \d+, column \d+:?$/, '');
 }
