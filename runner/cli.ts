@@ -5,8 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { formatProblem, HostError, isLabFailure, LabError } from './errors.ts';
-import { planLab, type Plan } from './lab/plan.ts';
+import { formatProblem, isLabFailure, LabError } from './errors.ts';
+import { planLab } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean, parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
@@ -357,5 +357,3 @@ export function verdictTable(r: RunResult): string {
   return lines.join('\n');
 }
 
-export type { Plan };
-export { HostError };
