@@ -190,14 +190,15 @@ test('spawn() streams stdin to stdout as it comes, and kill() ends it', async ()
 
 test('spawn() kill() ends a process that ignores EOF and TERM, with its children', async () => {
   const t = transport('alpha');
-  const p = await t.spawn(['sh', '-c', 'trap "" TERM; sleep 60 & sleep 61; wait']);
+  // Odd durations, so no other process on this machine is mistaken for these.
+  const p = await t.spawn(['sh', '-c', 'trap "" TERM; sleep 60.417 & sleep 61.417; wait']);
   p.stdout.resume();
   const started = Date.now();
   p.kill();
   assert.equal(await p.exited, { code: null, signal: 'SIGKILL' });
   assert.ok(Date.now() - started < 8000);
   const left = await t.exec(['sh', '-c', 'for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr "\\0" " "; echo; done']);
-  assert.not.match(left.stdout, /^sleep 6[01] $/m);
+  assert.not.match(left.stdout, /^sleep 6[01]\.417 $/m);
 });
 
 test('putFile() creates parent directories, writes the bytes and sets the mode', async () => {
