@@ -338,6 +338,8 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
 
 function summarizeStep(o: StepObservation): string {
   if (!o.ok) return `failed: ${o.error}`;
+  // A listener's count grows after its step ends; result.json has the final one.
+  if (o.kind === 'listen') return `listening on ${o.detail?.address}:${o.detail?.port}, backlog ${o.detail?.backlog} (${o.durationMs} ms)`;
   const m = Object.entries(o.metrics).map(([k, v]) => `${k} ${v}`);
   const l = Object.entries(o.labels).map(([k, v]) => `${k} ${v}`);
   return [...m, ...l].join(', ') + ` (${o.durationMs} ms)` || `done (${o.durationMs} ms)`;
