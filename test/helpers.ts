@@ -40,7 +40,8 @@ export function runCli(
     child.stdout.on('data', (d) => (stdout += d));
     child.stderr.on('data', (d) => {
       stderr += d;
-      options.onStderr?.(stderr, (sig) => child.kill(sig));
+      // process.kill, not child.kill: under Deno child.kill also closes stdin and reports the signal, not the exit code.
+      options.onStderr?.(stderr, (sig) => process.kill(child.pid!, sig));
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
     child.on('close', (code, signal) => {
