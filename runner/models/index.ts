@@ -138,8 +138,21 @@ export function fdLimit(ctx: ModelContext): ModelOutput {
   const step = connectStep(ctx, 'fd-limit');
   const facts = ctx.facts[step.host];
   if (!facts) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
-  if (!step.processes) throw new ModelNotApplicable('Model "fd-limit" needs the step to set "processes"');
   const per = facts.nofileSoft - WORKER_BASE_FDS;
+  if (ctx.metric === 'workers') {
+    if (step.processes) {
+      return { value: step.processes, derivation: `the step sets processes: ${step.processes}`, explanation: 'A step that sets "processes" gets exactly that many workers' };
+    }
+    // The agent fills one worker to its fd limit before it starts the next.
+    const connections = ephemeralPorts({ ...ctx, metric: 'established' }).value as number;
+    const workers = Math.max(1, Math.ceil(connections / per));
+    return {
+      value: workers,
+      derivation: `⌈${connections} connections ÷ (ulimit -n ${facts.nofileSoft} − ${WORKER_BASE_FDS} fds held before the first socket)⌉ = ${workers} worker process${workers > 1 ? 'es' : ''}`,
+      explanation: `A process holds at most ulimit -n fds, so the agent spreads connections over workers, each filled to ${per} sockets`,
+    };
+  }
+  if (!step.processes) throw new ModelNotApplicable('Model "fd-limit" needs the step to set "processes"');
   const capacity = per * step.processes;
   const value = Math.min(capacity, step.count);
   const formula = `${step.processes} process${step.processes > 1 ? 'es' : ''} × (ulimit -n ${facts.nofileSoft} − ${WORKER_BASE_FDS} fds held before the first socket) = ${capacity} sockets`;
@@ -151,7 +164,7 @@ export function fdLimit(ctx: ModelContext): ModelOutput {
       explanation: 'A process that holds RLIMIT_NOFILE fds gets EMFILE from socket(): it has no fd number left below the limit',
     };
   }
-  if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "fd-limit" predicts "established" or "firstError", not "${ctx.metric}"`);
+  if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "fd-limit" predicts "established", "firstError" or "workers", not "${ctx.metric}"`);
   return {
     value,
     derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}, so ${value}` : ''}`,

@@ -91,6 +91,14 @@ test('fdLimit() predicts processes × (nofile − the 5 fds a connect worker hol
   assert.is(fdLimit(ctx(connect({ processes: 1, count: 100 }), 'firstError')).value, null);
 });
 
+test('fdLimit() predicts the workers the agent needs: connections ÷ (nofile − fds in use), rounded up', () => {
+  const out = fdLimit(ctx(connect({ count: 900 }), 'workers', facts({ nofileSoft: 305 })));
+  assert.is(out.value, 3);
+  assert.is(out.derivation, '⌈900 connections ÷ (ulimit -n 305 − 5 fds held before the first socket)⌉ = 3 worker processes');
+  assert.is(fdLimit(ctx(connect({ count: 5000 }), 'workers', facts({ nofileSoft: 305 }))).value, 4, 'the port range caps it at 1000 connections');
+  assert.is(fdLimit(ctx(connect({ processes: 2 }), 'workers')).value, 2);
+});
+
 test('connectionCeiling() picks the tighter of ports and fds', () => {
   assert.is(connectionCeiling(ctx(connect({ processes: 1 }), 'established', facts({ nofileSoft: 500 }))).value, 495);
   assert.is(connectionCeiling(ctx(connect({ processes: 4 }))).value, 1000);
