@@ -1,0 +1,63 @@
+// What a user sees from the CLI before any host is involved: help, version,
+// argument errors and their exit codes. In-process, through main().
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { main, VERSION } from '../runner/cli.ts';
+
+async function cli(...argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, { out: (s) => out.push(s), err: (s) => err.push(s), isTTY: false });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+test('lab --help lists every command and the exit codes', async () => {
+  const r = await cli('--help');
+  assert.is(r.code, 0);
+  assert.ok(r.out.startsWith(`lab ${VERSION}: a declarative lab runner for Linux TCP connection limits`));
+  for (const c of ['run', 'validate', 'plan', 'report', 'restore', 'hosts']) assert.match(r.out, new RegExp(`^  ${c} `, 'm'));
+  assert.match(r.out, 'Exit codes: 0 every prediction held, 1 a prediction failed, 2 invalid lab file');
+});
+
+test('lab with no command prints usage and exits 2', async () => {
+  const r = await cli();
+  assert.is(r.code, 2);
+  assert.match(r.out, 'Usage:');
+});
+
+test('every command has its own --help', async () => {
+  for (const c of ['run', 'validate', 'plan', 'report', 'restore', 'hosts']) {
+    const r = await cli(c, '--help');
+    assert.is(r.code, 0, c);
+    assert.ok(r.out.startsWith(`Usage: lab ${c}`), `${c}: ${r.out.split('\n')[0]}`);
+  }
+});
+
+test('lab --version prints the package version', async () => {
+  const r = await cli('--version');
+  assert.equal([r.code, r.out], [0, VERSION]);
+});
+
+test('bad arguments exit 2 with the exact message', async () => {
+  assert.equal(await cli('run'), { code: 2, out: '', err: 'error: lab run needs exactly one FILE: run "lab run --help" [ARGS]' });
+  assert.equal(await cli('report'), { code: 2, out: '', err: 'error: lab report needs exactly one RESULT.json: run "lab report --help" [ARGS]' });
+  assert.equal(await cli('validate'), { code: 2, out: '', err: 'error: lab validate needs at least one FILE: run "lab validate --help" [ARGS]' });
+  const v = await cli('run', 'labs/port-exhaustion.yaml', '--var', 'nope');
+  assert.equal(v, { code: 2, out: '', err: 'error: Cannot parse --var "nope": expected NAME=VALUE [LAB_ARGS]' });
+});
+
+test('a missing lab file exits 2 naming it', async () => {
+  const r = await cli('validate', 'labs/port-exhaustio.yaml');
+  assert.is(r.code, 2);
+  assert.match(r.err, 'labs/port-exhaustio.yaml');
+  assert.match(r.err, 'port-exhaustion.yaml');
+});
+
+test('lab report on a file that is not a result exits 2 naming the problem', async () => {
+  const r = await cli('report', 'package.json');
+  assert.is(r.code, 2);
+  assert.match(r.err, 'package.json: not a lab result: missing field "format"');
+});
+
+test.run();
