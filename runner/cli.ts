@@ -234,7 +234,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   return exitCodeOf(result, io);
 }
 
-export function exitCodeOf(result: RunResult, io: Io): number {
+function exitCodeOf(result: RunResult, io: Io): number {
   if (!result.restore.ok) {
     io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
     return 3;

@@ -227,11 +227,6 @@ export async function destroyLocalNetwork(id: string): Promise<string[]> {
   return undoLocalJournal(j);
 }
 
-/** The network a journal describes, for `lab hosts down` and inventories. */
-export async function findLocalNetwork(purpose: string): Promise<LocalNetwork[]> {
-  return (await listLocalJournals()).filter((j) => j.purpose === purpose && j.network).map((j) => j.network!);
-}
-
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
@@ -243,9 +238,9 @@ function alive(pid: number): boolean {
 
 /**
  * Undo every local network whose creator is gone (`lab restore` without an
- * inventory). With `all`, also those of live processes, for `lab hosts down`.
+ * inventory).
  */
-export async function restoreLocalNetworks(options: { purpose?: string; includeLive?: boolean } = {}): Promise<{
+export async function restoreLocalNetworks(options: { purpose?: string } = {}): Promise<{
   undone: string[];
   problems: string[];
 }> {
@@ -253,7 +248,7 @@ export async function restoreLocalNetworks(options: { purpose?: string; includeL
   const problems: string[] = [];
   for (const j of await listLocalJournals()) {
     if (options.purpose && j.purpose !== options.purpose) continue;
-    if (!options.includeLive && j.pid !== process.pid && alive(j.pid)) continue;
+    if (j.pid !== process.pid && alive(j.pid)) continue;
     problems.push(...(await undoLocalJournal(j)));
     undone.push(...j.namespaces);
   }
