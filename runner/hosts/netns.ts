@@ -238,16 +238,16 @@ function alive(pid: number): boolean {
 
 /**
  * Undo every local network whose creator is gone (`lab restore` without an
- * inventory).
+ * inventory), but those made for a purpose in `keep`.
  */
-export async function restoreLocalNetworks(options: { purpose?: string } = {}): Promise<{
+export async function restoreLocalNetworks(options: { keep?: string[] } = {}): Promise<{
   undone: string[];
   problems: string[];
 }> {
   const undone: string[] = [];
   const problems: string[] = [];
   for (const j of await listLocalJournals()) {
-    if (options.purpose && j.purpose !== options.purpose) continue;
+    if (options.keep?.includes(j.purpose)) continue;
     if (j.pid !== process.pid && alive(j.pid)) continue;
     problems.push(...(await undoLocalJournal(j)));
     undone.push(...j.namespaces);

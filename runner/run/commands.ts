@@ -3,6 +3,7 @@
 // after a dead controller, and local SSH hosts up/down. Returns text; prints nothing.
 
 import { runLocal } from '../hosts/local.ts';
+import { hostsDown, hostsUp, HOSTS_UP_PURPOSE } from '../hosts/hostsup.ts';
 import { restoreLocalNetworks } from '../hosts/netns.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
@@ -16,6 +17,7 @@ export interface ProviderOptions {
 
 export async function openProvider(lab: Lab, options: ProviderOptions): Promise<HostProvider> {
   if (options.inventory) {
+    // Loaded only with -i: ssh2 is not needed for local hosts.
     const { InventoryProvider } = await import('./inventory-provider.ts');
     return InventoryProvider.open(lab, options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
   }
@@ -102,19 +104,18 @@ export async function restoreHosts(options: ProviderOptions): Promise<{ lines: s
     const { restoreInventory } = await import('./inventory-provider.ts');
     return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
   }
-  const r = await restoreLocalNetworks({ purpose: 'run' });
+  // `lab hosts up` networks outlive the command that made them: `lab hosts down` removes those.
+  const r = await restoreLocalNetworks({ keep: [HOSTS_UP_PURPOSE] });
   const lines = r.undone.length ? r.undone.map((ns) => `removed namespace ${ns}`) : ['nothing to restore: no local run was left behind'];
   return { lines, problems: r.problems };
 }
 
 export async function hostsUpCommand(roles: string[], out: string): Promise<string> {
-  const { hostsUp } = await import('../hosts/hostsup.ts');
   const r = await hostsUp({ roles, out });
   return `hosts up: ${roles.join(', ')} running sshd; inventory written to ${r.inventoryPath}`;
 }
 
 export async function hostsDownCommand(): Promise<{ line: string; problems: string[] }> {
-  const { hostsDown } = await import('../hosts/hostsup.ts');
   const problems = await hostsDown();
   return { line: problems.length ? 'hosts down: with problems' : 'hosts down: done', problems };
 }
