@@ -2,7 +2,8 @@
 // exit code: 0 every prediction held, 1 a prediction failed, 2 the lab file or
 // arguments are invalid, 3 a host or the environment failed.
 
-import { readFileSync } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
+import { access, mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
@@ -217,6 +218,13 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
   }
   const out = resolve((values.out as string | undefined) ?? `reports/${lab.name}/${timestamp()}`);
+  // An unusable --out is bad input: found before any host is touched.
+  try {
+    await mkdir(out, { recursive: true });
+    await access(out, constants.W_OK);
+  } catch (e) {
+    throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);
+  }
   const render = progressRenderer(io);
   io.out(`lab ${VERSION}: running "${lab.name}" on ${plan.hosts.map((h) => `${h.role} (${h.kind === 'netns' ? 'namespace' : h.target})`).join(', ')}`);
   const result = await runPlan(plan, {
@@ -228,9 +236,15 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   });
   render.done();
   const t = performance.now();
-  const paths = await writeReports(result, out);
   io.out(verdictTable(result));
-  io.out(`reports (${Math.round(performance.now() - t)} ms): ${paths.json}\n  ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
+  try {
+    const paths = await writeReports(result, out);
+    io.out(`reports (${Math.round(performance.now() - t)} ms): ${paths.json}\n  ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
+  } catch (e) {
+    // The hosts are restored and the verdicts printed; only the files are missing.
+    io.err(`error: Cannot write the reports to "${out}": ${(e as Error).message} [REPORTS_UNWRITTEN]`);
+    return 3;
+  }
   return exitCodeOf(result, io);
 }
 

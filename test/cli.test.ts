@@ -47,6 +47,13 @@ test('bad arguments exit 2 with the exact message', async () => {
   assert.equal(v, { code: 2, out: '', err: 'error: Cannot parse --var "nope": expected NAME=VALUE [LAB_ARGS]' });
 });
 
+test('an --out that cannot be written is refused before any host is touched', async () => {
+  const r = await cli('run', 'labs/port-exhaustion.yaml', '--out', '/proc/version/reports');
+  assert.is(r.code, 2);
+  assert.match(r.err, /^error: Cannot write reports to "\/proc\/version\/reports": .*\[ARGS\]$/);
+  assert.is(r.out, '');
+});
+
 test('a missing lab file exits 2 naming it', async () => {
   const r = await cli('validate', 'labs/port-exhaustio.yaml');
   assert.is(r.code, 2);

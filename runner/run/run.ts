@@ -65,6 +65,13 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     if (abort.signal.aborted) return Promise.reject(abort.signal.reason);
     return Promise.race([p, aborted]);
   };
+  // Setup still running when an abort comes (a namespace being made, an agent
+  // starting) is waited for before restore, so nothing appears after teardown.
+  const setup: Promise<unknown>[] = [];
+  const guardSetup = <T>(p: Promise<T>): Promise<T> => {
+    setup.push(p.catch(() => {}));
+    return guard(p);
+  };
 
   const stage = async (name: string, fn: () => Promise<void>) => {
     emit({ kind: 'stage', stage: name, status: 'start' });
@@ -81,10 +88,10 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   const holder = `lab run ${plan.lab.name} by pid ${process.pid} on ${hostname()} since ${started.toISOString()}`;
 
   try {
-    await stage('hosts', () => guard(provider.prepare()));
+    await stage('hosts', () => guardSetup(provider.prepare()));
 
     await stage('agents', async () => {
-      await guard(
+      await guardSetup(
         Promise.all(
           plan.hosts.map(async (host) => {
             const transport = provider.transport(host.role);
@@ -106,7 +113,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     });
 
     await stage('provision', async () => {
-      await guard(
+      await guardSetup(
         Promise.all(
           [...sessions.values()].map(async (s) => {
             s.changes = await provisionHost(s.agent!, s.host, provider.journalPath(s.host.role), holder);
@@ -139,6 +146,8 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   }
 
   restoring = true;
+  const SETUP_WAIT_MS = 30_000;
+  await Promise.race([Promise.all(setup), new Promise((r) => setTimeout(r, SETUP_WAIT_MS).unref())]);
   const restoreProblems: string[] = [];
   await stage('restore', async () => {
     await Promise.all(
