@@ -98,6 +98,25 @@ test('lab run restores every host when interrupted with Ctrl-C', async () => {
   await assertClean(before, 'after Ctrl-C', join(out, 'slow'));
 });
 
+test('lab run interrupted while its agents start still restores every host', async () => {
+  const before = await machineState();
+  let sent = false;
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', '--out', join(out, 'early')], {
+    onStderr: (text, kill) => {
+      if (!sent && /hosts\s+\d+ ms/.test(text)) {
+        sent = true;
+        kill('SIGINT');
+      }
+    },
+  });
+  assert.ok(sent);
+  assert.is(r.code, 130, r.stderr);
+  const after = await machineState();
+  assert.equal(after.namespaces.filter((n) => !before.namespaces.includes(n)), [], 'namespaces left behind');
+  assert.equal(after.agents.filter((p) => !before.agents.includes(p)), [], 'agents left behind');
+  assert.is(after.guardRoute, before.guardRoute);
+});
+
 test('lab run killed outright leaves its namespaces for lab restore, which removes them', async () => {
   const before = await machineState();
   let killed = false;
