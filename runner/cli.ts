@@ -326,7 +326,7 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         // Redraw at most 10 times a second on a terminal, once a second otherwise.
         if (now - lastLine < (io.isTTY ? 100 : 1000)) return;
         lastLine = now;
-        const line = `    ${e.step}: ${e.value} established (${(e.elapsedMs / 1000).toFixed(1)} s, ${Math.round(e.value / Math.max(e.elapsedMs / 1000, 0.001))}/s)`;
+        const line = `    ${e.step}: ${e.value} of at most ${e.of} established (${(e.elapsedMs / 1000).toFixed(1)} s, ${Math.round(e.value / Math.max(e.elapsedMs / 1000, 0.001))}/s)`;
         if (io.isTTY) {
           clear();
           live = true;
