@@ -14,6 +14,8 @@ export const NAMESPACE_PREFIX = 'lab-';
 export const GUARD_ROUTE = '198.18.0.0/15';
 /** Controller-side journals of local networks, for `lab restore` after a crash. */
 export const LOCAL_JOURNAL_DIR = '/run/lab/local';
+/** Present while the guard route is one lab added (not the machine's own). */
+export const GUARD_MARKER = `${LOCAL_JOURNAL_DIR}/guard-route.added`;
 
 export interface LocalNetworkSpec {
   /** short unique id, [a-z0-9]{1,8}: part of every name */
@@ -55,7 +57,6 @@ interface LocalJournal {
   createdAt: string;
   namespaces: string[];
   rootDevice?: string;
-  guardRouteAdded: boolean;
   network?: LocalNetwork;
 }
 
@@ -115,7 +116,6 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
     pid: process.pid,
     createdAt: new Date().toISOString(),
     namespaces: [],
-    guardRouteAdded: false,
   };
   const sw = namespaceName(spec.id, 'sw');
   const network: LocalNetwork = { id: spec.id, net: spec.net, hosts: [], switchNamespace: sw };
@@ -137,8 +137,9 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
     journal.rootDevice = network.rootDevice;
     await writeJournal(journal);
     if (!(await guardRoutePresent())) {
-      journal.guardRouteAdded = true;
-      await writeJournal(journal);
+      // The marker says lab added the guard, so the last lab network removes it
+      // (and a guard route of the machine's own is never touched).
+      await writeFile(GUARD_MARKER, `${process.pid}\n`);
       await mustRunLocal(['ip', 'route', 'add', 'unreachable', GUARD_ROUTE]);
     }
     await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
@@ -187,18 +188,15 @@ async function undoLocalJournal(j: LocalJournal): Promise<string[]> {
     const show = await runLocal(['ip', 'link', 'show', j.rootDevice]);
     if (show.code === 0) await runLocal(['ip', 'link', 'del', j.rootDevice]);
   }
-  if (j.guardRouteAdded) {
-    // Keep the guard while another lab network still relies on it.
-    const others = (await listLocalJournals()).filter((o) => o.id !== j.id);
-    if (others.length) {
-      for (const o of others) o.guardRouteAdded = true;
-      await Promise.all(others.map(writeJournal));
-    } else if (await guardRoutePresent()) {
+  if (!problems.length) await rm(`${LOCAL_JOURNAL_DIR}/${j.id}.json`, { force: true });
+  // The guard stays while any lab network still relies on it.
+  if (existsSync(GUARD_MARKER) && !(await listLocalJournals()).some((o) => o.id !== j.id)) {
+    if (await guardRoutePresent()) {
       const del = await runLocal(['ip', 'route', 'del', 'unreachable', GUARD_ROUTE]);
       if (del.code !== 0) problems.push(`Cannot delete route "unreachable ${GUARD_ROUTE}": ${del.stderr.trim()}`);
     }
+    if (!problems.length) await rm(GUARD_MARKER, { force: true });
   }
-  if (!problems.length) await rm(`${LOCAL_JOURNAL_DIR}/${j.id}.json`, { force: true });
   return problems;
 }
 
