@@ -2,7 +2,7 @@
 // exit code: 0 every prediction held, 1 a prediction failed, 2 the lab file or
 // arguments are invalid, 3 a host or the environment failed.
 
-import { constants, readFileSync } from 'node:fs';
+import { constants, existsSync, readFileSync } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -106,6 +106,13 @@ function parse(argv: string[], options: ParseArgsConfig['options']) {
   } catch (e) {
     throw new LabError('ARGS', `${(e as Error).message.replace(/\. To specify.*$/s, '')}: run "lab --help"`);
   }
+}
+
+/** `base`, or `base-2`, `base-3`… when a run in the same second already wrote there: nothing is overwritten. */
+function freshDir(base: string): string {
+  let dir = base;
+  for (let n = 2; existsSync(dir); n++) dir = `${base}-${n}`;
+  return dir;
 }
 
 function timestamp(d = new Date()): string {
@@ -217,7 +224,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     io.err(await describePlan(plan, provider));
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
   }
-  const out = resolve((values.out as string | undefined) ?? `reports/${lab.name}/${timestamp()}`);
+  const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}/${timestamp()}`));
   // An unusable --out is bad input: found before any host is touched.
   try {
     await mkdir(out, { recursive: true });
