@@ -12,8 +12,9 @@ export async function provisionHost(
   host: PlannedHost,
   journal: string,
   holder: string,
-): Promise<Change[]> {
-  const changes: Change[] = [];
+  /** each change is appended as soon as it is made */
+  changes: Change[],
+): Promise<void> {
   await agent.request('begin', { journal, holder });
   for (const s of host.sysctls) {
     const r = await agent.request<{ old: string; new: string }>('sysctlSet', { name: s.name, value: s.value });
@@ -28,7 +29,6 @@ export async function provisionHost(
     const r = await agent.request<{ old: [number, number]; new: [number, number] }>('nofile', { soft: host.nofile });
     changes.push({ kind: 'rlimit', name: 'nofile', old: r.old, new: r.new });
   }
-  return changes;
 }
 
 /** Undo the host's journal; returns the problems (empty when everything was put back). */

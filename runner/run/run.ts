@@ -68,9 +68,10 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   // Setup still running when an abort comes (a namespace being made, an agent
   // starting) is waited for before restore, so nothing appears after teardown.
   const setup: Promise<unknown>[] = [];
-  const guardSetup = <T>(p: Promise<T>): Promise<T> => {
-    setup.push(p.catch(() => {}));
-    return guard(p);
+  const guardSetup = <T>(...work: Promise<T>[]): Promise<T[]> => {
+    // Each host's own promise: Promise.all settles at the first failure while other hosts still work.
+    for (const p of work) setup.push(p.catch(() => {}));
+    return guard(Promise.all(work));
   };
 
   const stage = async (name: string, fn: () => Promise<void>) => {
@@ -88,40 +89,39 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   const holder = `lab run ${plan.lab.name} by pid ${process.pid} on ${hostname()} since ${started.toISOString()}`;
 
   try {
-    await stage('hosts', () => guardSetup(provider.prepare()));
+    await stage('hosts', async () => {
+      await guardSetup(provider.prepare());
+    });
 
     await stage('agents', async () => {
       await guardSetup(
-        Promise.all(
-          plan.hosts.map(async (host) => {
-            const transport = provider.transport(host.role);
-            const session: HostSession = { host, transport, changes: [] };
-            sessions.set(host.role, session);
-            await transport.connect();
-            session.agent = await AgentClient.start(transport);
-            // A host lost mid-run (sshd gone, agent killed) stops the run now, not at its next request.
-            session.agent.exited.then((how) => {
-              if (restoring) return;
-              const why = how.signal ? `signal ${how.signal}` : `exit code ${how.code}`;
-              abort.abort(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.role));
-            });
-            session.facts = await session.agent.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
-            emit({ kind: 'host-up', role: host.role, target: transport.target, address: host.address, kernel: session.facts.kernel });
-          }),
-        ),
+        ...plan.hosts.map(async (host) => {
+          const transport = provider.transport(host.role);
+          const session: HostSession = { host, transport, changes: [] };
+          sessions.set(host.role, session);
+          await transport.connect();
+          session.agent = await AgentClient.start(transport);
+          // A host lost mid-run (sshd gone, agent killed) stops the run now, not at its next request.
+          session.agent.exited.then((how) => {
+            if (restoring) return;
+            const why = how.signal ? `signal ${how.signal}` : `exit code ${how.code}`;
+            abort.abort(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.role));
+          });
+          session.facts = await session.agent.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
+          emit({ kind: 'host-up', role: host.role, target: transport.target, address: host.address, kernel: session.facts.kernel });
+        }),
       );
     });
 
     await stage('provision', async () => {
       await guardSetup(
-        Promise.all(
-          [...sessions.values()].map(async (s) => {
-            s.changes = await provisionHost(s.agent!, s.host, provider.journalPath(s.host.role), holder);
-            // Predictions use the facts as provisioned: the range the lab set, not the default.
-            s.facts = await s.agent!.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
-            emit({ kind: 'provisioned', role: s.host.role, changes: s.changes.length });
-          }),
-        ),
+        ...[...sessions.values()].map(async (s) => {
+          // Changes are recorded as they are made, so a host that fails halfway reports what it changed.
+          await provisionHost(s.agent!, s.host, provider.journalPath(s.host.role), holder, s.changes);
+          // Predictions use the facts as provisioned: the range the lab set, not the default.
+          s.facts = await s.agent!.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
+          emit({ kind: 'provisioned', role: s.host.role, changes: s.changes.length });
+        }),
       );
     });
 

@@ -75,6 +75,12 @@ test('lab run exits 3 when provisioning fails halfway, names the cause, and rest
   assert.is(result.verdict, 'fail');
   assert.ok(result.error);
   assert.ok(result.restore.ok, result.restore.problems.join('\n'));
+  const client = result.hosts.find((h) => h.role === 'client')!;
+  assert.equal(
+    client.changes.map((c) => c.kind === 'sysctl' && [c.name, c.old, c.new]),
+    [['net.ipv4.ip_local_port_range', '32768 60999', '40000 40999']],
+    'the change made before the failure is reported',
+  );
   await assertClean(before, 'after a failed step', join(out, 'bad'));
 });
 
