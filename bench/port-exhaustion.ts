@@ -11,6 +11,7 @@ import { AgentClient } from '../runner/agent/client.ts';
 import { runLocal, mustRunLocal } from '../runner/hosts/local.ts';
 import { createLocalNetwork, destroyLocalNetwork, NetnsTransport } from '../runner/hosts/netns.ts';
 import { planLab } from '../runner/lab/plan.ts';
+import { hostJournalPath } from '../runner/provision/index.ts';
 import { readLab } from '../runner/lab/validate.ts';
 import { writeReports } from '../runner/report/index.ts';
 import { LocalProvider } from '../runner/run/providers.ts';
@@ -69,7 +70,7 @@ async function rampAgainstPeer() {
     const serverAgent = await AgentClient.start(new NetnsTransport('server', server!.namespace));
     const clientAgent = await AgentClient.start(new NetnsTransport('client', client!.namespace));
     agents.push(serverAgent, clientAgent);
-    await clientAgent.request('begin', { journal: `/run/lab/host/${client!.namespace}.journal`, holder: 'bench' });
+    await clientAgent.request('begin', { journal: hostJournalPath(client!.namespace), holder: 'bench' });
     // A range wide enough that ports are not the limit: this measures connect speed.
     await clientAgent.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '20000 60999' });
     const rates: { agent: number[]; peer: number[] } = { agent: [], peer: [] };

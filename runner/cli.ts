@@ -349,9 +349,6 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
       case 'restored':
         io.err(`  restored ${e.role}${e.ok ? '' : `: ${e.problems.join('; ')}`}`);
         break;
-      case 'warning':
-        io.err(`  warning: ${e.message}`);
-        break;
     }
   };
   return Object.assign(fn, { done: clear });

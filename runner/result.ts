@@ -50,9 +50,7 @@ export interface HostResult {
 export type Change =
   | { kind: 'sysctl'; name: string; old: string; new: string; scope: 'namespace' | 'global' }
   | { kind: 'address'; address: string; device: string }
-  | { kind: 'rlimit'; name: 'nofile'; old: [number, number]; new: [number, number] }
-  | { kind: 'namespace'; name: string }
-  | { kind: 'route'; route: string };
+  | { kind: 'rlimit'; name: 'nofile'; old: [number, number]; new: [number, number] };
 
 export interface ErrnoCount {
   errno: string; // symbolic, e.g. "EADDRNOTAVAIL"

@@ -1,7 +1,7 @@
 // Shared by the integration tests: run the real CLI as a child process on a
 // chosen runtime, and look for anything a run may have left on this machine.
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -74,8 +74,13 @@ export function agentPids(label = ''): number[] {
   return pids;
 }
 
-export function readSysctl(name: string): string {
-  return readFileSync(`/proc/sys/${name.replaceAll('.', '/')}`, 'utf8').trim().replace(/\s+/g, ' ');
+/** A sysctl as the kernel writes it, whitespace collapsed: in the root namespace, or inside `ns`. */
+export function readSysctl(name: string, ns?: string): string {
+  const path = `/proc/sys/${name.replaceAll('.', '/')}`;
+  const text = ns
+    ? execFileSync('ip', ['netns', 'exec', ns, 'cat', path], { encoding: 'utf8', timeout: 10_000 })
+    : readFileSync(path, 'utf8');
+  return text.trim().replace(/\s+/g, ' ');
 }
 
 export function guardRoutePresent(): Promise<boolean> {

@@ -11,7 +11,7 @@ export interface ModelContext {
   step: Step;
   /** the metric part of "<step>.<metric>" */
   metric: string;
-  /** facts gathered before provisioning, and after (what the run really had) */
+  /** each host's facts as provisioned: what the run really had */
   facts: Record<string, HostFacts>;
   /** role -> the addresses a step may use: primary first, then aliases */
   addresses: Record<string, string[]>;

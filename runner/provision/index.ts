@@ -7,6 +7,11 @@ import type { AgentClient } from '../agent/client.ts';
 import type { PlannedHost } from '../lab/plan.ts';
 import type { Change } from '../result.ts';
 
+/** The journal (and, beside it, the lock) on a host; `key` names the host among those sharing one /run. */
+export function hostJournalPath(key: string): string {
+  return `/run/lab/host/${key}.journal`;
+}
+
 export async function provisionHost(
   agent: AgentClient,
   host: PlannedHost,

@@ -57,8 +57,6 @@ export function formatChange(c: Change): string {
     case 'sysctl': return `sysctl ${c.name}: "${c.old}" → "${c.new}" (${c.scope})`;
     case 'address': return `address ${c.address} added on ${c.device}`;
     case 'rlimit': return `rlimit ${c.name} soft/hard: ${c.old[0]}/${c.old[1]} → ${c.new[0]}/${c.new[1]}`;
-    case 'namespace': return `network namespace ${c.name} created`;
-    case 'route': return `route "${c.route}" added`;
   }
 }
 

@@ -29,14 +29,18 @@ async function currentSysctls(host: PlannedHost, provider: HostProvider): Promis
   const names = host.sysctls.map((s) => s.name);
   if (!names.length) return [];
   if (host.kind === 'netns') {
-    const out: string[] = [];
-    for (const s of host.sysctls) {
-      // A namespace that does not exist yet starts from the kernel's defaults: read them in a throwaway one.
-      const argv = s.scope === 'namespace' ? ['unshare', '--net', ...sysctlReadCommand([s.name])] : sysctlReadCommand([s.name]);
+    // A namespace that does not exist yet starts from the kernel's defaults:
+    // read per-namespace sysctls in a throwaway one, global ones here.
+    const read = async (scope: 'namespace' | 'global') => {
+      const wanted = host.sysctls.filter((s) => s.scope === scope).map((s) => s.name);
+      if (!wanted.length) return new Map<string, string>();
+      const argv = scope === 'namespace' ? ['unshare', '--net', ...sysctlReadCommand(wanted)] : sysctlReadCommand(wanted);
       const r = await runLocal(argv);
-      out.push(r.code === 0 ? r.stdout.trim() : '?');
-    }
-    return out;
+      const lines = r.code === 0 ? r.stdout.split('\n') : [];
+      return new Map(wanted.map((name, i) => [name, lines[i]?.trim() || '?']));
+    };
+    const [ns, global] = await Promise.all([read('namespace'), read('global')]);
+    return names.map((n) => ns.get(n) ?? global.get(n) ?? '?');
   }
   const t = provider.transport(host.role);
   await t.connect();

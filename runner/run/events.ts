@@ -10,7 +10,6 @@ export type RunEvent =
   | { kind: 'step-start'; name: string; stepKind: string; host: string }
   | { kind: 'progress'; step: string; host: string; value: number; of: number; elapsedMs: number }
   | { kind: 'step-end'; observation: StepObservation }
-  | { kind: 'restored'; role: string; ok: boolean; problems: string[] }
-  | { kind: 'warning'; message: string };
+  | { kind: 'restored'; role: string; ok: boolean; problems: string[] };
 
 export type RunEventHandler = (event: RunEvent) => void;

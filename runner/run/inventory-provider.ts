@@ -8,11 +8,12 @@ import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
+import { hostJournalPath } from '../provision/index.ts';
 import type { HostProvider } from './providers.ts';
 
-/** The journal (and lock) of a host, named by its lab address so hosts sharing one /run (`lab hosts up`) stay apart. */
-export function hostJournalPath(host: InventoryHost): string {
-  return `/run/lab/host/${host.labAddress}.journal`;
+/** An inventory host's journal is named by its lab address, so hosts sharing one /run (`lab hosts up`) stay apart. */
+function journalOf(host: InventoryHost): string {
+  return hostJournalPath(host.labAddress);
 }
 
 export class InventoryProvider implements HostProvider {
@@ -67,7 +68,7 @@ export class InventoryProvider implements HostProvider {
   }
 
   journalPath(role: string): string {
-    return hostJournalPath(this.host(role));
+    return journalOf(this.host(role));
   }
 
   async teardown(): Promise<string[]> {
@@ -92,7 +93,7 @@ export async function restoreInventory(
         agent = await AgentClient.start(transport);
         const r = await agent.request<{ undone: Array<Record<string, unknown>>; problems?: string[] }>(
           'restoreJournal',
-          { journal: hostJournalPath(host) },
+          { journal: journalOf(host) },
           { timeoutMs: 60_000 },
         );
         if (!r.undone.length && !(r.problems ?? []).length) lines.push(`${role}: nothing to restore`);

@@ -14,6 +14,7 @@ import {
   NetnsTransport,
 } from '../hosts/netns.ts';
 import type { Transport } from '../hosts/transport.ts';
+import { hostJournalPath } from '../provision/index.ts';
 
 export interface HostProvider {
   readonly kind: 'local' | 'inventory';
@@ -31,7 +32,6 @@ export class LocalProvider implements HostProvider {
   readonly kind = 'local' as const;
   readonly id: string;
   private readonly roles: string[];
-  private prepared = false;
 
   constructor(lab: Lab, id = randomBytes(3).toString('hex')) {
     this.id = id;
@@ -47,7 +47,6 @@ export class LocalProvider implements HostProvider {
 
   async prepare(): Promise<void> {
     await checkLocalPrerequisites();
-    this.prepared = true;
     await createLocalNetwork({ id: this.id, roles: this.roles, net: 18, purpose: 'run' });
   }
 
@@ -56,11 +55,11 @@ export class LocalProvider implements HostProvider {
   }
 
   journalPath(role: string): string {
-    return `/run/lab/host/${namespaceName(this.id, role)}.journal`;
+    return hostJournalPath(namespaceName(this.id, role));
   }
 
   async teardown(): Promise<string[]> {
-    if (!this.prepared) return [];
+    // Nothing to do when prepare never journaled a network.
     return destroyLocalNetwork(this.id);
   }
 }

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { readSysctl } from '../helpers.ts';
 
 const AGENT = fileURLToPath(new URL('../../runner/agent/agent.py', import.meta.url));
 const NS_CLIENT = `labt-agent-${process.pid}-client`;
@@ -50,14 +51,6 @@ function createNamespaces(): void {
   }
 }
 
-/** A sysctl as seen inside a namespace, read by a process that is not the agent. */
-function nsSysctl(ns: string, name: string): string {
-  const out = execFileSync('ip', ['netns', 'exec', ns, 'cat', `/proc/sys/${name.replaceAll('.', '/')}`], {
-    encoding: 'utf8',
-    timeout: 10_000,
-  });
-  return out.trim().replace(/\s+/g, ' ');
-}
 
 /** ESTABLISHED sockets in a namespace whose remote port is `port`, from /proc/net/tcp */
 function established(ns: string, port: number): number {
@@ -313,7 +306,7 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     assert.equal(f.portRange, [41000, 41999]);
     assert.equal(f.addresses, [`${CLIENT_IP}/24`]);
     assert.is(f.kernel, execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim());
-    assert.is(f.somaxconn, Number(nsSysctl(NS_CLIENT, 'net.core.somaxconn')));
+    assert.is(f.somaxconn, Number(readSysctl('net.core.somaxconn', NS_CLIENT)));
     assert.is(f.nrOpen, Number(readFileSync('/proc/sys/fs/nr_open', 'utf8')));
     assert.type(f.canRaiseHardNofile, 'boolean');
     assert.ok(f.nofileSoft > 0 && f.nofileSoft <= f.nofileHard);
@@ -328,18 +321,18 @@ test('facts: HostFacts shape, values from the namespace', async () => {
   } finally {
     await a.close();
   }
-  assert.is(nsSysctl(NS_CLIENT, 'net.ipv4.ip_local_port_range'), '32768 60999');
+  assert.is(readSysctl('net.ipv4.ip_local_port_range', NS_CLIENT), '32768 60999');
 });
 
 test('sysctlSet journals first; restore puts it back and removes the journal', async () => {
   const journal = join(tmp, 'sysctl.journal');
-  const before = nsSysctl(NS_CLIENT, 'net.core.somaxconn');
+  const before = readSysctl('net.core.somaxconn', NS_CLIENT);
   const a = await startAgent(NS_CLIENT);
   try {
     assert.equal(await a.ok('begin', { journal, holder: 'sysctl test' }), { journal, pending: 0 });
     assert.is(readFileSync(`${journal}.lock`, 'utf8').trim(), 'sysctl test');
     assert.equal(await a.ok('sysctlSet', { name: 'net.core.somaxconn', value: '1234' }), { old: before, new: '1234' });
-    assert.is(nsSysctl(NS_CLIENT, 'net.core.somaxconn'), '1234');
+    assert.is(readSysctl('net.core.somaxconn', NS_CLIENT), '1234');
     const lines = readFileSync(journal, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     assert.equal(lines, [{ kind: 'sysctl', name: 'net.core.somaxconn', old: before }]);
     // The same value again changes nothing and journals nothing.
@@ -352,7 +345,7 @@ test('sysctlSet journals first; restore puts it back and removes the journal', a
     assert.is(readFileSync(journal, 'utf8').trim().split('\n').length, 1);
     const restored = await a.ok('restore');
     assert.equal(restored, { undone: [{ kind: 'sysctl', name: 'net.core.somaxconn', old: before }], problems: [] });
-    assert.is(nsSysctl(NS_CLIENT, 'net.core.somaxconn'), before);
+    assert.is(readSysctl('net.core.somaxconn', NS_CLIENT), before);
     assert.not.ok(existsSync(journal));
   } finally {
     await a.close();
@@ -397,7 +390,7 @@ test('port exhaustion: 1000 ports, then EADDRNOTAVAIL', async () => {
     await client.close();
     await server.close();
   }
-  assert.is(nsSysctl(NS_CLIENT, 'net.ipv4.ip_local_port_range'), '32768 60999');
+  assert.is(readSysctl('net.ipv4.ip_local_port_range', NS_CLIENT), '32768 60999');
 });
 
 test('EMFILE: nofile 200 and one process', async () => {
@@ -581,7 +574,7 @@ test('timeoutMs bounds a step whose connects hang', async () => {
 test('stdin EOF: workers gone, journal undone, lock removed', async () => {
   const p = nextPort();
   const journal = join(tmp, 'eof.journal');
-  const before = nsSysctl(NS_CLIENT, 'net.core.somaxconn');
+  const before = readSysctl('net.core.somaxconn', NS_CLIENT);
   const client = await startAgent(NS_CLIENT);
   const server = await startAgent(NS_SERVER);
   try {
@@ -598,7 +591,7 @@ test('stdin EOF: workers gone, journal undone, lock removed', async () => {
     assert.is(await client.close(), 0);
     assert.not.ok(alive(pid));
     for (const w of workers) assert.not.ok(alive(w), `worker ${w} outlived its agent`);
-    assert.is(nsSysctl(NS_CLIENT, 'net.core.somaxconn'), before);
+    assert.is(readSysctl('net.core.somaxconn', NS_CLIENT), before);
     assert.not.ok(existsSync(journal));
     assert.not.ok(existsSync(`${journal}.lock`));
     // The server side let go of every connection too when its agent ends.
@@ -616,7 +609,7 @@ test('stdin EOF: workers gone, journal undone, lock removed', async () => {
 test('SIGTERM restores; SIGKILL of the agent still takes its workers', async () => {
   const p = nextPort();
   const journal = join(tmp, 'term.journal');
-  const before = nsSysctl(NS_CLIENT, 'net.core.somaxconn');
+  const before = readSysctl('net.core.somaxconn', NS_CLIENT);
   const server = await startAgent(NS_SERVER);
   try {
     await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p });
@@ -624,7 +617,7 @@ test('SIGTERM restores; SIGKILL of the agent still takes its workers', async () 
     await a.ok('begin', { journal, holder: 'term test' });
     await a.ok('sysctlSet', { name: 'net.core.somaxconn', value: '555' });
     assert.is(await a.signal('SIGTERM'), 0);
-    assert.is(nsSysctl(NS_CLIENT, 'net.core.somaxconn'), before);
+    assert.is(readSysctl('net.core.somaxconn', NS_CLIENT), before);
     assert.not.ok(existsSync(journal));
 
     const b = await startAgent(NS_CLIENT);
@@ -661,7 +654,7 @@ test('begin from a second agent on the same journal: LOCKED, naming the holder',
 
 test('restoreJournal undoes what a dead agent left behind', async () => {
   const journal = join(tmp, 'dead.journal');
-  const before = nsSysctl(NS_CLIENT, 'net.core.somaxconn');
+  const before = readSysctl('net.core.somaxconn', NS_CLIENT);
   const a = await startAgent(NS_CLIENT);
   await a.ok('begin', { journal, holder: 'doomed' });
   await a.ok('sysctlSet', { name: 'net.core.somaxconn', value: '321' });
@@ -669,7 +662,7 @@ test('restoreJournal undoes what a dead agent left behind', async () => {
   const dup = await a.request('addrAdd', { address: CLIENT_IP, prefix: 24, device: 'veth0' });
   assert.is(dup.error?.code, 'EEXIST');
   await a.signal('SIGKILL');
-  assert.is(nsSysctl(NS_CLIENT, 'net.core.somaxconn'), '321');
+  assert.is(readSysctl('net.core.somaxconn', NS_CLIENT), '321');
   const b = await startAgent(NS_CLIENT);
   try {
     assert.ok((await b.ok('facts')).addresses.includes('198.18.201.1/24'));
@@ -679,7 +672,7 @@ test('restoreJournal undoes what a dead agent left behind', async () => {
       r.undone.map((e: any) => e.kind),
       ['address', 'sysctl'],
     );
-    assert.is(nsSysctl(NS_CLIENT, 'net.core.somaxconn'), before);
+    assert.is(readSysctl('net.core.somaxconn', NS_CLIENT), before);
     assert.equal((await b.ok('facts')).addresses, [`${CLIENT_IP}/24`]);
     assert.not.ok(existsSync(journal));
     assert.not.ok(existsSync(`${journal}.lock`));
@@ -717,12 +710,12 @@ test('shutdown replies, restores and exits 0', async () => {
   const journal = join(tmp, 'shutdown.journal');
   const a = await startAgent(NS_CLIENT);
   await a.ok('begin', { journal, holder: 'shutdown test' });
-  const before = nsSysctl(NS_CLIENT, 'net.ipv4.tcp_fin_timeout');
+  const before = readSysctl('net.ipv4.tcp_fin_timeout', NS_CLIENT);
   await a.ok('sysctlSet', { name: 'net.ipv4.tcp_fin_timeout', value: '17' });
   const r = await a.ok('shutdown');
   assert.is(r.undone.length, 1);
   assert.is(await a.exited, 0);
-  assert.is(nsSysctl(NS_CLIENT, 'net.ipv4.tcp_fin_timeout'), before);
+  assert.is(readSysctl('net.ipv4.tcp_fin_timeout', NS_CLIENT), before);
 });
 
 test.run();

@@ -14,7 +14,7 @@ import { parse, stringify } from 'yaml';
 import { hostsDown, hostsUp } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, ROOT, runCli, type Runtime } from '../helpers.ts';
+import { agentPids, readSysctl, ROOT, runCli, type Runtime } from '../helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-ssh-run-'));
 const inventory = join(work, 'inventory.yaml');
@@ -32,17 +32,12 @@ test.after(async () => {
 
 const ns = (role: string) => network.hosts.find((h) => h.role === role)!.namespace;
 
-function sysctlIn(role: string, name: string): string {
-  return execFileSync('ip', ['netns', 'exec', ns(role), 'cat', `/proc/sys/${name.replaceAll('.', '/')}`], { encoding: 'utf8' })
-    .trim()
-    .replace(/\s+/g, ' ');
-}
 
 /** No agent, no journal, no lock, the fresh-namespace port range: the host is as it was. */
 function assertHostsClean(what: string) {
   assert.equal(agentPids(`lab:root@`), [], `${what}: agents left on the SSH hosts`);
   for (const role of ['client', 'server']) {
-    assert.is(sysctlIn(role, 'net.ipv4.ip_local_port_range'), '32768 60999', `${what}: ${role} port range not restored`);
+    assert.is(readSysctl('net.ipv4.ip_local_port_range', ns(role)), '32768 60999', `${what}: ${role} port range not restored`);
     const left = execFileSync('ip', ['-n', ns(role), '-o', '-4', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
     assert.is(left.trim().split('\n').length, 1, `${what}: ${role} has addresses left: ${left}`);
   }
@@ -232,7 +227,7 @@ test('controller and agent killed mid-run: lab restore -i undoes the journal lef
     },
   });
   assert.ok(killed);
-  assert.is(sysctlIn('client', 'net.ipv4.ip_local_port_range'), '40000 40099', 'the killed run left its sysctl');
+  assert.is(readSysctl('net.ipv4.ip_local_port_range', ns('client')), '40000 40099', 'the killed run left its sysctl');
   const r = await runCli(['restore', '-i', inventory]);
   assert.is(r.code, 0, r.stderr);
   assert.match(r.stdout, 'client: restored sysctl net.ipv4.ip_local_port_range = 32768 60999');
