@@ -6,6 +6,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
+import { MAX_ALIASES } from '../files/names.ts';
 import { mustRunLocal, resolveLocalPython, runLocal, spawnLocal } from './local.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport } from './transport.ts';
 
@@ -60,7 +61,6 @@ interface LocalJournal {
   network?: LocalNetwork;
 }
 
-const MAX_ALIASES = 64;
 
 /** Addresses of host `index` (0-based): primary 198.N.0.(i+1), aliases 198.N.(i+1).(k+1). */
 export function localAddresses(net: number, index: number): { address: string; aliasPool: string[] } {

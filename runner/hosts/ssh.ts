@@ -21,7 +21,7 @@ import type {
   ServerHostKeyAlgorithm,
 } from 'ssh2';
 import { HostError } from '../errors.ts';
-import { shellQuote } from './quote.ts';
+import { shellQuote } from '../files/quote.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
 
 export type HostKeyPolicy = 'check' | 'accept-new';

@@ -100,3 +100,34 @@ export const STEP_METRICS = {
 } as const satisfies Record<StepKind, readonly string[]>;
 
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
+
+/** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling'] as const;
+export type ModelName = (typeof MODEL_NAMES)[number];
+
+/**
+ * The metrics each model predicts, all of connect steps. A model cited for
+ * anything else has no prediction to make, and "no prediction" must never
+ * meet "nothing observed" and pass, so `lab validate` rejects the pair and
+ * compare gives it the verdict not-applicable.
+ */
+export const MODEL_METRICS = {
+  'ephemeral-ports': ['established', 'firstError'],
+  'fd-limit': ['established', 'firstError', 'workers'],
+  'connection-ceiling': ['established'],
+} as const satisfies Record<ModelName, readonly StepMetric<'connect'>[]>;
+
+/**
+ * Why `model` cannot predict `metric` of `step`, or undefined when it can.
+ * The one statement of which pairs apply: validation and compare both read it.
+ */
+export function modelProblem(model: ModelName, step: Step, metric: string): string | undefined {
+  const metrics: readonly string[] = MODEL_METRICS[model];
+  if (step.kind !== 'connect') return `it predicts connect steps, and "${step.name}" is a ${step.kind} step`;
+  if (!metrics.includes(metric)) return `it predicts ${metrics.map((m) => `"${m}"`).join(', ').replace(/, ([^,]*)$/, ' or $1')} of a connect step, not "${metric}"`;
+  // Without `processes` the agent adds workers until every connection fits, so no worker reaches its fd limit.
+  if (model === 'fd-limit' && metric !== 'workers' && step.processes === undefined) {
+    return `without "processes" the agent adds workers until every connection fits, so no fd limit is reached: set "processes" on step "${step.name}", or predict "workers"`;
+  }
+  return undefined;
+}

@@ -3,7 +3,7 @@
 
 import type { HostFacts } from '../result.ts';
 import type { Step } from '../lab/types.ts';
-import type { ModelName } from './names.ts';
+import type { ModelName } from '../lab/types.ts';
 
 export type ConnectStep = Extract<Step, { kind: 'connect' }>;
 

@@ -80,7 +80,7 @@ test('readResult() lists every bad field', async () => {
       `  field "hosts[0].facts.portRange" must have 2 items: got 1\n` +
       `  field "hosts[1].changes[0].kind" must be one of "sysctl", "address", "rlimit": got "mount"\n` +
       `  field "steps[1].labels.firstError" must be a string: got null\n` +
-      `  field "predictions[0].verdict" must be one of "pass", "fail", "not-measured": got "maybe"`,
+      `  field "predictions[0].verdict" must be one of "pass", "fail", "not-measured", "not-applicable": got "maybe"`,
   );
 });
 
