@@ -125,6 +125,11 @@ export function sortProblems(problems: LabProblem[]): LabProblem[] {
     .map(({ p }) => p);
 }
 
+/** `obj[key] = value` as an own property even for "__proto__", which plain assignment would take as the prototype. */
+export function setOwn<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 export function isMapping(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }

@@ -30,7 +30,9 @@ export function parseYaml(file: string, text: string): SourceDoc {
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
-    const problems = doc.errors.map((e) => problem(e.pos[0], firstLine(e.message)));
+    const problems = doc.errors.map((e) =>
+      problem(e.pos[0], e.code === 'DUPLICATE_KEY' ? `duplicate key ${keyAt(text, e.pos[0])}` : firstLine(e.message)),
+    );
     throw new LabError('LAB_YAML', problems[0]!.message, problems);
   }
   const bomb = aliasBomb(doc);
@@ -162,6 +164,13 @@ function aliasBomb(doc: Document.Parsed): Node | undefined {
   };
   size(doc.contents);
   return found;
+}
+
+/** The key written at `offset`, as a message shows it. */
+function keyAt(text: string, offset: number): string {
+  const m = /^("(?:[^"\\\n]|\\.)*"|'(?:[^'\n]|'')*'|[^:\n]*)/.exec(text.slice(offset, offset + 200));
+  const key = m![1]!.trim();
+  return key.startsWith('"') || key.startsWith("'") ? key : JSON.stringify(key);
 }
 
 function firstLine(s: string): string {

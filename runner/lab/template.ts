@@ -5,7 +5,7 @@
 import Handlebars from 'handlebars';
 import { LabError, type LabProblem } from '../errors.ts';
 import { REPORTED } from '../files/checker.ts';
-import { pathText, type DocPath, type SourceDoc } from '../files/document.ts';
+import { pathText, setOwn, type DocPath, type SourceDoc } from '../files/document.ts';
 import { didYouMean } from '../files/names.ts';
 
 /** Template variables: name -> value, always strings (what a template prints). */
@@ -47,7 +47,10 @@ export function renderTemplate(source: string, vars: TemplateVars): RenderResult
   }
   try {
     const render = handlebars.compile(source, { strict: true, noEscape: true });
-    return { ok: true, value: render({ ...vars }) };
+    // Strict lookups ask `name in vars`: only the vars' own names count, so
+    // "{{constructor}}" is an undefined variable, not an inherited property rendered as "".
+    const own = new Proxy({ ...vars }, { has: (target, name) => typeof name === 'string' && Object.hasOwn(target, name) });
+    return { ok: true, value: render(own) };
   } catch (e) {
     return { ok: false, failure: lookupFailure(e, source, vars) };
   }
@@ -114,7 +117,7 @@ export function parseVarOverrides(args: readonly string[]): Record<string, strin
     if (!VAR_NAME.test(name)) {
       throw new LabError('LAB_ARGS', `Cannot parse --var "${arg}": the name must match ${VAR_NAME.source}`);
     }
-    out[name] = arg.slice(eq + 1);
+    setOwn(out, name, arg.slice(eq + 1));
   }
   return out;
 }
@@ -155,7 +158,7 @@ export function renderTree(
     if (Array.isArray(value)) return value.map((v, i) => walk(v, [...path, i]));
     if (value && typeof value === 'object') {
       const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value)) out[k] = walk(v, [...path, k]);
+      for (const [k, v] of Object.entries(value)) setOwn(out, k, walk(v, [...path, k]));
       return out;
     }
     return value;

@@ -4,7 +4,7 @@
 
 import { LabError } from '../errors.ts';
 import { Checker, REPORTED } from '../files/checker.ts';
-import { isMapping, type DocPath } from '../files/document.ts';
+import { isMapping, setOwn, type DocPath } from '../files/document.ts';
 import { formatDuration } from '../files/durations.ts';
 import { didYouMean, MAX_ALIASES } from '../files/names.ts';
 import { quote } from '../files/quote.ts';
@@ -100,7 +100,7 @@ function readVars(ctx: Checker, root: unknown): TemplateVars {
     if (!VAR_NAME.test(name)) {
       ctx.atKey(path, name, `Invalid variable name ${quote(name)}: use letters, digits and "_", not starting with a digit`);
     }
-    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') vars[name] = String(value);
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') setOwn(vars, name, String(value));
     else ctx.mustBe([...path, name], 'a string, number or boolean', value);
   }
   return vars;
