@@ -88,8 +88,8 @@ test('loadLab() collects every problem in one file, sorted by position', () => {
 test('loadLab() reports a YAML syntax error at its line and column', () => {
   const err = problemsOf('name: x\nhosts:\n  a: {}\nsteps:\n  - sleep: 1s\nname: y\n');
   assert.is(err.code, 'LAB_YAML');
-  assert.is(err.message, 'labs/x.yaml:6:1: Cannot parse YAML: Map keys must be unique');
-  assert.equal(err.problems, [{ file: 'labs/x.yaml', line: 6, col: 1, path: '', message: 'Cannot parse YAML: Map keys must be unique' }]);
+  assert.is(err.message, 'labs/x.yaml:6:1: Cannot parse YAML: duplicate key "name"');
+  assert.equal(err.problems, [{ file: 'labs/x.yaml', line: 6, col: 1, path: '', message: 'Cannot parse YAML: duplicate key "name"' }]);
 });
 
 test('loadLab() names an unknown key at the key, with the key it probably meant', () => {
