@@ -181,7 +181,8 @@ export class Checker {
       : known.length
         ? `expected one of ${known.map(quote).join(', ')}`
         : 'there are none';
-    this.at(path, `Unknown ${what} ${quote(shown(name))}${context}: ${hint}`);
+    const origin = this.origins.get(pathText(path));
+    this.at(path, `Unknown ${what} ${quote(shown(name))}${origin === undefined ? '' : ` (${origin})`}${context}: ${hint}`);
   }
 
   /** A role name written as the key `name` under `parent`; false (reported) when it cannot be one. */

@@ -29,7 +29,7 @@ export async function readUserFile(file: string, kind: UserFileKind): Promise<st
       if (size > MAX_FILE_BYTES) {
         throw new LabError(
           `${kind.code}_TOO_LARGE`,
-          `Cannot read ${kind.what} ${quote(file)}: it is ${size} bytes, more than the ${MAX_FILE_BYTES} bytes (1 MiB) a ${kind.what} may be`,
+          `Cannot read ${kind.what} ${quote(file)}: it is ${size} bytes, over the limit of ${MAX_FILE_BYTES} bytes (1 MiB)`,
         );
       }
       // Read at most one byte past the limit: a file that grows while read is still bounded.
@@ -42,7 +42,7 @@ export async function readUserFile(file: string, kind: UserFileKind): Promise<st
         if (length === buffer.length) break;
       }
       if (length > MAX_FILE_BYTES) {
-        throw new LabError(`${kind.code}_TOO_LARGE`, `Cannot read ${kind.what} ${quote(file)}: it is more than the ${MAX_FILE_BYTES} bytes (1 MiB) a ${kind.what} may be`);
+        throw new LabError(`${kind.code}_TOO_LARGE`, `Cannot read ${kind.what} ${quote(file)}: it grew over the limit of ${MAX_FILE_BYTES} bytes (1 MiB) while read`);
       }
       bytes = buffer.subarray(0, length);
     } finally {
@@ -95,6 +95,11 @@ function firstInvalidUtf8(bytes: Uint8Array): number {
     }
     if (ok) lo = mid;
     else hi = mid - 1;
+  }
+  // A sequence cut short by the bad byte started at its lead byte: point there.
+  for (let j = lo - 1; j >= Math.max(0, lo - 3); j--) {
+    if (bytes[j]! >= 0xc0) return j;
+    if ((bytes[j]! & 0xc0) !== 0x80) break;
   }
   return lo;
 }

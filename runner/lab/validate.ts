@@ -374,12 +374,13 @@ function readListen(
   const b = ctx.mapping(path, value, LISTEN_KEYS, ['host', 'port']);
   const host = b?.host === undefined ? undefined : readRole(ctx, [...path, 'host'], b.host, roles);
   const port = b?.port === undefined ? undefined : ctx.int([...path, 'port'], b.port, 1, 65535);
+  // Read before giving up on the step, so their problems are reported with the others.
+  const backlog = b?.backlog === undefined ? 4096 : ctx.int([...path, 'backlog'], b.backlog, 0, 2147483647);
+  const accept = b?.accept === undefined ? true : ctx.bool([...path, 'accept'], b.accept);
   if (!b || host === undefined || port === undefined) {
     state.uncertain = true;
     return undefined;
   }
-  const backlog = b.backlog === undefined ? 4096 : ctx.int([...path, 'backlog'], b.backlog, 0, 2147483647);
-  const accept = b.accept === undefined ? true : ctx.bool([...path, 'accept'], b.accept);
   const where = `${host}:${port}`;
   const holder = state.listening.get(where);
   if (holder) ctx.at([...path, 'port'], `Port ${port} on ${quote(host)} is already listened on by step ${quote(holder)}`);

@@ -192,7 +192,7 @@ test('readUserFile() refuses a file larger than MAX_FILE_BYTES by its size, with
     truncateSync(big, 50 * 1024 * 1024);
     const e = await failureOf(readUserFile(big, { what: 'lab file', code: 'LAB' }));
     assert.is(e.code, 'LAB_TOO_LARGE');
-    assert.is(e.message, `Cannot read lab file ${JSON.stringify(big)}: it is 52428800 bytes, more than the ${MAX_FILE_BYTES} bytes (1 MiB) a lab file may be`);
+    assert.is(e.message, `Cannot read lab file ${JSON.stringify(big)}: it is 52428800 bytes, over the limit of ${MAX_FILE_BYTES} bytes (1 MiB)`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

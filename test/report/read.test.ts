@@ -93,7 +93,7 @@ test('readResult() rejects a file that is not JSON', async () => {
   const path = await tempJson('name: port-exhaustion\n');
   const e = await rejection(path);
   assert.is(e.code, 'RESULT_INVALID');
-  assert.ok(e.message.startsWith(`${path}: not a lab result: invalid JSON: `), e.message);
+  assert.is(e.message, `${path}:1:1: not a lab result: invalid JSON: unexpected "n"`);
 });
 
 test('readResult() rejects a missing file', async () => {
