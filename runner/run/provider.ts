@@ -9,6 +9,11 @@ import { LocalProvider } from './local-provider.ts';
 
 export interface HostProvider {
   readonly kind: 'local' | 'inventory';
+  /**
+   * claim what the run's addresses depend on (a local run's slice of
+   * 198.18.0.0/16), before bindings() is planned for a run; teardown() gives it back
+   */
+  reserve(): Promise<void>;
   bindings(): HostBinding[];
   /** create what the hosts need (namespaces); throws HostError */
   prepare(): Promise<void>;
