@@ -102,3 +102,11 @@ export async function machineState() {
     somaxconn: readSysctl('net.core.somaxconn'),
   };
 }
+
+/**
+ * `--var`s that keep a shipped lab short in the test suite (the shipped
+ * defaults show more): the same lab, smaller counts.
+ */
+export const SHIPPED_LAB_TEST_VARS: Record<string, string[]> = {
+  'memory-per-conn.yaml': ['--var', 'step=2500'],
+};

@@ -44,7 +44,7 @@ export function comparePredictions(input: CompareInput): Prediction[] {
     let out: ModelOutput;
     if (exp.model) {
       try {
-        out = MODELS[exp.model as ModelName]({ step: step!, metric, facts: input.facts, addresses: input.addresses });
+        out = MODELS[exp.model as ModelName]({ step: step!, metric, facts: input.facts, addresses: input.addresses, steps: input.steps });
       } catch (e) {
         if (!(e instanceof ModelNotApplicable)) throw e;
         out = { value: null, derivation: e.message, explanation: '' };

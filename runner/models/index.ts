@@ -4,6 +4,7 @@
 import type { HostFacts } from '../result.ts';
 import type { Step } from '../lab/types.ts';
 import type { ModelName } from './names.ts';
+import { CLASSIC_SOCKET_BYTES, objectsFormula, predictedBytes, sidesOn } from './memory.ts';
 
 export type ConnectStep = Extract<Step, { kind: 'connect' }>;
 
@@ -15,6 +16,8 @@ export interface ModelContext {
   facts: Record<string, HostFacts>;
   /** role -> the addresses a step may use: primary first, then aliases */
   addresses: Record<string, string[]>;
+  /** every step of the lab, in order (a fit's prediction looks at the connects before it) */
+  steps: Step[];
 }
 
 export interface ModelOutput {
@@ -186,8 +189,57 @@ export function connectionCeiling(ctx: ModelContext): ModelOutput {
   };
 }
 
+/**
+ * Slab bytes per idle connection: the objects each side allocates (see
+ * CONNECTION_OBJECTS), priced with the measured host's own object sizes.
+ */
+export function memoryPerConnection(ctx: ModelContext): ModelOutput {
+  if (ctx.step.kind !== 'fit') throw new ModelNotApplicable(`Model "memory-per-connection" applies to fit steps, not "${ctx.step.kind}"`);
+  const host = ctx.step.host;
+  const facts = ctx.facts[host];
+  if (!facts) throw new ModelNotApplicable(`No facts for host "${host}"`);
+  const before = ctx.steps.slice(0, ctx.steps.indexOf(ctx.step));
+  const connects = before.filter((s): s is ConnectStep => s.kind === 'connect');
+  const sides = sidesOn(host, connects, ctx.facts);
+  const p = predictedBytes(facts);
+  const missing = p.missing.length ? `; ${p.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '';
+  const client = `client socket: ${objectsFormula(p.priced, 'client')} = ${p.client} B`;
+  const server = `accepted socket: ${objectsFormula(p.priced, 'server')} = ${p.server} B`;
+  const explanation =
+    'An idle connection holds no data, only objects: each end has a socket (struct tcp_sock), the socket inode, ' +
+    'the file behind its fd and that file\'s dentry; the connecting end also holds its local port\'s bind buckets. ' +
+    `Each is priced at its slab cache's object size on ${facts.kernel}, read from /proc/slabinfo on ${host}`;
+  const reference = { value: CLASSIC_SOCKET_BYTES.value, source: CLASSIC_SOCKET_BYTES.source };
+  switch (ctx.metric) {
+    case 'clientBytesPerSocket':
+      if (!sides.client) throw new ModelNotApplicable(`${host} holds no client sockets: its kernel is not the connecting host's`);
+      return { value: p.client, derivation: client + missing, explanation, reference };
+    case 'serverBytesPerSocket':
+      if (!sides.server) throw new ModelNotApplicable(`${host} holds no accepted sockets: its kernel is not the listening host's`);
+      return { value: p.server, derivation: server + missing, explanation, reference };
+    case 'bytesPerConnection': {
+      const parts = [sides.client ? p.client : 0, sides.server ? p.server : 0];
+      const value = parts[0]! + parts[1]!;
+      const both = sides.client && sides.server;
+      return {
+        value,
+        derivation: both
+          ? `${client}; ${server}; both ends on one kernel: ${p.client} + ${p.server} = ${value} B${missing}`
+          : `${sides.client ? client : server}: the other end is on another kernel${missing}`,
+        explanation,
+        reference: both ? { value: 2 * CLASSIC_SOCKET_BYTES.value, source: `2 × ${CLASSIC_SOCKET_BYTES.source}` } : reference,
+      };
+    }
+    default:
+      throw new ModelNotApplicable(
+        `Model "memory-per-connection" predicts "bytesPerConnection", "clientBytesPerSocket" or "serverBytesPerSocket", not "${ctx.metric}"`,
+      );
+  }
+}
+
 export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'ephemeral-ports': ephemeralPorts,
   'fd-limit': fdLimit,
   'connection-ceiling': connectionCeiling,
+  'memory-per-connection': memoryPerConnection,
 };

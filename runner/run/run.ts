@@ -8,6 +8,7 @@ import { HostError, Interrupted, isLabFailure } from '../errors.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { Plan, PlannedHost, PlannedStep } from '../lab/plan.ts';
 import { comparePredictions } from '../models/compare.ts';
+import { fitMemory, sidesOn, type FitPoint } from '../models/memory.ts';
 import { provisionHost, restoreHost } from '../provision/index.ts';
 import { RESULT_FORMAT, type Change, type HostFacts, type HostResult, type RunResult, type StepObservation } from '../result.ts';
 import type { RunEventHandler } from './events.ts';
@@ -126,8 +127,9 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     });
 
     await stage('steps', async () => {
+      const held: Held = new Map();
       for (const step of plan.steps) {
-        const obs = await runStep(step, sessions, observations, emit, guard, abort.signal);
+        const obs = await runStep(step, plan, sessions, observations, held, emit, guard, abort.signal);
         observations.push(obs);
         emit({ kind: 'step-end', observation: obs });
         if (!obs.ok) throw new HostError('STEP_FAILED', `Step "${step.name}" failed: ${obs.error}`, 'host' in step ? step.host : undefined);
@@ -221,10 +223,15 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   return result;
 }
 
+/** Connections each open connect step holds: what a snapshot counts as "connections". */
+type Held = Map<string, number>;
+
 async function runStep(
   step: PlannedStep,
+  plan: Plan,
   sessions: Map<string, HostSession>,
   done: StepObservation[],
+  held: Held,
   emit: RunEventHandler,
   guard: <T>(p: Promise<T>) => Promise<T>,
   signal: AbortSignal,
@@ -300,6 +307,7 @@ async function runStep(
           workers: r.workers,
           distinctLocalPorts: r.localPorts?.distinct ?? 0,
         };
+        held.set(step.name, r.established);
         if (r.firstError) obs.labels.firstError = r.firstError.errno;
         obs.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count: count as number }));
         obs.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
@@ -319,6 +327,7 @@ async function runStep(
         let slabBytes = 0;
         for (const c of Object.values<any>(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
         obs.metrics = {
+          connections: [...held.values()].reduce((a, b) => a + b, 0),
           tcpInuse: tcp.inuse ?? 0,
           tcpTw: tcp.tw ?? 0,
           tcpMemPages: tcp.mem ?? 0,
@@ -328,12 +337,38 @@ async function runStep(
         obs.detail = snap;
         break;
       }
+      case 'fit': {
+        const points: FitPoint[] = step.snapshots.map((name) => {
+          const o = done.find((d) => d.name === name)!;
+          const d = o.detail as { slab?: FitPoint['slab']; meminfo?: FitPoint['meminfo'] };
+          return { connections: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {} };
+        });
+        const facts: Record<string, HostFacts> = {};
+        for (const [role, s] of sessions) if (s.facts) facts[role] = s.facts;
+        const connects = plan.steps.slice(0, plan.steps.indexOf(step)).filter((s) => s.kind === 'connect');
+        const fit = fitMemory(points, facts[step.host]!, sidesOn(step.host, connects, facts));
+        obs.metrics = {
+          bytesPerConnection: fit.bytesPerConnection,
+          otherBytesPerConnection: fit.otherBytesPerConnection,
+          rawBytesPerConnection: fit.rawBytesPerConnection,
+          slabBytesPerConnection: fit.slabBytesPerConnection,
+          residualPercent: fit.residualPercent,
+        };
+        // A side the measured kernel does not hold is not measured, not zero.
+        if (fit.clientBytesPerSocket !== null) obs.metrics.clientBytesPerSocket = fit.clientBytesPerSocket;
+        if (fit.serverBytesPerSocket !== null) obs.metrics.serverBytesPerSocket = fit.serverBytesPerSocket;
+        obs.detail = fit as unknown as Record<string, unknown>;
+        break;
+      }
       case 'release': {
         let closed = 0;
+        // abort: RST, no TIME_WAIT; graceful: FIN, and the first to close holds TIME_WAIT.
+        const abort = plan.lab.release !== 'graceful';
         for (const name of step.steps) {
           const target = done.find((o) => o.name === name);
           if (!target) continue;
-          const r = await guard(agent(target.host).request<{ closed: number }>('release', { id: name, abort: true }, { timeoutMs: 30_000 }));
+          const r = await guard(agent(target.host).request<{ closed: number }>('release', { id: name, abort }, { timeoutMs: 30_000 }));
+          held.delete(name);
           closed += r.closed;
         }
         obs.metrics.closed = closed;

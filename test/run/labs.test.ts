@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, machineState, ROOT, runCli } from '../helpers.ts';
+import { agentPids, machineState, ROOT, runCli, SHIPPED_LAB_TEST_VARS } from '../helpers.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'lab-labs-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
@@ -23,7 +23,7 @@ for (const lab of shippedLabs) {
   test(`labs/${lab} passes on local hosts and leaves nothing behind`, async () => {
     const before = await machineState();
     const dir = join(out, lab.replace(/\.yaml$/, ''));
-    const r = await runCli(['run', `labs/${lab}`, '--out', dir]);
+    const r = await runCli(['run', `labs/${lab}`, ...(SHIPPED_LAB_TEST_VARS[lab] ?? []), '--out', dir]);
     assert.is(r.code, 0, r.stderr + r.stdout);
     const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
     assert.is(result.verdict, 'pass');

@@ -1,0 +1,265 @@
+// What an idle TCP connection costs the kernel: the slab objects each side
+// allocates, priced with this kernel's own object sizes (the prediction), and
+// the least-squares fit of measured slab memory against connections held,
+// attributed by cache (the observation). Pure functions: no I/O.
+
+import type { HostFacts } from '../result.ts';
+
+/** Which side of a connection allocates an object. */
+export type Side = 'client' | 'server';
+
+/** One kind of kernel object a connection needs, and why. */
+export interface ConnectionObject {
+  /** the slab cache the kernel creates for it (kmem_cache_create name) */
+  cache: string;
+  /** how many each side allocates per connection */
+  perSide: Record<Side, number>;
+  why: string;
+}
+
+/**
+ * The objects an idle, established TCP connection holds, per side (read from
+ * net/socket.c, net/ipv4/inet_connection_sock.c, inet_hashtables.c,
+ * security/security.c; counted on 6.18 with `labs/memory-per-conn.yaml`).
+ * socket() and accept() each make a socket inode, a file and a dentry; both
+ * sides hold a full struct tcp_sock (the accepted one is cloned from the
+ * listener at the handshake's last ACK). Only the connecting side owns a local
+ * port, so only it holds the port's bind buckets. The LSM blobs exist only on
+ * kernels whose security modules ask for them (the caches are then present).
+ */
+export const CONNECTION_OBJECTS: readonly ConnectionObject[] = [
+  { cache: 'TCP', perSide: { client: 1, server: 1 }, why: 'struct tcp_sock, the socket itself' },
+  { cache: 'sock_inode_cache', perSide: { client: 1, server: 1 }, why: 'struct socket + its inode (socket(), accept())' },
+  { cache: 'filp', perSide: { client: 1, server: 1 }, why: 'struct file behind the fd' },
+  { cache: 'dentry', perSide: { client: 1, server: 1 }, why: 'the sockfs dentry of that file' },
+  { cache: 'lsm_inode_cache', perSide: { client: 1, server: 1 }, why: 'the security modules\' blob of the inode' },
+  { cache: 'lsm_file_cache', perSide: { client: 1, server: 1 }, why: 'the security modules\' blob of the file' },
+  { cache: 'tcp_bind_bucket', perSide: { client: 1, server: 0 }, why: 'the local port\'s bind bucket (per port)' },
+  { cache: 'tcp_bind2_bucket', perSide: { client: 1, server: 0 }, why: 'the local port+address bind bucket (6.1+)' },
+];
+
+/**
+ * Caches that grow while connections are held for reasons outside the lab:
+ * something listing /proc/<pid>/fd (a monitor, `ls`, `lsof`) makes a proc
+ * inode per fd it sees, and each comes with a dentry and an LSM inode blob.
+ * Those go to "other", with the dentries and blobs they brought.
+ */
+export const PROC_INODE_CACHE = 'proc_inode_cache';
+const PROC_INODE_COMPANIONS = ['dentry', 'lsm_inode_cache'];
+
+/** The published figure the classic articles quote, shown beside this kernel's prediction. */
+export const CLASSIC_SOCKET_BYTES = {
+  value: 3300,
+  source:
+    '≈3.3 KB per idle socket on Linux 3.10 (CentOS 7), Zhang Yanfei, "How many TCP connections can one Linux server hold" — a different kernel: struct tcp_sock and its companions have grown since',
+};
+
+/**
+ * Where a cache's objects are counted in /proc/slabinfo. SLUB merges caches
+ * of one size and flags (e.g. tcp_bind_bucket and tcp_bind2_bucket into the
+ * 128-byte cache that slabinfo lists as eventpoll_epi on 6.18), and slabinfo
+ * lists only the cache that carries them. undefined: the kernel has no such cache.
+ */
+export function slabCarrier(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>, cache: string): string | undefined {
+  if (cache in facts.slabObjectSize) return cache;
+  const carrier = facts.slabAliases?.[cache];
+  return carrier !== undefined && carrier in facts.slabObjectSize ? carrier : undefined;
+}
+
+export interface PricedObject extends ConnectionObject {
+  carrier: string;
+  bytes: number;
+}
+
+/** The connection's objects this kernel has, each priced with its carrier's object size. */
+export function pricedObjects(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>): { priced: PricedObject[]; missing: string[] } {
+  const priced: PricedObject[] = [];
+  const missing: string[] = [];
+  for (const o of CONNECTION_OBJECTS) {
+    const carrier = slabCarrier(facts, o.cache);
+    if (carrier === undefined) missing.push(o.cache);
+    else priced.push({ ...o, carrier, bytes: facts.slabObjectSize[carrier]! });
+  }
+  return { priced, missing };
+}
+
+/** Predicted slab bytes per connection on one kernel: what each side holds, and both. */
+export function predictedBytes(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>): {
+  client: number;
+  server: number;
+  priced: PricedObject[];
+  missing: string[];
+} {
+  const { priced, missing } = pricedObjects(facts);
+  const side = (s: Side) => priced.reduce((n, o) => n + o.perSide[s] * o.bytes, 0);
+  return { client: side('client'), server: side('server'), priced, missing };
+}
+
+/** "TCP 2368 + sock_inode_cache 832 + …" for one side. */
+export function objectsFormula(priced: PricedObject[], side: Side): string {
+  return priced
+    .filter((o) => o.perSide[side] > 0)
+    .map((o) => `${o.cache}${o.carrier !== o.cache ? ` (in ${o.carrier})` : ''} ${o.perSide[side] > 1 ? `${o.perSide[side]} × ` : ''}${o.bytes}`)
+    .join(' + ');
+}
+
+// ---------------------------------------------------------------- the fit
+
+/** One snapshot as the fit needs it. */
+export interface FitPoint {
+  /** connections the lab held when the snapshot was taken */
+  connections: number;
+  /** cache -> active objects and object size (bytes), from /proc/slabinfo */
+  slab: Record<string, { activeObjs: number; objSize: number }>;
+  /** /proc/meminfo in KiB */
+  meminfo: Record<string, number>;
+}
+
+export interface CacheCost {
+  cache: string;
+  /** objects per connection (slope) */
+  objects: number;
+  /** bytes per connection (slope) */
+  bytes: number;
+}
+
+export interface MemoryFit {
+  points: number;
+  /** bytes per connection in the caches a connection's objects live in, proc inodes' share removed */
+  bytesPerConnection: number;
+  /** per socket of each side, when the measured kernel holds that side; null when it does not */
+  clientBytesPerSocket: number | null;
+  serverBytesPerSocket: number | null;
+  /** bytes per connection in every other cache (and the proc inodes' dentries and blobs) */
+  otherBytesPerConnection: number;
+  /** every cache's bytes per connection: attributed + other */
+  rawBytesPerConnection: number;
+  /** the slope of /proc/meminfo Slab, and SUnreclaim, in bytes per connection */
+  slabBytesPerConnection: number;
+  sunreclaimBytesPerConnection: number;
+  /** root-mean-square distance of the attributed bytes from the fitted line, as % of the line's rise */
+  residualPercent: number;
+  residualBytes: number;
+  /** attributed caches, largest first */
+  attributed: CacheCost[];
+  /** other caches that moved by at least 1 byte per connection, largest first */
+  other: CacheCost[];
+}
+
+/** Least-squares slope and intercept of y on x. */
+export function leastSquares(x: number[], y: number[]): { slope: number; intercept: number } {
+  const n = x.length;
+  const mx = x.reduce((a, b) => a + b, 0) / n;
+  const my = y.reduce((a, b) => a + b, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (x[i]! - mx) * (y[i]! - my);
+    sxx += (x[i]! - mx) ** 2;
+  }
+  const slope = sxx === 0 ? 0 : sxy / sxx;
+  return { slope, intercept: my - slope * mx };
+}
+
+const round1 = (n: number) => Math.round(n * 10) / 10;
+
+/**
+ * Fit slab bytes against connections held. Caches that carry a connection's
+ * objects are attributed; proc inodes made by whoever lists /proc/*\/fd meanwhile,
+ * with their dentries and LSM blobs, and every other cache are "other".
+ * `sides` says which sides of the connections the measured kernel holds.
+ */
+export function fitMemory(points: FitPoint[], facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>, sides: Record<Side, boolean>): MemoryFit {
+  if (points.length < 2) throw new Error('A memory fit needs two snapshots at least');
+  const x = points.map((p) => p.connections);
+  if (new Set(x).size < 2) throw new Error('A memory fit needs snapshots at two connection counts at least: every snapshot held the same number');
+  const { priced } = pricedObjects(facts);
+  const carriers = [...new Set(priced.map((o) => o.carrier))];
+  const objs = (p: FitPoint, c: string) => p.slab[c]?.activeObjs ?? 0;
+  const size = (c: string) => points.find((p) => p.slab[c])?.slab[c]?.objSize ?? 0;
+  // Objects of each attributed cache at each point, proc inodes' companions taken out.
+  const attributedObjs = (p: FitPoint, c: string) =>
+    objs(p, c) - (PROC_INODE_COMPANIONS.includes(c) && PROC_INODE_CACHE in p.slab ? objs(p, PROC_INODE_CACHE) : 0);
+  const slope = (f: (p: FitPoint) => number) => leastSquares(x, points.map(f)).slope;
+
+  const caches = new Set<string>();
+  for (const p of points) for (const c of Object.keys(p.slab)) caches.add(c);
+  const attributed: CacheCost[] = carriers.map((c) => {
+    const o = slope((p) => attributedObjs(p, c));
+    return { cache: c, objects: o, bytes: o * size(c) };
+  });
+  const other: CacheCost[] = [];
+  let raw = 0;
+  for (const c of caches) {
+    const o = slope((p) => objs(p, c));
+    raw += o * size(c);
+    if (carriers.includes(c)) {
+      const extra = o - attributed.find((a) => a.cache === c)!.objects;
+      if (Math.abs(extra * size(c)) >= 1) other.push({ cache: `${c} of proc inodes`, objects: extra, bytes: extra * size(c) });
+    } else if (Math.abs(o * size(c)) >= 1) other.push({ cache: c, objects: o, bytes: o * size(c) });
+  }
+  const bytes = attributed.reduce((n, a) => n + a.bytes, 0);
+
+  // The residual of the attributed total around its line.
+  const y = points.map((p) => carriers.reduce((n, c) => n + attributedObjs(p, c) * size(c), 0));
+  const line = leastSquares(x, y);
+  const rms = Math.sqrt(y.reduce((n, yi, i) => n + (yi - (line.intercept + line.slope * x[i]!)) ** 2, 0) / y.length);
+  const rise = Math.abs(line.slope) * (Math.max(...x) - Math.min(...x));
+
+  // Each carrier's bytes go to the sides in the proportion their objects predict.
+  const sideBytes = (side: Side) =>
+    attributed.reduce((n, a) => {
+      const inCarrier = priced.filter((o) => o.carrier === a.cache);
+      const total = inCarrier.reduce((m, o) => m + (sides.client ? o.perSide.client : 0) + (sides.server ? o.perSide.server : 0), 0);
+      const mine = inCarrier.reduce((m, o) => m + o.perSide[side], 0);
+      return total ? n + (a.bytes * mine) / total : n;
+    }, 0);
+
+  const memSlope = (k: string) => slope((p) => (p.meminfo[k] ?? 0) * 1024);
+  const byBytes = (a: CacheCost, b: CacheCost) => Math.abs(b.bytes) - Math.abs(a.bytes);
+  return {
+    points: points.length,
+    bytesPerConnection: round1(bytes),
+    clientBytesPerSocket: sides.client ? round1(sideBytes('client')) : null,
+    serverBytesPerSocket: sides.server ? round1(sideBytes('server')) : null,
+    otherBytesPerConnection: round1(raw - bytes),
+    rawBytesPerConnection: round1(raw),
+    slabBytesPerConnection: round1(memSlope('Slab')),
+    sunreclaimBytesPerConnection: round1(memSlope('SUnreclaim')),
+    residualPercent: rise ? Math.round((rms / rise) * 10000) / 100 : 0,
+    residualBytes: Math.round(rms),
+    attributed: attributed.map((a) => ({ ...a, objects: Math.round(a.objects * 1000) / 1000, bytes: round1(a.bytes) })).sort(byBytes),
+    other: other.map((a) => ({ ...a, objects: Math.round(a.objects * 1000) / 1000, bytes: round1(a.bytes) })).sort(byBytes),
+  };
+}
+
+// ---------------------------------------------------------------- sides
+
+type KernelFacts = Pick<HostFacts, 'hostname' | 'kernel' | 'memTotalKiB' | 'bootId'>;
+
+/**
+ * Two hosts run on one kernel (namespaces of one machine) when their boot ids
+ * match; agents without a boot id are compared by hostname, kernel and memory.
+ */
+export function sameKernel(a: KernelFacts, b: KernelFacts): boolean {
+  if (a.bootId && b.bootId) return a.bootId === b.bootId;
+  return a.hostname === b.hostname && a.kernel === b.kernel && a.memTotalKiB === b.memTotalKiB;
+}
+
+/**
+ * Which sides of a lab's connections a host's slab holds: the client side when
+ * it connects (or shares its kernel with a host that does), the server side
+ * when it is connected to (or shares a kernel with such a host).
+ */
+export function sidesOn(
+  host: string,
+  connects: Array<{ host: string; to: Array<{ role: string }> }>,
+  facts: Record<string, KernelFacts>,
+): Record<Side, boolean> {
+  const holds = (roles: string[]) =>
+    roles.some((r) => r === host || (facts[r] && facts[host] && sameKernel(facts[r]!, facts[host]!)));
+  return {
+    client: holds(connects.map((c) => c.host)),
+    server: holds(connects.flatMap((c) => c.to.map((d) => d.role))),
+  };
+}
