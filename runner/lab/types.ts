@@ -117,6 +117,7 @@ export const STEP_METRICS = {
     'rawBytesPerConnection',
     'slabBytesPerConnection',
     'residualPercent',
+    'foreignSockets',
   ],
   release: [],
 } as const satisfies Record<StepKind, readonly string[]>;

@@ -113,6 +113,8 @@ export interface FitPoint {
   slab: Record<string, { activeObjs: number; objSize: number }>;
   /** /proc/meminfo in KiB */
   meminfo: Record<string, number>;
+  /** /proc/net/sockstat "TCP: alloc": TCP sockets allocated on the whole kernel, every namespace */
+  tcpAlloc?: number;
 }
 
 export interface CacheCost {
@@ -140,6 +142,17 @@ export interface MemoryFit {
   /** root-mean-square distance of the attributed bytes from the fitted line, as % of the line's rise */
   residualPercent: number;
   residualBytes: number;
+  /**
+   * TCP sockets something else allocated or freed on this kernel while the
+   * lab ramped: the largest distance, over the snapshots, between the growth of
+   * "TCP: alloc" and the sockets the lab's own connections account for. They
+   * move the same caches as the lab's, so a fit is only as good as this is small.
+   */
+  foreignSockets: number;
+  /** true when the fit took the foreign sockets as a second variable, so they do not count as the lab's */
+  foreignCorrected: boolean;
+  /** what the fit found one foreign socket costs (a check: about one end of a connection), when corrected */
+  foreignBytesPerSocket: number | null;
   /** attributed caches, largest first */
   attributed: CacheCost[];
   /** other caches that moved by at least 1 byte per connection, largest first */
@@ -180,18 +193,32 @@ export function fitMemory(points: FitPoint[], facts: Pick<HostFacts, 'slabObject
   // Objects of each attributed cache at each point, proc inodes' companions taken out.
   const attributedObjs = (p: FitPoint, c: string) =>
     objs(p, c) - (PROC_INODE_COMPANIONS.includes(c) && PROC_INODE_CACHE in p.slab ? objs(p, PROC_INODE_CACHE) : 0);
-  const slope = (f: (p: FitPoint) => number) => leastSquares(x, points.map(f)).slope;
+
+  // Sockets something else made or freed meanwhile ("TCP: alloc" is the kernel's, the lab's are known).
+  const perConnection = (sides.client ? 1 : 0) + (sides.server ? 1 : 0);
+  const p0 = points[0]!;
+  const counted = points.every((p) => p.tcpAlloc !== undefined);
+  const foreign = points.map((p) => (counted ? p.tcpAlloc! - p0.tcpAlloc! - perConnection * (p.connections - p0.connections) : 0));
+  const foreignSockets = Math.max(...foreign.map(Math.abs));
+  // With enough points, and foreign sockets that did not rise in step with the
+  // lab's, each cache is fitted on both: the lab's connections' slope is then
+  // what they cost, the foreign sockets' what one of those cost.
+  const corrected = foreignSockets > 0 && points.length >= MIN_POINTS_TO_CORRECT && separable(x, foreign);
+  const fitOf = (y: number[]) => (corrected ? leastSquares2(x, foreign, y) : { ...leastSquares(x, y), slopeF: 0 });
+  const slope = (f: (p: FitPoint) => number) => fitOf(points.map(f));
 
   const caches = new Set<string>();
   for (const p of points) for (const c of Object.keys(p.slab)) caches.add(c);
+  let foreignBytes = 0;
   const attributed: CacheCost[] = carriers.map((c) => {
-    const o = slope((p) => attributedObjs(p, c));
-    return { cache: c, objects: o, bytes: o * size(c) };
+    const f = slope((p) => attributedObjs(p, c));
+    foreignBytes += f.slopeF * size(c);
+    return { cache: c, objects: f.slope, bytes: f.slope * size(c) };
   });
   const other: CacheCost[] = [];
   let raw = 0;
   for (const c of caches) {
-    const o = slope((p) => objs(p, c));
+    const o = slope((p) => objs(p, c)).slope;
     raw += o * size(c);
     if (carriers.includes(c)) {
       const extra = o - attributed.find((a) => a.cache === c)!.objects;
@@ -200,10 +227,10 @@ export function fitMemory(points: FitPoint[], facts: Pick<HostFacts, 'slabObject
   }
   const bytes = attributed.reduce((n, a) => n + a.bytes, 0);
 
-  // The residual of the attributed total around its line.
+  // The residual of the attributed total around its fit.
   const y = points.map((p) => carriers.reduce((n, c) => n + attributedObjs(p, c) * size(c), 0));
-  const line = leastSquares(x, y);
-  const rms = Math.sqrt(y.reduce((n, yi, i) => n + (yi - (line.intercept + line.slope * x[i]!)) ** 2, 0) / y.length);
+  const line = fitOf(y);
+  const rms = Math.sqrt(y.reduce((n, yi, i) => n + (yi - (line.intercept + line.slope * x[i]! + line.slopeF * foreign[i]!)) ** 2, 0) / y.length);
   const rise = Math.abs(line.slope) * (Math.max(...x) - Math.min(...x));
 
   // Each carrier's bytes go to the sides in the proportion their objects predict.
@@ -215,7 +242,7 @@ export function fitMemory(points: FitPoint[], facts: Pick<HostFacts, 'slabObject
       return total ? n + (a.bytes * mine) / total : n;
     }, 0);
 
-  const memSlope = (k: string) => slope((p) => (p.meminfo[k] ?? 0) * 1024);
+  const memSlope = (k: string) => slope((p) => (p.meminfo[k] ?? 0) * 1024).slope;
   const byBytes = (a: CacheCost, b: CacheCost) => Math.abs(b.bytes) - Math.abs(a.bytes);
   return {
     points: points.length,
@@ -228,9 +255,46 @@ export function fitMemory(points: FitPoint[], facts: Pick<HostFacts, 'slabObject
     sunreclaimBytesPerConnection: round1(memSlope('SUnreclaim')),
     residualPercent: rise ? Math.round((rms / rise) * 10000) / 100 : 0,
     residualBytes: Math.round(rms),
+    foreignSockets,
+    foreignCorrected: corrected,
+    foreignBytesPerSocket: corrected ? round1(foreignBytes) : null,
     attributed: attributed.map((a) => ({ ...a, objects: Math.round(a.objects * 1000) / 1000, bytes: round1(a.bytes) })).sort(byBytes),
     other: other.map((a) => ({ ...a, objects: Math.round(a.objects * 1000) / 1000, bytes: round1(a.bytes) })).sort(byBytes),
   };
+}
+
+/** Points needed to fit on connections and foreign sockets together and keep a residual. */
+export const MIN_POINTS_TO_CORRECT = 4;
+
+/** True when x and f vary apart enough to fit both (squared correlation below 0.9). */
+function separable(x: number[], f: number[]): boolean {
+  const { sxx, sff, sxf } = moments(x, f, f);
+  return sxx > 0 && sff > 0 && (sxf * sxf) / (sxx * sff) < 0.9;
+}
+
+function moments(x: number[], f: number[], y: number[]) {
+  const n = x.length;
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / n;
+  const [mx, mf, my] = [mean(x), mean(f), mean(y)];
+  let sxx = 0, sff = 0, sxf = 0, sxy = 0, sfy = 0;
+  for (let i = 0; i < n; i++) {
+    const [dx, df, dy] = [x[i]! - mx, f[i]! - mf, y[i]! - my];
+    sxx += dx * dx;
+    sff += df * df;
+    sxf += dx * df;
+    sxy += dx * dy;
+    sfy += df * dy;
+  }
+  return { mx, mf, my, sxx, sff, sxf, sxy, sfy };
+}
+
+/** Least squares of y on x and f together: y ≈ intercept + slope·x + slopeF·f. */
+export function leastSquares2(x: number[], f: number[], y: number[]): { slope: number; slopeF: number; intercept: number } {
+  const m = moments(x, f, y);
+  const det = m.sxx * m.sff - m.sxf * m.sxf;
+  const slope = (m.sff * m.sxy - m.sxf * m.sfy) / det;
+  const slopeF = (m.sxx * m.sfy - m.sxf * m.sxy) / det;
+  return { slope, slopeF, intercept: m.my - slope * m.mx - slopeF * m.mf };
 }
 
 // ---------------------------------------------------------------- sides

@@ -340,8 +340,8 @@ async function runStep(
       case 'fit': {
         const points: FitPoint[] = step.snapshots.map((name) => {
           const o = done.find((d) => d.name === name)!;
-          const d = o.detail as { slab?: FitPoint['slab']; meminfo?: FitPoint['meminfo'] };
-          return { connections: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {} };
+          const d = o.detail as { slab?: FitPoint['slab']; meminfo?: FitPoint['meminfo']; sockstat?: { TCP?: { alloc?: number } } };
+          return { connections: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
         });
         const facts: Record<string, HostFacts> = {};
         for (const [role, s] of sessions) if (s.facts) facts[role] = s.facts;
@@ -353,6 +353,7 @@ async function runStep(
           rawBytesPerConnection: fit.rawBytesPerConnection,
           slabBytesPerConnection: fit.slabBytesPerConnection,
           residualPercent: fit.residualPercent,
+          foreignSockets: fit.foreignSockets,
         };
         // A side the measured kernel does not hold is not measured, not zero.
         if (fit.clientBytesPerSocket !== null) obs.metrics.clientBytesPerSocket = fit.clientBytesPerSocket;

@@ -79,6 +79,25 @@ test('fitMemory() reports a residual when a point is off the line, and refuses o
   assert.throws(() => fitMemory([point(10), point(10)], facts(), { client: true, server: true }), /two connection counts/);
 });
 
+test('fitMemory() fits out sockets something else opened meanwhile, when they did not come in step with the lab\'s', () => {
+  // Another run's connections: 2 sockets and their objects each, arriving unevenly.
+  const others = [0, 3000, 1000, 4000, 500];
+  const pts = [0, 1000, 2000, 3000, 4000].map((n, i) => {
+    const o = others[i]!;
+    const p = point(n, 0, { TCP: 100 + 2 * n + o, sock_inode_cache: 100 + 2 * n + o, filp: 500 + 2 * n + o, dentry: 9000 + 2 * n + o });
+    return { ...p, tcpAlloc: 50 + 2 * n + o };
+  });
+  const fit = fitMemory(pts, facts(), { client: true, server: true });
+  assert.is(fit.foreignSockets, 4000);
+  assert.ok(fit.foreignCorrected);
+  assert.is(fit.bytesPerConnection, 2 * 3640 + 256);
+  assert.is(fit.foreignBytesPerSocket, 2368 + 832 + 192 + 192);
+  // Without "TCP: alloc" the same points are taken at face value.
+  const blind = fitMemory(pts.map(({ tcpAlloc: _, ...p }) => p), facts(), { client: true, server: true });
+  assert.not.ok(blind.foreignCorrected);
+  assert.is.not(blind.bytesPerConnection, 2 * 3640 + 256);
+});
+
 test('sidesOn() counts a host sharing the kernel of the other end as holding both sides', () => {
   const connects = [{ host: 'client', to: [{ role: 'server' }] }];
   assert.equal(sidesOn('server', connects, { client: facts(), server: facts() }), { client: true, server: true });
