@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { planLab } from '../runner/lab/plan.ts';
 import { readLab } from '../runner/lab/validate.ts';
 import type { MemoryFit } from '../runner/models/memory.ts';
-import { LocalProvider } from '../runner/run/providers.ts';
+import { LocalProvider } from '../runner/run/local-provider.ts';
 import { runPlan, runtimeName } from '../runner/run/run.ts';
 
 const STEP = process.argv[2] ?? '5000';
@@ -34,6 +34,7 @@ function readSlabinfo(): Map<string, [number, number]> {
 async function main() {
   const lab = await readLab(join(ROOT, 'labs/memory-per-conn.yaml'), { step: STEP });
   const provider = new LocalProvider(lab);
+  await provider.reserve();
   const reads: Array<{ connections: number; slab: Map<string, [number, number]> }> = [];
   const result = await runPlan(planLab(lab, provider.bindings()), {
     provider,

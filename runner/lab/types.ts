@@ -121,5 +121,3 @@ export const STEP_METRICS = {
   ],
   release: [],
 } as const satisfies Record<StepKind, readonly string[]>;
-
-export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
