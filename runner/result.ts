@@ -34,6 +34,9 @@ export interface HostFacts {
    * from agents that predate it.
    */
   slabAliases?: Record<string, string>;
+  /** net.ipv4.tcp_tw_reuse_delay in ms (6.13+), and net.ipv4.tcp_max_tw_buckets, when the agent reads them */
+  tcpTwReuseDelayMs?: number;
+  tcpMaxTwBuckets?: number;
   /** /proc/sys/kernel/random/boot_id: two hosts with one boot id share one kernel (namespaces) */
   bootId?: string;
   /** addresses on the host, "ip/prefix" */

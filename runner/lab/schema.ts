@@ -5,7 +5,7 @@
 // `schema/lab.schema.json` is this object written out by write-schema.ts.
 
 import { MODEL_NAMES } from '../models/names.ts';
-import { RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
+import { FIT_UNITS, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
 import {
   BIND_MODES,
   LAB_NAME,
@@ -192,6 +192,10 @@ export const labSchema = {
           minItems: MIN_FIT_SNAPSHOTS,
           items: { type: 'string' },
           description: 'Earlier snapshot step names, all of one host',
+        },
+        per: {
+          description: 'What to count memory per: connection (the lab\'s connections held; default) or time-wait (the host\'s TIME_WAIT sockets)',
+          ...templated({ enum: FIT_UNITS }),
         },
       },
     },

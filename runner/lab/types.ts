@@ -25,6 +25,10 @@ export interface Lab {
  * `graceful`: a plain close(): FIN, and the side that closes first holds each
  * port in TIME_WAIT for 60 s.
  */
+/** What a fit counts memory per: connections the lab holds, or the host's sockets in TIME_WAIT. */
+export type FitUnit = 'connection' | 'time-wait';
+export const FIT_UNITS = ['connection', 'time-wait'] as const satisfies readonly FitUnit[];
+
 export type ReleaseMode = 'abort' | 'graceful';
 export const RELEASE_MODES = ['abort', 'graceful'] as const satisfies readonly ReleaseMode[];
 
@@ -80,7 +84,7 @@ export type Step =
   | { name: string; kind: 'sleep'; durationMs: number }
   | { name: string; kind: 'snapshot'; host: string }
   /** least-squares fit of slab memory against connections held, over earlier snapshots of one host */
-  | { name: string; kind: 'fit'; host: string; snapshots: string[] }
+  | { name: string; kind: 'fit'; host: string; snapshots: string[]; per: FitUnit }
   | { name: string; kind: 'release'; steps: string[] };
 
 export type StepKind = Step['kind'];

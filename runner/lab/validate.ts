@@ -8,6 +8,7 @@ import { LabError, type LabProblem } from '../errors.ts';
 import { MODEL_NAMES } from '../models/names.ts';
 import { didYouMean, mergeVars, renderTree, TEMPLATE_FAILED, VAR_NAME, type TemplateVars } from './template.ts';
 import {
+  FIT_UNITS,
   RELEASE_MODES,
   STEP_KINDS,
   STEP_METRICS,
@@ -58,7 +59,7 @@ const CONNECT_KEYS = [
   'stop_on_error',
 ];
 const SNAPSHOT_KEYS = ['host'];
-const FIT_KEYS = ['snapshots'];
+const FIT_KEYS = ['snapshots', 'per'];
 const EXPECT_KEYS = ['metric', 'model', 'value', 'tolerance'];
 
 /**
@@ -766,7 +767,7 @@ function readRelease(
   return ok ? { name, kind: 'release', steps } : undefined;
 }
 
-/** `fit: { snapshots: [s0, s1, …] }`: earlier snapshot steps, all of one host. */
+/** `fit: { snapshots: [s0, s1, …], per: connection | time-wait }`: earlier snapshot steps, all of one host. */
 function readFit(
   ctx: Checker,
   path: YamlPath,
@@ -778,6 +779,7 @@ function readFit(
   const b = ctx.mapping(path, value, FIT_KEYS, ['snapshots'], 'a mapping like { snapshots: [s0, s1, s2] }');
   if (!b || b.snapshots === undefined) return undefined;
   const at = [...path, 'snapshots'];
+  const per = b.per === undefined ? 'connection' : ctx.choice([...path, 'per'], b.per, FIT_UNITS, 'fit unit');
   if (!Array.isArray(b.snapshots)) return ctx.mustBe(at, `a list of at least ${MIN_FIT_SNAPSHOTS} snapshot step names`, b.snapshots);
   if (b.snapshots.length < MIN_FIT_SNAPSHOTS) {
     ctx.at(at, `A fit needs at least ${MIN_FIT_SNAPSHOTS} snapshots: got ${b.snapshots.length}`);
@@ -814,7 +816,7 @@ function readFit(
     }
     snapshots.push(target);
   });
-  return ok && host !== undefined ? { name, kind: 'fit', host, snapshots } : undefined;
+  return ok && host !== undefined && per !== undefined ? { name, kind: 'fit', host, snapshots, per } : undefined;
 }
 
 function markReleased(state: StepState, step: string, by: string): void {

@@ -39,6 +39,25 @@ export const CONNECTION_OBJECTS: readonly ConnectionObject[] = [
 ];
 
 /**
+ * What a connection closed first by this host leaves for 60 s in TIME_WAIT
+ * (net/ipv4/inet_timewait_sock.c): the full socket, its inode, file and
+ * dentry are freed, and a small inet_timewait_sock takes its place in the
+ * hash tables; it stays on the local port's bind buckets, so those stay
+ * too. Only the side that closed first has one ("client" here means that side).
+ */
+export const TIME_WAIT_OBJECTS: readonly ConnectionObject[] = [
+  { cache: 'tw_sock_TCP', perSide: { client: 1, server: 0 }, why: 'struct tcp_timewait_sock, what is left of the socket' },
+  { cache: 'tcp_bind_bucket', perSide: { client: 1, server: 0 }, why: 'the local port\'s bind bucket, still held' },
+  { cache: 'tcp_bind2_bucket', perSide: { client: 1, server: 0 }, why: 'the local port+address bind bucket, still held' },
+];
+
+/** The figure classic articles give for a TIME_WAIT socket, shown beside this kernel's. */
+export const CLASSIC_TIME_WAIT_BYTES = {
+  value: 400,
+  source: '≈0.4 KB per TIME_WAIT socket, the figure classic articles quote for 3.x kernels (tw_sock_TCP and its share of the hash tables)',
+};
+
+/**
  * Caches that grow while connections are held for reasons outside the lab:
  * something listing /proc/<pid>/fd (a monitor, `ls`, `lsof`) makes a proc
  * inode per fd it sees, and each comes with a dentry and an LSM inode blob.
@@ -72,10 +91,13 @@ export interface PricedObject extends ConnectionObject {
 }
 
 /** The connection's objects this kernel has, each priced with its carrier's object size. */
-export function pricedObjects(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>): { priced: PricedObject[]; missing: string[] } {
+export function pricedObjects(
+  facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>,
+  objects: readonly ConnectionObject[] = CONNECTION_OBJECTS,
+): { priced: PricedObject[]; missing: string[] } {
   const priced: PricedObject[] = [];
   const missing: string[] = [];
-  for (const o of CONNECTION_OBJECTS) {
+  for (const o of objects) {
     const carrier = slabCarrier(facts, o.cache);
     if (carrier === undefined) missing.push(o.cache);
     else priced.push({ ...o, carrier, bytes: facts.slabObjectSize[carrier]! });
@@ -84,13 +106,16 @@ export function pricedObjects(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAli
 }
 
 /** Predicted slab bytes per connection on one kernel: what each side holds, and both. */
-export function predictedBytes(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>): {
+export function predictedBytes(
+  facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>,
+  objects: readonly ConnectionObject[] = CONNECTION_OBJECTS,
+): {
   client: number;
   server: number;
   priced: PricedObject[];
   missing: string[];
 } {
-  const { priced, missing } = pricedObjects(facts);
+  const { priced, missing } = pricedObjects(facts, objects);
   const side = (s: Side) => priced.reduce((n, o) => n + o.perSide[s] * o.bytes, 0);
   return { client: side('client'), server: side('server'), priced, missing };
 }
@@ -182,11 +207,16 @@ const round1 = (n: number) => Math.round(n * 10) / 10;
  * with their dentries and LSM blobs, and every other cache are "other".
  * `sides` says which sides of the connections the measured kernel holds.
  */
-export function fitMemory(points: FitPoint[], facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>, sides: Record<Side, boolean>): MemoryFit {
+export function fitMemory(
+  points: FitPoint[],
+  facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>,
+  sides: Record<Side, boolean>,
+  objects: readonly ConnectionObject[] = CONNECTION_OBJECTS,
+): MemoryFit {
   if (points.length < 2) throw new Error('A memory fit needs two snapshots at least');
   const x = points.map((p) => p.connections);
-  if (new Set(x).size < 2) throw new Error('A memory fit needs snapshots at two connection counts at least: every snapshot held the same number');
-  const { priced } = pricedObjects(facts);
+  if (new Set(x).size < 2) throw new Error(`A memory fit needs snapshots at two counts at least: every snapshot had ${x[0]}`);
+  const { priced } = pricedObjects(facts, objects);
   const carriers = [...new Set(priced.map((o) => o.carrier))];
   const objs = (p: FitPoint, c: string) => p.slab[c]?.activeObjs ?? 0;
   const size = (c: string) => points.find((p) => p.slab[c])?.slab[c]?.objSize ?? 0;
@@ -194,8 +224,9 @@ export function fitMemory(points: FitPoint[], facts: Pick<HostFacts, 'slabObject
   const attributedObjs = (p: FitPoint, c: string) =>
     objs(p, c) - (PROC_INODE_COMPANIONS.includes(c) && PROC_INODE_CACHE in p.slab ? objs(p, PROC_INODE_CACHE) : 0);
 
-  // Sockets something else made or freed meanwhile ("TCP: alloc" is the kernel's, the lab's are known).
-  const perConnection = (sides.client ? 1 : 0) + (sides.server ? 1 : 0);
+  // Sockets something else made or freed meanwhile ("TCP: alloc" is the kernel's, the lab's are known;
+  // TIME_WAIT sockets are not full sockets and not in it).
+  const perConnection = objects === CONNECTION_OBJECTS ? (sides.client ? 1 : 0) + (sides.server ? 1 : 0) : 0;
   const p0 = points[0]!;
   const counted = points.every((p) => p.tcpAlloc !== undefined);
   const foreign = points.map((p) => (counted ? p.tcpAlloc! - p0.tcpAlloc! - perConnection * (p.connections - p0.connections) : 0));

@@ -5,7 +5,7 @@
 
 import { HostError, Interrupted } from '../errors.ts';
 import type { Plan, PlannedStep } from '../lab/plan.ts';
-import { fitMemory, sidesOn, type FitPoint } from '../models/memory.ts';
+import { CONNECTION_OBJECTS, fitMemory, sidesOn, TIME_WAIT_OBJECTS, type FitPoint } from '../models/memory.ts';
 import type { HostFacts, StepObservation } from '../result.ts';
 import type { ConnectProgress, ConnectReply, ListenProgress, ListenReply, ReleaseReply, SnapshotReply } from './agent-replies.ts';
 import type { RunBound } from './bound.ts';
@@ -181,12 +181,17 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
   const points: FitPoint[] = step.snapshots.map((name) => {
     const o = ctx.done.find((d) => d.name === name)!;
     const d = o.detail as Partial<SnapshotReply>;
-    return { connections: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
+    // Per TIME_WAIT socket, the count is the host's own (sockstat "tw" is per network namespace).
+    const count = step.per === 'time-wait' ? o.metrics.tcpTw : o.metrics.connections;
+    return { connections: count ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
   });
   const facts: Record<string, HostFacts> = {};
   for (const [role, s] of ctx.sessions) if (s.facts) facts[role] = s.facts;
   const connects = ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).filter((s) => s.kind === 'connect');
-  const f = fitMemory(points, facts[step.host]!, sidesOn(step.host, connects, facts));
+  const f =
+    step.per === 'time-wait'
+      ? fitMemory(points, facts[step.host]!, { client: true, server: false }, TIME_WAIT_OBJECTS)
+      : fitMemory(points, facts[step.host]!, sidesOn(step.host, connects, facts), CONNECTION_OBJECTS);
   obs.metrics = {
     bytesPerConnection: f.bytesPerConnection,
     otherBytesPerConnection: f.otherBytesPerConnection,
@@ -195,7 +200,8 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
     residualPercent: f.residualPercent,
     foreignSockets: f.foreignSockets,
   };
-  // A side the measured kernel does not hold is not measured, not zero.
+  // A side the measured kernel does not hold is not measured, not zero; TIME_WAIT has one side.
+  if (step.per === 'time-wait') f.clientBytesPerSocket = f.serverBytesPerSocket = null;
   if (f.clientBytesPerSocket !== null) obs.metrics.clientBytesPerSocket = f.clientBytesPerSocket;
   if (f.serverBytesPerSocket !== null) obs.metrics.serverBytesPerSocket = f.serverBytesPerSocket;
   obs.detail = { ...f };

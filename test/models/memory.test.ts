@@ -76,7 +76,7 @@ test('fitMemory() on a server-only kernel gives the whole cost to the accepted s
 test('fitMemory() reports a residual when a point is off the line, and refuses one connection count', () => {
   const fit = fitMemory([point(0), point(1000, 0, { TCP: 100 + 2000 + 300 }), point(2000)], facts(), { client: true, server: true });
   assert.ok(fit.residualPercent > 1, String(fit.residualPercent));
-  assert.throws(() => fitMemory([point(10), point(10)], facts(), { client: true, server: true }), /two connection counts/);
+  assert.throws(() => fitMemory([point(10), point(10)], facts(), { client: true, server: true }), /two counts/);
 });
 
 test('fitMemory() fits out sockets something else opened meanwhile, when they did not come in step with the lab\'s', () => {
@@ -109,7 +109,7 @@ test('sidesOn() counts a host sharing the kernel of the other end as holding bot
 test('memoryPerConnection() predicts both ends with the formula filled in and the classic figure beside it', () => {
   const steps: Step[] = [
     { name: 'c', kind: 'connect', host: 'client', to: [{ role: 'server', port: 8080 }], count: 10, sources: 1, bind: 'none', rate: 0, timeoutMs: 1, connectTimeoutMs: 1, stopOnError: true },
-    { name: 'cost', kind: 'fit', host: 'server', snapshots: ['a', 'b'] },
+    { name: 'cost', kind: 'fit', host: 'server', snapshots: ['a', 'b'], per: 'connection' },
   ];
   const ctx = (metric: string) => ({ step: steps[1]!, metric, facts: { client: facts(), server: facts() }, addresses: {}, steps });
   const both = memoryPerConnection(ctx('bytesPerConnection'));
