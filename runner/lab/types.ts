@@ -15,7 +15,22 @@ export interface Lab {
   expect: Expectation[];
   /** run-wide bound: the whole run stops after this many ms */
   timeoutMs: number;
+  /** how release steps close connections: RST (`abort`, no TIME_WAIT) or FIN (`graceful`) */
+  release: ReleaseMode;
 }
+
+/**
+ * `abort`: SO_LINGER {on, 0} then close(): an RST, the socket is freed at once,
+ * no TIME_WAIT, so a kept host can run the lab again at once.
+ * `graceful`: a plain close(): FIN, and the side that closes first holds each
+ * port in TIME_WAIT for 60 s.
+ */
+/** What a fit counts memory per: connections the lab holds, or the host's sockets in TIME_WAIT. */
+export type FitUnit = 'connection' | 'time-wait';
+export const FIT_UNITS = ['connection', 'time-wait'] as const satisfies readonly FitUnit[];
+
+export type ReleaseMode = 'abort' | 'graceful';
+export const RELEASE_MODES = ['abort', 'graceful'] as const satisfies readonly ReleaseMode[];
 
 export interface LabHost {
   role: string;
@@ -68,6 +83,8 @@ export type Step =
     }
   | { name: string; kind: 'sleep'; durationMs: number }
   | { name: string; kind: 'snapshot'; host: string }
+  /** least-squares fit of slab memory against connections held, over earlier snapshots of one host */
+  | { name: string; kind: 'fit'; host: string; snapshots: string[]; per: FitUnit }
   | { name: string; kind: 'release'; steps: string[] };
 
 export type StepKind = Step['kind'];
@@ -84,7 +101,7 @@ export interface Expectation {
 }
 
 /** The step kinds, in the order docs and messages list them. */
-export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'release'] as const satisfies readonly StepKind[];
+export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'fit', 'release'] as const satisfies readonly StepKind[];
 
 /**
  * The metrics each step kind measures, as named in `expect[].metric`
@@ -95,39 +112,63 @@ export const STEP_METRICS = {
   listen: ['accepted'],
   connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts'],
   sleep: [],
-  snapshot: ['tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
+  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
+  fit: [
+    'bytesPerConnection',
+    'clientBytesPerSocket',
+    'serverBytesPerSocket',
+    'otherBytesPerConnection',
+    'rawBytesPerConnection',
+    'slabBytesPerConnection',
+    'residualPercent',
+    'foreignSockets',
+  ],
   release: [],
 } as const satisfies Record<StepKind, readonly string[]>;
 
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
 
 /** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
-export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling'] as const;
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
- * The metrics each model predicts, all of connect steps. A model cited for
- * anything else has no prediction to make, and "no prediction" must never
- * meet "nothing observed" and pass, so `lab validate` rejects the pair and
- * compare gives it the verdict not-applicable.
+ * The metrics each model predicts, by step kind. A model cited for anything
+ * else has no prediction to make, and "no prediction" must never meet
+ * "nothing observed" and pass, so `lab validate` rejects the pair and compare
+ * gives it the verdict not-applicable.
  */
-export const MODEL_METRICS = {
-  'ephemeral-ports': ['established', 'firstError'],
-  'fd-limit': ['established', 'firstError', 'workers'],
-  'connection-ceiling': ['established'],
-} as const satisfies Record<ModelName, readonly StepMetric<'connect'>[]>;
+export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKind]?: readonly StepMetric<K>[] } } = {
+  'ephemeral-ports': { connect: ['established', 'firstError'] },
+  'fd-limit': { connect: ['established', 'firstError', 'workers'] },
+  'connection-ceiling': { connect: ['established'] },
+  'memory-per-connection': { fit: ['bytesPerConnection', 'clientBytesPerSocket', 'serverBytesPerSocket'] },
+  'time-wait': { connect: ['established', 'firstError'], snapshot: ['tcpTw'] },
+};
 
 /**
  * Why `model` cannot predict `metric` of `step`, or undefined when it can.
- * The one statement of which pairs apply: validation and compare both read it.
+ * The one statement of which pairs apply: validation and compare both read
+ * it. (What only the run can tell, e.g. a host that ended up holding no
+ * client sockets, the model itself reports, and the verdict is not-applicable.)
  */
 export function modelProblem(model: ModelName, step: Step, metric: string): string | undefined {
-  const metrics: readonly string[] = MODEL_METRICS[model];
-  if (step.kind !== 'connect') return `it predicts connect steps, and "${step.name}" is a ${step.kind} step`;
-  if (!metrics.includes(metric)) return `it predicts ${metrics.map((m) => `"${m}"`).join(', ').replace(/, ([^,]*)$/, ' or $1')} of a connect step, not "${metric}"`;
+  const byKind = MODEL_METRICS[model];
+  const kinds = Object.keys(byKind) as StepKind[];
+  const metrics: readonly string[] | undefined = byKind[step.kind];
+  if (!metrics) return `it predicts ${orList(kinds)} steps, and "${step.name}" is a ${step.kind} step`;
+  if (!metrics.includes(metric)) return `it predicts ${orList(metrics.map((m) => `"${m}"`))} of a ${step.kind} step, not "${metric}"`;
   // Without `processes` the agent adds workers until every connection fits, so no worker reaches its fd limit.
-  if (model === 'fd-limit' && metric !== 'workers' && step.processes === undefined) {
+  if (model === 'fd-limit' && step.kind === 'connect' && metric !== 'workers' && step.processes === undefined) {
     return `without "processes" the agent adds workers until every connection fits, so no fd limit is reached: set "processes" on step "${step.name}", or predict "workers"`;
   }
+  // A TIME_WAIT socket is one side's: there is no client and server share to tell apart.
+  if (model === 'memory-per-connection' && step.kind === 'fit' && step.per === 'time-wait' && metric !== 'bytesPerConnection') {
+    return `a fit per TIME_WAIT socket has one side: predict "bytesPerConnection"`;
+  }
   return undefined;
+}
+
+function orList(words: readonly string[]): string {
+  return words.length > 1 ? `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}` : words[0]!;
 }

@@ -1,7 +1,7 @@
 // Compare: each expectation of a lab becomes a Prediction with a verdict, from
 // the models (or a literal), the hosts' facts and what the steps observed.
 
-import { modelProblem, type Expectation, type ModelName, type Step } from '../lab/types.ts';
+import { modelProblem, type Expectation, type ModelName, type ReleaseMode, type Step } from '../lab/types.ts';
 import type { HostFacts, Prediction, StepObservation, Verdict } from '../result.ts';
 import { MODELS, ModelNotApplicable, type ModelOutput } from './index.ts';
 
@@ -11,6 +11,8 @@ export interface CompareInput {
   observations: StepObservation[];
   facts: Record<string, HostFacts>;
   addresses: Record<string, string[]>;
+  /** the lab's release mode; abort when not given */
+  release?: ReleaseMode;
 }
 
 function observedValue(obs: StepObservation | undefined, metric: string): number | string | null | undefined {
@@ -48,7 +50,7 @@ export function comparePredictions(input: CompareInput): Prediction[] {
       const why = step ? modelProblem(model, step, metric) : `the lab has no step "${stepName}"`;
       try {
         if (why) throw new ModelNotApplicable(`Model "${model}" cannot predict "${exp.metric}": ${why}`);
-        out = MODELS[model]({ step: step!, metric, facts: input.facts, addresses: input.addresses });
+        out = MODELS[model]({ step: step!, metric, facts: input.facts, addresses: input.addresses, steps: input.steps, release: input.release ?? 'abort' });
       } catch (e) {
         if (!(e instanceof ModelNotApplicable)) throw e;
         out = { value: null, derivation: e.message, explanation: '' };

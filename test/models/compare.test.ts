@@ -68,7 +68,15 @@ test('comparePredictions() gives not-applicable when the model finds at run time
 });
 
 test('modelProblem() agrees with the models: where it finds no problem, the model makes a prediction', () => {
-  const steps: Step[] = [ramp(), ramp(2), snap, { name: 'l', kind: 'listen', host: 'server', port: 80, backlog: 1, accept: true }];
+  const fit = (name: string, per: 'connection' | 'time-wait'): Step => ({ name, kind: 'fit', host: 'server', snapshots: ['snap'], per });
+  const steps: Step[] = [
+    { name: 'l', kind: 'listen', host: 'server', port: 8080, backlog: 1, accept: true },
+    ramp(),
+    { ...ramp(2), name: 'ramp2' },
+    snap,
+    fit('perConnection', 'connection'),
+    fit('perTimeWait', 'time-wait'),
+  ];
   let applicable = 0;
   for (const model of MODEL_NAMES) {
     for (const step of steps) {
@@ -76,7 +84,7 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
         if (modelProblem(model, step, metric)) continue;
         applicable++;
         try {
-          MODELS[model]({ step, metric, facts: { client: facts, server: facts }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
+          MODELS[model]({ step, metric, steps, release: 'graceful', facts: { client: facts, server: facts }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
         } catch (e) {
           if (e instanceof ModelNotApplicable) assert.unreachable(`${model} on ${step.name}.${metric}: ${e.message}`);
           throw e;
@@ -84,8 +92,8 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
       }
     }
   }
-  // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2 × 1
-  assert.is(applicable, 10);
+  // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2, memory-per-connection 3 + 1, time-wait 2 × 2 + 1
+  assert.is(applicable, 19);
 });
 
 test.run();
