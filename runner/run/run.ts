@@ -8,6 +8,7 @@ import { HostError, Interrupted, isLabFailure } from '../errors.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { Plan, PlannedHost, PlannedStep } from '../lab/plan.ts';
 import { comparePredictions } from '../models/compare.ts';
+import { capacityCheck, capacityRefusal } from '../models/scale.ts';
 import { provisionHost, restoreHost } from '../provision/index.ts';
 import { RESULT_FORMAT, type Change, type HostFacts, type HostResult, type RunResult, type StepObservation } from '../result.ts';
 import type { RunEventHandler } from './events.ts';
@@ -112,6 +113,12 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
         }),
       );
     });
+
+    // Refuse, before any change, what the hosts cannot hold (models/scale.ts): never the OOM killer.
+    const known: Record<string, HostFacts> = {};
+    for (const [role, s] of sessions) if (s.facts) known[role] = s.facts;
+    const refusal = capacityRefusal(capacityCheck(plan, known));
+    if (refusal) throw new HostError('CAPACITY', refusal);
 
     await stage('provision', async () => {
       await guardSetup(
