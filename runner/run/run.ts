@@ -223,6 +223,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     verdict: failed ? 'fail' : 'pass',
     restore: { ok: restoreProblems.length === 0, problems: restoreProblems },
     notes,
+    controller: { peakRssKiB: peakRssKiB() },
   };
   if (error) result.error = error;
   return result;
@@ -354,4 +355,13 @@ async function runStep(
   }
   obs.durationMs = Math.round(performance.now() - t0);
   return obs;
+}
+
+/** The controller's peak resident set so far (getrusage ru_maxrss), in KiB; 0 where the runtime cannot say. */
+function peakRssKiB(): number {
+  try {
+    return Math.round(process.resourceUsage().maxRSS);
+  } catch {
+    return 0;
+  }
 }
