@@ -53,6 +53,8 @@ class Peer {
   }
 }
 
+const engine = (side: Side) => (side.engine ? { engine: side.engine } : {});
+
 export async function compilePeers(): Promise<{ connect: string; accept: string } | string> {
   const out = { connect: join(tmpdir(), 'lab-bench-connect'), accept: join(tmpdir(), 'lab-bench-accept') };
   for (const [k, bin] of Object.entries(out)) {
@@ -67,6 +69,8 @@ export interface Side {
   name: string;
   /** undefined: the C peer */
   start?: (t: NetnsTransport) => Promise<AgentClient>;
+  /** the agent's engine for listen and connect ("python": its fallback workers); default its choice */
+  engine?: 'python' | 'c';
 }
 export const C_SIDE: Side = { name: 'C' };
 export const AGENT_SIDE: Side = { name: 'agent', start: (t) => AgentClient.start(t) };
@@ -133,7 +137,7 @@ export async function rampPairs(pairs: Pair[], rounds: number, n: number, accept
           if ((await cs.line()) !== 'ready') throw new Error('C server did not start');
         } else {
           sa = await agentOf(pair.server, server);
-          await sa.request('listen', { id: `l${port}`, address: server.address, port, backlog: 4096, accept: true });
+          await sa.request('listen', { id: `l${port}`, address: server.address, port, backlog: 4096, accept: true, ...engine(pair.server) });
         }
         let rate: number;
         if (!pair.client.start) {
@@ -146,7 +150,7 @@ export async function rampPairs(pairs: Pair[], rounds: number, n: number, accept
           const ca = await agentOf(pair.client, client);
           const r = await ca.request('connect', {
             id: `c${port}`, pairs: [{ source: client.address, address: server.address, port }],
-            count: n, bind: 'none', rate: 0, timeoutMs: 120_000, connectTimeoutMs: 3000, stopOnError: true,
+            count: n, bind: 'none', rate: 0, timeoutMs: 120_000, connectTimeoutMs: 3000, stopOnError: true, ...engine(pair.client),
           });
           if (r.established !== n) throw new Error(`${pair.name}: agent opened ${r.established} of ${n}: ${JSON.stringify(r.firstError)}`);
           rate = n / (r.durationMs / 1000);

@@ -337,14 +337,18 @@ async function runStep(
         break;
       }
       case 'release': {
-        let closed = 0;
-        for (const name of step.steps) {
+        // All at once: each side's closes run in its own workers, and a client's
+        // RST and the server's close of the same connection need not wait for each other.
+        const closes = step.steps.map(async (name) => {
           const target = done.find((o) => o.name === name);
-          if (!target) continue;
-          const r = await guard(agent(target.host).request<{ closed: number }>('release', { id: name, abort: true }, { timeoutMs: 30_000 }));
-          closed += r.closed;
-        }
-        obs.metrics.closed = closed;
+          if (!target) return 0;
+          const held = Number(target.metrics.established ?? target.metrics.accepted ?? 0);
+          const r = await guard(
+            agent(target.host).request<{ closed: number }>('release', { id: name, abort: true }, { timeoutMs: releaseTimeoutMs(held) }),
+          );
+          return r.closed;
+        });
+        obs.metrics.closed = (await Promise.all(closes)).reduce((a, b) => a + b, 0);
         break;
       }
     }
@@ -355,6 +359,16 @@ async function runStep(
   }
   obs.durationMs = Math.round(performance.now() - t0);
   return obs;
+}
+
+/**
+ * How long a release may take: closing a socket costs the kernel tens of
+ * microseconds here (an RST through the veth, the peer's reset, freeing the
+ * socket, its inode, dentry and file), and a million take a minute on a busy
+ * 2-core machine. A backstop, not a target.
+ */
+export function releaseTimeoutMs(held: number): number {
+  return 30_000 + Math.ceil(held / 5000) * 1000;
 }
 
 /** The controller's peak resident set so far (getrusage ru_maxrss), in KiB; 0 where the runtime cannot say. */
