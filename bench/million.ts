@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { planLab } from '../runner/lab/plan.ts';
 import { readLab } from '../runner/lab/validate.ts';
-import { LocalProvider } from '../runner/run/providers.ts';
+import { LocalProvider } from '../runner/run/local-provider.ts';
 import { runPlan, runtimeName } from '../runner/run/run.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

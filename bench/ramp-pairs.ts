@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../runner/agent/client.ts';
 import { runLocal } from '../runner/hosts/local.ts';
 import { createLocalNetwork, destroyLocalNetwork, NetnsTransport, type LocalHost } from '../runner/hosts/netns.ts';
-import { hostJournalPath } from '../runner/provision/index.ts';
+import { hostJournalPath } from '../runner/provision/journal.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
