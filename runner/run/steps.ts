@@ -132,7 +132,12 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
             series.push([ms, value]);
             lastSample = ms;
           }
-          ctx.emit({ kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms });
+          const extra = d as { failed?: number; slabKiB?: number };
+          ctx.emit({
+            kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms,
+            ...(typeof extra.failed === 'number' ? { failed: extra.failed } : {}),
+            ...(typeof extra.slabKiB === 'number' ? { slabKiB: extra.slabKiB } : {}),
+          });
         },
       },
     ),
