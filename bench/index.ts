@@ -93,15 +93,13 @@ try {
   add({ name: 'provisioning: ansible / lab', value: null, unit: '×', target: '≥ 20×', met: null, how: `skipped: ${(e as Error).message.split('\n')[0]}` });
 }
 
-// 5. Memory accuracy: the catalog's memory lab (issue 8) measures it. The hook:
-// a module bench/memory-accuracy.ts exporting memoryAccuracy(): { percent, how }.
+// 5. Memory accuracy: the memory lab (issue 8) against the controller's own /proc/slabinfo.
 try {
-  const mod = './memory-accuracy.ts';
-  const { memoryAccuracy } = await import(mod);
+  const { memoryAccuracy } = await import('./memory-per-conn.ts');
   const m = await memoryAccuracy();
-  add({ name: 'memory per connection accuracy', value: m.percent, unit: '%', target: '≤ 2%', met: Math.abs(m.percent) <= 2, how: m.how });
-} catch {
-  add({ name: 'memory per connection accuracy', value: null, unit: '%', target: '≤ 2%', met: null, how: 'not here yet: the catalog\'s memory lab provides bench/memory-accuracy.ts (issue 8)' });
+  add({ name: 'memory per connection accuracy', value: Math.abs(m.percent), unit: '%', target: '≤ 2%', met: m.ok, how: m.how });
+} catch (e) {
+  add({ name: 'memory per connection accuracy', value: null, unit: '%', target: '≤ 2%', met: null, how: `failed: ${(e as Error).message.split('\n')[0]}` });
 }
 
 mkdirSync(BENCH_DIR, { recursive: true });

@@ -6,6 +6,7 @@
 
 import type { Plan } from '../lab/plan.ts';
 import type { HostFacts } from '../result.ts';
+import { objectsFormula, predictedBytes } from './memory.ts';
 
 /**
  * The port range an auto-planned connect step sets on its host when the lab
@@ -54,21 +55,12 @@ export function workersFor(count: number, perWorker: number): number {
 // ---------------------------------------------------------------- memory
 
 /**
- * The slab objects one socket with an fd holds while idle and established, on
- * either side: struct tcp_sock, its socket inode, the file and the sockfs
- * dentry (net/socket.c sock_alloc_file, net/ipv4/tcp_ipv4.c). Priced with the
- * kernel's own object sizes from /proc/slabinfo.
- */
-export const SOCKET_CACHES = ['TCP', 'sock_inode_cache', 'filp', 'dentry'] as const;
-
-/**
  * What comes on top of the priced objects in practice, as a factor: slab
- * pages are never full (the measured per-object footprint is pages × 4096 ÷
- * objects per slab), the security modules' blobs, the bind buckets of the
- * client's ports, and a proc inode with its dentry for every fd that anything
- * on the machine lists in /proc/<pid>/fd. Measured on 6.18 here: 10.1 KB per
- * connection in all caches against 7.2 KB priced, 1.41. The safety factor is
- * above it, so a refusal errs toward not starting.
+ * pages are never full, other caches move a little with the connections, and
+ * a proc inode with its dentry comes for every fd that anything on the
+ * machine lists in /proc/<pid>/fd. Measured on 6.18 here: 10.1 KB per
+ * connection in all caches against 7.8 KB priced (2 × 3896 B), 1.30. The
+ * factor is above it, so a refusal errs toward not starting.
  */
 export const MEMORY_SAFETY_FACTOR = 1.5;
 
@@ -82,21 +74,21 @@ export function reserveBytes(memTotalKiB: number): number {
 
 export interface SocketCost {
   bytes: number;
-  /** "TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192" */
+  /** "TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 + …" */
   formula: string;
-  /** caches this kernel's slabinfo does not list (priced at 0) */
+  /** objects this kernel's slabinfo has no cache for (priced at 0) */
   missing: string[];
 }
 
-/** Kernel bytes one idle established socket holds, from the kernel's own object sizes. */
-export function socketCost(slabObjectSize: Record<string, number>): SocketCost {
-  const missing = SOCKET_CACHES.filter((c) => !(c in slabObjectSize));
-  const have = SOCKET_CACHES.filter((c) => c in slabObjectSize);
-  return {
-    bytes: have.reduce((n, c) => n + slabObjectSize[c]!, 0),
-    formula: have.map((c) => `${c} ${slabObjectSize[c]}`).join(' + '),
-    missing,
-  };
+/**
+ * Kernel bytes one idle established socket holds: the memory model's objects
+ * (models/memory.ts, priced with this kernel's own object sizes) of the
+ * costlier side, the client's, which also holds its port's bind buckets.
+ */
+export function socketCost(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>): SocketCost {
+  const p = predictedBytes(facts);
+  const side = p.client >= p.server ? 'client' : 'server';
+  return { bytes: Math.max(p.client, p.server), formula: objectsFormula(p.priced, side), missing: p.missing };
 }
 
 const GiB = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
@@ -125,7 +117,7 @@ export interface MemoryCheck {
  * sockets, plus workers' memory, plus a reserve, against MemAvailable.
  */
 export function memoryCheck(load: MachineLoad): MemoryCheck {
-  const cost = socketCost(load.facts.slabObjectSize);
+  const cost = socketCost(load.facts);
   const kernel = Math.round(load.sockets * cost.bytes * MEMORY_SAFETY_FACTOR);
   const workers = load.workers * WORKER_BYTES;
   const reserve = reserveBytes(load.facts.memTotalKiB);
@@ -134,8 +126,8 @@ export function memoryCheck(load: MachineLoad): MemoryCheck {
   const ok = need <= available;
   const who = load.roles.join(' + ');
   const lines = [
-    `per socket: ${cost.formula} = ${cost.bytes} B of slab objects (this kernel's sizes)${cost.missing.length ? `; not in slabinfo: ${cost.missing.join(', ')}` : ''}`,
-    `kernel: ${load.sockets} sockets on ${who} × ${cost.bytes} B × ${MEMORY_SAFETY_FACTOR} (slab overhead, security blobs, bind buckets, proc inodes) = ${GiB(kernel)}`,
+    `per socket: ${cost.formula} = ${cost.bytes} B of slab objects (this kernel's sizes, models/memory.ts)${cost.missing.length ? `; no cache here for ${cost.missing.join(', ')}` : ''}`,
+    `kernel: ${load.sockets} sockets on ${who} × ${cost.bytes} B × ${MEMORY_SAFETY_FACTOR} (slab pages never full, proc inodes, other caches) = ${GiB(kernel)}`,
     `workers: ${load.workers} processes × ${WORKER_BYTES / 1024 ** 2} MiB = ${GiB(workers)}`,
     `reserve: 5% of MemTotal ${GiB(load.facts.memTotalKiB * 1024)}, at least 256 MiB = ${GiB(reserve)}`,
     `need ${GiB(kernel)} + ${GiB(workers)} + ${GiB(reserve)} = ${GiB(need)} ${ok ? '≤' : '>'} MemAvailable ${GiB(available)}`,
@@ -145,7 +137,7 @@ export function memoryCheck(load: MachineLoad): MemoryCheck {
 
 /** The largest number of connections a machine holding both ends of each could take under memoryCheck. */
 export function memoryCeiling(facts: HostFacts, socketsPerConnection: number, perWorker: number): number {
-  const cost = socketCost(facts.slabObjectSize).bytes * MEMORY_SAFETY_FACTOR;
+  const cost = socketCost(facts).bytes * MEMORY_SAFETY_FACTOR;
   const perConn = socketsPerConnection * (cost + WORKER_BYTES / Math.max(1, perWorker));
   const room = facts.memAvailableKiB * 1024 - reserveBytes(facts.memTotalKiB);
   return room > 0 && perConn > 0 ? Math.floor(room / perConn) : 0;
@@ -156,9 +148,9 @@ export function memoryCeiling(facts: HostFacts, socketsPerConnection: number, pe
 /** The fds the agent keeps for itself in each worker (FD_MARGIN in the agent). */
 export const WORKER_FD_MARGIN = 16;
 
-/** Hosts that share one kernel and its memory: namespaces of one machine report the same facts. */
+/** Hosts that share one kernel and its memory (as sameKernel() in models/memory.ts: the boot id, else hostname, kernel and memory). */
 function machineKey(f: HostFacts): string {
-  return `${f.hostname}|${f.kernel}|${f.memTotalKiB}`;
+  return f.bootId ?? `${f.hostname}|${f.kernel}|${f.memTotalKiB}`;
 }
 
 /**

@@ -49,7 +49,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     await stage('agents', () => startAgents(plan, provider, sessions, bound, emit));
     refuseWhatHostsCannotHold(plan, sessions);
     await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit));
-    await stage('steps', () => runSteps(plan.steps, sessions, observations, bound, emit));
+    await stage('steps', () => runSteps(plan, sessions, observations, bound, emit));
   } catch (e) {
     error = failureOf(e, bound.reason);
   }

@@ -8,13 +8,15 @@ import {
 import type { HostFacts } from '../../runner/result.ts';
 
 const GiB = 1024 ** 3;
-// Object sizes of 6.18 here (/proc/slabinfo): 2368 + 832 + 192 + 192 = 3584 B per socket.
-const SLAB = { TCP: 2368, sock_inode_cache: 832, filp: 192, dentry: 192, kmalloc_64: 64 };
+// Object sizes of 6.18 here (/proc/slabinfo); the bind buckets live in a merged 128-byte cache.
+const SLAB = { TCP: 2368, sock_inode_cache: 832, filp: 192, dentry: 192, lsm_inode_cache: 32, lsm_file_cache: 24, eventpoll_epi: 128 };
+const ALIASES = { tcp_bind_bucket: 'eventpoll_epi', tcp_bind2_bucket: 'eventpoll_epi' };
+// Per client socket: 2368 + 832 + 192 + 192 + 32 + 24 + 128 + 128 = 3896 B.
 const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
   hostname: 'box', kernel: '6.18.0', python: '3.11.2', portRange: [32768, 60999], reservedPorts: '',
   nofileSoft: 20000, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 1 << 30,
   somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2,
-  memTotalKiB: 24 * 1024 * 1024, memAvailableKiB: 22 * 1024 * 1024, slabObjectSize: SLAB, addresses: [], cpus: 2, uid: 0, ...over,
+  memTotalKiB: 24 * 1024 * 1024, memAvailableKiB: 22 * 1024 * 1024, slabObjectSize: SLAB, slabAliases: ALIASES, addresses: [], cpus: 2, uid: 0, ...over,
 });
 
 const bindings: HostBinding[] = ['client', 'server'].map((role, i) => ({
@@ -23,7 +25,7 @@ const bindings: HostBinding[] = ['client', 'server'].map((role, i) => ({
 }));
 
 const lab = (count: number, connect: Partial<Extract<Step, { kind: 'connect' }>> = {}, sysctls: Record<string, string> = {}): Lab => ({
-  name: 'scale', file: 'scale.yaml', source: '', vars: {}, timeoutMs: 600_000, expect: [],
+  name: 'scale', file: 'scale.yaml', source: '', vars: {}, timeoutMs: 600_000, expect: [], release: 'abort',
   hosts: [
     { role: 'client', sysctls, aliases: 0, nofile: 20000 },
     { role: 'server', sysctls: {}, aliases: 0, nofile: 20000 },
@@ -81,9 +83,15 @@ test('planLab() plans sources: auto within the range the lab sets, and refuses m
   }
 });
 
-test('socketCost() prices a socket with the kernel\'s own object sizes', () => {
-  assert.equal(socketCost(SLAB), { bytes: 3584, formula: 'TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192', missing: [] });
-  assert.equal(socketCost({ TCP: 2000 }).missing, ['sock_inode_cache', 'filp', 'dentry']);
+test('socketCost() prices a socket with the memory model\'s objects at the kernel\'s own sizes', () => {
+  const c = socketCost(facts());
+  assert.is(c.bytes, 3896);
+  assert.is(
+    c.formula,
+    'TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 + lsm_inode_cache 32 + lsm_file_cache 24 + tcp_bind_bucket (in eventpoll_epi) 128 + tcp_bind2_bucket (in eventpoll_epi) 128',
+  );
+  assert.equal(c.missing, []);
+  assert.equal(socketCost({ slabObjectSize: { TCP: 2000 } }).missing.slice(0, 3), ['sock_inode_cache', 'filp', 'dentry']);
 });
 
 test('peakLoads() counts both ends on one machine, and a released step no more', () => {
@@ -109,11 +117,11 @@ test('capacityCheck() fits a million on 22 GiB and refuses two million, with the
     [
       'The hosts cannot hold this lab: not started, nothing was changed',
       '  client + server (one kernel):',
-      '    per socket: TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 = 3584 B of slab objects (this kernel\'s sizes)',
-      '    kernel: 4000000 sockets on client + server × 3584 B × 1.5 (slab overhead, security blobs, bind buckets, proc inodes) = 20.03 GiB',
+      '    per socket: TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 + lsm_inode_cache 32 + lsm_file_cache 24 + tcp_bind_bucket (in eventpoll_epi) 128 + tcp_bind2_bucket (in eventpoll_epi) 128 = 3896 B of slab objects (this kernel\'s sizes, models/memory.ts)',
+      '    kernel: 4000000 sockets on client + server × 3896 B × 1.5 (slab pages never full, proc inodes, other caches) = 21.77 GiB',
       '    workers: 202 processes × 16 MiB = 3.16 GiB',
       '    reserve: 5% of MemTotal 24.00 GiB, at least 256 MiB = 1.20 GiB',
-      '    need 20.03 GiB + 3.16 GiB + 1.20 GiB = 24.38 GiB > MemAvailable 22.00 GiB',
+      '    need 21.77 GiB + 3.16 GiB + 1.20 GiB = 26.13 GiB > MemAvailable 22.00 GiB',
       '  Lower the count, or free memory on the host (MemAvailable)',
     ].join('\n'),
   );
@@ -121,7 +129,7 @@ test('capacityCheck() fits a million on 22 GiB and refuses two million, with the
 
 test('memoryCheck() needs MemAvailable for kernel objects, workers and a reserve', () => {
   const m = memoryCheck({ roles: ['a'], facts: facts({ memAvailableKiB: 1.5 * 1024 * 1024 }), sockets: 100_000, workers: 6 });
-  assert.is(m.needBytes, Math.round(100_000 * 3584 * 1.5) + 6 * 16 * 1024 ** 2 + Math.round(24 * GiB * 0.05));
+  assert.is(m.needBytes, Math.round(100_000 * 3896 * 1.5) + 6 * 16 * 1024 ** 2 + Math.round(24 * GiB * 0.05));
   assert.is(m.availableBytes, 1.5 * GiB);
   assert.not.ok(m.ok);
 });
