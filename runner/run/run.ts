@@ -162,7 +162,9 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
           await s.agent.shutdown();
         } else if (s.agent) {
           notes.push(
-            `${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
+            s.transport.kind === 'netns'
+              ? `${s.host.role}: the agent was lost; its journal was replayed by a fresh agent before its namespace was removed`
+              : `${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
           );
         }
         await s.transport.close().catch(() => {});
