@@ -4,11 +4,12 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, machineState, namespaces, readSysctl, runCli, runLeftovers, strayGuardRoutes, unjournaledNamespaces } from '../helpers.ts';
+import { agentAndWorkers, machineState, namespaces, readSysctl, runCli, runLeftovers, strayGuardRoutes, unjournaledNamespaces } from '../helpers.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'lab-run-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
@@ -152,7 +153,7 @@ test('an agent killed mid-ramp on a local host: the run says so, and its journal
     onStderr: (text) => {
       const id = /host client: lab-([a-z0-9]+)-client/.exec(text)?.[1];
       if (killed || !id || !/ramp: \d+ of at most/.test(text)) return;
-      const [pid] = agentPids(`lab:lab-${id}-client`);
+      const pid = agentAndWorkers(`lab:lab-${id}-client`).agent;
       if (pid) {
         killed = id;
         process.kill(pid, 'SIGKILL');
@@ -187,6 +188,41 @@ test('lab restore puts back the global sysctls of a journal whose namespace is g
   assert.is(readSysctl('fs.file-max'), fileMax);
   assert.not.ok(existsSync(journal) || existsSync(`${journal}.lock`), 'journal and lock removed');
   assert.not.match(readSysctl('net.ipv4.ip_local_port_range'), /^1 2$/, 'a namespace sysctl is never written in the root namespace');
+});
+
+test('lab restore judges a run dead by pid and start time: a reused pid does not keep a dead run\'s namespaces', async () => {
+  // A live process stands in for a run's controller: its pid, with the start
+  // time recorded (alive), or another start time (the pid was reused: dead).
+  const standIn = spawn('sleep', ['30']);
+  try {
+    const start = readFileSync(`/proc/${standIn.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]!;
+    const make = (id: string, pidStart: string) => {
+      const ns = `lab-${id}-client`;
+      execFileSync('ip', ['netns', 'add', ns]);
+      writeFileSync(
+        `/run/lab/local/${id}.json`,
+        JSON.stringify({ id, purpose: 'run', pid: standIn.pid, pidStart, createdAt: new Date().toISOString(), namespaces: [ns] }),
+      );
+      return ns;
+    };
+    const tag = process.pid.toString(36).slice(-4);
+    const alive = make(`al${tag}`, start);
+    const reused = make(`re${tag}`, String(Number(start) + 1));
+    const r = await runCli(['restore']);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.stdout, `removed namespace ${reused}`);
+    assert.not.match(r.stdout, alive);
+    assert.ok(namespaces().includes(alive), 'a live run is left alone');
+    assert.not.ok(namespaces().includes(reused), 'a dead run behind a reused pid is restored');
+    assert.not.ok(existsSync(`/run/lab/local/re${tag}.json`));
+    // Its controller gone for real, the other one goes too.
+    standIn.kill('SIGKILL');
+    await new Promise((done) => standIn.once('exit', done));
+    const again = await runCli(['restore']);
+    assert.match(again.stdout, `removed namespace ${alive}`);
+  } finally {
+    standIn.kill('SIGKILL');
+  }
 });
 
 test('five lab runs at once on local hosts all pass, each in a slice of its own, and leave nothing', async () => {
