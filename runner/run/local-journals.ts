@@ -6,17 +6,15 @@
 
 import { existsSync } from 'node:fs';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { AgentClient } from '../agent/client.ts';
-import { AgentError } from '../errors.ts';
 import { runLocal } from '../hosts/local.ts';
 import { NAMESPACE_PREFIX, NetnsTransport } from '../hosts/netns.ts';
 import { sysctlScope } from '../lab/plan.ts';
-import { hostJournalPath } from '../provision/index.ts';
+import { describeUndone, hostJournalPath, replayJournal } from '../provision/journal.ts';
+import { RUN_TIMEOUTS } from './timeouts.ts';
 
 const HOST_JOURNAL_DIR = hostJournalPath('x').replace(/\/[^/]*$/, '');
 /** A killed agent lets go of its lock when the kernel has reaped it: moments, not seconds. */
 const LOCK_WAIT_MS = 5_000;
-const REPLAY_TIMEOUT_MS = 30_000;
 
 export interface Replayed {
   /** what was put back, one line each */
@@ -37,30 +35,17 @@ export async function replayLocalJournal(namespace: string): Promise<Replayed> {
 
 /** A fresh agent in the namespace undoes every entry where it was made: namespace sysctls there, global ones globally. */
 async function replayInNamespace(namespace: string, journal: string): Promise<Replayed> {
-  let agent: AgentClient | undefined;
+  const transport = new NetnsTransport(namespace, namespace);
   try {
-    agent = await AgentClient.start(new NetnsTransport(namespace, namespace));
-    const deadline = Date.now() + LOCK_WAIT_MS;
-    for (;;) {
-      try {
-        const r = await agent.request<{ undone: Array<{ kind: string; name?: string; old?: string; address?: string }>; problems?: string[] }>(
-          'restoreJournal',
-          { journal },
-          { timeoutMs: REPLAY_TIMEOUT_MS },
-        );
-        return {
-          lines: r.undone.map((u) => `${namespace}: ${u.kind === 'sysctl' ? `sysctl ${u.name} = ${u.old}` : `removed address ${u.address}`} (from ${journal})`),
-          problems: (r.problems ?? []).map((p) => `${namespace}: ${p}`),
-        };
-      } catch (e) {
-        if (!(e instanceof AgentError && e.code === 'LOCKED') || Date.now() >= deadline) throw e;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    }
+    const r = await replayJournal(transport, journal, { timeoutMs: RUN_TIMEOUTS.replayMs, lockWaitMs: LOCK_WAIT_MS });
+    return {
+      lines: r.undone.map((u) => `${namespace}: ${describeUndone(u)} (from ${journal})`),
+      problems: r.problems.map((p) => `${namespace}: ${p}`),
+    };
   } catch (e) {
     return { lines: [], problems: [`${namespace}: Cannot replay ${journal}: ${(e as Error).message}`] };
   } finally {
-    await agent?.shutdown().catch(() => {});
+    await transport.close().catch(() => {});
   }
 }
 
