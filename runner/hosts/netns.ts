@@ -297,7 +297,8 @@ async function undoLocalJournal(j: LocalJournal, beforeDelete?: BeforeDelete): P
     if (list.length) await runLocal(['kill', '-KILL', ...list]);
     if (beforeDelete) problems.push(...(await beforeDelete(ns)));
     const del = await runLocal(['ip', 'netns', 'del', ns]);
-    if (del.code !== 0) problems.push(`Cannot delete namespace "${ns}": ${del.stderr.trim()}`);
+    // Gone anyway: another `lab restore` undid the same dead run at the same moment.
+    if (del.code !== 0 && existsSync(`/run/netns/${ns}`)) problems.push(`Cannot delete namespace "${ns}": ${del.stderr.trim()}`);
   }
   if (j.rootDevice) {
     const show = await runLocal(['ip', 'link', 'show', j.rootDevice]);

@@ -43,6 +43,8 @@ async function replayInNamespace(namespace: string, journal: string): Promise<Re
       problems: r.problems.map((p) => `${namespace}: ${p}`),
     };
   } catch (e) {
+    // Already replayed: another `lab restore` undid the same dead run at the same moment.
+    if (!existsSync(journal)) return { lines: [], problems: [] };
     return { lines: [], problems: [`${namespace}: Cannot replay ${journal}: ${(e as Error).message}`] };
   } finally {
     await transport.close().catch(() => {});
