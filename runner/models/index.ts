@@ -378,27 +378,6 @@ export function acceptQueue(ctx: ModelContext): ModelOutput {
     'net.core.somaxconn, and the kernel drops a SYN once the queue holds more than that; the client, connecting one at a time, retransmits ' +
     'the SYN until its connect timeout. tcp_max_syn_backlog bounds handshakes in flight (one here) and tcp_abort_on_overflow resets only ' +
     'when a handshake\'s last ACK overflows the queue, which a dropped SYN never reaches';
-  if (ctx.step.kind === 'snapshot') {
-    if (ctx.metric !== 'tcpInuse') throw new ModelNotApplicable(`Model "accept-queue" predicts a snapshot's "tcpInuse", not "${ctx.metric}"`);
-    const host = ctx.step.host;
-    const listens = ctx.steps.slice(0, index).filter((s): s is ListenStep => s.kind === 'listen' && s.host === host && !s.accept);
-    if (!listens.length) throw new ModelNotApplicable(`No listen step with accept: false on "${host}" before "${ctx.step.name}"`);
-    // Each listener, and what connect steps before the snapshot put in its queue.
-    const queued = listens.map((l) => {
-      const q = queueOf(l);
-      const offered = ctx.steps
-        .slice(0, index)
-        .filter((s): s is ConnectStep => s.kind === 'connect' && s.to.some((d) => d.role === host && d.port === l.port))
-        .reduce((n, c) => n + c.count, 0);
-      return { l, q, n: Math.min(offered, q.holds) };
-    });
-    const value = queued.reduce((n, x) => n + 1 + x.n, 0);
-    return {
-      value,
-      derivation: queued.map((x) => `1 listener on ${x.l.port} + ${x.n} in its accept queue (${x.q.formula})`).join(' + ') + ` = ${value} TCP sockets in use`,
-      explanation: `${explanation}. Queued connections are full sockets in the established hash: /proc/net/sockstat counts them in "inuse", as ss -lnt shows them in Recv-Q`,
-    };
-  }
   const step = connectStep(ctx, 'accept-queue');
   const targets = step.to.map((d) => listenFor(ctx, index, d.role, d.port));
   if (targets.some((l) => !l || l.accept)) throw new ModelNotApplicable('Model "accept-queue" needs every destination to be a listen step with accept: false');
