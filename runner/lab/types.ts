@@ -68,6 +68,8 @@ export type Step =
       count: number;
       /** how many of the host's addresses to connect from: 1 = the primary, n = primary + n-1 aliases */
       sources: number;
+      /** `sources: auto`: the plan sets sources (and the host's aliases) from count (models/scale.ts) */
+      autoSources?: boolean;
       bind: BindMode;
       /** the local port for bind: reuseaddr */
       port?: number;
@@ -129,7 +131,7 @@ export const STEP_METRICS = {
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
 
 /** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
-export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait'] as const;
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
@@ -144,6 +146,9 @@ export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKi
   'connection-ceiling': { connect: ['established'] },
   'memory-per-connection': { fit: ['bytesPerConnection', 'clientBytesPerSocket', 'serverBytesPerSocket'] },
   'time-wait': { connect: ['established', 'firstError'], snapshot: ['tcpTw'] },
+  // Also needs every destination to be a listen step with accept: false; the model says so at run time.
+  'accept-queue': { connect: ['established', 'firstError'] },
+  capacity: { connect: ['established'] },
 };
 
 /**
