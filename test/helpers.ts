@@ -187,4 +187,5 @@ export async function runLabUntilQuiet(file: string, args: string[], dir: string
 
 export const SHIPPED_LAB_TEST_VARS: Record<string, string[]> = {
   'memory-per-conn.yaml': ['--var', 'step=2500'],
+  'capacity.yaml': ['--var', 'count=4100'],
 };
