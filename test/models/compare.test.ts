@@ -70,7 +70,8 @@ test('comparePredictions() gives not-applicable when the model finds at run time
 test('modelProblem() agrees with the models: where it finds no problem, the model makes a prediction', () => {
   const fit = (name: string, per: 'connection' | 'time-wait'): Step => ({ name, kind: 'fit', host: 'server', snapshots: ['snap'], per });
   const steps: Step[] = [
-    { name: 'l', kind: 'listen', host: 'server', port: 8080, backlog: 1, accept: true },
+    // accept: false, which accept-queue needs of its destinations (a condition only the run checks).
+    { name: 'l', kind: 'listen', host: 'server', port: 8080, backlog: 1, accept: false },
     ramp(),
     { ...ramp(2), name: 'ramp2' },
     snap,
@@ -92,8 +93,9 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
       }
     }
   }
-  // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2, memory-per-connection 3 + 1, time-wait 2 × 2 + 1
-  assert.is(applicable, 19);
+  // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2, memory-per-connection 3 + 1, time-wait 2 × 2 + 1,
+  // accept-queue 2 × 2, capacity 2
+  assert.is(applicable, 25);
 });
 
 test.run();
