@@ -67,7 +67,9 @@ export async function provisioningVsAnsible(rounds = 3, log: (s: string) => void
       `- hosts: client\n  gather_facts: false\n  tasks:\n` +
         steps.map(([name, [mod, a]]) => `    - name: ${name}\n      ansible.builtin.${mod}: ${JSON.stringify(a)}\n`).join(''),
     );
-    const env = ['env', `ANSIBLE_CONFIG=/dev/null`, 'ANSIBLE_PIPELINING=1', 'ANSIBLE_HOST_KEY_CHECKING=1', 'ANSIBLE_NOCOLOR=1', `ANSIBLE_LOCAL_TEMP=${work}/tmp`];
+    // An empty config of our own: no ansible.cfg of the machine's or the user's changes the comparison.
+    writeFileSync(join(work, 'ansible.cfg'), '');
+    const env = ['env', `ANSIBLE_CONFIG=${work}/ansible.cfg`, 'ANSIBLE_PIPELINING=1', 'ANSIBLE_HOST_KEY_CHECKING=1', 'ANSIBLE_NOCOLOR=1', `ANSIBLE_LOCAL_TEMP=${work}/tmp`];
 
     const ansibleRun = async (): Promise<{ total: number; perStep: number[] }> => {
       const t = performance.now();
