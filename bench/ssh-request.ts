@@ -36,9 +36,9 @@ try {
   const startMs = performance.now() - tStart;
   try {
     // Warm both paths once, so neither pays a first-use cost in the figures.
-    await agent.request('hello');
+    await agent.request('hello', {});
     await transport.exec(['true']);
-    const request = await time(N, () => agent.request('hello'));
+    const request = await time(N, () => agent.request('hello', {}));
     const snapshot = await time(Math.min(N, 50), () => agent.request('sysctlGet', { name: 'net.ipv4.ip_local_port_range' }));
     const exec = await time(Math.min(N, 50), () => transport.exec(['cat', '/proc/sys/net/ipv4/ip_local_port_range']));
     const r = median(request);

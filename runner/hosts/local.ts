@@ -48,28 +48,3 @@ export function spawnLocal(argv: string[]): HostProcess {
     },
   };
 }
-
-export interface PythonInfo {
-  /** the interpreter itself (sys.executable), so later starts skip wrappers such as pyenv shims */
-  executable: string;
-  version: [number, number];
-}
-
-/** The command that finds a host's python3 interpreter and version; parsePythonProbe reads its output. */
-export const PYTHON_PROBE = ['python3', '-c', 'import sys; print(sys.executable); print("%d.%d" % sys.version_info[:2])'];
-
-export function parsePythonProbe(r: ExecResult): PythonInfo | undefined {
-  if (r.code !== 0) return undefined;
-  const [executable, version] = r.stdout.trim().split('\n');
-  const [major, minor] = (version ?? '').split('.').map(Number);
-  if (!executable || Number.isNaN(major) || Number.isNaN(minor)) return undefined;
-  return { executable, version: [major!, minor!] };
-}
-
-let localPython: Promise<PythonInfo | undefined> | undefined;
-
-/** The `python3` on this machine's PATH, resolved once per process; undefined when there is none. */
-export function resolveLocalPython(): Promise<PythonInfo | undefined> {
-  localPython ??= runLocal(PYTHON_PROBE).then(parsePythonProbe, () => undefined);
-  return localPython;
-}

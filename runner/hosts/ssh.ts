@@ -21,8 +21,10 @@ import type {
   ServerHostKeyAlgorithm,
 } from 'ssh2';
 import { HostError } from '../errors.ts';
+import { installOverExec } from './artifact.ts';
+import { parsePythonProbe, PYTHON_PROBE, requirePython, type PythonInfo } from './python.ts';
 import { shellQuote } from './quote.ts';
-import type { ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
+import type { Artifact, ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
 
 export type HostKeyPolicy = 'check' | 'accept-new';
 
@@ -236,6 +238,7 @@ export class SshTransport implements Transport {
   private closedError?: HostError;
   /** the last error the live connection reported, for SSH_CLOSED */
   private lostCause?: string;
+  private pythonInfo?: Promise<PythonInfo>;
 
   constructor(options: SshTransportOptions) {
     this.options = options;
@@ -650,6 +653,17 @@ export class SshTransport implements Transport {
       await new Promise<void>((resolve) => sftp.unlink(temp, () => resolve()));
       throw e;
     }
+  }
+
+  install(artifact: Artifact): Promise<string> {
+    return installOverExec(this, artifact);
+  }
+
+  python(): Promise<PythonInfo> {
+    this.pythonInfo ??= this.exec(PYTHON_PROBE).then((r) => requirePython(parsePythonProbe(r), this.role));
+    // A failed probe (a lost connection) is asked again next time.
+    this.pythonInfo.catch(() => (this.pythonInfo = undefined));
+    return this.pythonInfo;
   }
 
   async close(): Promise<void> {

@@ -91,7 +91,7 @@ export async function restoreInventory(
       try {
         await transport.connect();
         agent = await AgentClient.start(transport);
-        const r = await agent.request<{ undone: Array<Record<string, unknown>>; problems?: string[] }>(
+        const r = await agent.request(
           'restoreJournal',
           { journal: journalOf(host) },
           { timeoutMs: 60_000 },

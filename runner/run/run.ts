@@ -107,7 +107,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
             const why = how.signal ? `signal ${how.signal}` : `exit code ${how.code}`;
             abort.abort(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.role));
           });
-          session.facts = await session.agent.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
+          session.facts = await session.agent.request('facts', {}, { timeoutMs: 30_000 });
           emit({ kind: 'host-up', role: host.role, target: transport.target, address: host.address, kernel: session.facts.kernel });
         }),
       );
@@ -119,7 +119,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
           // Changes are recorded as they are made, so a host that fails halfway reports what it changed.
           await provisionHost(s.agent!, s.host, provider.journalPath(s.host.role), holder, s.changes);
           // Predictions use the facts as provisioned: the range the lab set, not the default.
-          s.facts = await s.agent!.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
+          s.facts = await s.agent!.request('facts', {}, { timeoutMs: 30_000 });
           emit({ kind: 'provisioned', role: s.host.role, changes: s.changes.length });
         }),
       );
@@ -255,7 +255,7 @@ async function runStep(
             { onEvent: (_e, d) => typeof d.accepted === 'number' && (obs.metrics.accepted = d.accepted), timeoutMs: 30_000 },
           ),
         );
-        obs.detail = r;
+        obs.detail = { ...r };
         break;
       }
       case 'connect': {
@@ -325,7 +325,7 @@ async function runStep(
           slabBytes,
           memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
         };
-        obs.detail = snap;
+        obs.detail = { ...snap };
         break;
       }
       case 'release': {
@@ -333,7 +333,7 @@ async function runStep(
         for (const name of step.steps) {
           const target = done.find((o) => o.name === name);
           if (!target) continue;
-          const r = await guard(agent(target.host).request<{ closed: number }>('release', { id: name, abort: true }, { timeoutMs: 30_000 }));
+          const r = await guard(agent(target.host).request('release', { id: name, abort: true }, { timeoutMs: 30_000 }));
           closed += r.closed;
         }
         obs.metrics.closed = closed;
