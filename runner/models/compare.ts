@@ -3,7 +3,7 @@
 
 import type { Expectation, Step } from '../lab/types.ts';
 import type { HostFacts, Prediction, StepObservation, Verdict } from '../result.ts';
-import { MODELS, ModelNotApplicable, type ModelOutput } from './index.ts';
+import { MODELS, ModelNotApplicable, type ModelOutput } from './connections.ts';
 import type { ModelName } from './names.ts';
 
 export interface CompareInput {
