@@ -86,6 +86,8 @@ class Agent {
   readonly exited: Promise<number | null>;
   /** events that arrived after their request's reply (listen progress) */
   readonly lateEvents: Array<{ id: number; event: string; data: any }> = [];
+  /** replies to no request of ours (a line the agent could not read gets "id": null) */
+  readonly orphanReplies: Array<Omit<Reply, 'events'>> = [];
   stderr = '';
   private nextId = 1;
   private buf = '';
@@ -119,6 +121,8 @@ class Agent {
         } else if (p) {
           this.pending.delete(msg.id);
           p.resolve({ ...msg, events: p.events });
+        } else {
+          this.orphanReplies.push(msg);
         }
       }
     });
@@ -292,6 +296,38 @@ test('unknown op and malformed requests: BAD_REQUEST', async () => {
     assert.is(unknown.error?.code, 'ENOENT');
     // The agent still answers after errors.
     assert.is((await a.ok('hello')).version, 1);
+  } finally {
+    await a.close();
+  }
+});
+
+test('requests outside the protocol are refused, and no text in them runs as code', async () => {
+  const a = await startAgent(NS_CLIENT);
+  const marker = join(tmp, 'pwned');
+  const code = `__import__('os').system('touch ${marker}')`;
+  try {
+    // Wrong argument types, named with the value as sent.
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['nofile', { soft: '1024' }, 'argument "soft" must be int, got "1024"'],
+      ['nofile', { soft: true }, 'argument "soft" must be int, got true'],
+      ['listen', { id: 'l', port: 8080, accept: 'yes' }, 'argument "accept" must be bool, got "yes"'],
+      ['connect', { id: 'c', pairs: 'all', count: 1 }, 'argument "pairs" must be list, got "all"'],
+      ['addrAdd', { address: '198.18.9.9; reboot', device: 'eth0' }, 'argument "address" must be a dotted IPv4 address, got "198.18.9.9; reboot"'],
+      ['begin', { journal: 42 }, 'argument "journal" must be str, got 42'],
+    ];
+    for (const [op, args, message] of cases) {
+      const r = await a.request(op, args);
+      assert.equal(r.error, { code: 'BAD_REQUEST', message }, `${op} ${JSON.stringify(args)}`);
+    }
+    // Text that would be code anywhere it was evaluated: an op, a sysctl name, an id.
+    assert.equal((await a.request(code)).error, { code: 'BAD_REQUEST', message: `unknown op ${JSON.stringify(code)}` });
+    assert.is((await a.request('sysctlGet', { name: code })).ok, false);
+    assert.is((await a.request('connect', { id: code, pairs: [{ address: `$(touch ${marker})`, port: 1 }], count: 1 })).ok, false);
+    // An oversized line (2 MiB) is refused by its length, read to its end, and the agent goes on.
+    a.proc.stdin.write(`{"id": 99, "op": "hello", "args": {"pad": "${'x'.repeat(2 << 20)}"}}\n`);
+    assert.is((await a.ok('hello')).version, 1);
+    assert.equal(a.orphanReplies, [{ id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'a request line may hold at most 1048576 bytes' } }]);
+    assert.not.ok(existsSync(marker), 'no request text was run');
   } finally {
     await a.close();
   }
