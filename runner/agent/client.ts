@@ -5,7 +5,7 @@
 
 import { AgentError } from '../errors.ts';
 import type { HostProcess, Transport } from '../hosts/transport.ts';
-import { AGENT_START_TIMEOUT_MS, replyTimeoutMs, type ArgsOf, type EventOf, type OpName, type ReadyData, type ReplyOf } from './protocol.ts';
+import { AGENT_PROTOCOL_VERSION, AGENT_START_TIMEOUT_MS, replyTimeoutMs, type ArgsOf, type EventOf, type OpName, type ReadyData, type ReplyOf } from './protocol.ts';
 import { agentArtifact } from './zipapp.ts';
 
 type EventHandler<D> = (event: string, data: D) => void;
@@ -118,7 +118,11 @@ export class AgentClient {
     // (A sudo host's transport wraps every command in sudo itself.)
     const proc = await transport.spawn([python.executable, '-u', path, '--label', `lab:${transport.target}`]);
     const client = new AgentClient(transport.role, proc, options.startTimeoutMs ?? AGENT_START_TIMEOUT_MS);
-    await client.ready;
+    const ready = await client.ready;
+    if (ready.version !== AGENT_PROTOCOL_VERSION) {
+      proc.kill();
+      throw new AgentError('AGENT_PROTOCOL', `Agent speaks protocol version ${ready.version}, this lab speaks ${AGENT_PROTOCOL_VERSION}`, transport.role);
+    }
     return client;
   }
 

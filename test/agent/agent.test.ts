@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { ArgsOf, OpName, ReplyOf } from '../../runner/agent/protocol.ts';
+import { AGENT_PROTOCOL_VERSION, type ArgsOf, type OpName, type ReplyOf } from '../../runner/agent/protocol.ts';
 import { agentArtifact } from '../../runner/agent/zipapp.ts';
 import type { Step } from '../../runner/lab/types.ts';
 import { fdLimit } from '../../runner/models/connections.ts';
@@ -268,10 +268,11 @@ test('ready line, then hello', async () => {
   const a = new Agent(NS_CLIENT);
   try {
     const ready = await a.ready;
-    assert.is(ready.version, 1);
+    // The Python package's VERSION and runner/agent/protocol.ts must agree.
+    assert.is(ready.version, AGENT_PROTOCOL_VERSION);
     assert.type(ready.pid, 'number');
     const hello = await a.ok('hello');
-    assert.is(hello.version, 1);
+    assert.is(hello.version, AGENT_PROTOCOL_VERSION);
     assert.is(hello.pid, ready.pid);
     assert.is(hello.uid, 0);
     assert.match(hello.python, /^3\.\d+/);
