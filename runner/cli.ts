@@ -7,7 +7,7 @@ import { access, mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
-import { planLab } from './lab/plan.ts';
+import { planLab, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean, parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
@@ -219,9 +219,9 @@ async function planCommand(argv: string[], io: Io): Promise<number> {
 }
 
 async function runCommand(argv: string[], io: Io): Promise<number> {
-  const { lab, plan, provider, values } = await loadPlan(argv, 'run');
-  if (provider.kind === 'inventory' && plan.hosts.some((h) => !h.local) && !values.yes) {
-    io.err(await describePlan(plan, provider));
+  const { lab, plan: preview, provider, values } = await loadPlan(argv, 'run');
+  if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
+    io.err(await describePlan(preview, provider));
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
   }
   const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}/${timestamp()}`));
@@ -231,6 +231,15 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     await access(out, constants.W_OK);
   } catch (e) {
     throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);
+  }
+  // A local run's addresses are its own slice of 198.18.0.0/16, known once reserved.
+  await provider.reserve();
+  let plan: Plan;
+  try {
+    plan = planLab(lab, provider.bindings());
+  } catch (e) {
+    await provider.teardown();
+    throw e;
   }
   const render = progressRenderer(io);
   io.out(`lab ${VERSION}: running "${lab.name}" on ${plan.hosts.map((h) => `${h.role} (${h.kind === 'netns' ? 'namespace' : h.target})`).join(', ')}`);

@@ -1,9 +1,18 @@
-// The one place that decides whether a host's python3 can run the agent.
+// The one place that decides whether a host's python3 can run the agent; and
+// this machine's python3, resolved once and remembered between runs, because
+// resolving it through a pyenv shim costs more than the rest of a local host's setup.
 
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { HostError } from '../../runner/errors.ts';
-import { parsePythonProbe, requirePython } from '../../runner/hosts/python.ts';
+import { runLocal } from '../../runner/hosts/local.ts';
+import { parsePythonProbe, probeLocalPython, PYTHON_PROBE, requirePython } from '../../runner/hosts/python.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'lab-local-test-'));
+test.after(() => rmSync(dir, { recursive: true, force: true }));
 
 const thrown = (f: () => unknown): HostError => {
   try {
@@ -34,6 +43,23 @@ test('requirePython() refuses a python3 older than 3.7 and takes 3.7 and 4.0', (
   assert.is(thrown(() => requirePython({ executable: 'python', version: [2, 7] })).code, 'HOST_OLD_PYTHON');
   assert.equal(requirePython({ executable: 'p', version: [3, 7] }).version, [3, 7]);
   assert.equal(requirePython({ executable: 'p', version: [4, 0] }).version, [4, 0]);
+});
+
+test('probeLocalPython() probes python3 once, then answers from its cache while the interpreter is unchanged', async () => {
+  const cache = join(dir, 'python3.json');
+  const real = parsePythonProbe(await runLocal(PYTHON_PROBE))!;
+  assert.equal(await probeLocalPython(cache), real);
+  const saved = JSON.parse(readFileSync(cache, 'utf8'));
+  assert.equal(saved.info, real);
+  // A version the probe could not have found shows the answer comes from the cache.
+  writeFileSync(cache, JSON.stringify({ ...saved, info: { ...real, version: [3, 99] } }));
+  assert.equal((await probeLocalPython(cache))!.version, [3, 99]);
+  // The interpreter file changed (reinstalled, upgraded): probed again.
+  writeFileSync(cache, JSON.stringify({ ...saved, info: { ...real, version: [3, 99] }, mtimeMs: statSync(real.executable).mtimeMs - 1 }));
+  assert.equal(await probeLocalPython(cache), real);
+  // Another PATH may find another python3: probed again.
+  writeFileSync(cache, JSON.stringify({ ...saved, key: '["/elsewhere","",""]', info: { ...real, version: [3, 99] } }));
+  assert.equal(await probeLocalPython(cache), real);
 });
 
 test.run();
