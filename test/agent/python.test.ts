@@ -7,6 +7,7 @@ import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { OP_NAMES } from '../../runner/agent/protocol.ts';
 
 const PY_TESTS = fileURLToPath(new URL('./py/', import.meta.url));
 const AGENT_SOURCES = fileURLToPath(new URL('../../runner/agent/', import.meta.url));
@@ -36,6 +37,16 @@ function check(r: ReturnType<typeof unittest>, what: string) {
   // "Ran 0 tests" would pass unittest itself: a module that tests nothing is a failure here.
   assert.not.match(report, /^Ran 0 tests/m, `${what} ran no tests`);
 }
+
+test('runner/agent/protocol.ts types exactly the ops the agent dispatches', () => {
+  const r = spawnSync('python3', ['-c', 'from lab_agent.dispatch import OPS, SHUTDOWN; print(" ".join(sorted(list(OPS) + [SHUTDOWN])))'], {
+    cwd: AGENT_SOURCES,
+    encoding: 'utf8',
+    env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
+  });
+  assert.is(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim().split(' '), [...OP_NAMES].sort());
+});
 
 for (const name of modules) {
   test(`python3 -m unittest ${name}`, () => check(unittest('python3', [name]), `unittest ${name}`));
