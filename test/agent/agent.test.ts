@@ -592,7 +592,7 @@ test('the fd-limit model predicts the workers the agent starts, at a worker boun
         name: 'ramp', kind: 'connect', host: 'client', to: [{ role: 'server', port: p }], count, sources: 1,
         bind: 'none', rate: 0, timeoutMs: 30_000, connectTimeoutMs: 3000, stopOnError: true,
       };
-      const predicted = fdLimit({ step, metric: 'workers', facts: { client: facts }, addresses: { client: [CLIENT_IP], server: [SERVER_IP] } });
+      const predicted = fdLimit({ step, steps: [step], metric: 'workers', facts: { client: facts }, addresses: { client: [CLIENT_IP], server: [SERVER_IP] } });
       const id = `edge-${count}`;
       const c = await client.ok('connect', { id, pairs: [pair(p)], count, timeoutMs: 30_000, connectTimeoutMs: 3000 });
       assert.is(c.established, count);
