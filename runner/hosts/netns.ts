@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
+import { MAX_ALIASES } from '../files/names.ts';
 import { installLocal } from './artifact.ts';
 import { mustRunLocal, runLocal, spawnLocal } from './local.ts';
 import { requirePython, resolveLocalPython, type PythonInfo } from './python.ts';
@@ -104,7 +105,6 @@ interface LocalJournal {
   network?: LocalNetwork;
 }
 
-const MAX_ALIASES = 64;
 
 /**
  * Addresses of host `index` (0-based). In slice s of a run (rows r = 16s…16s+15):

@@ -20,6 +20,7 @@ import type {
   ServerHostKeyAlgorithm,
 } from 'ssh2';
 import { HostError } from '../errors.ts';
+import { shellQuote } from '../files/quote.ts';
 import { installOverExec } from './artifact.ts';
 import { parsePythonProbe, PYTHON_PROBE, requirePython, type PythonInfo } from './python.ts';
 import {
@@ -32,7 +33,6 @@ import {
   readKnownHosts,
   type KnownHostsEntry,
 } from './known-hosts.ts';
-import { shellQuote } from './quote.ts';
 import type { Artifact, ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
 
 export type HostKeyPolicy = 'check' | 'accept-new';
