@@ -1,7 +1,10 @@
 // The RunResult: the contract between running and reporting. `run/` writes it,
 // `report/` reads only it, and a baseline is just an older result.json.
 
-export const RESULT_FORMAT = 'lab-result/1';
+// The format's major version: a reader refuses a result of a newer major
+// (fields it cannot read); optional fields are added within a major.
+export const RESULT_MAJOR = 1;
+export const RESULT_FORMAT = `lab-result/${RESULT_MAJOR}` as const;
 
 export type Verdict = 'pass' | 'fail' | 'not-measured';
 
@@ -118,4 +121,35 @@ export interface RunResult {
   error?: { code: string; message: string };
   restore: { ok: boolean; problems: string[] };
   notes: string[];
+  /** the comparison with earlier runs, when the run was given `--baseline` */
+  baseline?: BaselineComparison;
+}
+
+/** How a run's metrics moved against a baseline (report/baseline.ts decides). */
+export interface BaselineComparison {
+  /** the path the baseline was read from */
+  source: string;
+  /** the baseline run compared with: the latest earlier run of the same lab */
+  startedAt: string;
+  /** runs of this lab in the baseline's history (the noise-aware rule needs 3) */
+  runs: number;
+  metrics: MetricComparison[];
+  /** how many metrics regressed; a run with any exits 4 when its predictions held */
+  regressions: number;
+}
+
+export interface MetricComparison {
+  /** "<step>.<metric>", e.g. "ramp.established" or "ramp.connectsPerSecond" */
+  metric: string;
+  /**
+   * limit: a prediction compared exactly or within its own tolerance;
+   * measured: a prediction with a tolerance, compared within the drift tolerance;
+   * performance: a speed or cost figure, compared against the spread of earlier runs
+   */
+  kind: 'limit' | 'measured' | 'performance';
+  baseline: number | string | null;
+  observed: number | string | null;
+  status: 'same' | 'within' | 'improved' | 'regression' | 'new' | 'missing';
+  /** the rule applied, numbers filled in */
+  rule: string;
 }
