@@ -329,19 +329,24 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   const plans = [];
   for (const lab of labs) {
     const provider = await pool.provider(lab);
-    const plan = planLab(lab, provider.bindings());
-    if (provider.kind === 'inventory' && plan.hosts.some((h) => !h.local) && !values.yes) {
-      io.err(await describePlan(plan, provider));
+    // Before reserve(): a preview, enough to show what real hosts would get.
+    const preview = planLab(lab, provider.bindings());
+    if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
+      io.err(await describePlan(preview, provider));
       throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
     }
-    plans.push({ lab, plan, provider });
+    plans.push({ lab, provider });
   }
 
   const outcomes: LabOutcome[] = [];
   let teardownProblems: string[] = [];
   try {
-    for (const [i, { lab, plan, provider }] of plans.entries()) {
+    for (const [i, { lab, provider }] of plans.entries()) {
       if (io.signal?.aborted) break;
+      // A local run's addresses are its own slice of 198.18.0.0/16, known once reserved
+      // (a kept network keeps its slice); the pool gives it back at the end.
+      await provider.reserve();
+      const plan = planLab(lab, provider.bindings());
       const outcome = await runOneLab(lab, plan, provider, outs[i]!, io, {
         position: suite ? `[${i + 1}/${labs.length}] ` : '',
         baseline: baseline && { results: baseline, source: baselinePath!, options },

@@ -42,6 +42,9 @@ export class InventoryProvider implements HostProvider {
     return this.inventory.hosts[role]!;
   }
 
+  /** An inventory's addresses are its own: nothing to claim. */
+  async reserve(): Promise<void> {}
+
   bindings(): HostBinding[] {
     return this.lab.hosts.map(({ role }) => {
       const h = this.host(role);

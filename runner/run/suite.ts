@@ -75,6 +75,11 @@ class KeptProvider implements HostProvider {
     this.kind = inner.kind;
   }
 
+  reserve(): Promise<void> {
+    // Idempotent on the inner provider: the kept network keeps its slice.
+    return this.inner.reserve();
+  }
+
   bindings() {
     return this.inner.bindings();
   }
