@@ -55,6 +55,26 @@ test('report.html lays out on a desktop and a phone, with its charts, requesting
   }
 });
 
+test('report.html runs none of the markup a result carries, in text or in chart titles', async () => {
+  const r = await readResult(fixture('regressed'));
+  const evil = `<img src="http://198.18.0.9/x" onerror="alert(1)"><script>alert(2)</script>`;
+  r.lab.name = `pe ${evil}`;
+  r.lab.description = evil;
+  r.steps[1]!.name = `ramp ${evil}`;
+  r.predictions[0]!.metric = `ramp.established ${evil}`;
+  r.predictions[0]!.derivation = evil;
+  r.baseline!.metrics[0]!.rule = evil;
+  r.baseline!.source = evil;
+  const paths = await writeReports(r, join(dir, 'hostile'));
+  const page = await browser.open(paths.html);
+  assert.equal(page.dialogs, []);
+  assert.is(page.scripts, 0);
+  assert.equal(page.blockedRequests, []);
+  const text = await page.evaluate<string>('document.body.innerText');
+  assert.ok(text.includes('<script>alert(2)</script>'), 'the markup shows as text');
+  await page.close();
+});
+
 test('report.html prints', async () => {
   const paths = await writeReports(await readResult(fixture('pass')), join(dir, 'print'));
   const page = await browser.open(paths.html, { media: 'print' });
