@@ -85,7 +85,7 @@ test('lab run and lab publish check their arguments before touching anything', a
   assert.equal(drift, { code: 2, out: '', err: 'error: --drift must be a percentage: got "lots" [ARGS]' });
   assert.equal(await cli('publish', 'reports/'), { code: 2, out: '', err: 'error: lab publish needs RESULTS and --out DIR: run "lab publish --help" [ARGS]' });
   const empty = await cli('run', 'test/fixtures/golden');
-  assert.equal(empty, { code: 2, out: '', err: 'error: No lab files (*.yaml, *.yml) in "test/fixtures/inventories" [ARGS]' });
+  assert.equal(empty, { code: 2, out: '', err: 'error: No lab files (*.yaml, *.yml) in "test/fixtures/golden" [ARGS]' });
 });
 
 test.run();
