@@ -166,7 +166,8 @@ export interface MemoryPoint {
 export function memoryPoints(steps: StepObservation[], host: string): MemoryPoint[] {
   return steps
     .filter((s) => s.kind === 'snapshot' && s.host === host && s.ok)
-    .map((s) => ({ step: s.name, connections: s.metrics.tcpInuse ?? 0, slabBytes: s.metrics.slabBytes ?? 0 }));
+    // The connections the lab held when the runner counts them, else the sockets in use on the host.
+    .map((s) => ({ step: s.name, connections: s.metrics.connections ?? s.metrics.tcpInuse ?? 0, slabBytes: s.metrics.slabBytes ?? 0 }));
 }
 
 /** Least-squares slope and intercept of y on x, or undefined for fewer than two distinct x. */
@@ -215,7 +216,8 @@ export function slabPerConnection(steps: StepObservation[], host: string): Array
   if (snaps.length < 2) return [];
   const first = snaps[0]!;
   const last = snaps[snaps.length - 1]!;
-  const connections = (last.metrics.tcpInuse ?? 0) - (first.metrics.tcpInuse ?? 0);
+  const held = (s: StepObservation) => s.metrics.connections ?? s.metrics.tcpInuse ?? 0;
+  const connections = held(last) - held(first);
   if (connections <= 0) return [];
   const a = first.detail!.slab as Record<string, SlabCache>;
   const b = last.detail!.slab as Record<string, SlabCache>;
