@@ -243,7 +243,8 @@ export function slabSpec(host: string, steps: StepObservation[]): ChartSpec | un
       height: rows.length * 22,
       data: { values: rows },
       layer: [
-        { mark: { type: 'bar', color: BLUE }, encoding: { y, x: { field: 'bytes', type: 'quantitative', title: 'bytes per connection' } } },
+        // Room past the longest bar for its label.
+        { mark: { type: 'bar', color: BLUE }, encoding: { y, x: { field: 'bytes', type: 'quantitative', title: 'bytes per connection', scale: { domainMax: Math.ceil(rows[0]!.bytes * 1.15) } } } },
         { mark: { type: 'text', align: 'left', dx: 4, fontSize: 11 }, encoding: { y, x: { field: 'bytes', type: 'quantitative' }, text: { field: 'bytes' } } },
       ],
     }),
