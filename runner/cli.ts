@@ -12,7 +12,10 @@ import { readLab } from './lab/validate.ts';
 import { didYouMean, parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
-import { describePlan, openProvider, restoreHosts, hostsUpCommand, hostsDownCommand } from './run/commands.ts';
+import { describePlan } from './run/describe-plan.ts';
+import { hostsDownCommand, hostsUpCommand } from './run/hosts-up.ts';
+import { restoreLeftovers } from './run/leftovers.ts';
+import { openProvider } from './run/provider.ts';
 import { runPlan, runtimeName } from './run/run.ts';
 import { writeReports, renderSuiteJunit } from './report/write.ts';
 import { readResult } from './report/read.ts';
@@ -505,7 +508,7 @@ async function referenceReportsCommand(argv: string[], io: Io): Promise<number> 
 
 async function restoreCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, 'accept-new-host-keys': { type: 'boolean' } });
-  const r = await restoreHosts({
+  const r = await restoreLeftovers({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
   });

@@ -1,18 +1,16 @@
 // Hosts from an inventory, reached over SSH: the same HostProvider contract
-// as local namespaces, so a lab runs unchanged on real machines. Also the
-// `lab restore -i` that undoes the journals a dead controller left on them.
+// as local namespaces, so a lab runs unchanged on real machines.
 
-import { AgentClient } from '../agent/client.ts';
 import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../hosts/inventory.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
-import { hostJournalPath } from '../provision/index.ts';
-import type { HostProvider } from './providers.ts';
+import { hostJournalPath } from '../provision/journal.ts';
+import type { HostProvider } from './provider.ts';
 
 /** An inventory host's journal is named by its lab address, so hosts sharing one /run (`lab hosts up`) stay apart. */
-function journalOf(host: InventoryHost): string {
+export function inventoryJournalPath(host: InventoryHost): string {
   return hostJournalPath(host.labAddress);
 }
 
@@ -71,46 +69,10 @@ export class InventoryProvider implements HostProvider {
   }
 
   journalPath(role: string): string {
-    return journalOf(this.host(role));
+    return inventoryJournalPath(this.host(role));
   }
 
   async teardown(): Promise<string[]> {
     return [];
   }
-}
-
-/** `lab restore -i`: on every host of the inventory, undo a journal left by a dead run. */
-export async function restoreInventory(
-  file: string,
-  options: { acceptNewHostKeys: boolean },
-): Promise<{ lines: string[]; problems: string[] }> {
-  const inventory = await readInventory(file);
-  const lines: string[] = [];
-  const problems: string[] = [];
-  await Promise.all(
-    Object.entries(inventory.hosts).map(async ([role, host]) => {
-      const transport = inventoryTransport(host, role, options);
-      let agent: AgentClient | undefined;
-      try {
-        await transport.connect();
-        agent = await AgentClient.start(transport);
-        const r = await agent.request<{ undone: Array<Record<string, unknown>>; problems?: string[] }>(
-          'restoreJournal',
-          { journal: journalOf(host) },
-          { timeoutMs: 60_000 },
-        );
-        if (!r.undone.length && !(r.problems ?? []).length) lines.push(`${role}: nothing to restore`);
-        for (const u of r.undone) {
-          lines.push(`${role}: restored ${u.kind === 'sysctl' ? `sysctl ${u.name} = ${u.old}` : `removed address ${u.address} from ${u.device}`}`);
-        }
-        problems.push(...(r.problems ?? []).map((p) => `${role}: ${p}`));
-      } catch (e) {
-        problems.push(`${role}: ${(e as Error).message}`);
-      } finally {
-        await agent?.shutdown().catch(() => {});
-        await transport.close().catch(() => {});
-      }
-    }),
-  );
-  return { lines: lines.sort(), problems };
 }

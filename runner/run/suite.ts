@@ -9,8 +9,7 @@ import { join } from 'node:path';
 import { formatProblem, LabError } from '../errors.ts';
 import type { Lab } from '../lab/types.ts';
 import { readLab } from '../lab/validate.ts';
-import { openProvider, type ProviderOptions } from './commands.ts';
-import type { HostProvider } from './providers.ts';
+import { openProvider, type HostProvider, type ProviderOptions } from './provider.ts';
 
 const LAB_FILE = /\.(ya?ml|lab\.json)$/;
 

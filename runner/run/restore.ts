@@ -1,0 +1,47 @@
+// Stage "restore": always, also after an error, Ctrl-C or a lost host. Each
+// host's agent undoes its journal and exits; then the provider removes what it
+// made (local namespaces). Returns what could not be put back.
+
+import { restoreHost } from '../provision/journal.ts';
+import type { RunEventHandler } from './events.ts';
+import type { HostProvider } from './provider.ts';
+import type { HostSession, Sessions } from './setup.ts';
+import { RUN_TIMEOUTS } from './timeouts.ts';
+
+export interface RestoreOutcome {
+  /** "role: problem" for everything not put back; empty when every host is as it was */
+  problems: string[];
+  notes: string[];
+}
+
+export async function restoreHosts(sessions: Sessions, provider: HostProvider, emit: RunEventHandler): Promise<RestoreOutcome> {
+  const outcome: RestoreOutcome = { problems: [], notes: [] };
+  await Promise.all(
+    [...sessions.values()].map(async (s) => {
+      const problems = await restoreSession(s, outcome.notes);
+      await s.transport.close().catch(() => {});
+      outcome.problems.push(...problems.map((p) => `${s.host.role}: ${p}`));
+      emit({ kind: 'restored', role: s.host.role, ok: problems.length === 0, problems });
+    }),
+  );
+  outcome.problems.push(...(await provider.teardown()));
+  return outcome;
+}
+
+/** Undo one host's journal; returns its problems. */
+async function restoreSession(s: HostSession, notes: string[]): Promise<string[]> {
+  // No agent: nothing was changed on this host.
+  if (!s.agent) return [];
+  if (!s.agent.alive) {
+    notes.push(`${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``);
+    return [];
+  }
+  const problems: string[] = [];
+  try {
+    problems.push(...(await restoreHost(s.agent, RUN_TIMEOUTS.restoreMs)));
+  } catch (e) {
+    problems.push((e as Error).message);
+  }
+  await s.agent.shutdown();
+  return problems;
+}
