@@ -77,7 +77,8 @@ inventory over SSH), run its steps, compare observations with predictions,
 restore every host, and write result.json, report.md, report.html, junit.xml
 and the charts (SVG). Several files, or a folder of lab files, run as a suite:
 one lab after the other on the same local hosts (each lab's changes undone in
-between), ending with a summary.
+between; a lab whose release is graceful hands on no hosts), ending with a
+summary.
 
 Options:
   --out DIR              where the reports go (default reports/<lab>/<timestamp>/;
@@ -355,8 +356,10 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
         baseline: baseline && { results: baseline, source: baselinePath!, options },
       });
       outcomes.push(outcome);
-      // A lab that stopped early or left changes must not hand its hosts to the next.
-      if (suite && (outcome.result.error || !outcome.result.restore.ok)) teardownProblems.push(...(await pool.discard(lab)));
+      // A lab that stopped early, left changes or sockets in TIME_WAIT must not hand its hosts to the next.
+      if (suite && (outcome.result.error || !outcome.result.restore.ok || !HostPool.leavesHostsClean(lab))) {
+        teardownProblems.push(...(await pool.discard(lab)));
+      }
       if (outcome.code === 130) break;
     }
   } finally {

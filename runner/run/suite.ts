@@ -113,6 +113,14 @@ export class HostPool {
 
   constructor(private readonly options: ProviderOptions) {}
 
+  /**
+   * Whether a lab leaves its hosts fit for the next: a graceful release leaves
+   * its ports in TIME_WAIT for 60 s, which the namespace would hand on.
+   */
+  static leavesHostsClean(lab: Lab): boolean {
+    return lab.release !== 'graceful';
+  }
+
   async provider(lab: Lab): Promise<HostProvider> {
     if (this.options.inventory) return openProvider(lab, this.options);
     const key = lab.hosts.map((h) => h.role).join(',');
