@@ -33,7 +33,11 @@ async function restoreSession(s: HostSession, notes: string[]): Promise<string[]
   // No agent: nothing was changed on this host.
   if (!s.agent) return [];
   if (!s.agent.alive) {
-    notes.push(`${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``);
+    notes.push(
+      s.transport.kind === 'netns'
+        ? `${s.host.role}: the agent was lost; its journal was replayed by a fresh agent before its namespace was removed`
+        : `${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
+    );
     return [];
   }
   const problems: string[] = [];
