@@ -23,7 +23,7 @@ import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, read
 import { isRegression } from './report/helpers.ts';
 import { expandLabFiles, HostPool, readSuite } from './run/suite.ts';
 import { publish } from './report/publish.ts';
-import { clearReference, referenceReadme } from './report/reference.ts';
+import { clearReference, readReferences, referenceReadme } from './report/reference.ts';
 import type { Lab } from './lab/types.ts';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
@@ -503,8 +503,8 @@ async function referenceReportsCommand(argv: string[], io: Io): Promise<number> 
   // The previous reference of each lab goes first, so no chart of a lab's old shape stays behind.
   for (const lab of labs) await clearReference(join(REFERENCE_DIR, lab.name));
   const code = await runCommand([...files, '--out', REFERENCE_DIR, '--suite'], io);
-  const results = await Promise.all(labs.map((lab) => readResult(join(REFERENCE_DIR, lab.name, 'result.json')).catch(() => undefined)));
-  await writeFile(join(REFERENCE_DIR, 'README.md'), referenceReadme(results.filter((r): r is RunResult => !!r)));
+  // The README lists every reference run, also those of labs not refreshed this time.
+  await writeFile(join(REFERENCE_DIR, 'README.md'), referenceReadme(await readReferences(REFERENCE_DIR)));
   io.out(`reference runs refreshed in ${REFERENCE_DIR}/ (README.md names the machine); commit them when they look right`);
   return code;
 }

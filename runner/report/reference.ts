@@ -6,6 +6,18 @@ import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunResult } from '../result.ts';
 import { formatKiB } from './helpers.ts';
+import { readResult } from './read.ts';
+
+/** The reference runs: reports/<lab>/result.json, by lab name. */
+export async function readReferences(dir: string): Promise<RunResult[]> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  const results: RunResult[] = [];
+  for (const e of entries.filter((e) => e.isDirectory()).sort((a, b) => a.name.localeCompare(b.name))) {
+    const r = await readResult(join(dir, e.name, 'result.json')).catch(() => undefined);
+    if (r) results.push(r);
+  }
+  return results;
+}
 
 /** Removes a lab's previous reference files; folders (git-ignored runs of `lab run`) stay. */
 export async function clearReference(dir: string): Promise<void> {
