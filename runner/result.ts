@@ -132,6 +132,8 @@ export interface RunResult {
   error?: { code: string; message: string };
   restore: { ok: boolean; problems: string[] };
   notes: string[];
+  /** the controller process itself: it holds no per-connection state, so this stays flat however many connections run */
+  controller?: { peakRssKiB: number };
   /** the comparison with earlier runs, when the run was given `--baseline` */
   baseline?: BaselineComparison;
 }

@@ -5,7 +5,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
@@ -14,14 +14,19 @@ import { agentPids, disturbedByOthers, machineState, ROOT, runCli } from '../hel
 const out = mkdtempSync(join(tmpdir(), 'lab-suite-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
 
-const shipped = readdirSync(join(ROOT, 'labs')).filter((f) => f.endsWith('.yaml')).sort();
+// The million-connection labs run at their shipped size only in the bench (labs.test.ts runs them
+// smaller with --var): the suite here is every other shipped lab, as a folder of links to labs/.
+const shipped = readdirSync(join(ROOT, 'labs')).filter((f) => f.endsWith('.yaml') && !f.includes('million')).sort();
+const labsDir = join(out, 'labs');
+mkdirSync(labsDir);
+for (const f of shipped) symlinkSync(join(ROOT, 'labs', f), join(labsDir, f));
 const first = join(out, 'first');
 const read = (dir: string, lab: string) => JSON.parse(readFileSync(join(dir, lab, 'result.json'), 'utf8')) as RunResult;
 
-test('lab run labs/ runs every shipped lab on kept hosts, with one summary and one JUnit file, leaving nothing', async () => {
+test('lab run DIR runs every shipped lab on kept hosts, with one summary and one JUnit file, leaving nothing', async () => {
   const before = await machineState();
   const junit = join(out, 'suite.xml');
-  const r = await runCli(['run', 'labs/', '--out', first, '--junit', junit], { timeoutMs: 900_000 });
+  const r = await runCli(['run', labsDir, '--out', first, '--junit', junit], { timeoutMs: 900_000 });
   const names = shipped.map((f) => f.replace(/\.yaml$/, ''));
   const results = names.map((n) => read(first, n));
   // A memory lab on a machine where other runs come and go may fail (see disturbedByOthers); nothing else may.
