@@ -118,6 +118,8 @@ export function reportView(result: RunResult) {
           ...Object.entries(step.labels).map(([name, value]) => ({ name, value })),
         ],
         errnos: (step.errors ?? []).map((e) => `${e.errno} × ${e.count}`).join(', '),
+        // A memory fit's bytes per connection, cache by cache: what it attributed and what it left as other.
+        attribution: step.kind === 'fit' ? fitAttribution(step.detail) : [],
         detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(step.detail) : undefined,
         seriesLabel: seriesMetric ?? 'value',
         progress: last
@@ -135,6 +137,18 @@ export type ReportView = ReturnType<typeof reportView>;
 /** A compared metric that counts against the run: it moved too far, or vanished. */
 export function isRegression(m: MetricComparison): boolean {
   return m.status === 'regression' || m.status === 'missing';
+}
+
+interface CacheRow {
+  cache: string;
+  objects: number;
+  bytes: number;
+}
+
+function fitAttribution(detail: Record<string, unknown> | undefined): Array<{ cache: string; objects: string; bytes: string; share: string }> {
+  const rows = (list: unknown, share: string) =>
+    (Array.isArray(list) ? (list as CacheRow[]) : []).map((r) => ({ cache: r.cache, objects: formatNumber(r.objects), bytes: formatNumber(r.bytes), share }));
+  return [...rows(detail?.attributed, 'attributed'), ...rows(detail?.other, 'other')];
 }
 
 export function formatPortRange([low, high]: [number, number]): string {
