@@ -9,7 +9,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
 import { planLab } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
-import { didYouMean, parseVarOverrides } from './lab/template.ts';
+import { didYouMean } from './files/names.ts';
+import { parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
 import { describePlan } from './run/describe-plan.ts';
@@ -612,7 +613,10 @@ export function verdictTable(r: RunResult): string {
   const head = ['metric', 'model', 'predicted', 'observed', 'tolerance', 'verdict'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
+  const notApplicable = r.predictions.filter((p) => p.verdict === 'not-applicable').length;
+  // not-applicable is a failure the table alone would not explain: say it in the headline.
+  const why = notApplicable ? ` (${notApplicable} prediction${notApplicable > 1 ? 's' : ''} not applicable)` : '';
+  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()}${why} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
   for (const [i, row] of rows.entries()) {
     lines.push(fmt(row));
     lines.push(`      ${r.predictions[i]!.derivation}`);

@@ -3,7 +3,7 @@
 // Pure: reading current values for the diff is the runner's job.
 
 import { LabError } from '../errors.ts';
-import { AUTO_PORT_RANGE, sourcesFor } from '../models/scale.ts';
+import { AUTO_PORT_RANGE, sourcesFor } from './sources.ts';
 import type { Lab, Step } from './types.ts';
 
 /** How a lab role is reached, before anything is created. */

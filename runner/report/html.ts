@@ -15,7 +15,8 @@ export async function renderHtml(result: RunResult, charts?: Chart[]): Promise<s
     const hb = createHandlebars();
     hb.registerHelper({
       // A CSS class from a fixed set, never from the result's text.
-      verdictClass: (verdict: unknown) => (verdict === 'pass' || verdict === 'fail' ? verdict : 'not-measured'),
+      verdictClass: (verdict: unknown) =>
+        verdict === 'pass' || verdict === 'fail' || verdict === 'not-applicable' ? verdict : 'not-measured',
       statusClass: (status: unknown) => (status === 'regression' || status === 'missing' ? 'fail' : status === 'improved' ? 'pass' : 'same'),
     });
     return hb.compile<HtmlView>(source);

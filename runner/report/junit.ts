@@ -28,10 +28,11 @@ function testsuite(result: RunResult): { xml: string; counts: { tests: number; f
   const suite = result.lab.name;
   const counts = verdictCounts(result);
   const regressions = result.baseline?.regressions ?? 0;
-  const failures = counts.fail + (result.restore.ok ? 0 : 1) + (regressions ? 1 : 0);
+  // A model that could not apply is no pass: CI must see it fail.
+  const failures = counts.fail + counts.notApplicable + (result.restore.ok ? 0 : 1) + (regressions ? 1 : 0);
   // A prediction that could not be measured is an error, never a skip: CI must not read it as fine.
   const errors = (result.error ? 1 : 0) + counts.notMeasured;
-  const skipped = result.predictions.filter((p) => (p.verdict as string) === 'not-applicable').length;
+  const skipped = 0;
   // Every prediction, then `run`, `restore` (and `baseline`), so the count of tests stays the same from night to night.
   const tests = counts.total + 2 + (result.baseline ? 1 : 0);
   const attrs = `tests="${tests}" failures="${failures}" errors="${errors}" skipped="${skipped}" time="${seconds(result.durationMs)}"`;
@@ -39,12 +40,12 @@ function testsuite(result: RunResult): { xml: string; counts: { tests: number; f
   const cases = result.predictions.map((p) => {
     const open = `<testcase classname="${x(suite)}" name="${x(p.metric)}" time="${seconds(stepOf(result, p.metric)?.durationMs ?? 0)}"`;
     if (p.verdict === 'pass') return `${open}/>`;
-    if ((p.verdict as string) === 'not-applicable') {
-      return `${open}>\n      <skipped message="${x(`not applicable: ${p.derivation}`)}"/>\n    </testcase>`;
-    }
     if (p.verdict === 'not-measured') {
       const why = `not measured: ${result.error ? `the run stopped early (${result.error.code})` : 'no observation'}`;
       return `${open}>\n      <error message="${x(why)}" type="not-measured">${x(failureText(p))}</error>\n    </testcase>`;
+    }
+    if (p.verdict === 'not-applicable') {
+      return `${open}>\n      <failure message="${x(`not applicable: ${p.derivation}`)}" type="not-applicable">${x(failureText(p))}</failure>\n    </testcase>`;
     }
     const message = `predicted ${formatValue(p.predicted)}, observed ${formatValue(p.observed)} (tolerance ${formatTolerance(p)})`;
     return `${open}>\n      <failure message="${x(message)}" type="fail">${x(failureText(p))}</failure>\n    </testcase>`;
