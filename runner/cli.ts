@@ -563,11 +563,10 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         io.err(`  step ${e.name} (${e.stepKind}${e.host ? ` on ${e.host}` : ''})`);
         break;
       case 'progress': {
-        // Off a terminal (CI logs) progress is noise: the step's end line says it all.
-        if (!io.isTTY) return;
         const now = performance.now();
-        // Redraw at most 10 times a second.
-        if (now - lastLine < 100) return;
+        // A terminal redraws one line 10 times a second; a CI log gets a plain new line
+        // every 5 s (the first at once), so a long ramp stays a few lines.
+        if (now - lastLine < (io.isTTY ? 100 : 5000)) return;
         lastLine = now;
         // The rate since the last line, beside the average: a ramp that slows as it grows shows it.
         const recent = e.elapsedMs > last.ms ? Math.round(((e.value - last.value) * 1000) / (e.elapsedMs - last.ms)) : 0;
