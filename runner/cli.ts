@@ -7,7 +7,7 @@ import { access, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
-import { planLab } from './lab/plan.ts';
+import { planLab, unacknowledgedGlobals } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
 import { parseVarOverrides } from './lab/template.ts';
@@ -41,7 +41,7 @@ const USAGE = `lab ${VERSION}: a declarative lab runner for Linux TCP connection
 
 Usage:
   lab run FILE|DIR... [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes]
-                      [--junit FILE] [--baseline PATH]
+                      [--ack SYSCTL ...] [--junit FILE] [--baseline PATH]
   lab validate FILE...
   lab plan FILE [--var k=v ...] [-i INVENTORY]
   lab report RESULT.json [--out DIR]
@@ -95,6 +95,7 @@ Options:
   --var k=v              set a template variable (repeatable)
   -i, --inventory FILE   run on the hosts of this inventory, over SSH
   --yes                  allow changes on real (non-local) hosts
+  --ack SYSCTL           allow a machine-wide sysctl (fs.*, vm.*, kernel.*…) to change on this machine
   --accept-new-host-keys accept and remember SSH host keys not yet known
   -h, --help             show this help`,
   validate: `Usage: lab validate FILE...
@@ -245,6 +246,7 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
   var: { type: 'string', multiple: true },
   inventory: { type: 'string', short: 'i' },
   yes: { type: 'boolean' },
+  ack: { type: 'string', multiple: true },
   'accept-new-host-keys': { type: 'boolean' },
 };
 
@@ -339,6 +341,16 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
       io.err(await describePlan(preview, provider));
       throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+    }
+    const unacked = unacknowledgedGlobals(preview, (values.ack as string[] | undefined) ?? []);
+    if (unacked.length) {
+      const list = unacked.map((u) => `${u.name} = ${u.value} (on ${u.role})`).join(', ');
+      const names = [...new Set(unacked.map((u) => u.name))];
+      throw new LabError(
+        'NEEDS_ACK',
+        `${lab.file} changes machine-wide settings on this machine: ${list}. Every process here shares them until the run restores them. ` +
+          `Acknowledge each in the lab file (acknowledge: { ${names.map((n) => `${n}: "why"`).join(', ')} }) or with ${names.map((n) => `--ack ${n}`).join(' ')}`,
+      );
     }
     plans.push({ lab, provider });
   }
