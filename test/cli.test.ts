@@ -46,7 +46,7 @@ test('bad arguments exit 2 with the exact message', async () => {
   assert.equal(await cli('report'), { code: 2, out: '', err: 'error: lab report needs exactly one RESULT.json: run "lab report --help" [ARGS]' });
   assert.equal(await cli('validate'), { code: 2, out: '', err: 'error: lab validate needs at least one FILE: run "lab validate --help" [ARGS]' });
   const v = await cli('run', 'labs/port-exhaustion.yaml', '--var', 'nope');
-  assert.equal(v, { code: 2, out: '', err: 'error: Cannot parse --var "nope": expected NAME=VALUE [LAB_ARGS]' });
+  assert.equal(v, { code: 2, out: '', err: 'error: Cannot parse --var "nope": expected NAME=VALUE [ARGS]' });
 });
 
 test('an --out that cannot be written is refused before any host is touched', async () => {
