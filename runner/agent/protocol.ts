@@ -55,7 +55,12 @@ export interface ConnectArgs {
   /** exactly this many workers share count; absent: each worker holds facts.socketsPerWorker */
   processes?: number;
   maxAttempts?: number;
+  /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
+  engine?: Engine | 'auto';
 }
+
+/** Where a step's per-connection loop runs: the agent's C helper (fastconn.c) or its Python workers. */
+export type Engine = 'c' | 'python';
 
 export type StopReason = 'count' | 'exhausted' | 'error' | 'timeout' | 'attempts' | 'released' | 'full';
 
@@ -71,10 +76,17 @@ export interface ConnectReply {
   stopReason: StopReason;
   perPair: Array<ConnectPair & { established: number }>;
   localPorts: { min: number; max: number; distinct: number } | null;
+  engine: Engine;
+  /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */
+  engineNote?: string;
 }
 
 export interface ConnectProgress {
   established: number;
+  /** attempts that failed so far */
+  failed: number;
+  /** /proc/meminfo Slab, KiB: the kernel's memory as the connections grow */
+  slabKiB: number;
   elapsedMs: number;
 }
 
@@ -84,12 +96,14 @@ export interface ListenArgs {
   port: number;
   backlog?: number;
   accept?: boolean;
+  engine?: Engine | 'auto';
 }
 
 export interface ListenReply {
   address: string;
   port: number;
   backlog: number;
+  engine: Engine;
 }
 
 export interface ListenProgress {
@@ -132,7 +146,7 @@ export interface AgentOps {
   nofile: { args: { soft: number; hard?: number }; reply: { old: [number, number]; new: [number, number] }; event: never };
   listen: { args: ListenArgs; reply: ListenReply; event: ListenProgress };
   connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
-  release: { args: { id: StepId; abort?: boolean }; reply: { closed: number }; event: never };
+  release: { args: { id: StepId; abort?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
   snapshot: { args: NoArgs; reply: SnapshotReply; event: never };
   restore: { args: NoArgs; reply: RestoreReply; event: never };
   restoreJournal: { args: { journal: string }; reply: RestoreReply; event: never };
@@ -187,6 +201,10 @@ export function replyTimeoutMs<Op extends OpName>(op: Op, args: ArgsOf<Op>): num
   if (op === 'connect') {
     const a = args as ConnectArgs;
     return (a.timeoutMs ?? CONNECT_DEFAULT_TIMEOUT_MS) + CONNECT_REPLY_MARGIN_MS;
+  }
+  // A release given its own wait (a step holding many sockets) gets that wait and the usual margin.
+  if (op === 'release' && typeof (args as { timeoutMs?: number }).timeoutMs === 'number') {
+    return (args as { timeoutMs: number }).timeoutMs + CONNECT_REPLY_MARGIN_MS;
   }
   return REPLY_TIMEOUT_MS[op as Exclude<OpName, 'connect'>];
 }

@@ -120,7 +120,7 @@ export interface Artifact {
 /** The folder that holds __main__.py and the lab_agent package. */
 export const AGENT_SOURCE_DIR = fileURLToPath(new URL('./', import.meta.url));
 
-/** The agent's Python files, as zip entries relative to AGENT_SOURCE_DIR. */
+/** The agent's Python files (and the C source of its connect/accept helper), as zip entries relative to AGENT_SOURCE_DIR. */
 export function agentEntries(dir = AGENT_SOURCE_DIR): ZipEntry[] {
   const entries: ZipEntry[] = [{ name: '__main__.py', data: readFileSync(`${dir}/__main__.py`) }];
   const walk = (rel: string) => {
@@ -128,7 +128,7 @@ export function agentEntries(dir = AGENT_SOURCE_DIR): ZipEntry[] {
       const path = `${rel}/${d.name}`;
       if (d.isDirectory()) {
         if (d.name !== '__pycache__') walk(path);
-      } else if (d.name.endsWith('.py')) {
+      } else if (d.name.endsWith('.py') || d.name.endsWith('.c')) {
         entries.push({ name: path, data: readFileSync(`${dir}/${path}`) });
       }
     }

@@ -13,9 +13,11 @@ import threading
 import time
 import zlib
 
+from . import fastconn
 from .args import arg, ipv4, step_id
 from .errors import OpError, bad, errname
 from .steps import register_step, unregister_step
+from .probes import meminfo
 from .util import LineReader, emit, ms_since, wsend
 from .workers import FORKER, close_held, ctrl_words, sockets_per_worker
 
@@ -241,6 +243,10 @@ def op_connect(rid, args):
     stop_on_error = arg(args, "stopOnError", bool, True)
     processes = arg(args, "processes", int, None, minimum=1)
     max_attempts = arg(args, "maxAttempts", int, 2 * count, minimum=0)
+    engine = arg(args, "engine", str, "auto")
+    if engine not in fastconn.ENGINES:
+        raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
+    helper, engine, helper_problem = fastconn.choose(engine)
     sources = set(p["source"] for p in clean if p["source"])
     no_port = mode == "ip-no-port" or (mode == "none" and len(sources) > 1)
 
@@ -289,7 +295,11 @@ def op_connect(rid, args):
                     "deadline": deadline, "rate": rate, "t0": t0, "base": est, "baseAttempted": att,
                     "maxAttempts": max_attempts - att,
                     "stopOnError": stop_on_error}
-            w = FORKER.spawn(lambda c, r: connect_worker(c, r, spec))
+            if helper:
+                w = FORKER.spawn(lambda c, r: fastconn.become(helper, fastconn.connect_argv(c, r, spec), [c, r]))
+            else:
+                w = FORKER.spawn(lambda c, r: connect_worker(c, r, spec))
+            w_att = 0
             step.workers.append(w)
             step.current = w
             if step.stopping:
@@ -301,14 +311,17 @@ def op_connect(rid, args):
                     for m in w.messages():
                         if m.get("t") == "p":
                             w.count = m["n"]
+                            w_att = m.get("a", w_att)
                         elif m.get("t") == "d":
                             done = m
                     if done is None and w.reader.eof:
                         raise OpError("INTERNAL", "connect worker %d exited unexpectedly (see the agent's stderr)" % w.pid)
                 now = time.monotonic()
                 if done is None and now - last_emit >= PROGRESS_S:
+                    # Failed attempts so far, and the kernel's slab memory: what a long ramp is watched by.
                     emit({"id": rid, "event": "progress",
-                          "data": {"established": est + w.count, "elapsedMs": ms_since(t0)}})
+                          "data": {"established": est + w.count, "failed": (att + w_att) - (est + w.count),
+                                   "slabKiB": meminfo.sample().get("Slab", 0), "elapsedMs": ms_since(t0)}})
                     last_emit = now
             step.current = None
             end = time.monotonic()
@@ -337,7 +350,11 @@ def op_connect(rid, args):
     finally:
         step.current = None
         step.done.set()
-    return connect_reply(clean, est, att, errors, first, max(end - t0, 1e-6), len(step.workers), reason, per, ports)
+    reply = connect_reply(clean, est, att, errors, first, max(end - t0, 1e-6), len(step.workers), reason, per, ports)
+    reply["engine"] = engine
+    if helper_problem and engine == "python":
+        reply["engineNote"] = helper_problem
+    return reply
 
 
 def local_ports(ports):

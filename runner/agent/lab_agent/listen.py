@@ -1,12 +1,14 @@
 """listen: a listening socket whose connections are accepted and held by
 workers sharing it; the next worker is forked before the current one is full."""
 
+import json
 import os
 import select
 import socket
 import threading
 import time
 
+from . import fastconn
 from .args import arg, ipv4, step_id
 from .connect import FULL, PROGRESS_S, WORKER_PROGRESS_S
 from .errors import OpError, bad, sys_error
@@ -130,8 +132,13 @@ class ListenStep:
         if len(self.workers) >= MAX_ACCEPT_WORKERS:
             self.problem = "stopped at %d accept workers" % MAX_ACCEPT_WORKERS
             return None
-        sock, cap, margin = self.sock, self.cap, self.margin
-        w = FORKER.spawn(lambda c, r: accept_worker(c, r, sock, cap, margin), keep=[sock.fileno()])
+        sock, cap, margin, helper = self.sock, self.cap, self.margin, self.helper
+        if helper:
+            lfd = sock.fileno()
+            w = FORKER.spawn(lambda c, r: fastconn.become(helper, fastconn.accept_argv(c, r, lfd, cap, margin), [c, r, lfd]),
+                             keep=[lfd])
+        else:
+            w = FORKER.spawn(lambda c, r: accept_worker(c, r, sock, cap, margin), keep=[sock.fileno()])
         self.workers.append(w)
         return w
 
@@ -230,6 +237,10 @@ def op_listen(rid, args):
         raise bad('argument "port" must be 0..65535, got %d' % port)
     backlog = arg(args, "backlog", int, sysctl_int("net.core.somaxconn", 4096), minimum=0)
     accept = arg(args, "accept", bool, True)
+    engine = arg(args, "engine", str, "auto")
+    if engine not in fastconn.ENGINES:
+        raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
+    helper, engine, _ = fastconn.choose(engine)
     with STEPS_LOCK:
         if sid in STEPS:
             raise bad('a listen or connect with id "%s" is still open; release it first' % sid)
@@ -250,6 +261,7 @@ def op_listen(rid, args):
         s.close()
         raise
     step = ListenStep(sid, rid, s, accept)
+    step.helper = helper
     try:
         register_step(step)
     except OpError:
@@ -261,5 +273,5 @@ def op_listen(rid, args):
         step.kill()
         unregister_step(step)
         raise
-    result = {"address": address, "port": s.getsockname()[1], "backlog": backlog}
+    result = {"address": address, "port": s.getsockname()[1], "backlog": backlog, "engine": engine}
     return Reply(result, step.start_monitor)

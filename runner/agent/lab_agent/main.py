@@ -13,6 +13,7 @@ from .errors import Terminate
 from .journal import JOURNAL, drop_lock, journal_restore
 from .steps import take_all_steps
 from .util import emit, log
+from . import fastconn
 from .workers import FORKER
 
 _cleanup_lock = threading.Lock()
@@ -87,6 +88,7 @@ def main():
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, _on_signal)
     FORKER.start()
+    threading.Thread(target=fastconn.helper, name="fastconn", daemon=True).start()
     emit({"event": "ready", "data": {"version": VERSION, "pid": os.getpid()}})
     stdin = sys.stdin.buffer
     code = 0
