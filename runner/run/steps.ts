@@ -222,7 +222,7 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
     const connects = ctx.done.filter((o) => o.kind === 'connect').reduce((n, o) => n + Number(o.metrics.established ?? 0), 0);
     const held = target.kind === 'connect' ? Number(target.metrics.established ?? 0) : Math.max(Number(target.metrics.accepted ?? 0), connects);
     const r = await ctx.bound.guard(
-      agentOf(ctx, target.host).request('release', { id: name, abort }, { timeoutMs: releaseTimeoutMs(held) }),
+      agentOf(ctx, target.host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) }),
     );
     ctx.held.delete(name);
     return r.closed;
