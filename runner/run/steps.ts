@@ -217,7 +217,10 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   const close = async (name: string): Promise<number> => {
     const target = ctx.done.find((o) => o.name === name);
     if (!target) return 0;
-    const held = Number(target.metrics.established ?? target.metrics.accepted ?? 0);
+    // What the step holds bounds how long its release may take: a connect's count; for a
+    // listen, every connect's (its accepted count is only as fresh as its last event).
+    const connects = ctx.done.filter((o) => o.kind === 'connect').reduce((n, o) => n + Number(o.metrics.established ?? 0), 0);
+    const held = target.kind === 'connect' ? Number(target.metrics.established ?? 0) : Math.max(Number(target.metrics.accepted ?? 0), connects);
     const r = await ctx.bound.guard(
       agentOf(ctx, target.host).request('release', { id: name, abort }, { timeoutMs: releaseTimeoutMs(held) }),
     );
