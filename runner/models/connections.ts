@@ -206,7 +206,7 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
     const missing = tw.missing.length ? `; ${tw.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '';
     return {
       value: tw.client,
-      derivation: `TIME_WAIT socket: ${objectsFormula(tw.priced, 'client')} = ${tw.client} B${missing}`,
+      derivation: `TIME_WAIT socket: ${objectsFormula(tw.priced, 'client')} = ${tw.client} B${missing} (the port's bind buckets it keeps were the connection's already)`,
       explanation:
         'After an active close the socket, its inode, file and dentry are freed; for 60 s a small timewait socket stays in ' +
         `the hash tables to absorb late segments, still holding its port's bind buckets. Priced at ${facts.kernel}'s object sizes on ${host}`,

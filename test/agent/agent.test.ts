@@ -344,6 +344,7 @@ test('facts: HostFacts shape, values from the namespace', async () => {
       'hostname', 'kernel', 'python', 'portRange', 'reservedPorts', 'nofileSoft', 'nofileHard', 'canRaiseHardNofile',
       'nrOpen', 'fileMax', 'somaxconn', 'tcpMaxSynBacklog', 'tcpFinTimeout', 'tcpTwReuse', 'memTotalKiB',
       'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
+      'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets',
     ];
     assert.equal(Object.keys(f).sort(), [...keys].sort());
     assert.equal(f.portRange, [41000, 41999]);
@@ -361,6 +362,11 @@ test('facts: HostFacts shape, values from the namespace', async () => {
       assert.ok(f.slabObjectSize[cache]! > 0, `slab cache ${cache}: ${f.slabObjectSize[cache]}`);
     }
     assert.ok(Object.keys(f.slabObjectSize).some((k) => k.startsWith('kmalloc-')));
+    // Every alias names a cache slabinfo lists; the bind buckets are merged somewhere on SLUB kernels.
+    for (const [alias, carrier] of Object.entries(f.slabAliases as Record<string, string>)) {
+      assert.ok(carrier in f.slabObjectSize, `${alias} -> ${carrier}`);
+    }
+    assert.is(f.bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
   } finally {
     await a.close();
   }

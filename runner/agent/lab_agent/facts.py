@@ -28,6 +28,13 @@ def can_raise_hard_nofile():
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def boot_id():
+    try:
+        return read_text("/proc/sys/kernel/random/boot_id").strip()
+    except OSError:
+        return ""
+
+
 def op_hello(rid, args):
     return {"version": VERSION, "pid": os.getpid(), "python": platform.python_version(), "uid": os.getuid()}
 
@@ -35,6 +42,7 @@ def op_hello(rid, args):
 def op_facts(rid, args):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     mi = meminfo.sample()
+    slab = slabinfo.sample()
     pr = sysctl_read("net.ipv4.ip_local_port_range").split()
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -61,7 +69,13 @@ def op_facts(rid, args):
         "tcpTwReuse": sysctl_int("net.ipv4.tcp_tw_reuse"),
         "memTotalKiB": mi.get("MemTotal", 0),
         "memAvailableKiB": mi.get("MemAvailable", 0),
-        "slabObjectSize": dict((k, v["objSize"]) for k, v in slabinfo.sample().items()),
+        "slabObjectSize": dict((k, v["objSize"]) for k, v in slab.items()),
+        # Merged caches, so a model can price tcp_bind_bucket where slabinfo counts it.
+        "slabAliases": slabinfo.aliases(slab),
+        # One boot id: one kernel (namespaces of one machine share slab memory).
+        "bootId": boot_id(),
+        "tcpTwReuseDelayMs": sysctl_int("net.ipv4.tcp_tw_reuse_delay", 1000),
+        "tcpMaxTwBuckets": sysctl_int("net.ipv4.tcp_max_tw_buckets"),
         "addresses": ["%s/%d" % (ip, prefix) for ip, prefix, _ in ipv4_addresses()],
         "cpus": cpus,
         "uid": os.getuid(),
