@@ -5,46 +5,26 @@
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isIP, isIPv4 } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import { LabError, type LabProblem } from '../errors.ts';
 import { didYouMean } from '../lab/template.ts';
 import { formatDuration, parseDuration, ROLE_NAME } from '../lab/validate.ts';
 import { describe, isMapping, parseYaml, pathText, sortProblems, type SourceDoc, type YamlPath } from '../lab/yaml.ts';
+import { parseAnsibleIni, parseAnsibleYaml } from './ansible.ts';
+import { ansibleHosts } from './ansible-inventory.ts';
+import { ENV_NAME, HOST_NAME, INTERFACE_NAME, MAX_CONNECT_TIMEOUT_MS, USER_NAME, type Inventory, type InventoryHost } from './inventory-host.ts';
 import { SshTransport, type HostKeyPolicy, type SshEndpoint } from './ssh.ts';
 
-export interface InventoryHost extends SshEndpoint {
-  role: string;
-  /** the address other hosts reach this one on for lab traffic */
-  labAddress: string;
-  jump?: SshEndpoint;
-  sudo: boolean;
-  /** the interface IP aliases go on */
-  interface?: string;
-  /** addresses the lab may add as IP aliases, in order */
-  aliases: string[];
-  /** a namespace on this machine (`lab hosts up`): global sysctls are the controller's */
-  local: boolean;
-  /** where the host is defined, "file:line:col", for messages */
-  where: string;
-}
-
-export interface Inventory {
-  file: string;
-  hosts: Record<string, InventoryHost>;
-}
+export type { Inventory, InventoryHost } from './inventory-host.ts';
 
 const HOST_KEY_POLICIES = ['check', 'accept-new'] as const satisfies readonly HostKeyPolicy[];
-const MAX_CONNECT_TIMEOUT_MS = 5 * 60_000;
-const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
-const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-const ROOT_KEYS = ['defaults', 'hosts'];
+const ROOT_KEYS = ['defaults', 'hosts', 'groups'];
 /** How to log in: allowed on a host, in `defaults` and (but for `jump` itself) on a jump host. */
 const LOGIN_KEYS = ['port', 'user', 'identity', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
 const JUMP_KEYS = ['address', ...LOGIN_KEYS];
 const DEFAULT_KEYS = [...LOGIN_KEYS, 'jump', 'sudo', 'interface'];
-const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'aliases', 'local'];
+const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'aliases', 'local', 'vars'];
 
 const BUILTIN = {
   port: 22,
@@ -71,22 +51,84 @@ export async function readInventory(file: string, options: InventoryOptions = {}
   return loadInventory(file, text, options);
 }
 
-/** Validate inventory text; `file` names it in messages and anchors relative paths. */
+/**
+ * Validate inventory text; `file` names it in messages and anchors relative
+ * paths. Three formats: lab's own (YAML with `hosts:` of hosts with an
+ * `address`), and Ansible's YAML and INI, read as Ansible writes them. A
+ * `.yaml`, `.yml` or `.json` file is YAML; anything else is INI, as Ansible's
+ * `hosts` files are.
+ */
 export function loadInventory(file: string, text: string, options: InventoryOptions = {}): Inventory {
-  const sd = parseYaml(file, text);
-  const ctx = new Checker(sd, dirname(file), options.home ?? homedir());
-  const hosts = readDocument(ctx, sd.value);
-  if (ctx.problems.length) {
-    throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, sortProblems(ctx.problems));
+  const home = options.home ?? homedir();
+  if (!['.yaml', '.yml', '.json'].includes(extname(file))) {
+    const r = ansibleHosts(parseAnsibleIni(file, text), { home, dir: dirname(file) });
+    return checked(file, 'ansible-ini', r);
   }
-  return { file, hosts };
+  const sd = parseYaml(file, text);
+  if (!isLabFormat(sd.value)) {
+    const r = ansibleHosts(parseAnsibleYaml(file, text, sd), { home, dir: dirname(file) });
+    return checked(file, 'ansible-yaml', r);
+  }
+  const ctx = new Checker(sd, dirname(file), home);
+  const hosts = readDocument(ctx, sd.value);
+  const groups = readGroups(ctx, sd.value, hosts);
+  return checked(file, 'lab', { hosts, groups, problems: ctx.problems });
 }
 
-/** The SSH transport for an inventory host; `acceptNewHostKeys` is `--accept-new-host-keys`. */
-export function inventoryTransport(host: InventoryHost, role: string, options: { acceptNewHostKeys?: boolean } = {}): SshTransport {
+function checked(
+  file: string,
+  format: Inventory['format'],
+  r: { hosts: Record<string, InventoryHost>; groups: Record<string, string[]>; problems: LabProblem[] },
+): Inventory {
+  if (r.problems.length) throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, sortProblems(r.problems));
+  return { file, format, hosts: r.hosts, groups: r.groups };
+}
+
+/** lab's own format has `hosts:` (and only `defaults:`/`groups:` beside it); an Ansible YAML inventory has groups at the top. */
+function isLabFormat(value: unknown): boolean {
+  if (!isMapping(value)) return true;
+  const keys = Object.keys(value);
+  return keys.includes('hosts') || keys.includes('defaults') || !keys.length;
+}
+
+/**
+ * Every host is a group of its own name (so a one-host role needs no
+ * `groups:`); `groups:` names more, each a list of host names.
+ */
+function readGroups(ctx: Checker, value: unknown, hosts: Record<string, InventoryHost>): Record<string, string[]> {
+  const groups: Record<string, string[]> = { all: Object.keys(hosts) };
+  for (const name of Object.keys(hosts)) groups[name] = [name];
+  if (!isMapping(value) || value.groups === undefined || value.groups === null) return groups;
+  if (!isMapping(value.groups)) {
+    ctx.mustBe(['groups'], 'a mapping of group names to lists of host names', value.groups);
+    return groups;
+  }
+  for (const [group, members] of Object.entries(value.groups)) {
+    const path = ['groups', group];
+    if (!ROLE_NAME.test(group)) ctx.atKey(['groups'], group, `Invalid group name ${quote(group)}: use lowercase letters, digits and "-", starting with a letter`);
+    else if (groups[group] && hosts[group]) ctx.atKey(['groups'], group, `Group ${quote(group)} has the name of a host: a host is already a group of its own name`);
+    if (!Array.isArray(members) || !members.length) {
+      ctx.mustBe(path, 'a non-empty list of host names', members);
+      continue;
+    }
+    const list: string[] = [];
+    for (const [i, m] of members.entries()) {
+      if (typeof m !== 'string' || !(m in hosts)) {
+        const guess = typeof m === 'string' ? didYouMean(m, Object.keys(hosts)) : undefined;
+        ctx.at([...path, i], `Unknown host ${describe(m)}${guess ? `: did you mean ${quote(guess)}?` : ': list hosts named under "hosts"'}`);
+      } else if (list.includes(m)) ctx.at([...path, i], `Host ${quote(m)} is listed twice`);
+      else list.push(m);
+    }
+    groups[group] = list;
+  }
+  return groups;
+}
+
+/** The SSH transport for an inventory host, named `label` in messages; `acceptNewHostKeys` is `--accept-new-host-keys`. */
+export function inventoryTransport(host: InventoryHost, label: string, options: { acceptNewHostKeys?: boolean } = {}): SshTransport {
   const policy = (p: HostKeyPolicy): HostKeyPolicy => (options.acceptNewHostKeys ? 'accept-new' : p);
   return new SshTransport({
-    role,
+    role: label,
     address: host.address,
     port: host.port,
     user: host.user,
@@ -149,7 +191,7 @@ function readDocument(ctx: Checker, value: unknown): Record<string, InventoryHos
   }
   for (const [role, body] of Object.entries(root.hosts)) {
     if (!ROLE_NAME.test(role)) {
-      ctx.atKey(path, role, `Invalid role name ${quote(role)}: use lowercase letters, digits and "-", starting with a letter`);
+      ctx.atKey(path, role, `Invalid host name ${quote(role)}: use lowercase letters, digits and "-", starting with a letter`);
     }
     const host = readHost(ctx, [...path, role], role, body, defaults);
     if (host) hosts[role] = host;
@@ -183,7 +225,7 @@ function readLogin(ctx: Checker, path: YamlPath, body: Mapping): LoginFields {
   if (body.port !== undefined) fields.port = ctx.int(at('port'), body.port, 1, 65535);
   if (body.user !== undefined) {
     const user = ctx.string(at('user'), body.user);
-    if (user !== undefined && !/^[^\s@:]+$/.test(user)) ctx.mustBe(at('user'), 'a user name without spaces, "@" or ":"', user);
+    if (user !== undefined && !USER_NAME.test(user)) ctx.mustBe(at('user'), 'a user name (letters, digits, "_", ".", "-")', user);
     else fields.user = user;
   }
   if (body.identity !== undefined) fields.identity = ctx.path(at('identity'), body.identity);
@@ -230,6 +272,16 @@ function readHost(ctx: Checker, path: YamlPath, role: string, value: unknown, de
     }
   }
   const local = body.local === undefined ? false : ctx.bool([...path, 'local'], body.local);
+  const vars: Record<string, string> = {};
+  if (body.vars !== undefined && body.vars !== null) {
+    if (!isMapping(body.vars)) ctx.mustBe([...path, 'vars'], 'a mapping of variable names to values', body.vars);
+    else {
+      for (const [k, v] of Object.entries(body.vars)) {
+        if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') vars[k] = String(v);
+        else ctx.mustBe([...path, 'vars', k], 'a string, a number or true/false', v);
+      }
+    }
+  }
 
   const login = mergeLogin(own, defaults, resolve(ctx.home, '.ssh/known_hosts'));
   if (login.identity === undefined && !login.agent && login.passwordEnv === undefined) {
@@ -256,7 +308,7 @@ function readHost(ctx: Checker, path: YamlPath, role: string, value: unknown, de
   }
   if (address === undefined || labAddress === undefined) return undefined;
   const host: InventoryHost = {
-    role,
+    name: role,
     address,
     labAddress,
     ...login,
@@ -264,6 +316,7 @@ function readHost(ctx: Checker, path: YamlPath, role: string, value: unknown, de
     aliases,
     local: local ?? false,
     where: ctx.where(path),
+    vars,
   };
   if (jump) host.jump = jump;
   const iface = own.interface ?? defaults.interface;
