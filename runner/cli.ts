@@ -4,10 +4,10 @@
 
 import { constants, existsSync, readFileSync } from 'node:fs';
 import { access, mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
-import { planLab } from './lab/plan.ts';
+import { planLab, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean, parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
@@ -15,6 +15,8 @@ import type { RunEvent } from './run/events.ts';
 import { describePlan, openProvider, restoreHosts, hostsUpCommand, hostsDownCommand } from './run/commands.ts';
 import { runPlan, runtimeName } from './run/run.ts';
 import { writeReports } from './report/index.ts';
+import { writeEachReports } from './report/each.ts';
+import { predictionLabel } from './report/helpers.ts';
 import { readResult } from './report/read.ts';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
@@ -196,32 +198,66 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
   out: { type: 'string' },
   var: { type: 'string', multiple: true },
   inventory: { type: 'string', short: 'i' },
+  role: { type: 'string', multiple: true },
+  forks: { type: 'string' },
+  each: { type: 'string' },
   yes: { type: 'boolean' },
   'accept-new-host-keys': { type: 'boolean' },
 };
 
+const MAX_FORKS = 1000;
+
+function forksOf(values: Record<string, unknown>): number | undefined {
+  const text = values.forks as string | undefined;
+  if (text === undefined) return undefined;
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_FORKS) throw new LabError('ARGS', `--forks must be an integer from 1 to ${MAX_FORKS}: got "${text}"`);
+  return n;
+}
+
+/** `--role client=loadgen` (repeatable): role -> inventory group. */
+function roleGroupsOf(values: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const spec of (values.role as string[] | undefined) ?? []) {
+    const m = /^([a-z][a-z0-9-]*)=([A-Za-z_][A-Za-z0-9_-]*)$/.exec(spec);
+    if (!m) throw new LabError('ARGS', `--role must be ROLE=GROUP, e.g. "client=loadgen": got "${spec}"`);
+    if (out[m[1]!] !== undefined) throw new LabError('ARGS', `--role ${m[1]} is given twice`);
+    out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
 async function loadPlan(argv: string[], command: string) {
   const { positionals, values } = parse(argv, RUN_OPTIONS);
   if (positionals.length !== 1) throw new LabError('ARGS', `lab ${command} needs exactly one FILE: run "lab ${command} --help"`);
-  const lab = await readLab(positionals[0]!, parseVarOverrides((values.var as string[] | undefined) ?? []));
-  const provider = await openProvider(lab, {
+  const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
+  const lab = await readLab(positionals[0]!, overrides);
+  const forks = forksOf(values);
+  const providerOptions = {
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
-  });
+    roleGroups: roleGroupsOf(values),
+    forks,
+  };
+  if (values.each !== undefined && command !== 'run') throw new LabError('ARGS', '--each is an option of "lab run"');
+  if (values.each !== undefined && !providerOptions.inventory) throw new LabError('ARGS', '--each GROUP runs the lab once per host of an inventory group: it needs -i INVENTORY');
+  const provider = await openProvider(lab, providerOptions);
   const plan = planLab(lab, provider.bindings());
-  return { lab, plan, provider, values };
+  return { lab, plan, provider, values, forks, overrides, providerOptions, file: positionals[0]! };
 }
 
 async function planCommand(argv: string[], io: Io): Promise<number> {
-  const { plan, provider } = await loadPlan(argv, 'plan');
-  io.out(await describePlan(plan, provider));
+  const { plan, provider, forks } = await loadPlan(argv, 'plan');
+  io.out(await describePlan(plan, provider, { forks }));
   return 0;
 }
 
 async function runCommand(argv: string[], io: Io): Promise<number> {
-  const { lab, plan, provider, values } = await loadPlan(argv, 'run');
+  const loaded = await loadPlan(argv, 'run');
+  if (loaded.values.each !== undefined) return eachCommand(loaded, io);
+  const { lab, plan, provider, values, forks } = loaded;
   if (provider.kind === 'inventory' && plan.hosts.some((h) => !h.local) && !values.yes) {
-    io.err(await describePlan(plan, provider));
+    io.err(await describePlan(plan, provider, { forks }));
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
   }
   const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}/${timestamp()}`));
@@ -233,13 +269,14 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);
   }
   const render = progressRenderer(io);
-  io.out(`lab ${VERSION}: running "${lab.name}" on ${plan.hosts.map((h) => `${h.role} (${h.kind === 'netns' ? 'namespace' : h.target})`).join(', ')}`);
+  io.out(`lab ${VERSION}: running "${lab.name}" on ${describeHosts(plan)}`);
   const result = await runPlan(plan, {
     provider,
     signal: io.signal,
     onEvent: render,
     version: VERSION,
     runtime: runtimeName(),
+    forks,
   });
   render.done();
   const t = performance.now();
@@ -253,6 +290,67 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     return 3;
   }
   return exitCodeOf(result, io);
+}
+
+/** `lab run --each GROUP`: the lab once per host of the group, then one side-by-side report. */
+async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io): Promise<number> {
+  const { lab, values, forks, overrides, providerOptions, file } = loaded;
+  const options = {
+    file,
+    inventory: providerOptions.inventory!,
+    group: values.each as string,
+    overrides,
+    roleGroups: providerOptions.roleGroups,
+    acceptNewHostKeys: providerOptions.acceptNewHostKeys,
+    forks,
+    signal: io.signal,
+    version: VERSION,
+    runtime: runtimeName(),
+  };
+  // Loaded only here: it brings the SSH transport (ssh2) with it.
+  const { planEach, runEach } = await import('./run/each.ts');
+  // Every host's lab is read and planned before any host is touched.
+  const each = await planEach(options);
+  if (each.hosts.some(({ plan }) => plan.hosts.some((h) => !h.local)) && !values.yes) {
+    for (const { plan, provider } of each.hosts) io.err(await describePlan(plan, provider, { forks }));
+    throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+  }
+  const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}-each-${values.each}/${timestamp()}`));
+  try {
+    await mkdir(out, { recursive: true });
+    await access(out, constants.W_OK);
+  } catch (e) {
+    throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);
+  }
+  io.out(`lab ${VERSION}: running "${lab.name}" once per host of "${options.group}" (role ${each.role}): ${each.hosts.map((h) => h.host).join(', ')}`);
+  let render: ReturnType<typeof progressRenderer> | undefined;
+  const result = await runEach(options, each, (host) => {
+    render?.done();
+    io.err(`host ${host}:`);
+    render = progressRenderer(io);
+    return render;
+  });
+  render?.done();
+  for (const { host, result: r } of result.runs) {
+    io.out(`\n${host}:${verdictTable(r)}`);
+    await writeReports(r, join(out, host.replace(/[^A-Za-z0-9._-]/g, '_')));
+  }
+  const paths = await writeEachReports(result, out);
+  io.out(`\n${lab.name} on each host of "${options.group}": ${result.verdict.toUpperCase()}\nreports: ${paths.json}\n  ${paths.markdown}\n  ${paths.html}`);
+  const bad = result.runs.find((r) => !r.result.restore.ok || r.result.error);
+  if (bad) return exitCodeOf(bad.result, io);
+  return result.verdict === 'pass' ? 0 : 1;
+}
+
+/** "client (namespace), server (namespace)", or "client: 4 hosts, server (root@…)" for a fleet. */
+function describeHosts(plan: Plan): string {
+  return Object.entries(plan.roles)
+    .map(([role, names]) => {
+      if (names.length > 1) return `${role} (${names.length} hosts)`;
+      const h = plan.hosts.find((x) => x.name === names[0])!;
+      return `${role} (${h.kind === 'netns' ? 'namespace' : h.target})`;
+    })
+    .join(', ');
 }
 
 function exitCodeOf(result: RunResult, io: Io): number {
@@ -292,9 +390,9 @@ async function restoreCommand(argv: string[], io: Io): Promise<number> {
 async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'up') {
-    const { values } = parse(rest, { roles: { type: 'string' }, out: { type: 'string' } });
+    const { values } = parse(rest, { roles: { type: 'string' }, out: { type: 'string' }, ansible: { type: 'string' } });
     const roles = ((values.roles as string | undefined) ?? 'client,server').split(',').map((s) => s.trim()).filter(Boolean);
-    const line = await hostsUpCommand(roles, (values.out as string | undefined) ?? 'inventory.yaml');
+    const line = await hostsUpCommand(roles, (values.out as string | undefined) ?? 'inventory.yaml', values.ansible as string | undefined);
     io.out(line);
     return 0;
   }
@@ -357,6 +455,7 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
 function summarizeStep(o: StepObservation): string {
   if (!o.ok) return `failed: ${o.error}`;
   // A listener's count grows after its step ends; result.json has the final one.
+  if (o.kind === 'listen' && o.hosts) return `listening on ${Object.keys(o.hosts).length} hosts (${o.durationMs} ms)`;
   if (o.kind === 'listen') return `listening on ${o.detail?.address}:${o.detail?.port}, backlog ${o.detail?.backlog} (${o.durationMs} ms)`;
   const m = Object.entries(o.metrics).map(([k, v]) => `${k} ${v}`);
   const l = Object.entries(o.labels).map(([k, v]) => `${k} ${v}`);
@@ -364,7 +463,7 @@ function summarizeStep(o: StepObservation): string {
 }
 
 export function verdictTable(r: RunResult): string {
-  const rows = r.predictions.map((p) => [p.metric, p.model, String(p.predicted), String(p.observed), String(p.tolerance), p.verdict.toUpperCase()]);
+  const rows = r.predictions.map((p) => [predictionLabel(p), p.model, String(p.predicted), String(p.observed), String(p.tolerance), p.verdict.toUpperCase()]);
   const head = ['metric', 'model', 'predicted', 'observed', 'tolerance', 'verdict'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');

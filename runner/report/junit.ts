@@ -2,7 +2,7 @@
 // systems that run labs nightly show a moved kernel limit as a failed test.
 
 import type { Prediction, RunResult } from '../result.ts';
-import { escapeXml, formatTolerance, formatValue, stepOf, verdictCounts } from './helpers.ts';
+import { escapeXml, formatTolerance, formatValue, predictionLabel, stepOf, verdictCounts } from './helpers.ts';
 
 export function renderJunit(result: RunResult): string {
   const suite = result.lab.name;
@@ -14,7 +14,7 @@ export function renderJunit(result: RunResult): string {
   const attrs = `tests="${tests}" failures="${failures}" errors="${errors}" skipped="${counts.notMeasured}" time="${seconds(result.durationMs)}"`;
 
   const cases = result.predictions.map((p) => {
-    const open = `<testcase classname="${x(suite)}" name="${x(p.metric)}" time="${seconds(stepOf(result, p.metric)?.durationMs ?? 0)}"`;
+    const open = `<testcase classname="${x(suite)}" name="${x(predictionLabel(p))}" time="${seconds(stepOf(result, p.metric)?.durationMs ?? 0)}"`;
     if (p.verdict === 'pass') return `${open}/>`;
     if (p.verdict === 'not-measured') {
       return `${open}>\n      <skipped message="${x(`not measured: ${result.error ? 'the run stopped early' : 'no observation'}`)}"/>\n    </testcase>`;

@@ -7,19 +7,28 @@ import { hostsDown, hostsUp, HOSTS_UP_PURPOSE } from '../hosts/hostsup.ts';
 import { restoreLocalNetworks } from '../hosts/netns.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
+import { LabError } from '../errors.ts';
 import { sysctlReadCommand } from '../provision/index.ts';
+import { mapLimit } from '../hosts/forks.ts';
 import { LocalProvider, type HostProvider } from './providers.ts';
 
 export interface ProviderOptions {
   inventory?: string;
   acceptNewHostKeys?: boolean;
+  /** `--role ROLE=GROUP` */
+  roleGroups?: Record<string, string>;
+  /** `--forks N`: hosts worked on at once */
+  forks?: number;
 }
 
 export async function openProvider(lab: Lab, options: ProviderOptions): Promise<HostProvider> {
   if (options.inventory) {
     // Loaded only with -i: ssh2 is not needed for local hosts.
     const { InventoryProvider } = await import('./inventory-provider.ts');
-    return InventoryProvider.open(lab, options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
+    return InventoryProvider.open(lab, options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, roleGroups: options.roleGroups });
+  }
+  if (options.roleGroups && Object.keys(options.roleGroups).length) {
+    throw new LabError('ARGS', '--role maps roles to inventory groups: it needs -i INVENTORY');
   }
   return new LocalProvider(lab);
 }
@@ -42,7 +51,7 @@ async function currentSysctls(host: PlannedHost, provider: HostProvider): Promis
     const [ns, global] = await Promise.all([read('namespace'), read('global')]);
     return names.map((n) => ns.get(n) ?? global.get(n) ?? '?');
   }
-  const t = provider.transport(host.role);
+  const t = provider.transport(host.name);
   await t.connect();
   try {
     const r = await t.exec(sysctlReadCommand(names));
@@ -52,16 +61,23 @@ async function currentSysctls(host: PlannedHost, provider: HostProvider): Promis
   }
 }
 
-export async function describePlan(plan: Plan, provider: HostProvider): Promise<string> {
+export async function describePlan(plan: Plan, provider: HostProvider, options: { forks?: number } = {}): Promise<string> {
   const lines = [`Plan for lab "${plan.lab.name}" (${plan.lab.file})`];
   if (provider.kind === 'local') {
     lines.push('  root namespace: route "unreachable 198.18.0.0/15" (added if absent, removed afterwards)');
+  } else {
+    for (const [role, names] of Object.entries(plan.roles)) {
+      const group = provider.groupOf?.(role);
+      lines.push(`  role ${role}: ${group ? `group "${group}", ` : ''}${names.length} host${names.length > 1 ? 's' : ''}: ${names.join(', ')}`);
+    }
   }
-  for (const h of plan.hosts) {
+  // Current values from every host at once (bounded), printed in plan order.
+  const olds = await mapLimit(plan.hosts, options.forks, (h) => currentSysctls(h, provider));
+  for (const [n, h] of plan.hosts.entries()) {
     const where = h.kind === 'netns' ? `new namespace ${h.target}` : `${h.target} over SSH${h.local ? ' (a namespace on this machine)' : ''}`;
-    lines.push(`  host ${h.role}: ${where}, address ${h.address}`);
+    lines.push(`  host ${h.name === h.role ? h.role : `${h.name} (${h.role})`}: ${where}, address ${h.address}`);
     for (const a of h.aliases) lines.push(`    + address ${a}/32 on ${h.device}`);
-    const old = await currentSysctls(h, provider);
+    const old = olds[n]!;
     for (const [i, s] of h.sysctls.entries()) {
       const before = old[i] ?? '?';
       const change = before === s.value ? `${s.value} (unchanged)` : `${before} → ${s.value}`;
@@ -75,10 +91,10 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
     let what: string;
     switch (s.kind) {
       case 'listen':
-        what = `listen on ${s.host} ${s.address}:${s.port}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
+        what = `listen on ${s.host} ${s.listeners.map((l) => `${l.address}:${s.port}`).join(', ')}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
         break;
       case 'connect':
-        what = `connect from ${s.host}: ${s.pairs.map((p) => `${p.source} → ${p.address}:${p.port}`).join(', ')}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
+        what = `connect from ${s.host}${s.parts.length > 1 ? ` (${s.parts.length} hosts, the count shared out by each host's capacity)` : ''}: ${s.parts.flatMap((part) => part.pairs).map((p) => `${p.source} → ${p.address}:${p.port}`).join(', ')}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
         break;
       case 'sleep':
         what = `sleep ${s.durationMs / 1000} s`;
@@ -114,9 +130,10 @@ export async function restoreHosts(options: ProviderOptions): Promise<{ lines: s
   return { lines, problems: r.problems };
 }
 
-export async function hostsUpCommand(roles: string[], out: string): Promise<string> {
-  const r = await hostsUp({ roles, out });
-  return `hosts up: ${roles.join(', ')} running sshd; inventory written to ${r.inventoryPath}`;
+export async function hostsUpCommand(roles: string[], out: string, ansibleOut?: string): Promise<string> {
+  const r = await hostsUp({ roles, out, ansibleOut });
+  const hosts = Object.entries(r.groups).map(([g, names]) => (names.length > 1 || names[0] !== g ? `${g} (${names.join(', ')})` : g));
+  return `hosts up: ${hosts.join(', ')} running sshd; inventory written to ${r.inventoryPath}, Ansible inventory to ${r.ansiblePath}`;
 }
 
 export async function hostsDownCommand(): Promise<{ line: string; problems: string[] }> {

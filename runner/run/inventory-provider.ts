@@ -1,14 +1,18 @@
-// Hosts from an inventory, reached over SSH: the same HostProvider contract
-// as local namespaces, so a lab runs unchanged on real machines. Also the
+// Hosts from an inventory (lab's own, or Ansible's INI or YAML), reached over
+// SSH: the same HostProvider contract as local namespaces, so a lab runs
+// unchanged on real machines. Each lab role takes the inventory group of its
+// name, or the one `--role ROLE=GROUP` names, with every host in it. Also the
 // `lab restore -i` that undoes the journals a dead controller left on them.
 
 import { AgentClient } from '../agent/client.ts';
 import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../hosts/inventory.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
+import { didYouMean } from '../lab/template.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
 import { hostJournalPath } from '../provision/index.ts';
+import { mapLimit } from '../hosts/forks.ts';
 import type { HostProvider } from './providers.ts';
 
 /** An inventory host's journal is named by its lab address, so hosts sharing one /run (`lab hosts up`) stay apart. */
@@ -16,59 +20,119 @@ function journalOf(host: InventoryHost): string {
   return hostJournalPath(host.labAddress);
 }
 
+export interface InventoryProviderOptions {
+  acceptNewHostKeys: boolean;
+  /** `--role ROLE=GROUP`: the group a role takes, when not the group of its own name */
+  roleGroups?: Record<string, string>;
+  /** `--each GROUP`: run on this one host of the group (the other roles keep theirs) */
+  only?: { group: string; host: string };
+}
+
+const quote = (s: string) => JSON.stringify(s);
+
+/**
+ * Which hosts each lab role gets: the group of the role's name, or the one
+ * `--role` maps it to. Throws INVENTORY_ROLES naming what is missing.
+ */
+export function roleHosts(lab: Lab, inventory: Inventory, roleGroups: Record<string, string> = {}): Record<string, string[]> {
+  const problems: string[] = [];
+  const roles = lab.hosts.map((h) => h.role);
+  for (const role of Object.keys(roleGroups)) {
+    if (!roles.includes(role)) {
+      const guess = didYouMean(role, roles);
+      problems.push(`--role ${role}=${roleGroups[role]}: the lab "${lab.name}" has no role ${quote(role)}${guess ? `: did you mean ${quote(guess)}?` : ` (it has ${roles.map(quote).join(', ')})`}`);
+    }
+  }
+  const groups = Object.keys(inventory.groups).filter((g) => g !== 'all' && g !== 'ungrouped');
+  const out: Record<string, string[]> = {};
+  for (const role of roles) {
+    const group = roleGroups[role] ?? role;
+    const members = inventory.groups[group];
+    if (!members) {
+      const guess = didYouMean(group, groups);
+      const how = roleGroups[role] ? `--role ${role}=${group} names` : `role ${quote(role)} takes`;
+      problems.push(
+        `${inventory.file}: ${how} the group ${quote(group)}, which the inventory does not define (${guess ? `did you mean ${quote(guess)}? ` : ''}it has ${groups.map(quote).join(', ') || 'none'}); map a role to a group with --role ${role}=GROUP`,
+      );
+    } else if (!members.length) {
+      problems.push(`${inventory.file}: the group ${quote(group)} for role ${quote(role)} has no hosts`);
+    } else out[role] = members;
+  }
+  // A host in two roles would be provisioned twice, with one journal and one lock.
+  const seen = new Map<string, string>();
+  for (const [role, names] of Object.entries(out)) {
+    for (const n of names) {
+      const other = seen.get(n);
+      if (other !== undefined) problems.push(`${inventory.file}: host ${quote(n)} is in role ${quote(other)} and role ${quote(role)}: a host plays one role in a run`);
+      seen.set(n, role);
+    }
+  }
+  if (problems.length) throw new LabError('INVENTORY_ROLES', problems.join('\n'));
+  return out;
+}
+
 export class InventoryProvider implements HostProvider {
   readonly kind = 'inventory' as const;
 
   private constructor(
-    private readonly lab: Lab,
     readonly inventory: Inventory,
-    private readonly options: { acceptNewHostKeys: boolean },
+    /** role -> host names */
+    readonly roles: Record<string, string[]>,
+    private readonly options: InventoryProviderOptions,
   ) {}
 
-  static async open(lab: Lab, file: string, options: { acceptNewHostKeys: boolean }): Promise<InventoryProvider> {
+  static async open(lab: Lab, file: string, options: InventoryProviderOptions): Promise<InventoryProvider> {
     const inventory = await readInventory(file);
-    const missing = lab.hosts.filter((h) => !inventory.hosts[h.role]).map((h) => `"${h.role}"`);
-    if (missing.length) {
-      const have = Object.keys(inventory.hosts).map((r) => `"${r}"`).join(', ') || 'none';
-      throw new LabError(
-        'INVENTORY_ROLES',
-        `${file}: the lab "${lab.name}" needs role${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which the inventory does not define (it has ${have})`,
-      );
-    }
-    return new InventoryProvider(lab, inventory, options);
+    return InventoryProvider.from(lab, inventory, options);
   }
 
-  private host(role: string): InventoryHost {
-    return this.inventory.hosts[role]!;
+  static from(lab: Lab, inventory: Inventory, options: InventoryProviderOptions): InventoryProvider {
+    const roles = roleHosts(lab, inventory, options.roleGroups);
+    if (options.only) {
+      const { group, host } = options.only;
+      const role = Object.keys(roles).find((r) => (options.roleGroups?.[r] ?? r) === group);
+      if (role) roles[role] = [host];
+    }
+    return new InventoryProvider(inventory, roles, options);
+  }
+
+  groupOf(role: string): string {
+    return this.options.roleGroups?.[role] ?? role;
+  }
+
+  private host(name: string): InventoryHost {
+    return this.inventory.hosts[name]!;
   }
 
   bindings(): HostBinding[] {
-    return this.lab.hosts.map(({ role }) => {
-      const h = this.host(role);
-      const transport = this.transport(role);
-      return {
-        role,
-        kind: 'ssh',
-        target: transport.target,
-        address: h.labAddress,
-        aliasPool: h.aliases,
-        device: h.interface,
-        local: h.local,
-        where: h.where,
-      };
-    });
+    return Object.entries(this.roles).flatMap(([role, names]) =>
+      names.map((name) => {
+        const h = this.host(name);
+        return {
+          role,
+          name,
+          kind: 'ssh' as const,
+          target: this.transport(name).target,
+          address: h.labAddress,
+          aliasPool: h.aliases,
+          device: h.interface,
+          local: h.local,
+          where: h.where,
+        };
+      }),
+    );
   }
 
   async prepare(): Promise<void> {
     // Nothing to create: each host's connection opens, in parallel, when its agent starts.
   }
 
-  transport(role: string): Transport {
-    return inventoryTransport(this.host(role), role, { acceptNewHostKeys: this.options.acceptNewHostKeys });
+  transport(name: string): Transport {
+    return inventoryTransport(this.host(name), name, { acceptNewHostKeys: this.options.acceptNewHostKeys });
   }
 
-  journalPath(role: string): string {
-    return journalOf(this.host(role));
+  journalPath(name: string): string {
+    return journalOf(this.host(name));
   }
 
   async teardown(): Promise<string[]> {
@@ -76,38 +140,36 @@ export class InventoryProvider implements HostProvider {
   }
 }
 
-/** `lab restore -i`: on every host of the inventory, undo a journal left by a dead run. */
+/** `lab restore -i`: on every host of the inventory, `forks` at a time, undo a journal left by a dead run. */
 export async function restoreInventory(
   file: string,
-  options: { acceptNewHostKeys: boolean },
+  options: { acceptNewHostKeys: boolean; forks?: number },
 ): Promise<{ lines: string[]; problems: string[] }> {
   const inventory = await readInventory(file);
   const lines: string[] = [];
   const problems: string[] = [];
-  await Promise.all(
-    Object.entries(inventory.hosts).map(async ([role, host]) => {
-      const transport = inventoryTransport(host, role, options);
-      let agent: AgentClient | undefined;
-      try {
-        await transport.connect();
-        agent = await AgentClient.start(transport);
-        const r = await agent.request<{ undone: Array<Record<string, unknown>>; problems?: string[] }>(
-          'restoreJournal',
-          { journal: journalOf(host) },
-          { timeoutMs: 60_000 },
-        );
-        if (!r.undone.length && !(r.problems ?? []).length) lines.push(`${role}: nothing to restore`);
-        for (const u of r.undone) {
-          lines.push(`${role}: restored ${u.kind === 'sysctl' ? `sysctl ${u.name} = ${u.old}` : `removed address ${u.address} from ${u.device}`}`);
-        }
-        problems.push(...(r.problems ?? []).map((p) => `${role}: ${p}`));
-      } catch (e) {
-        problems.push(`${role}: ${(e as Error).message}`);
-      } finally {
-        await agent?.shutdown().catch(() => {});
-        await transport.close().catch(() => {});
+  await mapLimit(Object.entries(inventory.hosts), options.forks, async ([name, host]) => {
+    const transport = inventoryTransport(host, name, options);
+    let agent: AgentClient | undefined;
+    try {
+      await transport.connect();
+      agent = await AgentClient.start(transport);
+      const r = await agent.request<{ undone: Array<Record<string, unknown>>; problems?: string[] }>(
+        'restoreJournal',
+        { journal: journalOf(host) },
+        { timeoutMs: 60_000 },
+      );
+      if (!r.undone.length && !(r.problems ?? []).length) lines.push(`${name}: nothing to restore`);
+      for (const u of r.undone) {
+        lines.push(`${name}: restored ${u.kind === 'sysctl' ? `sysctl ${u.name} = ${u.old}` : `removed address ${u.address} from ${u.device}`}`);
       }
-    }),
-  );
+      problems.push(...(r.problems ?? []).map((p) => `${name}: ${p}`));
+    } catch (e) {
+      problems.push(`${name}: ${(e as Error).message}`);
+    } finally {
+      await agent?.shutdown().catch(() => {});
+      await transport.close().catch(() => {});
+    }
+  }, { settle: true });
   return { lines: lines.sort(), problems };
 }

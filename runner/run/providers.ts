@@ -18,14 +18,18 @@ import { hostJournalPath } from '../provision/index.ts';
 
 export interface HostProvider {
   readonly kind: 'local' | 'inventory';
+  /** one per host; a role may have several */
   bindings(): HostBinding[];
   /** create what the hosts need (namespaces); throws HostError */
   prepare(): Promise<void>;
-  transport(role: string): Transport;
+  /** by host name (HostBinding.name) */
+  transport(name: string): Transport;
   /** the journal path on a host (also the lock's name) */
-  journalPath(role: string): string;
+  journalPath(name: string): string;
   /** remove what prepare made; returns problems */
   teardown(): Promise<string[]>;
+  /** the inventory group a role took (inventory hosts only) */
+  groupOf?(role: string): string;
 }
 
 export class LocalProvider implements HostProvider {
@@ -41,7 +45,7 @@ export class LocalProvider implements HostProvider {
   bindings(): HostBinding[] {
     return this.roles.map((role, i) => {
       const { address, aliasPool } = localAddresses(18, i);
-      return { role, kind: 'netns', target: namespaceName(this.id, role), address, aliasPool, device: 'eth0', local: true };
+      return { role, name: role, kind: 'netns', target: namespaceName(this.id, role), address, aliasPool, device: 'eth0', local: true };
     });
   }
 

@@ -8,9 +8,19 @@ import { HostError, Interrupted, isLabFailure } from '../errors.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { Plan, PlannedHost, PlannedStep } from '../lab/plan.ts';
 import { comparePredictions } from '../models/compare.ts';
+import { connectShares } from '../models/fleet.ts';
 import { provisionHost, restoreHost } from '../provision/index.ts';
-import { RESULT_FORMAT, type Change, type HostFacts, type HostResult, type RunResult, type StepObservation } from '../result.ts';
+import {
+  RESULT_FORMAT,
+  type Change,
+  type HostFacts,
+  type HostObservation,
+  type HostResult,
+  type RunResult,
+  type StepObservation,
+} from '../result.ts';
 import type { RunEventHandler } from './events.ts';
+import { mapLimit } from '../hosts/forks.ts';
 import type { HostProvider } from './providers.ts';
 
 export interface RunOptions {
@@ -19,6 +29,8 @@ export interface RunOptions {
   onEvent?: RunEventHandler;
   version: string;
   runtime: string;
+  /** how many hosts are connected, provisioned and restored at once (`--forks`) */
+  forks?: number;
 }
 
 interface HostSession {
@@ -73,6 +85,16 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     for (const p of work) setup.push(p.catch(() => {}));
     return guard(Promise.all(work));
   };
+  // Each host's work, `forks` at a time; after an abort no further host is started.
+  const perHost = <T>(items: T[], fn: (item: T) => Promise<void>) =>
+    guardSetup(
+      mapLimit(items, options.forks, (item) => {
+        if (abort.signal.aborted) return Promise.reject(abort.signal.reason);
+        const p = fn(item);
+        setup.push(p.catch(() => {}));
+        return p;
+      }),
+    );
 
   const stage = async (name: string, fn: () => Promise<void>) => {
     emit({ kind: 'stage', stage: name, status: 'start' });
@@ -94,40 +116,36 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     });
 
     await stage('agents', async () => {
-      await guardSetup(
-        ...plan.hosts.map(async (host) => {
-          const transport = provider.transport(host.role);
+      await perHost(plan.hosts, async (host) => {
+          const transport = provider.transport(host.name);
           const session: HostSession = { host, transport, changes: [] };
-          sessions.set(host.role, session);
+          sessions.set(host.name, session);
           await transport.connect();
           session.agent = await AgentClient.start(transport);
           // A host lost mid-run (sshd gone, agent killed) stops the run now, not at its next request.
           session.agent.exited.then((how) => {
             if (restoring) return;
             const why = how.signal ? `signal ${how.signal}` : `exit code ${how.code}`;
-            abort.abort(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.role));
+            abort.abort(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.name));
           });
           session.facts = await session.agent.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
-          emit({ kind: 'host-up', role: host.role, target: transport.target, address: host.address, kernel: session.facts.kernel });
-        }),
-      );
+          emit({ kind: 'host-up', role: hostLabel(host), target: transport.target, address: host.address, kernel: session.facts.kernel });
+      });
     });
 
     await stage('provision', async () => {
-      await guardSetup(
-        ...[...sessions.values()].map(async (s) => {
+      await perHost([...sessions.values()], async (s) => {
           // Changes are recorded as they are made, so a host that fails halfway reports what it changed.
-          await provisionHost(s.agent!, s.host, provider.journalPath(s.host.role), holder, s.changes);
+          await provisionHost(s.agent!, s.host, provider.journalPath(s.host.name), holder, s.changes);
           // Predictions use the facts as provisioned: the range the lab set, not the default.
           s.facts = await s.agent!.request<HostFacts>('facts', {}, { timeoutMs: 30_000 });
-          emit({ kind: 'provisioned', role: s.host.role, changes: s.changes.length });
-        }),
-      );
+          emit({ kind: 'provisioned', role: hostLabel(s.host), changes: s.changes.length });
+      });
     });
 
     await stage('steps', async () => {
       for (const step of plan.steps) {
-        const obs = await runStep(step, sessions, observations, emit, guard, abort.signal);
+        const obs = await runStep(step, plan, sessions, observations, emit, guard, abort.signal);
         observations.push(obs);
         emit({ kind: 'step-end', observation: obs });
         if (!obs.ok) throw new HostError('STEP_FAILED', `Step "${step.name}" failed: ${obs.error}`, 'host' in step ? step.host : undefined);
@@ -150,8 +168,10 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   await Promise.race([Promise.all(setup), new Promise((r) => setTimeout(r, SETUP_WAIT_MS).unref())]);
   const restoreProblems: string[] = [];
   await stage('restore', async () => {
-    await Promise.all(
-      [...sessions.values()].map(async (s) => {
+    await mapLimit(
+      [...sessions.values()],
+      options.forks,
+      async (s) => {
         const problems: string[] = [];
         if (s.agent?.alive) {
           try {
@@ -162,37 +182,45 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
           await s.agent.shutdown();
         } else if (s.agent) {
           notes.push(
-            `${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
+            `${hostLabel(s.host)}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
           );
         }
         await s.transport.close().catch(() => {});
-        restoreProblems.push(...problems.map((p) => `${s.host.role}: ${p}`));
-        emit({ kind: 'restored', role: s.host.role, ok: problems.length === 0, problems });
-      }),
+        restoreProblems.push(...problems.map((p) => `${hostLabel(s.host)}: ${p}`));
+        emit({ kind: 'restored', role: hostLabel(s.host), ok: problems.length === 0, problems });
+      },
+      // Every host is restored, whatever another host's restore did.
+      { settle: true },
     );
     restoreProblems.push(...(await provider.teardown()));
   });
 
-  const facts: Record<string, HostFacts> = {};
-  for (const [role, s] of sessions) if (s.facts) facts[role] = s.facts;
-  const addresses: Record<string, string[]> = {};
-  for (const h of plan.hosts) addresses[h.role] = [h.address, ...h.aliases];
+  const facts = factsOf(sessions);
   const predictions = comparePredictions({
     expectations: plan.lab.expect,
     steps: plan.lab.steps,
     observations,
     facts,
-    addresses,
+    addresses: addressesOf(plan),
+    roles: plan.roles,
   });
   if (plan.hosts.some((h) => h.local && h.sysctls.some((s) => s.scope === 'global'))) {
     notes.push('fs.*, vm.* and slab memory are global: on local namespace hosts they are this machine\'s own');
   }
 
   const hosts: HostResult[] = plan.hosts
-    .filter((h) => sessions.get(h.role)?.facts)
+    .filter((h) => sessions.get(h.name)?.facts)
     .map((h) => {
-      const s = sessions.get(h.role)!;
-      return { role: h.role, transport: h.kind, target: h.target, address: h.address, facts: s.facts!, changes: s.changes };
+      const s = sessions.get(h.name)!;
+      return {
+        role: h.role,
+        ...(h.name !== h.role ? { name: h.name } : {}),
+        transport: h.kind,
+        target: h.target,
+        address: h.address,
+        facts: s.facts!,
+        changes: s.changes,
+      };
     });
   const ended = new Date();
   const failed = !!error || predictions.some((p) => p.verdict !== 'pass') || restoreProblems.length > 0;
@@ -221,8 +249,70 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   return result;
 }
 
+/** A host as messages name it: its role, and its own name when that differs. */
+function hostLabel(h: { role: string; name: string }): string {
+  return h.name === h.role ? h.role : `${h.role} ${h.name}`;
+}
+
+function factsOf(sessions: Map<string, HostSession>): Record<string, HostFacts> {
+  const facts: Record<string, HostFacts> = {};
+  for (const [name, s] of sessions) if (s.facts) facts[name] = s.facts;
+  return facts;
+}
+
+function addressesOf(plan: Plan): Record<string, string[]> {
+  return Object.fromEntries(plan.hosts.map((h) => [h.name, [h.address, ...h.aliases]]));
+}
+
+/** What one host of a step saw, before the step's observation adds them up. */
+interface HostPart extends HostObservation {
+  host: string;
+  series?: Array<[number, number]>;
+  detail?: Record<string, unknown>;
+}
+
+/**
+ * The step's observation from its hosts' parts: one host's part is the
+ * observation itself (as before fleets); several add up, each kept by name.
+ */
+function mergeParts(obs: StepObservation, parts: HostPart[]): void {
+  const failed = parts.filter((p) => !p.ok);
+  if (failed.length) {
+    obs.ok = false;
+    obs.error = failed.map((p) => (parts.length > 1 ? `${p.host}: ${p.error}` : p.error)).join('; ');
+  }
+  if (parts.length === 1) {
+    const [p] = parts as [HostPart];
+    obs.metrics = p.metrics;
+    obs.labels = p.labels;
+    if (p.errors) obs.errors = p.errors;
+    if (p.series) obs.series = p.series;
+    if (p.detail) obs.detail = p.detail;
+    return;
+  }
+  const metrics: Record<string, number> = {};
+  for (const p of parts) {
+    for (const [k, v] of Object.entries(p.metrics)) metrics[k] = k === 'durationMs' ? Math.max(metrics[k] ?? 0, v) : (metrics[k] ?? 0) + v;
+  }
+  const labels: Record<string, string> = {};
+  for (const k of new Set(parts.flatMap((p) => Object.keys(p.labels)))) {
+    const values = new Set(parts.map((p) => p.labels[k]));
+    if (values.size === 1 && parts[0]!.labels[k] !== undefined) labels[k] = parts[0]!.labels[k]!;
+  }
+  const errors = new Map<string, number>();
+  for (const p of parts) for (const e of p.errors ?? []) errors.set(e.errno, (errors.get(e.errno) ?? 0) + e.count);
+  obs.metrics = metrics;
+  obs.labels = labels;
+  if (errors.size) obs.errors = [...errors].map(([errno, count]) => ({ errno, count }));
+  obs.hosts = Object.fromEntries(
+    parts.map(({ host, series: _s, detail: _d, ...rest }) => [host, rest]),
+  );
+  obs.detail = Object.fromEntries(parts.filter((p) => p.detail).map((p) => [p.host, p.detail]));
+}
+
 async function runStep(
   step: PlannedStep,
+  plan: Plan,
   sessions: Map<string, HostSession>,
   done: StepObservation[],
   emit: RunEventHandler,
@@ -242,67 +332,113 @@ async function runStep(
   };
   emit({ kind: 'step-start', name: step.name, stepKind: step.kind, host });
   const t0 = performance.now();
-  const agent = (role: string) => sessions.get(role)!.agent!;
+  const agent = (name: string) => sessions.get(name)!.agent!;
+  // Each host's part runs at once; a host's failure is its part's, the others still report.
+  const onHosts = async (names: string[], fn: (name: string, part: HostPart) => Promise<void>) => {
+    const parts = names.map((name): HostPart => ({ host: name, ok: true, metrics: {}, labels: {} }));
+    await Promise.all(
+      parts.map(async (part) => {
+        try {
+          await fn(part.host, part);
+        } catch (e) {
+          if (e instanceof Interrupted) throw e;
+          part.ok = false;
+          part.error = (e as Error).message;
+        }
+      }),
+    );
+    mergeParts(obs, parts);
+  };
   try {
     switch (step.kind) {
       case 'listen': {
         obs.metrics.accepted = 0;
-        const r = await guard(
-          agent(step.host).request(
-            'listen',
-            { id: step.name, address: step.address, port: step.port, backlog: step.backlog, accept: step.accept },
-            // Accepts go on after the reply; the observation keeps counting.
-            { onEvent: (_e, d) => typeof d.accepted === 'number' && (obs.metrics.accepted = d.accepted), timeoutMs: 30_000 },
-          ),
+        const accepted = new Map<string, number>();
+        await onHosts(
+          step.listeners.map((l) => l.host),
+          async (name, part) => {
+            const address = step.listeners.find((l) => l.host === name)!.address;
+            part.metrics.accepted = 0;
+            const r = await guard(
+              agent(name).request(
+                'listen',
+                { id: step.name, address, port: step.port, backlog: step.backlog, accept: step.accept },
+                // Accepts go on after the reply; the observation keeps counting.
+                {
+                  onEvent: (_e, d) => {
+                    if (typeof d.accepted !== 'number') return;
+                    accepted.set(name, d.accepted);
+                    if (obs.hosts?.[name]) obs.hosts[name]!.metrics.accepted = d.accepted;
+                    obs.metrics.accepted = [...accepted.values()].reduce((a, b) => a + b, 0);
+                  },
+                  timeoutMs: 30_000,
+                },
+              ),
+            );
+            part.detail = r;
+          },
         );
-        obs.detail = r;
+        obs.metrics.accepted = [...accepted.values()].reduce((a, b) => a + b, 0);
         break;
       }
       case 'connect': {
-        const series: Array<[number, number]> = [];
+        // Each host's share of the count, from its own facts as provisioned.
+        const shares = connectShares(step, { roles: plan.roles, facts: factsOf(sessions), addresses: addressesOf(plan) });
+        const established = new Map<string, number>();
         let lastSample = -Infinity;
-        const r = await guard(
-          agent(step.host).request(
-            'connect',
-            {
-              id: step.name,
-              pairs: step.pairs,
-              count: step.count,
-              bind: step.bind,
-              port: step.port,
-              rate: step.rate,
-              timeoutMs: step.timeoutMs,
-              connectTimeoutMs: step.connectTimeoutMs,
-              stopOnError: step.stopOnError,
-              processes: step.processes,
-            },
-            {
-              timeoutMs: step.timeoutMs + 30_000,
-              onEvent: (_e, d) => {
-                const value = Number(d.established ?? 0);
-                const ms = Number(d.elapsedMs ?? 0);
-                if (ms - lastSample >= PROGRESS_SAMPLE_MS) {
-                  series.push([ms, value]);
-                  lastSample = ms;
-                }
-                emit({ kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms });
-              },
-            },
-          ),
+        const series: Array<[number, number]> = [];
+        await onHosts(
+          step.parts.map((p) => p.host),
+          async (name, part) => {
+            const pairs = step.parts.find((p) => p.host === name)!.pairs;
+            part.count = shares[name]!;
+            const r = await guard(
+              agent(name).request(
+                'connect',
+                {
+                  id: step.name,
+                  pairs,
+                  count: part.count,
+                  bind: step.bind,
+                  port: step.port,
+                  rate: step.rate,
+                  timeoutMs: step.timeoutMs,
+                  connectTimeoutMs: step.connectTimeoutMs,
+                  stopOnError: step.stopOnError,
+                  processes: step.processes,
+                },
+                {
+                  timeoutMs: step.timeoutMs + 30_000,
+                  onEvent: (_e, d) => {
+                    established.set(name, Number(d.established ?? 0));
+                    const value = [...established.values()].reduce((a, b) => a + b, 0);
+                    // The agent's clock: hosts of one role start together, so theirs agree closely enough.
+                    const ms = Number(d.elapsedMs ?? 0);
+                    if (ms - lastSample >= PROGRESS_SAMPLE_MS) {
+                      series.push([ms, value]);
+                      lastSample = ms;
+                    }
+                    emit({ kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms });
+                  },
+                },
+              ),
+            );
+            established.set(name, r.established);
+            part.metrics = {
+              established: r.established,
+              attempted: r.attempted,
+              connectsPerSecond: r.connectsPerSecond,
+              durationMs: r.durationMs,
+              workers: r.workers,
+              distinctLocalPorts: r.localPorts?.distinct ?? 0,
+            };
+            if (r.firstError) part.labels.firstError = r.firstError.errno;
+            part.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count: count as number }));
+            part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
+          },
         );
-        series.push([r.durationMs, r.established]);
+        series.push([obs.metrics.durationMs ?? 0, obs.metrics.established ?? 0]);
         obs.series = series;
-        obs.metrics = {
-          established: r.established,
-          attempted: r.attempted,
-          connectsPerSecond: r.connectsPerSecond,
-          durationMs: r.durationMs,
-          workers: r.workers,
-          distinctLocalPorts: r.localPorts?.distinct ?? 0,
-        };
-        if (r.firstError) obs.labels.firstError = r.firstError.errno;
-        obs.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count: count as number }));
-        obs.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
         break;
       }
       case 'sleep':
@@ -314,18 +450,20 @@ async function runStep(
         );
         break;
       case 'snapshot': {
-        const snap = await guard(agent(step.host).request('snapshot', {}, { timeoutMs: 30_000 }));
-        const tcp = snap.sockstat?.TCP ?? {};
-        let slabBytes = 0;
-        for (const c of Object.values<any>(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
-        obs.metrics = {
-          tcpInuse: tcp.inuse ?? 0,
-          tcpTw: tcp.tw ?? 0,
-          tcpMemPages: tcp.mem ?? 0,
-          slabBytes,
-          memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
-        };
-        obs.detail = snap;
+        await onHosts(step.hosts, async (name, part) => {
+          const snap = await guard(agent(name).request('snapshot', {}, { timeoutMs: 30_000 }));
+          const tcp = snap.sockstat?.TCP ?? {};
+          let slabBytes = 0;
+          for (const c of Object.values<any>(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
+          part.metrics = {
+            tcpInuse: tcp.inuse ?? 0,
+            tcpTw: tcp.tw ?? 0,
+            tcpMemPages: tcp.mem ?? 0,
+            slabBytes,
+            memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
+          };
+          part.detail = snap;
+        });
         break;
       }
       case 'release': {
@@ -333,8 +471,13 @@ async function runStep(
         for (const name of step.steps) {
           const target = done.find((o) => o.name === name);
           if (!target) continue;
-          const r = await guard(agent(target.host).request<{ closed: number }>('release', { id: name, abort: true }, { timeoutMs: 30_000 }));
-          closed += r.closed;
+          // Every host of the role the step ran on.
+          const rs = await Promise.all(
+            (plan.roles[target.host] ?? []).map((h) =>
+              guard(agent(h).request<{ closed: number }>('release', { id: name, abort: true }, { timeoutMs: 30_000 })),
+            ),
+          );
+          for (const r of rs) closed += r.closed;
         }
         obs.metrics.closed = closed;
         break;
