@@ -32,12 +32,12 @@ export interface Io {
 const USAGE = `lab ${VERSION}: a declarative lab runner for Linux TCP connection limits
 
 Usage:
-  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes]
+  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...] [--forks N] [--each GROUP]] [--yes]
   lab validate FILE...
-  lab plan FILE [--var k=v ...] [-i INVENTORY]
+  lab plan FILE [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...]]
   lab report RESULT.json [--out DIR]
   lab restore [-i INVENTORY]
-  lab hosts up [--roles client,server] [--out inventory.yaml]
+  lab hosts up [--roles client:4,server] [--out inventory.yaml] [--ansible inventory.ini]
   lab hosts down
 
 Commands:
@@ -65,7 +65,14 @@ restore every host, and write result.json, report.md, report.html, junit.xml.
 Options:
   --out DIR              where the reports go (default reports/<lab>/<timestamp>/)
   --var k=v              set a template variable (repeatable)
-  -i, --inventory FILE   run on the hosts of this inventory, over SSH
+  -i, --inventory FILE   run on the hosts of this inventory, over SSH: lab's own
+                         format, or an Ansible inventory (INI, or YAML) as it is
+  --role ROLE=GROUP      the inventory group a lab role takes (default: the
+                         group of the role's name); repeatable
+  --forks N              hosts connected, provisioned and restored at once (default 10)
+  --each GROUP           run the lab once per host of GROUP (its inventory vars
+                         given to the lab's templates), and write one report with
+                         a column per host
   --yes                  allow changes on real (non-local) hosts
   --accept-new-host-keys accept and remember SSH host keys not yet known
   -h, --help             show this help`,
@@ -80,7 +87,9 @@ with its current and planned value (old → new), and the steps in order.
 
 Options:
   --var k=v              set a template variable (repeatable)
-  -i, --inventory FILE   plan for the hosts of this inventory
+  -i, --inventory FILE   plan for the hosts of this inventory (which hosts each role gets)
+  --role ROLE=GROUP      the inventory group a lab role takes; repeatable
+  --forks N              hosts read at once (default 10)
   --accept-new-host-keys accept and remember SSH host keys not yet known`,
   report: `Usage: lab report RESULT.json [--out DIR]
 
@@ -90,12 +99,14 @@ Re-render report.md, report.html and junit.xml from a result.json alone
 
 Undo what a run left behind when its controller died: without -i, the local
 namespaces, links and routes of dead runs; with -i, each host's journal.`,
-  hosts: `Usage: lab hosts up [--roles client,server] [--out inventory.yaml]
+  hosts: `Usage: lab hosts up [--roles client:4,server] [--out inventory.yaml] [--ansible inventory.ini]
        lab hosts down
 
-"up" makes a local network namespace per role, each running a real OpenSSH
-sshd, and writes an inventory for them, so a lab can run over SSH on this
-machine. "down" stops those sshds and removes the namespaces.`,
+"up" makes local network namespace hosts, each running a real OpenSSH sshd
+("client:4" makes client-1…client-4 in group "client"), and writes two
+inventories for them: lab's (--out) and an Ansible INI (--ansible, default:
+--out with ".ini"), so a lab can run over SSH on this machine. "down" stops
+those sshds and removes the namespaces.`,
 };
 
 const COMMON: ParseArgsConfig['options'] = {
