@@ -95,7 +95,7 @@ Options:
 
 Re-render report.md, report.html and junit.xml from a result.json alone
 (default: next to it).`,
-  restore: `Usage: lab restore [-i INVENTORY]
+  restore: `Usage: lab restore [-i INVENTORY [--forks N]]
 
 Undo what a run left behind when its controller died: without -i, the local
 namespaces, links and routes of dead runs; with -i, each host's journal.`,
@@ -388,10 +388,11 @@ async function reportCommand(argv: string[], io: Io): Promise<number> {
 }
 
 async function restoreCommand(argv: string[], io: Io): Promise<number> {
-  const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, 'accept-new-host-keys': { type: 'boolean' } });
+  const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, forks: { type: 'string' }, 'accept-new-host-keys': { type: 'boolean' } });
   const r = await restoreHosts({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
+    forks: forksOf(values),
   });
   for (const line of r.lines) io.out(line);
   for (const p of r.problems) io.err(`problem: ${p}`);

@@ -122,7 +122,7 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
 export async function restoreHosts(options: ProviderOptions): Promise<{ lines: string[]; problems: string[] }> {
   if (options.inventory) {
     const { restoreInventory } = await import('./inventory-provider.ts');
-    return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
+    return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, forks: options.forks });
   }
   // `lab hosts up` networks outlive the command that made them: `lab hosts down` removes those.
   const r = await restoreLocalNetworks({ keep: [HOSTS_UP_PURPOSE] });

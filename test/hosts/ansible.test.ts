@@ -11,6 +11,8 @@ import { expandHostPattern } from '../../runner/hosts/ansible.ts';
 import { parseSshArgs } from '../../runner/hosts/ansible-inventory.ts';
 import { loadInventory, type Inventory } from '../../runner/hosts/inventory.ts';
 import { LabError } from '../../runner/errors.ts';
+import { loadLab } from '../../runner/lab/validate.ts';
+import { roleHosts } from '../../runner/run/inventory-provider.ts';
 import { ROOT, runCli } from '../helpers.ts';
 
 const DIR = 'test/fixtures/inventories/ansible';
@@ -112,6 +114,35 @@ test('the same inventory in Ansible YAML reads the same hosts and groups', () =>
   const sorted = (g: Record<string, string[]>) => Object.fromEntries(Object.entries(g).sort(([a], [b]) => a.localeCompare(b)));
   assert.equal(sorted(yaml.groups), sorted(ini.groups));
   assert.is(yaml.hosts.srv!.where, `${DIR}/good.yaml:26:13`);
+});
+
+test('roleHosts() gives each role the group of its name, or the one --role names, and says what is missing', () => {
+  const lab = loadLab('labs/port-exhaustion.yaml', readFileSync(resolve(ROOT, 'labs/port-exhaustion.yaml'), 'utf8'));
+  const inv = load('good.ini');
+  assert.equal(roleHosts(lab, inv, { client: 'loadgen' }), { client: ['198.18.10.1', '198.18.10.2', '198.18.10.3', '198.18.10.4'], server: ['srv'] });
+  const message = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return (e as LabError).message;
+    }
+    return '';
+  };
+  assert.is(
+    message(() => roleHosts(lab, inv)),
+    `${DIR}/good.ini: role "client" takes the group "client", which the inventory does not define (it has "loadgen", "server", "fleet"); map a role to a group with --role client=GROUP`,
+  );
+  assert.is(
+    message(() => roleHosts(lab, inv, { client: 'loadgn', clients: 'fleet' })),
+    [
+      '--role clients=fleet: the lab "port-exhaustion" has no role "clients": did you mean "client"?',
+      `${DIR}/good.ini: --role client=loadgn names the group "loadgn", which the inventory does not define (did you mean "loadgen"? it has "loadgen", "server", "fleet"); map a role to a group with --role client=GROUP`,
+    ].join('\n'),
+  );
+  assert.is(
+    message(() => roleHosts(lab, inv, { client: 'fleet' })),
+    `${DIR}/good.ini: host "srv" is in role "client" and role "server": a host plays one role in a run`,
+  );
 });
 
 const corpus = readdirSync(resolve(ROOT, DIR)).filter((f) => f.endsWith('.expected')).map((f) => f.replace(/\.expected$/, ''));
