@@ -33,6 +33,7 @@ async function stagesOfTheLab() {
     for (let i = 0; i < RUNS; i++) {
       const provider = new LocalProvider(lab);
       const t0 = performance.now();
+      await provider.reserve();
       const result = await runPlan(planLab(lab, provider.bindings()), { provider, version: 'bench', runtime: runtimeName() });
       const t1 = performance.now();
       await writeReports(result, join(out, String(i)));

@@ -11,6 +11,8 @@ const needs = [
   { pkg: 'openssh-server', has: () => existsSync('/usr/sbin/sshd') },
   { pkg: 'openssh-client', has: () => ok('ssh-keygen', ['-?'], true) },
   { pkg: 'procps', has: () => ok('ps', ['--version']) },
+  // Headless browser for the tests that lay out the HTML reports (test/browser.ts).
+  { pkg: 'chromium', has: () => existsSync('/usr/bin/chromium') },
 ];
 
 function ok(cmd, args, anyExit = false) {

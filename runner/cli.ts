@@ -266,9 +266,9 @@ async function planCommand(argv: string[], io: Io): Promise<number> {
 async function runCommand(argv: string[], io: Io): Promise<number> {
   const loaded = await loadPlan(argv, 'run');
   if (loaded.values.each !== undefined) return eachCommand(loaded, io);
-  const { lab, plan, provider, values, forks } = loaded;
-  if (provider.kind === 'inventory' && plan.hosts.some((h) => !h.local) && !values.yes) {
-    io.err(await describePlan(plan, provider, { forks }));
+  const { lab, plan: preview, provider, values, forks } = loaded;
+  if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
+    io.err(await describePlan(preview, provider, { forks }));
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
   }
   const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}/${timestamp()}`));
@@ -278,6 +278,15 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     await access(out, constants.W_OK);
   } catch (e) {
     throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);
+  }
+  // A local run's addresses are its own slice of 198.18.0.0/16, known once reserved.
+  await provider.reserve();
+  let plan: Plan;
+  try {
+    plan = planLab(lab, provider.bindings());
+  } catch (e) {
+    await provider.teardown();
+    throw e;
   }
   const render = progressRenderer(io);
   io.out(`lab ${VERSION}: running "${lab.name}" on ${describeHosts(plan)}`);

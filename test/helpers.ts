@@ -2,7 +2,7 @@
 // chosen runtime, and look for anything a run may have left on this machine.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -83,13 +83,57 @@ export function readSysctl(name: string, ns?: string): string {
   return text.trim().replace(/\s+/g, ' ');
 }
 
-export function guardRoutePresent(): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = spawn('ip', ['route', 'show', 'type', 'unreachable', '198.18.0.0/15']);
-    let out = '';
-    c.stdout.on('data', (d) => (out += d));
-    c.on('close', () => resolve(out.trim() !== ''));
+/** The `unreachable 198.18.0.0/15` guard routes in the root namespace, as "metric N". */
+export function guardRoutes(): string[] {
+  const out = execFileSync('ip', ['route', 'show', 'type', 'unreachable', '198.18.0.0/15'], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => l.trim()).map((l) => `metric ${/metric (\d+)/.exec(l)?.[1] ?? '0'}`);
+}
+
+/**
+ * Guard routes of runs that are gone: a run's route has metric 1800 + its
+ * slice, and a live run holds /run/lab/local/slice-<slice> for as long as its
+ * route exists. Other runs on this machine (other test files, other users)
+ * do not count, so this holds while they run too.
+ */
+export function strayGuardRoutes(): string[] {
+  return guardRoutes().filter((r) => {
+    const metric = Number(r.split(' ')[1]);
+    return metric >= 1800 && metric < 1900 && !existsSync(`/run/lab/local/slice-${metric - 1800}`);
   });
+}
+
+/**
+ * lab-* namespaces that no journal in /run/lab/local names: left by nobody
+ * who can still undo them. Runs of other tests or users on this machine are
+ * journaled, so they do not count.
+ */
+export function unjournaledNamespaces(): string[] {
+  const named = new Set<string>();
+  const dir = '/run/lab/local';
+  for (const f of existsSync(dir) ? readdirSync(dir) : []) {
+    if (!f.endsWith('.json')) continue;
+    try {
+      for (const n of JSON.parse(readFileSync(`${dir}/${f}`, 'utf8')).namespaces ?? []) named.add(n);
+    } catch {
+      // Being written by a run that is starting.
+    }
+  }
+  return namespaces().filter((n) => n.startsWith('lab-') && !named.has(n));
+}
+
+/** Everything of run `id` that may be left on this machine: namespaces, agents, journals, locks, slices. */
+export function runLeftovers(id: string): string[] {
+  const left: string[] = [];
+  for (const n of namespaces()) if (n.startsWith(`lab-${id}-`)) left.push(`namespace ${n}`);
+  for (const p of agentPids(`lab:lab-${id}-`)) left.push(`agent pid ${p}`);
+  const dir = (d: string) => (existsSync(d) ? readdirSync(d) : []);
+  for (const f of dir('/run/lab/host')) if (f.startsWith(`lab-${id}-`)) left.push(`/run/lab/host/${f}`);
+  for (const f of dir('/run/lab/local')) {
+    const path = `/run/lab/local/${f}`;
+    if (f === `${id}.json` || (f.startsWith('slice-') && readFileSync(path, 'utf8').includes(`"id":"${id}"`))) left.push(path);
+  }
+  for (const r of strayGuardRoutes()) left.push(`guard route ${r}`);
+  return left;
 }
 
 /** What a run may leave behind, to compare before and after. */
@@ -97,7 +141,6 @@ export async function machineState() {
   return {
     namespaces: namespaces().filter((n) => n.startsWith('lab-')),
     agents: agentPids(),
-    guardRoute: await guardRoutePresent(),
     portRange: readSysctl('net.ipv4.ip_local_port_range'),
     somaxconn: readSysctl('net.core.somaxconn'),
   };

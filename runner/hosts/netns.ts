@@ -1,10 +1,12 @@
 // Local hosts: one network namespace per lab role on this machine, wired
 // through a bridge that lives in a namespace of its own, so the root namespace
-// only ever gets the `unreachable` guard route (and, for `lab hosts up`, one
-// veth into the bridge). Addresses come from 198.18.0.0/15 (RFC 2544).
+// only ever gets an `unreachable` guard route (and, for `lab hosts up`, one
+// veth into the bridge). Addresses come from 198.18.0.0/15 (RFC 2544): each
+// run holds a slice of 198.18.0.0/16 of its own and a guard route of its own,
+// so any number of runs can share the machine without coordinating.
 
-import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
 import { mustRunLocal, resolveLocalPython, runLocal, spawnLocal } from './local.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport } from './transport.ts';
@@ -14,8 +16,15 @@ export const NAMESPACE_PREFIX = 'lab-';
 export const GUARD_ROUTE = '198.18.0.0/15';
 /** Controller-side journals of local networks, for `lab restore` after a crash. */
 export const LOCAL_JOURNAL_DIR = '/run/lab/local';
-/** Present while the guard route is one lab added (not the machine's own). */
-export const GUARD_MARKER = `${LOCAL_JOURNAL_DIR}/guard-route.added`;
+/**
+ * Left by lab versions that shared one guard route between runs (metric 0,
+ * reference counted through this marker); `lab restore` still removes it.
+ */
+const LEGACY_GUARD_MARKER = `${LOCAL_JOURNAL_DIR}/guard-route.added`;
+/** Runs take slices of 198.18.0.0/16: 16 of /20 (16 × 256 addresses) each. */
+export const RUN_SLICES = 16;
+const SLICE_ROWS = 256 / RUN_SLICES;
+export const RUN_PREFIX = 20;
 
 export interface LocalNetworkSpec {
   /** short unique id, [a-z0-9]{1,8}: part of every name */
@@ -23,6 +32,8 @@ export interface LocalNetworkSpec {
   roles: string[];
   /** second octet: 18 for lab runs, 19 for `lab hosts up` (reachable from the root namespace) */
   net: 18 | 19;
+  /** net 18: the slice reserveSlice() gave this id (one is reserved when absent) */
+  slice?: number;
   /** give the root namespace an address on the bridge, so it can reach the hosts (SSH) */
   rootLink?: boolean;
   /** what created it, recorded in the journal */
@@ -43,6 +54,7 @@ export interface LocalHost {
 export interface LocalNetwork {
   id: string;
   net: 18 | 19;
+  slice?: number;
   hosts: LocalHost[];
   switchNamespace: string;
   /** the root namespace's address on the bridge, when rootLink */
@@ -54,20 +66,107 @@ interface LocalJournal {
   id: string;
   purpose: string;
   pid: number;
+  /** the creator's start time (/proc/<pid>/stat), so a reused pid does not look like it */
+  pidStart?: string;
   createdAt: string;
   namespaces: string[];
   rootDevice?: string;
+  /** the slice of 198.18.0.0/16 this network holds */
+  slice?: number;
+  /** the metric of this network's own guard route */
+  guardMetric?: number;
   network?: LocalNetwork;
 }
 
 const MAX_ALIASES = 64;
 
-/** Addresses of host `index` (0-based): primary 198.N.0.(i+1), aliases 198.N.(i+1).(k+1). */
-export function localAddresses(net: number, index: number): { address: string; aliasPool: string[] } {
+/**
+ * Addresses of host `index` (0-based). In slice s of a run (rows r = 16s…16s+15):
+ * primary 198.18.r.(i+1), aliases 198.18.(r+1+i).(k+1), so hosts beyond the
+ * 15th have no aliases. Without a slice (`lab hosts up`, the whole /16):
+ * primary 198.N.0.(i+1), aliases 198.N.(i+1).(k+1).
+ */
+export function localAddresses(net: number, index: number, slice?: number): { address: string; aliasPool: string[] } {
+  const row = slice === undefined ? 0 : slice * SLICE_ROWS;
+  const rows = slice === undefined ? 255 : SLICE_ROWS;
   return {
-    address: `198.${net}.0.${index + 1}`,
-    aliasPool: Array.from({ length: MAX_ALIASES }, (_, k) => `198.${net}.${index + 1}.${k + 1}`),
+    address: `198.${net}.${row}.${index + 1}`,
+    aliasPool: index + 1 < rows ? Array.from({ length: MAX_ALIASES }, (_, k) => `198.${net}.${row + index + 1}.${k + 1}`) : [],
   };
+}
+
+/** The prefix of a host's address: its slice, or the whole /16 for `lab hosts up`. */
+export function localPrefix(slice?: number): number {
+  return slice === undefined ? 16 : RUN_PREFIX;
+}
+
+/** Each network's own guard route differs by metric, so none is ever shared or counted. */
+export function guardMetric(net: number, slice?: number): number {
+  return net * 100 + (slice ?? 0);
+}
+
+function sliceFile(slice: number): string {
+  return `${LOCAL_JOURNAL_DIR}/slice-${slice}`;
+}
+
+/** The start time of a process (clock ticks since boot), or undefined when it is gone. */
+export function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Field 22; the command name (field 2) may hold spaces and parentheses.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether the process that wrote a journal still runs: same pid and, when recorded, same start time. */
+export function isAlive(pid: number, start?: string): boolean {
+  const now = processStart(pid);
+  return now !== undefined && (start === undefined || now === start);
+}
+
+/**
+ * Take the first free slice of 198.18.0.0/16 for network `id`. The slice's
+ * file is the lock: link() of a written file onto its name is atomic and fails
+ * when it exists, so concurrent runs never get the same slice and nobody ever
+ * reads a half-written holder. The network's journal releases it when undone.
+ */
+export async function reserveSlice(id: string): Promise<number> {
+  await mkdir(LOCAL_JOURNAL_DIR, { recursive: true });
+  const mine = `${LOCAL_JOURNAL_DIR}/.slice-${id}-${process.pid}`;
+  await writeFile(mine, JSON.stringify({ id, pid: process.pid, pidStart: processStart(process.pid) }) + '\n');
+  try {
+    for (let slice = 0; slice < RUN_SLICES; slice++) {
+      try {
+        await link(mine, sliceFile(slice));
+        return slice;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+          throw new HostError('LOCAL_NETWORK', `Cannot reserve addresses in ${LOCAL_JOURNAL_DIR}: ${(e as Error).message}`);
+        }
+      }
+    }
+  } finally {
+    await rm(mine, { force: true });
+  }
+  throw new HostError(
+    'LOCAL_BUSY',
+    `All ${RUN_SLICES} address slices of 198.18.0.0/16 are held by other runs: wait for one to end, or run "lab restore" if they died`,
+  );
+}
+
+async function releaseSlice(slice: number, id: string): Promise<void> {
+  // Only our own: after a crash the slice may already be someone else's.
+  if (readHolder(await readFile(sliceFile(slice), 'utf8').catch(() => '')).id === id) await rm(sliceFile(slice), { force: true });
+}
+
+function readHolder(text: string): { id?: string; pid?: number; pidStart?: string } {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return {};
+  }
 }
 
 export function namespaceName(id: string, role: string): string {
@@ -98,9 +197,23 @@ async function writeJournal(j: LocalJournal): Promise<void> {
   await writeFile(await journalPath(j.id), JSON.stringify(j, null, 2) + '\n');
 }
 
-async function guardRoutePresent(): Promise<boolean> {
-  const out = await mustRunLocal(['ip', 'route', 'show', 'table', 'main', 'type', 'unreachable', GUARD_ROUTE]);
-  return out.trim() !== '';
+/** The journal a run writes when it reserves its slice, before it makes anything. */
+export async function reserveLocalNetwork(id: string, purpose: string): Promise<number> {
+  const slice = await reserveSlice(id);
+  await writeJournal(newJournal(id, purpose, slice));
+  return slice;
+}
+
+function newJournal(id: string, purpose: string, slice?: number): LocalJournal {
+  return {
+    id,
+    purpose,
+    pid: process.pid,
+    pidStart: processStart(process.pid),
+    createdAt: new Date().toISOString(),
+    namespaces: [],
+    ...(slice === undefined ? {} : { slice }),
+  };
 }
 
 /**
@@ -110,18 +223,14 @@ async function guardRoutePresent(): Promise<boolean> {
  */
 export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalNetwork> {
   if (!/^[a-z0-9]{1,8}$/.test(spec.id)) throw new HostError('LOCAL_BAD_ID', `Bad network id "${spec.id}"`);
-  const journal: LocalJournal = {
-    id: spec.id,
-    purpose: spec.purpose,
-    pid: process.pid,
-    createdAt: new Date().toISOString(),
-    namespaces: [],
-  };
+  // Runs (net 18) each hold a slice; `lab hosts up` (net 19) is one network with the whole /16.
+  const slice = spec.net === 18 ? (spec.slice ?? (await reserveSlice(spec.id))) : undefined;
+  const journal = newJournal(spec.id, spec.purpose, slice);
   const sw = namespaceName(spec.id, 'sw');
-  const network: LocalNetwork = { id: spec.id, net: spec.net, hosts: [], switchNamespace: sw };
+  const network: LocalNetwork = { id: spec.id, net: spec.net, hosts: [], switchNamespace: sw, ...(slice === undefined ? {} : { slice }) };
   for (const [i, role] of spec.roles.entries()) {
-    const { address, aliasPool } = localAddresses(spec.net, i);
-    network.hosts.push({ role, namespace: namespaceName(spec.id, role), device: 'eth0', address, prefix: 16, aliasPool });
+    const { address, aliasPool } = localAddresses(spec.net, i, slice);
+    network.hosts.push({ role, namespace: namespaceName(spec.id, role), device: 'eth0', address, prefix: localPrefix(slice), aliasPool });
   }
   if (spec.rootLink) {
     network.rootAddress = `198.${spec.net}.255.254`;
@@ -135,13 +244,12 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
     // Everything is journaled before it is made, so a crash at any point can be undone.
     journal.namespaces = [sw, ...network.hosts.map((h) => h.namespace)];
     journal.rootDevice = network.rootDevice;
+    journal.guardMetric = guardMetric(spec.net, slice);
     await writeJournal(journal);
-    if (!(await guardRoutePresent())) {
-      // The marker says lab added the guard, so the last lab network removes it
-      // (and a guard route of the machine's own is never touched).
-      await writeFile(GUARD_MARKER, `${process.pid}\n`);
-      await mustRunLocal(['ip', 'route', 'add', 'unreachable', GUARD_ROUTE]);
-    }
+    // A guard of this network's own (its metric is its slice's): nothing to
+    // count or share, and a guard route of the machine's own is never touched.
+    // `replace` is idempotent: a retry after a crash in this slice cannot fail.
+    await mustRunLocal(['ip', 'route', 'replace', 'unreachable', GUARD_ROUTE, 'metric', String(journal.guardMetric)]);
     await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
     await batch([
       'link set lo up',
@@ -161,7 +269,7 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
       await mustRunLocal(['ip', 'link', 'add', network.rootDevice, 'type', 'veth', 'peer', 'name', 'up0', 'netns', sw]);
       await batch(['link set up0 master br0 up'], sw);
       // A /16 beside the /15 guard: more specific, so only this network is reachable.
-      await batch([`addr add ${network.rootAddress}/16 dev ${network.rootDevice}`, `link set ${network.rootDevice} up`]);
+      await batch([`addr add ${network.rootAddress}/${localPrefix(slice)} dev ${network.rootDevice}`, `link set ${network.rootDevice} up`]);
     }
     journal.network = network;
     await writeJournal(journal);
@@ -172,7 +280,7 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
   }
 }
 
-/** Undo one journal: kill what runs in the namespaces, delete them, the root link, the guard route. */
+/** Undo one journal: kill what runs in the namespaces, delete them, the root link, the guard route, the slice. */
 async function undoLocalJournal(j: LocalJournal): Promise<string[]> {
   const problems: string[] = [];
   // Host namespaces first, the switch last (it was made first).
@@ -188,16 +296,28 @@ async function undoLocalJournal(j: LocalJournal): Promise<string[]> {
     const show = await runLocal(['ip', 'link', 'show', j.rootDevice]);
     if (show.code === 0) await runLocal(['ip', 'link', 'del', j.rootDevice]);
   }
-  if (!problems.length) await rm(`${LOCAL_JOURNAL_DIR}/${j.id}.json`, { force: true });
-  // The guard stays while any lab network still relies on it.
-  if (existsSync(GUARD_MARKER) && !(await listLocalJournals()).some((o) => o.id !== j.id)) {
-    if (await guardRoutePresent()) {
-      const del = await runLocal(['ip', 'route', 'del', 'unreachable', GUARD_ROUTE]);
-      if (del.code !== 0) problems.push(`Cannot delete route "unreachable ${GUARD_ROUTE}": ${del.stderr.trim()}`);
+  // The guard goes last: it stays while anything of this network could still send.
+  if (!problems.length && j.guardMetric !== undefined) {
+    const del = await runLocal(['ip', 'route', 'del', 'unreachable', GUARD_ROUTE, 'metric', String(j.guardMetric)]);
+    // "No such process": it was never added, or a retry already removed it.
+    if (del.code !== 0 && !/No such process/.test(del.stderr)) {
+      problems.push(`Cannot delete route "unreachable ${GUARD_ROUTE} metric ${j.guardMetric}": ${del.stderr.trim()}`);
     }
-    if (!problems.length) await rm(GUARD_MARKER, { force: true });
+  }
+  if (!problems.length) {
+    await rm(`${LOCAL_JOURNAL_DIR}/${j.id}.json`, { force: true });
+    if (j.slice !== undefined) await releaseSlice(j.slice, j.id);
   }
   return problems;
+}
+
+/** The shared guard of older lab versions: removed once no lab network is left. */
+async function undoLegacyGuard(): Promise<string[]> {
+  if (!existsSync(LEGACY_GUARD_MARKER) || (await listLocalJournals()).length) return [];
+  const del = await runLocal(['ip', 'route', 'del', 'unreachable', GUARD_ROUTE, 'metric', '0']);
+  if (del.code !== 0 && !/No such process/.test(del.stderr)) return [`Cannot delete route "unreachable ${GUARD_ROUTE}": ${del.stderr.trim()}`];
+  await rm(LEGACY_GUARD_MARKER, { force: true });
+  return [];
 }
 
 export async function listLocalJournals(): Promise<LocalJournal[]> {
@@ -225,15 +345,6 @@ export async function destroyLocalNetwork(id: string): Promise<string[]> {
   return undoLocalJournal(j);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Undo every local network whose creator is gone (`lab restore` without an
  * inventory), but those made for a purpose in `keep`.
@@ -246,11 +357,26 @@ export async function restoreLocalNetworks(options: { keep?: string[] } = {}): P
   const problems: string[] = [];
   for (const j of await listLocalJournals()) {
     if (options.keep?.includes(j.purpose)) continue;
-    if (j.pid !== process.pid && alive(j.pid)) continue;
+    if (j.pid !== process.pid && isAlive(j.pid, j.pidStart)) continue;
     problems.push(...(await undoLocalJournal(j)));
     undone.push(...j.namespaces);
   }
+  problems.push(...(await releaseDeadSlices()), ...(await undoLegacyGuard()));
   return { undone, problems };
+}
+
+/** Slices whose holder died before it wrote a journal. */
+async function releaseDeadSlices(): Promise<string[]> {
+  const journals = new Set((await listLocalJournals()).map((j) => j.id));
+  for (const name of await readdir(LOCAL_JOURNAL_DIR).catch(() => [] as string[])) {
+    if (!/^slice-\d+$/.test(name)) continue;
+    const holder = readHolder(await readFile(`${LOCAL_JOURNAL_DIR}/${name}`, 'utf8').catch(() => ''));
+    // Slices are linked in whole, so one that does not parse was not written by lab: leave it.
+    if (!holder.pid || (holder.id && journals.has(holder.id))) continue;
+    if (isAlive(holder.pid, holder.pidStart)) continue;
+    await rm(`${LOCAL_JOURNAL_DIR}/${name}`, { force: true });
+  }
+  return [];
 }
 
 /** A host that is a namespace on this machine: commands run through `ip netns exec`. */

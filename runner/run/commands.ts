@@ -64,7 +64,8 @@ async function currentSysctls(host: PlannedHost, provider: HostProvider): Promis
 export async function describePlan(plan: Plan, provider: HostProvider, options: { forks?: number } = {}): Promise<string> {
   const lines = [`Plan for lab "${plan.lab.name}" (${plan.lab.file})`];
   if (provider.kind === 'local') {
-    lines.push('  root namespace: route "unreachable 198.18.0.0/15" (added if absent, removed afterwards)');
+    lines.push('  root namespace: a route "unreachable 198.18.0.0/15" of the run\'s own (its metric is its slice\'s), removed afterwards');
+    lines.push('  addresses: the first free slice of 198.18.0.0/16 (shown: the first, what a run alone gets)');
   } else {
     for (const [role, names] of Object.entries(plan.roles)) {
       const group = provider.groupOf?.(role);

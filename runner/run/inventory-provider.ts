@@ -104,6 +104,9 @@ export class InventoryProvider implements HostProvider {
     return this.inventory.hosts[name]!;
   }
 
+  /** An inventory's addresses are its own: nothing to claim. */
+  async reserve(): Promise<void> {}
+
   bindings(): HostBinding[] {
     return Object.entries(this.roles).flatMap(([role, names]) =>
       names.map((name) => {

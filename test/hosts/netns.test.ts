@@ -1,6 +1,7 @@
 // Local namespace hosts: the wiring and the safety promises — lab traffic
-// cannot leave 198.18.0.0/15, nothing is made before it is journaled, and
-// everything goes again.
+// cannot leave 198.18.0.0/15, nothing is made before it is journaled,
+// concurrent networks never share addresses or a guard route, and everything
+// goes again.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -9,13 +10,14 @@ import { existsSync, readFileSync } from 'node:fs';
 import {
   createLocalNetwork,
   destroyLocalNetwork,
-  GUARD_ROUTE,
+  guardMetric,
   LOCAL_JOURNAL_DIR,
   localAddresses,
+  RUN_SLICES,
   NetnsTransport,
   type LocalNetwork,
 } from '../../runner/hosts/netns.ts';
-import { namespaces } from '../helpers.ts';
+import { guardRoutes, namespaces } from '../helpers.ts';
 
 const id = `t${process.pid.toString(36)}`.slice(0, 8);
 let network: LocalNetwork;
@@ -30,10 +32,21 @@ test.after(async () => {
 const ip = (...args: string[]) => execFileSync('ip', args, { encoding: 'utf8' });
 
 test('localAddresses() gives host i 198.N.0.(i+1) and aliases 198.N.(i+1).k', () => {
-  const a = localAddresses(18, 1);
-  assert.is(a.address, '198.18.0.2');
-  assert.equal(a.aliasPool.slice(0, 2), ['198.18.2.1', '198.18.2.2']);
+  const a = localAddresses(19, 1);
+  assert.is(a.address, '198.19.0.2');
+  assert.equal(a.aliasPool.slice(0, 2), ['198.19.2.1', '198.19.2.2']);
   assert.is(a.aliasPool.length, 64);
+});
+
+test('localAddresses() in slice s of 198.18.0.0/16 stays inside 198.18.16s.0/20', () => {
+  assert.is(RUN_SLICES, 16);
+  const a = localAddresses(18, 1, 2);
+  assert.is(a.address, '198.18.32.2');
+  assert.equal(a.aliasPool.slice(0, 2), ['198.18.34.1', '198.18.34.2']);
+  assert.is(localAddresses(18, 14, 15).aliasPool.at(-1), '198.18.255.64');
+  // A 16th host would reach into the next slice: it gets no aliases.
+  assert.equal(localAddresses(18, 15, 0).aliasPool, []);
+  assert.is(localAddresses(18, 15, 0).address, '198.18.0.16');
 });
 
 test('createLocalNetwork() makes a namespace per role and one for the bridge, journaled', () => {
@@ -44,18 +57,39 @@ test('createLocalNetwork() makes a namespace per role and one for the bridge, jo
   assert.is(journal.pid, process.pid);
 });
 
-test('the namespaces have no default route: only their own /16 is reachable', () => {
+test('the namespaces have no default route: only their own slice is reachable', () => {
   for (const h of network.hosts) {
     const routes = ip('-n', h.namespace, '-4', 'route', 'show').trim().split('\n');
-    assert.equal(routes, [`198.18.0.0/16 dev eth0 proto kernel scope link src ${h.address} `.trim()], routes.join('|'));
+    const slice = `198.18.${network.slice! * 16}.0/20`;
+    assert.equal(routes, [`${slice} dev eth0 proto kernel scope link src ${h.address} `.trim()], routes.join('|'));
     const r = execFileSync('sh', ['-c', `ip -n ${h.namespace} route get 192.0.2.1 2>&1 || true`], { encoding: 'utf8' });
     assert.match(r, 'Network is unreachable');
   }
 });
 
-test('the root namespace guards 198.18.0.0/15 with an unreachable route and gets no link', () => {
-  assert.match(ip('route', 'show', 'type', 'unreachable', GUARD_ROUTE), GUARD_ROUTE);
+test('the root namespace guards 198.18.0.0/15 with an unreachable route of the network\'s own and gets no link', () => {
+  assert.ok(guardRoutes().includes(`metric ${guardMetric(18, network.slice)}`), guardRoutes().join('|'));
+  const get = execFileSync('sh', ['-c', 'ip route get 198.18.250.250 2>&1 || true'], { encoding: 'utf8' });
+  assert.match(get, 'No route to host');
   assert.not.match(ip('-o', 'link', 'show'), `lab${id}`);
+});
+
+test('networks made at once get distinct slices and guard routes, and each goes without the others\'', async () => {
+  const ids = [1, 2, 3, 4].map((n) => `${id}${n}`.slice(-8));
+  const made = await Promise.all(ids.map((i) => createLocalNetwork({ id: i, roles: ['a', 'b'], net: 18, purpose: 'test' })));
+  const slices = made.map((m) => m.slice!);
+  assert.is(new Set([network.slice, ...slices]).size, 5, `slices ${slices}`);
+  for (const m of made) assert.ok(guardRoutes().includes(`metric ${guardMetric(18, m.slice)}`));
+  // Removing half of them leaves the others' guard routes, and then the rest go too.
+  assert.equal((await Promise.all(ids.slice(0, 2).map((i) => destroyLocalNetwork(i)))).flat(), []);
+  for (const m of made.slice(2)) assert.ok(guardRoutes().includes(`metric ${guardMetric(18, m.slice)}`), 'a live network keeps its guard');
+  assert.equal((await Promise.all(ids.slice(2).map((i) => destroyLocalNetwork(i)))).flat(), []);
+  for (const m of made) {
+    assert.not.ok(guardRoutes().includes(`metric ${guardMetric(18, m.slice)}`), 'guard route removed');
+    assert.not.ok(existsSync(`${LOCAL_JOURNAL_DIR}/slice-${m.slice}`), 'slice released');
+    assert.not.ok(namespaces().some((n) => n.startsWith(`lab-${m.id}-`)));
+  }
+  assert.ok(guardRoutes().includes(`metric ${guardMetric(18, network.slice)}`), 'the first network keeps its guard');
 });
 
 test('hosts reach each other through the bridge', async () => {
@@ -80,7 +114,7 @@ test('NetnsTransport runs commands inside its namespace and reports exit codes',
   await t.connect();
   const r = await t.exec(['sh', '-c', 'ip -o -4 addr show dev eth0; exit 3']);
   assert.is(r.code, 3);
-  assert.match(r.stdout, '198.18.0.2/16');
+  assert.match(r.stdout, `${network.hosts[1]!.address}/20`);
   const gone = new NetnsTransport('x', 'lab-no-such-namespace');
   try {
     await gone.connect();

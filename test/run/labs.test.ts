@@ -8,7 +8,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, machineState, ROOT, runCli } from '../helpers.ts';
+import { machineState, ROOT, runCli, runLeftovers } from '../helpers.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'lab-labs-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
@@ -36,9 +36,7 @@ for (const lab of shippedLabs) {
     // The run's namespaces are lab-<id>-<role> (and lab-<id>-sw): none may be left, nor its agents.
     const id = result.hosts[0]!.target.split('-')[1]!;
     const after = await machineState();
-    assert.equal(after.namespaces.filter((n) => n.startsWith(`lab-${id}-`)), [], `labs/${lab}: namespaces left behind`);
-    assert.equal(agentPids(`lab:lab-${id}-`), [], `labs/${lab}: agent processes left behind`);
-    assert.is(after.guardRoute, before.guardRoute, `labs/${lab}: guard route not restored`);
+    assert.equal(runLeftovers(id), [], `labs/${lab}: left behind`);
     assert.is(after.portRange, before.portRange, `labs/${lab}: root namespace port range changed`);
   });
 }

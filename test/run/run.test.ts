@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, machineState, runCli } from '../helpers.ts';
+import { machineState, namespaces, runCli, runLeftovers, strayGuardRoutes, unjournaledNamespaces } from '../helpers.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'lab-run-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
@@ -22,13 +22,12 @@ function runId(dir: string): string {
 async function assertClean(before: Awaited<ReturnType<typeof machineState>>, what: string, dir?: string) {
   const after = await machineState();
   if (dir) {
-    const id = runId(dir);
-    assert.equal(after.namespaces.filter((n) => n.startsWith(`lab-${id}-`)), [], `${what}: namespaces left behind`);
-    assert.equal(agentPids(`lab:lab-${id}-`), [], `${what}: agent processes left behind`);
+    assert.equal(runLeftovers(runId(dir)), [], `${what}: left behind`);
   } else {
-    assert.equal(after.namespaces.filter((n) => !before.namespaces.includes(n)), [], `${what}: namespaces left behind`);
+    // Other runs on this machine (other test files, other users) may come and go meanwhile.
+    assert.equal(unjournaledNamespaces(), [], `${what}: namespaces left behind`);
+    assert.equal(strayGuardRoutes(), [], `${what}: guard routes left behind`);
   }
-  assert.is(after.guardRoute, before.guardRoute, `${what}: guard route not restored`);
   assert.is(after.portRange, before.portRange, `${what}: root namespace port range changed`);
   assert.is(after.somaxconn, before.somaxconn, `${what}: root namespace somaxconn changed`);
 }
@@ -43,7 +42,10 @@ test('lab run labs/port-exhaustion.yaml observes 1000 connections and EADDRNOTAV
   const est = result.predictions.find((p) => p.metric === 'ramp.established')!;
   assert.is(est.predicted, 1000);
   assert.is(est.observed, 1000);
-  assert.is(est.derivation, '40999 − 40000 + 1 = 1000 ports for 198.18.0.1 → 198.18.0.2:8080');
+  // The addresses are the run's slice of 198.18.0.0/16: 198.18.0.x when it runs alone.
+  const [c, s] = ['client', 'server'].map((role) => result.hosts.find((h) => h.role === role)!.address);
+  assert.match(c!, /^198\.18\.(\d+)\.1$/);
+  assert.is(est.derivation, `40999 − 40000 + 1 = 1000 ports for ${c} → ${s}:8080`);
   const firstError = result.predictions.find((p) => p.metric === 'ramp.firstError')!;
   assert.is(firstError.observed, 'EADDRNOTAVAIL');
   assert.is(firstError.verdict, 'pass');
@@ -117,16 +119,12 @@ test('lab run interrupted while its agents start still restores every host', asy
   });
   assert.ok(sent);
   assert.is(r.code, 130, r.stderr);
-  const after = await machineState();
-  assert.equal(after.namespaces.filter((n) => !before.namespaces.includes(n)), [], 'namespaces left behind');
-  assert.equal(after.agents.filter((p) => !before.agents.includes(p)), [], 'agents left behind');
-  assert.is(after.guardRoute, before.guardRoute);
+  await assertClean(before, 'after Ctrl-C while agents start', join(out, 'early'));
 });
 
 test('lab run killed outright leaves its namespaces for lab restore, which removes them', async () => {
-  const before = await machineState();
   let killed = false;
-  await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, 'killed')], {
+  const { stderr } = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, 'killed')], {
     onStderr: (text, kill) => {
       if (!killed && text.includes('step hold')) {
         killed = true;
@@ -135,16 +133,26 @@ test('lab run killed outright leaves its namespaces for lab restore, which remov
     },
   });
   assert.ok(killed);
-  const left = (await machineState()).namespaces.filter((n) => !before.namespaces.includes(n));
+  const id = /host client: lab-([a-z0-9]+)-client/.exec(stderr)![1]!;
+  const left = namespaces().filter((n) => n.startsWith(`lab-${id}-`));
   assert.is(left.length, 3, `the killed run's namespaces: ${left}`);
   const r = await runCli(['restore']);
   assert.is(r.code, 0, r.stderr);
   for (const ns of left) assert.match(r.stdout, `removed namespace ${ns}`);
-  const after = await machineState();
-  assert.equal(after.namespaces.filter((n) => left.includes(n)), []);
-  assert.is(after.guardRoute, before.guardRoute);
+  assert.equal(runLeftovers(id), []);
   const again = await runCli(['restore']);
   assert.match(again.stdout, 'nothing to restore');
+});
+
+test('five lab runs at once on local hosts all pass, each in a slice of its own, and leave nothing', async () => {
+  const dirs = [1, 2, 3, 4, 5].map((i) => join(out, `concurrent-${i}`));
+  const runs = await Promise.all(dirs.map((dir) => runCli(['run', 'labs/port-exhaustion.yaml', '--out', dir])));
+  for (const r of runs) assert.is(r.code, 0, r.stderr + r.stdout);
+  const results = dirs.map((d) => JSON.parse(readFileSync(join(d, 'result.json'), 'utf8')) as RunResult);
+  const clients = results.map((r) => r.hosts.find((h) => h.role === 'client')!.address);
+  assert.is(new Set(clients).size, 5, `each run its own addresses: ${clients}`);
+  for (const r of results) assert.is(r.verdict, 'pass');
+  for (const d of dirs) assert.equal(runLeftovers(runId(d)), [], `${d}: left behind`);
 });
 
 test('lab plan shows old → new sysctl values and the steps, touching nothing', async () => {
