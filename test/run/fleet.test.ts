@@ -106,9 +106,10 @@ test('port-exhaustion over the INI: each client exhausts its own range, the role
   assertHostsClean('after port-exhaustion');
 });
 
-test('multi-ip over the INI: two source addresses on each of four clients', async () => {
+test('multi-ip over the INI: two source addresses on each of four clients, each exhausted', async () => {
   const dir = join(work, 'mi');
-  const r = await runCli(['run', 'labs/multi-ip.yaml', '-i', ini, '--out', dir]);
+  // 10000 is more than the four clients' 4 × 2 × 1000: each reaches its own limit.
+  const r = await runCli(['run', 'labs/multi-ip.yaml', '-i', ini, '--var', 'count=10000', '--out', dir]);
   assert.is(r.code, 0, r.stderr + r.stdout);
   assertFleetPredictions(result(dir), 'ramp.established', 2000);
   assertHostsClean('after multi-ip');
