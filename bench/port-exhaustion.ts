@@ -11,10 +11,10 @@ import { AgentClient } from '../runner/agent/client.ts';
 import { runLocal, mustRunLocal } from '../runner/hosts/local.ts';
 import { createLocalNetwork, destroyLocalNetwork, NetnsTransport } from '../runner/hosts/netns.ts';
 import { planLab } from '../runner/lab/plan.ts';
-import { hostJournalPath } from '../runner/provision/index.ts';
+import { hostJournalPath } from '../runner/provision/journal.ts';
 import { readLab } from '../runner/lab/validate.ts';
 import { writeReports } from '../runner/report/index.ts';
-import { LocalProvider } from '../runner/run/providers.ts';
+import { LocalProvider } from '../runner/run/local-provider.ts';
 import { runPlan, runtimeName } from '../runner/run/run.ts';
 
 const RUNS = Number(process.argv[2] ?? 5);

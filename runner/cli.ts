@@ -12,7 +12,10 @@ import { readLab } from './lab/validate.ts';
 import { didYouMean, parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
-import { describePlan, openProvider, restoreHosts, hostsUpCommand, hostsDownCommand } from './run/commands.ts';
+import { describePlan } from './run/describe-plan.ts';
+import { hostsDownCommand, hostsUpCommand } from './run/hosts-up.ts';
+import { restoreLeftovers } from './run/leftovers.ts';
+import { openProvider } from './run/provider.ts';
 import { runPlan, runtimeName } from './run/run.ts';
 import { writeReports } from './report/index.ts';
 import { writeEachReports } from './report/each.ts';
@@ -398,7 +401,7 @@ async function reportCommand(argv: string[], io: Io): Promise<number> {
 
 async function restoreCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, forks: { type: 'string' }, 'accept-new-host-keys': { type: 'boolean' } });
-  const r = await restoreHosts({
+  const r = await restoreLeftovers({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
     forks: forksOf(values),

@@ -62,7 +62,7 @@ export interface ErrnoCount {
 /** What one step observed. Fields are present for the step kinds that measure them. */
 export interface StepObservation {
   name: string;
-  kind: string; // 'listen' | 'connect' | 'hold' | 'snapshot' | 'release' | 'sleep'
+  kind: string; // 'listen' | 'connect' | 'sleep' | 'snapshot' | 'release'
   host: string;
   startedAt: string;
   durationMs: number;

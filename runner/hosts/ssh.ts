@@ -3,11 +3,10 @@
 // known_hosts file. Every command is one exec channel on that connection; the
 // agent is one long-lived channel, so later steps cost a message, not a login.
 
-import { createHash, createHmac, randomBytes } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
-import { dirname, posix } from 'node:path';
+import { posix } from 'node:path';
 import type { Duplex } from 'node:stream';
 import ssh2 from 'ssh2';
 import type {
@@ -21,6 +20,16 @@ import type {
   ServerHostKeyAlgorithm,
 } from 'ssh2';
 import { HostError } from '../errors.ts';
+import {
+  appendKnownHost,
+  checkHostKey,
+  fingerprint,
+  hostFieldMatches,
+  keyTypeOf,
+  knownHostName,
+  readKnownHosts,
+  type KnownHostsEntry,
+} from './known-hosts.ts';
 import { shellQuote } from './quote.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
 
@@ -87,90 +96,6 @@ const SIGNAL_MARKED =
   'for f in /proc/[0-9]*/environ; do ' +
   'if grep -qzxF "$0=$1" "$f" 2>/dev/null; then p=${f#/proc/}; kill -s "$2" "${p%/environ}" 2>/dev/null; fi; ' +
   'done; true';
-
-// ---------------------------------------------------------------------------
-// known_hosts
-
-export interface KnownHostsEntry {
-  /** 1-based line in the file */
-  line: number;
-  marker?: '@revoked' | '@cert-authority';
-  /** the host field: comma-separated patterns, or one hashed `|1|salt|hash` */
-  hosts: string;
-  keyType: string;
-  /** base64 of the public key blob */
-  key: string;
-}
-
-export type HostKeyCheck =
-  | { status: 'known' }
-  | { status: 'unknown' }
-  | { status: 'changed'; entry: KnownHostsEntry }
-  | { status: 'revoked'; entry: KnownHostsEntry };
-
-export function parseKnownHosts(text: string): KnownHostsEntry[] {
-  const entries: KnownHostsEntry[] = [];
-  for (const [i, raw] of text.split('\n').entries()) {
-    const fields = raw.trim().split(/\s+/);
-    if (!fields[0] || fields[0].startsWith('#')) continue;
-    let marker: KnownHostsEntry['marker'];
-    if (fields[0] === '@revoked' || fields[0] === '@cert-authority') marker = fields.shift() as KnownHostsEntry['marker'];
-    const [hosts, keyType, key] = fields;
-    if (!hosts || !keyType || !key) continue;
-    entries.push({ line: i + 1, marker, hosts, keyType, key });
-  }
-  return entries;
-}
-
-/** The name known_hosts files use for a host: `addr` on port 22, else `[addr]:port`. */
-export function knownHostName(address: string, port: number): string {
-  return port === 22 ? address : `[${address}]:${port}`;
-}
-
-function globMatches(pattern: string, name: string): boolean {
-  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
-  return new RegExp(`^${re}$`, 'i').test(name);
-}
-
-/** Whether a known_hosts host field matches `name` (hashed, wildcards, `!negation`). */
-export function hostFieldMatches(hosts: string, name: string): boolean {
-  if (hosts.startsWith('|1|')) {
-    const [, , salt, hash] = hosts.split('|');
-    if (!salt || !hash) return false;
-    return createHmac('sha1', Buffer.from(salt, 'base64')).update(name).digest('base64') === hash;
-  }
-  let matched = false;
-  for (const pattern of hosts.split(',')) {
-    const negated = pattern.startsWith('!');
-    if (globMatches(negated ? pattern.slice(1) : pattern, name)) {
-      if (negated) return false;
-      matched = true;
-    }
-  }
-  return matched;
-}
-
-/** Look a host's offered key up in known_hosts entries, as OpenSSH does. */
-export function checkHostKey(entries: KnownHostsEntry[], name: string, keyType: string, key: string): HostKeyCheck {
-  const forHost = entries.filter((e) => e.marker !== '@cert-authority' && hostFieldMatches(e.hosts, name));
-  const revoked = forHost.find((e) => e.marker === '@revoked' && e.key === key);
-  if (revoked) return { status: 'revoked', entry: revoked };
-  const plain = forHost.filter((e) => !e.marker);
-  if (plain.some((e) => e.keyType === keyType && e.key === key)) return { status: 'known' };
-  // Another key on record for this host: same type first, as that is what it replaced.
-  const previous = plain.find((e) => e.keyType === keyType) ?? plain[0];
-  return previous ? { status: 'changed', entry: previous } : { status: 'unknown' };
-}
-
-/** OpenSSH's fingerprint of a public key blob: SHA256:<base64, unpadded>. */
-export function fingerprint(blob: Buffer): string {
-  return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
-}
-
-function keyTypeOf(blob: Buffer): string {
-  const len = blob.readUInt32BE(0);
-  return blob.subarray(4, 4 + len).toString('latin1');
-}
 
 /** Host key algorithms that prove a key of each known_hosts type. */
 const HOST_KEY_ALGORITHMS: Record<string, ServerHostKeyAlgorithm[]> = {
@@ -396,14 +321,13 @@ export class SshTransport implements Transport {
 
   /** SSH over an open stream: host key check, then authentication. */
   private async handshake(ep: SshEndpoint, attempts: AuthAttempt[], sock: Duplex, who: string): Promise<SshClient> {
-    let knownText: string;
+    let known: KnownHostsEntry[];
     try {
-      knownText = existsSync(ep.knownHosts) ? await readFile(ep.knownHosts, 'utf8') : '';
+      known = await readKnownHosts(ep.knownHosts);
     } catch (e) {
       sock.destroy();
       throw this.error('SSH_KNOWN_HOSTS', `Cannot read known_hosts "${ep.knownHosts}": ${(e as Error).message}`, e);
     }
-    const known = parseKnownHosts(knownText);
     const name = knownHostName(ep.address, ep.port);
     const knownTypes = [...new Set(known.filter((e) => !e.marker && hostFieldMatches(e.hosts, name)).map((e) => e.keyType))];
     const preferred = knownTypes.flatMap((t) => HOST_KEY_ALGORITHMS[t] ?? []);
@@ -689,11 +613,4 @@ function sftpWrite(sftp: SFTPWrapper, path: string, data: Buffer, mode: number):
       sftp.chmod(path, mode, (err2) => (err2 ? reject(err2) : resolve()));
     });
   });
-}
-
-/** Append a line to a known_hosts file (accept-new), creating it and its directory. */
-function appendKnownHost(file: string, line: string): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
-  const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-  appendFileSync(file, (text && !text.endsWith('\n') ? '\n' : '') + line + '\n', { mode: 0o644 });
 }

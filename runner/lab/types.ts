@@ -98,5 +98,3 @@ export const STEP_METRICS = {
   snapshot: ['tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
   release: [],
 } as const satisfies Record<StepKind, readonly string[]>;
-
-export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];

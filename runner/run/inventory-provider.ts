@@ -1,22 +1,19 @@
 // Hosts from an inventory (lab's own, or Ansible's INI or YAML), reached over
 // SSH: the same HostProvider contract as local namespaces, so a lab runs
 // unchanged on real machines. Each lab role takes the inventory group of its
-// name, or the one `--role ROLE=GROUP` names, with every host in it. Also the
-// `lab restore -i` that undoes the journals a dead controller left on them.
+// name, or the one `--role ROLE=GROUP` names, with every host in it.
 
-import { AgentClient } from '../agent/client.ts';
 import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../hosts/inventory.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import { didYouMean } from '../lab/template.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
-import { hostJournalPath } from '../provision/index.ts';
-import { mapLimit } from '../hosts/forks.ts';
-import type { HostProvider } from './providers.ts';
+import { hostJournalPath } from '../provision/journal.ts';
+import type { HostProvider } from './provider.ts';
 
 /** An inventory host's journal is named by its lab address, so hosts sharing one /run (`lab hosts up`) stay apart. */
-function journalOf(host: InventoryHost): string {
+export function inventoryJournalPath(host: InventoryHost): string {
   return hostJournalPath(host.labAddress);
 }
 
@@ -135,44 +132,10 @@ export class InventoryProvider implements HostProvider {
   }
 
   journalPath(name: string): string {
-    return journalOf(this.host(name));
+    return inventoryJournalPath(this.host(name));
   }
 
   async teardown(): Promise<string[]> {
     return [];
   }
-}
-
-/** `lab restore -i`: on every host of the inventory, `forks` at a time, undo a journal left by a dead run. */
-export async function restoreInventory(
-  file: string,
-  options: { acceptNewHostKeys: boolean; forks?: number },
-): Promise<{ lines: string[]; problems: string[] }> {
-  const inventory = await readInventory(file);
-  const lines: string[] = [];
-  const problems: string[] = [];
-  await mapLimit(Object.entries(inventory.hosts), options.forks, async ([name, host]) => {
-    const transport = inventoryTransport(host, name, options);
-    let agent: AgentClient | undefined;
-    try {
-      await transport.connect();
-      agent = await AgentClient.start(transport);
-      const r = await agent.request<{ undone: Array<Record<string, unknown>>; problems?: string[] }>(
-        'restoreJournal',
-        { journal: journalOf(host) },
-        { timeoutMs: 60_000 },
-      );
-      if (!r.undone.length && !(r.problems ?? []).length) lines.push(`${name}: nothing to restore`);
-      for (const u of r.undone) {
-        lines.push(`${name}: restored ${u.kind === 'sysctl' ? `sysctl ${u.name} = ${u.old}` : `removed address ${u.address} from ${u.device}`}`);
-      }
-      problems.push(...(r.problems ?? []).map((p) => `${name}: ${p}`));
-    } catch (e) {
-      problems.push(`${name}: ${(e as Error).message}`);
-    } finally {
-      await agent?.shutdown().catch(() => {});
-      await transport.close().catch(() => {});
-    }
-  }, { settle: true });
-  return { lines: lines.sort(), problems };
 }

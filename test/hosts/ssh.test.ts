@@ -13,7 +13,7 @@ import { HostError } from '../../runner/errors.ts';
 import { hostsDown, hostsUp, HOSTS_UP_DIR } from '../../runner/hosts/hostsup.ts';
 import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../../runner/hosts/inventory.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
-import { checkHostKey, fingerprint, parseKnownHosts, remoteCommand, SshTransport, type SshTransportOptions } from '../../runner/hosts/ssh.ts';
+import { remoteCommand, SshTransport, type SshTransportOptions } from '../../runner/hosts/ssh.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-ssh-test-'));
 let inventory: Inventory;
@@ -293,30 +293,6 @@ test('connect() matches hashed known_hosts entries', async () => {
   const t = transport('gamma', { knownHosts: known });
   await t.connect();
   assert.is((await t.exec(['true'])).code, 0);
-});
-
-test('checkHostKey() matches [host]:port names, wildcards, negations and @revoked', () => {
-  const blob = Buffer.from(hostKeyLine('alpha').split(' ')[1]!, 'base64');
-  const key = blob.toString('base64');
-  const other = hostKeyLine('beta').split(' ')[1]!;
-  const entries = parseKnownHosts(
-    [
-      `[198.19.0.1]:2222 ssh-ed25519 ${key}`,
-      `198.19.9.*,!198.19.9.9 ssh-ed25519 ${key}`,
-      `@revoked 198.19.7.7 ssh-ed25519 ${key}`,
-      `198.19.7.7 ssh-ed25519 ${key}`,
-      `@cert-authority 198.19.8.8 ssh-ed25519 ${key}`,
-      `198.19.6.6 ssh-ed25519 ${other}`,
-    ].join('\n'),
-  );
-  assert.equal(checkHostKey(entries, '[198.19.0.1]:2222', 'ssh-ed25519', key), { status: 'known' });
-  assert.equal(checkHostKey(entries, '198.19.0.1', 'ssh-ed25519', key), { status: 'unknown' });
-  assert.equal(checkHostKey(entries, '198.19.9.1', 'ssh-ed25519', key), { status: 'known' });
-  assert.equal(checkHostKey(entries, '198.19.9.9', 'ssh-ed25519', key), { status: 'unknown' });
-  assert.is(checkHostKey(entries, '198.19.7.7', 'ssh-ed25519', key).status, 'revoked');
-  assert.equal(checkHostKey(entries, '198.19.8.8', 'ssh-ed25519', key), { status: 'unknown' });
-  assert.equal(checkHostKey(entries, '198.19.6.6', 'ssh-ed25519', key), { status: 'changed', entry: entries[5]! });
-  assert.is(fingerprint(blob), opensshFingerprint('alpha'));
 });
 
 test('connect() to an address with nothing there fails fast, naming the host and the address', async () => {

@@ -1,16 +1,10 @@
 // Provisioning: put one host in the state its lab role declares (sysctls,
 // IP aliases, the nofile limit), through the agent, which journals each change
-// on the host before making it, so it can always be undone — by the agent at
-// restore, by the agent itself when the controller is lost, or by `lab restore`.
+// on the host before making it, so it can always be undone (see journal.ts).
 
 import type { AgentClient } from '../agent/client.ts';
 import type { PlannedHost } from '../lab/plan.ts';
 import type { Change } from '../result.ts';
-
-/** The journal (and, beside it, the lock) on a host; `key` names the host among those sharing one /run. */
-export function hostJournalPath(key: string): string {
-  return `/run/lab/host/${key}.journal`;
-}
 
 export async function provisionHost(
   agent: AgentClient,
@@ -34,17 +28,4 @@ export async function provisionHost(
     const r = await agent.request<{ old: [number, number]; new: [number, number] }>('nofile', { soft: host.nofile });
     changes.push({ kind: 'rlimit', name: 'nofile', old: r.old, new: r.new });
   }
-}
-
-/** Undo the host's journal; returns the problems (empty when everything was put back). */
-export async function restoreHost(agent: AgentClient): Promise<string[]> {
-  const r = await agent.request<{ undone: unknown[]; problems?: string[] }>('restore', {}, { timeoutMs: 30_000 });
-  return r.problems ?? [];
-}
-
-/** Read current sysctl values without changing anything, for `lab plan`. */
-export function sysctlReadCommand(names: string[]): string[] {
-  const paths = names.map((n) => `/proc/sys/${n.replaceAll('.', '/')}`);
-  // One line per sysctl, "-" when the kernel lacks it.
-  return ['sh', '-c', 'for f in "$@"; do if [ -r "$f" ]; then tr -s "\\t " "  " < "$f"; else echo -; fi; done', 'sh', ...paths];
 }

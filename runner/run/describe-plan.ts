@@ -1,37 +1,11 @@
-// The work behind the CLI's commands that is not a run itself: choosing the
-// host provider, describing a plan with current values (a dry run), restoring
-// after a dead controller, and local SSH hosts up/down. Returns text; prints nothing.
+// `lab plan`: a dry run that describes a plan with each host's current values
+// (sysctls old → new), the steps and the expectations. Reads, changes nothing.
 
 import { runLocal } from '../hosts/local.ts';
-import { hostsDown, hostsUp, HOSTS_UP_PURPOSE } from '../hosts/hostsup.ts';
-import { restoreLocalNetworks } from '../hosts/netns.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
-import type { Lab } from '../lab/types.ts';
-import { LabError } from '../errors.ts';
-import { sysctlReadCommand } from '../provision/index.ts';
+import { sysctlReadCommand } from '../provision/sysctl-read.ts';
 import { mapLimit } from '../hosts/forks.ts';
-import { LocalProvider, type HostProvider } from './providers.ts';
-
-export interface ProviderOptions {
-  inventory?: string;
-  acceptNewHostKeys?: boolean;
-  /** `--role ROLE=GROUP` */
-  roleGroups?: Record<string, string>;
-  /** `--forks N`: hosts worked on at once */
-  forks?: number;
-}
-
-export async function openProvider(lab: Lab, options: ProviderOptions): Promise<HostProvider> {
-  if (options.inventory) {
-    // Loaded only with -i: ssh2 is not needed for local hosts.
-    const { InventoryProvider } = await import('./inventory-provider.ts');
-    return InventoryProvider.open(lab, options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, roleGroups: options.roleGroups });
-  }
-  if (options.roleGroups && Object.keys(options.roleGroups).length) {
-    throw new LabError('ARGS', '--role maps roles to inventory groups: it needs -i INVENTORY');
-  }
-  return new LocalProvider(lab);
-}
+import type { HostProvider } from './provider.ts';
 
 /** Current values of a host's sysctls: a fresh namespace's for per-namespace ones on local hosts. */
 async function currentSysctls(host: PlannedHost, provider: HostProvider): Promise<string[]> {
@@ -120,24 +94,3 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
   return lines.join('\n');
 }
 
-export async function restoreHosts(options: ProviderOptions): Promise<{ lines: string[]; problems: string[] }> {
-  if (options.inventory) {
-    const { restoreInventory } = await import('./inventory-provider.ts');
-    return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, forks: options.forks });
-  }
-  // `lab hosts up` networks outlive the command that made them: `lab hosts down` removes those.
-  const r = await restoreLocalNetworks({ keep: [HOSTS_UP_PURPOSE] });
-  const lines = r.undone.length ? r.undone.map((ns) => `removed namespace ${ns}`) : ['nothing to restore: no local run was left behind'];
-  return { lines, problems: r.problems };
-}
-
-export async function hostsUpCommand(roles: string[], out: string, ansibleOut?: string): Promise<string> {
-  const r = await hostsUp({ roles, out, ansibleOut });
-  const hosts = Object.entries(r.groups).map(([g, names]) => (names.length > 1 || names[0] !== g ? `${g} (${names.join(', ')})` : g));
-  return `hosts up: ${hosts.join(', ')} running sshd; inventory written to ${r.inventoryPath}, Ansible inventory to ${r.ansiblePath}`;
-}
-
-export async function hostsDownCommand(): Promise<{ line: string; problems: string[] }> {
-  const problems = await hostsDown();
-  return { line: problems.length ? 'hosts down: with problems' : 'hosts down: done', problems };
-}

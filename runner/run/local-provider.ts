@@ -1,6 +1,5 @@
-// Where a run's hosts come from: local namespaces made for this run (the
-// default), or the hosts of an inventory reached over SSH. Both hand the
-// runner bindings (for the plan) and Transports (for the agent).
+// Local hosts, the default: a network namespace per role, made for this run
+// on this machine and removed afterwards (see hosts/netns.ts).
 
 import { randomBytes } from 'node:crypto';
 import type { HostBinding } from '../lab/plan.ts';
@@ -15,28 +14,8 @@ import {
   reserveLocalNetwork,
 } from '../hosts/netns.ts';
 import type { Transport } from '../hosts/transport.ts';
-import { hostJournalPath } from '../provision/index.ts';
-
-export interface HostProvider {
-  readonly kind: 'local' | 'inventory';
-  /**
-   * claim what the run's addresses depend on (a local run's slice of
-   * 198.18.0.0/16), before bindings() is planned for a run; teardown() gives it back
-   */
-  reserve(): Promise<void>;
-  /** one per host; a role may have several */
-  bindings(): HostBinding[];
-  /** create what the hosts need (namespaces); throws HostError */
-  prepare(): Promise<void>;
-  /** by host name (HostBinding.name) */
-  transport(name: string): Transport;
-  /** the journal path on a host (also the lock's name) */
-  journalPath(name: string): string;
-  /** remove what prepare made; returns problems */
-  teardown(): Promise<string[]>;
-  /** the inventory group a role took (inventory hosts only) */
-  groupOf?(role: string): string;
-}
+import { hostJournalPath } from '../provision/journal.ts';
+import type { HostProvider } from './provider.ts';
 
 export class LocalProvider implements HostProvider {
   readonly kind = 'local' as const;

@@ -1,0 +1,54 @@
+// `lab restore`: undo what a run whose controller died left behind. Without an
+// inventory, the local networks (namespaces, links) of dead runs; with one,
+// each host's journal, replayed by a fresh agent.
+
+import { mapLimit } from '../hosts/forks.ts';
+import { HOSTS_UP_PURPOSE } from '../hosts/hostsup.ts';
+import { restoreLocalNetworks } from '../hosts/netns.ts';
+import { describeUndone, replayJournal } from '../provision/journal.ts';
+import type { ProviderOptions } from './provider.ts';
+import { RUN_TIMEOUTS } from './timeouts.ts';
+
+export interface LeftoversRestored {
+  /** what was undone, one line each, for the user */
+  lines: string[];
+  problems: string[];
+}
+
+export async function restoreLeftovers(options: ProviderOptions): Promise<LeftoversRestored> {
+  if (options.inventory) return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, forks: options.forks });
+  // `lab hosts up` networks outlive the command that made them: `lab hosts down` removes those.
+  const r = await restoreLocalNetworks({ keep: [HOSTS_UP_PURPOSE] });
+  const lines = r.undone.length ? r.undone.map((ns) => `removed namespace ${ns}`) : ['nothing to restore: no local run was left behind'];
+  return { lines, problems: r.problems };
+}
+
+/** On every host of the inventory, `forks` at a time, undo a journal left by a dead run. */
+async function restoreInventory(file: string, options: { acceptNewHostKeys: boolean; forks?: number }): Promise<LeftoversRestored> {
+  // Loaded only with -i: ssh2 is not needed for local hosts.
+  const { inventoryTransport, readInventory } = await import('../hosts/inventory.ts');
+  const { inventoryJournalPath } = await import('./inventory-provider.ts');
+  const inventory = await readInventory(file);
+  const lines: string[] = [];
+  const problems: string[] = [];
+  await mapLimit(
+    Object.entries(inventory.hosts),
+    options.forks,
+    async ([role, host]) => {
+      const transport = inventoryTransport(host, role, options);
+      try {
+        // A held lock means a live run: no waiting, it is reported.
+        const r = await replayJournal(transport, inventoryJournalPath(host), { timeoutMs: RUN_TIMEOUTS.replayMs, lockWaitMs: 0 });
+        if (!r.undone.length && !r.problems.length) lines.push(`${role}: nothing to restore`);
+        for (const u of r.undone) lines.push(`${role}: restored ${describeUndone(u)}`);
+        problems.push(...r.problems.map((p) => `${role}: ${p}`));
+      } catch (e) {
+        problems.push(`${role}: ${(e as Error).message}`);
+      } finally {
+        await transport.close().catch(() => {});
+      }
+    },
+    { settle: true },
+  );
+  return { lines: lines.sort(), problems };
+}

@@ -1,0 +1,96 @@
+// The first three stages of a run, each a function a reader can name:
+// startHosts (make what the hosts need), startAgents (one agent per host, and
+// its facts), provisionHosts (the lab's sysctls, addresses and limits).
+
+import { AgentClient } from '../agent/client.ts';
+import { HostError } from '../errors.ts';
+import type { Transport } from '../hosts/transport.ts';
+import type { Plan, PlannedHost } from '../lab/plan.ts';
+import { provisionHost } from '../provision/provision-host.ts';
+import type { Change, HostFacts } from '../result.ts';
+import type { RunBound } from './bound.ts';
+import type { RunEventHandler } from './events.ts';
+import { mapLimit } from '../hosts/forks.ts';
+import type { HostProvider } from './provider.ts';
+import { RUN_TIMEOUTS } from './timeouts.ts';
+
+/** One host of a run, as far as it got. */
+export interface HostSession {
+  host: PlannedHost;
+  transport: Transport;
+  agent?: AgentClient;
+  facts?: HostFacts;
+  /** what provisioning changed, appended as each change is made */
+  changes: Change[];
+}
+
+/** By host name (a role's name when the role has one local host). */
+export type Sessions = Map<string, HostSession>;
+
+/** A host as messages name it: its role, and its own name when that differs. */
+export function hostLabel(h: { role: string; name: string }): string {
+  return h.name === h.role ? h.role : `${h.role} ${h.name}`;
+}
+
+/** Each host's work, `forks` at a time, guarded like all setup; after an abort no further host starts. */
+function perHost<T>(bound: RunBound, items: T[], forks: number | undefined, fn: (item: T) => Promise<void>): Promise<unknown> {
+  return bound.guardSetup(
+    mapLimit(items, forks, (item) => {
+      if (bound.reason !== undefined) return Promise.reject(bound.reason);
+      const p = fn(item);
+      // Each host's own promise too: restore waits for a host still starting.
+      void bound.guardSetup(p).catch(() => {});
+      return p;
+    }),
+  );
+}
+
+/** Stage "hosts": create what the hosts need (local namespaces; nothing for an inventory). */
+export async function startHosts(provider: HostProvider, bound: RunBound): Promise<void> {
+  await bound.guardSetup(provider.prepare());
+}
+
+/** Stage "agents": connect to every host, start its agent, read its facts. */
+export async function startAgents(
+  plan: Plan,
+  provider: HostProvider,
+  sessions: Sessions,
+  bound: RunBound,
+  emit: RunEventHandler,
+  forks?: number,
+): Promise<void> {
+  await perHost(bound, plan.hosts, forks, async (host) => {
+      const transport = provider.transport(host.name);
+      const session: HostSession = { host, transport, changes: [] };
+      sessions.set(host.name, session);
+      await transport.connect();
+      session.agent = await AgentClient.start(transport);
+      session.agent.exited.then((how) => {
+        const why = how.signal ? `signal ${how.signal}` : `exit code ${how.code}`;
+        bound.hostLost(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.name));
+      });
+      session.facts = await readFacts(session.agent);
+      emit({ kind: 'host-up', role: hostLabel(host), target: transport.target, address: host.address, kernel: session.facts.kernel });
+  });
+}
+
+/** Stage "provision": put every host in its declared state, then read its facts again. */
+export async function provisionHosts(
+  provider: HostProvider,
+  sessions: Sessions,
+  holder: string,
+  bound: RunBound,
+  emit: RunEventHandler,
+  forks?: number,
+): Promise<void> {
+  await perHost(bound, [...sessions.values()], forks, async (s) => {
+      await provisionHost(s.agent!, s.host, provider.journalPath(s.host.name), holder, s.changes);
+      // Predictions use the facts as provisioned: the range the lab set, not the default.
+      s.facts = await readFacts(s.agent!);
+      emit({ kind: 'provisioned', role: hostLabel(s.host), changes: s.changes.length });
+  });
+}
+
+function readFacts(agent: AgentClient): Promise<HostFacts> {
+  return agent.request<HostFacts>('facts', {}, { timeoutMs: RUN_TIMEOUTS.requestMs });
+}

@@ -1,0 +1,274 @@
+// Stage "steps": the lab's steps in order, one function per step kind, each
+// turning the agent's typed reply into a StepObservation (metrics, labels,
+// series). A step that fails outright stops the run; a kernel refusal a lab
+// measures (EADDRNOTAVAIL…) is an observation, not a failure.
+
+import { HostError, Interrupted } from '../errors.ts';
+import type { Plan, PlannedStep } from '../lab/plan.ts';
+import { connectShares } from '../models/fleet.ts';
+import type { HostObservation, StepObservation } from '../result.ts';
+import type { ConnectProgress, ConnectReply, ListenProgress, ListenReply, ReleaseReply, SnapshotReply } from './agent-replies.ts';
+import type { RunBound } from './bound.ts';
+import type { RunEventHandler } from './events.ts';
+import { addressesOf, factsOf } from './build-result.ts';
+import type { Sessions } from './setup.ts';
+import { PROGRESS_SAMPLE_MS, RUN_TIMEOUTS } from './timeouts.ts';
+
+type Step<K extends PlannedStep['kind']> = Extract<PlannedStep, { kind: K }>;
+
+/** What every step kind's function gets. */
+interface StepContext {
+  plan: Plan;
+  sessions: Sessions;
+  bound: RunBound;
+  emit: RunEventHandler;
+  /** the observations of the steps before this one */
+  done: StepObservation[];
+}
+
+/** Run the steps in order, appending each observation to `observations`; throws STEP_FAILED at the first failed step. */
+export async function runSteps(
+  plan: Plan,
+  sessions: Sessions,
+  observations: StepObservation[],
+  bound: RunBound,
+  emit: RunEventHandler,
+): Promise<void> {
+  const ctx: StepContext = { plan, sessions, bound, emit, done: observations };
+  for (const step of plan.steps) {
+    const obs = await runStep(step, ctx);
+    observations.push(obs);
+    emit({ kind: 'step-end', observation: obs });
+    if (!obs.ok) throw new HostError('STEP_FAILED', `Step "${step.name}" failed: ${obs.error}`, 'host' in step ? step.host : undefined);
+  }
+}
+
+async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObservation> {
+  const host = 'host' in step ? step.host : '';
+  const obs: StepObservation = {
+    name: step.name,
+    kind: step.kind,
+    host,
+    startedAt: new Date().toISOString(),
+    durationMs: 0,
+    ok: true,
+    metrics: {},
+    labels: {},
+  };
+  ctx.emit({ kind: 'step-start', name: step.name, stepKind: step.kind, host });
+  const t0 = performance.now();
+  try {
+    switch (step.kind) {
+      case 'listen':
+        await listen(step, obs, ctx);
+        break;
+      case 'connect':
+        await connect(step, obs, ctx);
+        break;
+      case 'sleep':
+        await ctx.bound.sleep(step.durationMs);
+        break;
+      case 'snapshot':
+        await snapshot(step, obs, ctx);
+        break;
+      case 'release':
+        await release(step, obs, ctx);
+        break;
+    }
+  } catch (e) {
+    if (e instanceof Interrupted) throw e;
+    obs.ok = false;
+    obs.error = (e as Error).message;
+  }
+  obs.durationMs = Math.round(performance.now() - t0);
+  return obs;
+}
+
+function agentOf(ctx: StepContext, name: string) {
+  return ctx.sessions.get(name)!.agent!;
+}
+
+/** What one host of a step saw, before the step's observation adds them up. */
+interface HostPart extends HostObservation {
+  host: string;
+  detail?: Record<string, unknown>;
+}
+
+/**
+ * Runs a step's part on each of `hosts` at once, then makes the observation
+ * from the parts: one host's part is the observation itself (as before
+ * fleets); several add up (durationMs is the longest, a label stays only when
+ * every host saw the same), each kept by host name. A host's failure is its
+ * part's; the others still report.
+ */
+async function onHosts(hosts: string[], obs: StepObservation, fn: (name: string, part: HostPart) => Promise<void>): Promise<void> {
+  const parts = hosts.map((name): HostPart => ({ host: name, ok: true, metrics: {}, labels: {} }));
+  await Promise.all(
+    parts.map(async (part) => {
+      try {
+        await fn(part.host, part);
+      } catch (e) {
+        if (e instanceof Interrupted) throw e;
+        part.ok = false;
+        part.error = (e as Error).message;
+      }
+    }),
+  );
+  const failed = parts.filter((p) => !p.ok);
+  if (failed.length) {
+    obs.ok = false;
+    obs.error = failed.map((p) => (parts.length > 1 ? `${p.host}: ${p.error}` : p.error)).join('; ');
+  }
+  if (parts.length === 1) {
+    const [p] = parts as [HostPart];
+    obs.metrics = p.metrics;
+    obs.labels = p.labels;
+    if (p.errors) obs.errors = p.errors;
+    if (p.detail) obs.detail = p.detail;
+    return;
+  }
+  const metrics: Record<string, number> = {};
+  for (const p of parts) {
+    for (const [k, v] of Object.entries(p.metrics)) metrics[k] = k === 'durationMs' ? Math.max(metrics[k] ?? 0, v) : (metrics[k] ?? 0) + v;
+  }
+  const labels: Record<string, string> = {};
+  for (const k of new Set(parts.flatMap((p) => Object.keys(p.labels)))) {
+    const values = new Set(parts.map((p) => p.labels[k]));
+    if (values.size === 1 && parts[0]!.labels[k] !== undefined) labels[k] = parts[0]!.labels[k]!;
+  }
+  const errors = new Map<string, number>();
+  for (const p of parts) for (const e of p.errors ?? []) errors.set(e.errno, (errors.get(e.errno) ?? 0) + e.count);
+  obs.metrics = metrics;
+  obs.labels = labels;
+  if (errors.size) obs.errors = [...errors].map(([errno, count]) => ({ errno, count }));
+  obs.hosts = Object.fromEntries(parts.map(({ host, detail: _d, ...rest }) => [host, rest]));
+  obs.detail = Object.fromEntries(parts.filter((p) => p.detail).map((p) => [p.host, p.detail]));
+}
+
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+
+async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  obs.metrics.accepted = 0;
+  const accepted = new Map<string, number>();
+  await onHosts(
+    step.listeners.map((l) => l.host),
+    obs,
+    async (name, part) => {
+      const address = step.listeners.find((l) => l.host === name)!.address;
+      part.metrics.accepted = 0;
+      const r = await ctx.bound.guard(
+        agentOf(ctx, name).request<ListenReply>(
+          'listen',
+          { id: step.name, address, port: step.port, backlog: step.backlog, accept: step.accept },
+          {
+            timeoutMs: RUN_TIMEOUTS.requestMs,
+            // Accepts go on after the reply; the observation keeps counting.
+            onEvent: (_e, data) => {
+              const d = data as ListenProgress;
+              if (typeof d.accepted !== 'number') return;
+              accepted.set(name, d.accepted);
+              if (obs.hosts?.[name]) obs.hosts[name]!.metrics.accepted = d.accepted;
+              obs.metrics.accepted = sum(accepted);
+            },
+          },
+        ),
+      );
+      part.detail = { ...r };
+    },
+  );
+  obs.metrics.accepted = sum(accepted);
+}
+
+async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  // Each host's share of the count, from its own facts as provisioned.
+  const shares = connectShares(step, { roles: ctx.plan.roles, facts: factsOf(ctx.sessions), addresses: addressesOf(ctx.plan) });
+  const series: Array<[number, number]> = [];
+  const established = new Map<string, number>();
+  let lastSample = -Infinity;
+  await onHosts(
+    step.parts.map((p) => p.host),
+    obs,
+    async (name, part) => {
+      part.count = shares[name]!;
+      const r = await ctx.bound.guard(
+        agentOf(ctx, name).request<ConnectReply>(
+          'connect',
+          {
+            id: step.name,
+            pairs: step.parts.find((p) => p.host === name)!.pairs,
+            count: part.count,
+            bind: step.bind,
+            port: step.port,
+            rate: step.rate,
+            timeoutMs: step.timeoutMs,
+            connectTimeoutMs: step.connectTimeoutMs,
+            stopOnError: step.stopOnError,
+            processes: step.processes,
+          },
+          {
+            timeoutMs: step.timeoutMs + RUN_TIMEOUTS.connectSlackMs,
+            onEvent: (_e, data) => {
+              const d = data as ConnectProgress;
+              established.set(name, Number(d.established ?? 0));
+              const value = sum(established);
+              // The agent's clock: the hosts of one role start together, so theirs agree closely enough.
+              const ms = Number(d.elapsedMs ?? 0);
+              if (ms - lastSample >= PROGRESS_SAMPLE_MS) {
+                series.push([ms, value]);
+                lastSample = ms;
+              }
+              ctx.emit({ kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms });
+            },
+          },
+        ),
+      );
+      established.set(name, r.established);
+      part.metrics = {
+        established: r.established,
+        attempted: r.attempted,
+        connectsPerSecond: r.connectsPerSecond,
+        durationMs: r.durationMs,
+        workers: r.workers,
+        distinctLocalPorts: r.localPorts?.distinct ?? 0,
+      };
+      if (r.firstError) part.labels.firstError = r.firstError.errno;
+      part.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count }));
+      part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
+    },
+  );
+  series.push([obs.metrics.durationMs ?? 0, obs.metrics.established ?? 0]);
+  obs.series = series;
+}
+
+async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  await onHosts(step.hosts, obs, async (name, part) => {
+    const snap = await ctx.bound.guard(agentOf(ctx, name).request<SnapshotReply>('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
+    const tcp = snap.sockstat?.TCP ?? {};
+    let slabBytes = 0;
+    for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
+    part.metrics = {
+      tcpInuse: tcp.inuse ?? 0,
+      tcpTw: tcp.tw ?? 0,
+      tcpMemPages: tcp.mem ?? 0,
+      slabBytes,
+      memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
+    };
+    part.detail = { ...snap };
+  });
+}
+
+async function release(step: Step<'release'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  let closed = 0;
+  for (const name of step.steps) {
+    const target = ctx.done.find((o) => o.name === name);
+    if (!target) continue;
+    // On every host of the role the step ran on.
+    const replies = await Promise.all(
+      (ctx.plan.roles[target.host] ?? []).map((host) =>
+        ctx.bound.guard(agentOf(ctx, host).request<ReleaseReply>('release', { id: name, abort: true }, { timeoutMs: RUN_TIMEOUTS.requestMs })),
+      ),
+    );
+    for (const r of replies) closed += r.closed;
+  }
+  obs.metrics.closed = closed;
+}
