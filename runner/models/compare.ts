@@ -1,7 +1,7 @@
 // Compare: each expectation of a lab becomes a Prediction with a verdict, from
 // the models (or a literal), the hosts' facts and what the steps observed.
 
-import type { Expectation, Step } from '../lab/types.ts';
+import type { Expectation, ReleaseMode, Step } from '../lab/types.ts';
 import type { HostFacts, Prediction, StepObservation, Verdict } from '../result.ts';
 import { connectShares, hostContext, type Fleet } from './fleet.ts';
 import { MODELS, ModelNotApplicable, type ModelContext, type ModelOutput } from './index.ts';
@@ -16,6 +16,8 @@ export interface CompareInput {
   addresses: Record<string, string[]>;
   /** role -> its host names; default: each role is one host of its own name */
   roles?: Record<string, string[]>;
+  /** the lab's release mode; abort when not given */
+  release?: ReleaseMode;
 }
 
 /** Metrics that add up over a role's hosts (the others, like durationMs, do not). */
@@ -40,7 +42,7 @@ export function verdictOf(predicted: number | string | null, observed: number | 
 
 export function comparePredictions(input: CompareInput): Prediction[] {
   const roles = input.roles ?? Object.fromEntries(input.steps.flatMap((s) => ('host' in s ? [[s.host, [s.host]]] : [])));
-  const fleet: Fleet = { roles, facts: input.facts, addresses: input.addresses };
+  const fleet: Fleet = { roles, facts: input.facts, addresses: input.addresses, steps: input.steps, release: input.release ?? 'abort' };
   return input.expectations.flatMap((exp) => {
     const dot = exp.metric.indexOf('.');
     const stepName = exp.metric.slice(0, dot);
@@ -50,7 +52,7 @@ export function comparePredictions(input: CompareInput): Prediction[] {
     const hosts = step && 'host' in step ? (roles[step.host] ?? [step.host]) : [];
     if (!step || !exp.model || step.kind !== 'connect') {
       // A literal, or a step models do not predict per host: one prediction on what the step saw as a whole.
-      const ctx: ModelContext = { step: step!, metric, facts: input.facts, addresses: input.addresses };
+      const ctx: ModelContext = { step: step!, metric, facts: input.facts, addresses: input.addresses, steps: input.steps, release: input.release ?? 'abort' };
       if (step && 'host' in step && hosts.length === 1) {
         ctx.facts = { ...input.facts, [step.host]: input.facts[hosts[0]!]! };
         ctx.addresses = { ...input.addresses, [step.host]: input.addresses[hosts[0]!] ?? [] };

@@ -3,6 +3,7 @@
 // predicts per host from that host's own facts. The runner asks for the
 // shares before it connects; compare asks again for the predictions: one rule.
 
+import type { ReleaseMode, Step } from '../lab/types.ts';
 import type { HostFacts } from '../result.ts';
 import { connectionCeiling, type ConnectStep, type ModelContext } from './index.ts';
 
@@ -13,6 +14,9 @@ export interface Fleet {
   facts: Record<string, HostFacts>;
   /** host name -> its addresses, primary first */
   addresses: Record<string, string[]>;
+  /** every step of the lab and its release mode, for the models that read them */
+  steps?: Step[];
+  release?: ReleaseMode;
 }
 
 /**
@@ -34,7 +38,8 @@ export function hostContext(step: ConnectStep, name: string, count: number, flee
       return { role: key, port: d.port };
     }),
   );
-  return { step: { ...step, count, to }, metric, facts, addresses };
+  const hostStep = { ...step, count, to };
+  return { step: hostStep, metric, facts, addresses, steps: fleet.steps ?? [hostStep], release: fleet.release ?? 'abort' };
 }
 
 /** How many connections host `name` could open at most: the tighter of its port and fd ceilings. */

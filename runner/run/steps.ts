@@ -5,8 +5,9 @@
 
 import { HostError, Interrupted } from '../errors.ts';
 import type { Plan, PlannedStep } from '../lab/plan.ts';
+import { CONNECTION_OBJECTS, fitMemory, sidesOn, TIME_WAIT_OBJECTS, type FitPoint } from '../models/memory.ts';
 import { connectShares } from '../models/fleet.ts';
-import type { HostObservation, StepObservation } from '../result.ts';
+import type { HostFacts, HostObservation, StepObservation } from '../result.ts';
 import type { ConnectProgress, ConnectReply, ListenProgress, ListenReply, ReleaseReply, SnapshotReply } from './agent-replies.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
@@ -18,12 +19,14 @@ type Step<K extends PlannedStep['kind']> = Extract<PlannedStep, { kind: K }>;
 
 /** What every step kind's function gets. */
 interface StepContext {
-  plan: Plan;
   sessions: Sessions;
   bound: RunBound;
   emit: RunEventHandler;
   /** the observations of the steps before this one */
   done: StepObservation[];
+  plan: Plan;
+  /** connections each open connect step holds: what a snapshot counts as "connections" */
+  held: Map<string, number>;
 }
 
 /** Run the steps in order, appending each observation to `observations`; throws STEP_FAILED at the first failed step. */
@@ -34,7 +37,7 @@ export async function runSteps(
   bound: RunBound,
   emit: RunEventHandler,
 ): Promise<void> {
-  const ctx: StepContext = { plan, sessions, bound, emit, done: observations };
+  const ctx: StepContext = { sessions, bound, emit, done: observations, plan, held: new Map() };
   for (const step of plan.steps) {
     const obs = await runStep(step, ctx);
     observations.push(obs);
@@ -70,6 +73,9 @@ async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObserva
         break;
       case 'snapshot':
         await snapshot(step, obs, ctx);
+        break;
+      case 'fit':
+        fit(step, obs, ctx);
         break;
       case 'release':
         await release(step, obs, ctx);
@@ -238,6 +244,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
   );
   series.push([obs.metrics.durationMs ?? 0, obs.metrics.established ?? 0]);
   obs.series = series;
+  ctx.held.set(step.name, obs.metrics.established ?? 0);
 }
 
 async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepContext): Promise<void> {
@@ -247,6 +254,7 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
     let slabBytes = 0;
     for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
     part.metrics = {
+      connections: 0,
       tcpInuse: tcp.inuse ?? 0,
       tcpTw: tcp.tw ?? 0,
       tcpMemPages: tcp.mem ?? 0,
@@ -255,19 +263,59 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
     };
     part.detail = { ...snap };
   });
+  // Connections the run holds at this point, on every host: counted once, not per host.
+  obs.metrics.connections = [...ctx.held.values()].reduce((a, b) => a + b, 0);
+}
+
+/** Slab memory against connections held, over earlier snapshots: computed here, nothing runs on a host. */
+function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
+  const points: FitPoint[] = step.snapshots.map((name) => {
+    const o = ctx.done.find((d) => d.name === name)!;
+    const d = o.detail as Partial<SnapshotReply>;
+    // Per TIME_WAIT socket, the count is the host's own (sockstat "tw" is per network namespace).
+    const count = step.per === 'time-wait' ? o.metrics.tcpTw : o.metrics.connections;
+    return { connections: count ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
+  });
+  // By role, from each role's first host: the fit looks at one host of a role.
+  const facts: Record<string, HostFacts> = {};
+  for (const [role, names] of Object.entries(ctx.plan.roles)) {
+    const s = ctx.sessions.get(names[0]!);
+    if (s?.facts) facts[role] = s.facts;
+  }
+  const connects = ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).filter((s) => s.kind === 'connect');
+  const f =
+    step.per === 'time-wait'
+      ? fitMemory(points, facts[step.host]!, { client: true, server: false }, TIME_WAIT_OBJECTS)
+      : fitMemory(points, facts[step.host]!, sidesOn(step.host, connects, facts), CONNECTION_OBJECTS);
+  obs.metrics = {
+    bytesPerConnection: f.bytesPerConnection,
+    otherBytesPerConnection: f.otherBytesPerConnection,
+    rawBytesPerConnection: f.rawBytesPerConnection,
+    slabBytesPerConnection: f.slabBytesPerConnection,
+    residualPercent: f.residualPercent,
+    foreignSockets: f.foreignSockets,
+  };
+  // A side the measured kernel does not hold is not measured, not zero; TIME_WAIT has one side.
+  if (step.per === 'time-wait') f.clientBytesPerSocket = f.serverBytesPerSocket = null;
+  if (f.clientBytesPerSocket !== null) obs.metrics.clientBytesPerSocket = f.clientBytesPerSocket;
+  if (f.serverBytesPerSocket !== null) obs.metrics.serverBytesPerSocket = f.serverBytesPerSocket;
+  obs.detail = { ...f };
 }
 
 async function release(step: Step<'release'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   let closed = 0;
+  // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
+  const abort = ctx.plan.lab.release !== 'graceful';
   for (const name of step.steps) {
     const target = ctx.done.find((o) => o.name === name);
     if (!target) continue;
     // On every host of the role the step ran on.
     const replies = await Promise.all(
       (ctx.plan.roles[target.host] ?? []).map((host) =>
-        ctx.bound.guard(agentOf(ctx, host).request<ReleaseReply>('release', { id: name, abort: true }, { timeoutMs: RUN_TIMEOUTS.requestMs })),
+        ctx.bound.guard(agentOf(ctx, host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: RUN_TIMEOUTS.requestMs })),
       ),
     );
+    ctx.held.delete(name);
     for (const r of replies) closed += r.closed;
   }
   obs.metrics.closed = closed;
