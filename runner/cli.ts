@@ -9,7 +9,8 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
 import { planLab, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
-import { didYouMean, parseVarOverrides } from './lab/template.ts';
+import { didYouMean } from './files/names.ts';
+import { parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
 import { describePlan } from './run/describe-plan.ts';
@@ -434,6 +435,7 @@ async function hostsCommand(argv: string[], io: Io): Promise<number> {
 
 function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
   let lastLine = 0;
+  let last = { value: 0, ms: 0 };
   let live = false;
   const clear = () => {
     if (live) io.err('\x1b[1A\x1b[2K');
@@ -448,6 +450,7 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         io.err(`  host ${e.role}: ${e.target} ${e.address}, kernel ${e.kernel}`);
         break;
       case 'step-start':
+        last = { value: 0, ms: 0 };
         io.err(`  step ${e.name} (${e.stepKind}${e.host ? ` on ${e.host}` : ''})`);
         break;
       case 'progress': {
@@ -455,7 +458,16 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         // Redraw at most 10 times a second on a terminal, once a second otherwise.
         if (now - lastLine < (io.isTTY ? 100 : 1000)) return;
         lastLine = now;
-        const line = `    ${e.step}: ${e.value} of at most ${e.of} established (${(e.elapsedMs / 1000).toFixed(1)} s, ${Math.round(e.value / Math.max(e.elapsedMs / 1000, 0.001))}/s)`;
+        // The rate since the last line, beside the average: a ramp that slows as it grows shows it.
+        const recent = e.elapsedMs > last.ms ? Math.round(((e.value - last.value) * 1000) / (e.elapsedMs - last.ms)) : 0;
+        last = { value: e.value, ms: e.elapsedMs };
+        const extra = [
+          e.failed !== undefined ? `${e.failed} failed` : '',
+          e.slabKiB !== undefined ? `kernel slab ${(e.slabKiB / 1024 ** 2).toFixed(2)} GiB` : '',
+        ].filter(Boolean);
+        const line =
+          `    ${e.step}: ${e.value} of at most ${e.of} established (${(e.elapsedMs / 1000).toFixed(1)} s, ` +
+          `${recent}/s now, ${Math.round(e.value / Math.max(e.elapsedMs / 1000, 0.001))}/s average${extra.length ? `; ${extra.join(', ')}` : ''})`;
         if (io.isTTY) {
           clear();
           live = true;
@@ -491,7 +503,10 @@ export function verdictTable(r: RunResult): string {
   const head = ['metric', 'model', 'predicted', 'observed', 'tolerance', 'verdict'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
+  const notApplicable = r.predictions.filter((p) => p.verdict === 'not-applicable').length;
+  // not-applicable is a failure the table alone would not explain: say it in the headline.
+  const why = notApplicable ? ` (${notApplicable} prediction${notApplicable > 1 ? 's' : ''} not applicable)` : '';
+  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()}${why} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
   for (const [i, row] of rows.entries()) {
     lines.push(fmt(row));
     lines.push(`      ${r.predictions[i]!.derivation}`);

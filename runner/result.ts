@@ -3,7 +3,11 @@
 
 export const RESULT_FORMAT = 'lab-result/1';
 
-export type Verdict = 'pass' | 'fail' | 'not-measured';
+/**
+ * Only pass passes. not-measured: the step did not run or observe the metric;
+ * not-applicable: the model had no prediction to make for it (see modelProblem).
+ */
+export type Verdict = 'pass' | 'fail' | 'not-measured' | 'not-applicable';
 
 /** What the agent learned about a host before anything changed. */
 export interface HostFacts {
@@ -150,6 +154,8 @@ export interface RunResult {
   error?: { code: string; message: string };
   restore: { ok: boolean; problems: string[] };
   notes: string[];
+  /** the controller process itself: it holds no per-connection state, so this stays flat however many connections run */
+  controller?: { peakRssKiB: number };
 }
 
 export const EACH_FORMAT = 'lab-each/1';

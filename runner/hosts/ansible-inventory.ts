@@ -9,8 +9,8 @@ import { userInfo } from 'node:os';
 import { isIP, isIPv4 } from 'node:net';
 import { resolve } from 'node:path';
 import type { LabProblem, SourcePos } from '../errors.ts';
-import { didYouMean } from '../lab/template.ts';
-import { formatDuration, parseDuration } from '../lab/validate.ts';
+import { didYouMean } from '../files/names.ts';
+import { formatDuration, parseDuration } from '../files/durations.ts';
 import { groupMembers, hostVars, type AnsibleDoc, type AnsibleVar } from './ansible.ts';
 import type { HostKeyPolicy, SshEndpoint } from './ssh.ts';
 import {

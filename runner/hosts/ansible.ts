@@ -6,7 +6,8 @@
 // `lab` is ansible-inventory.ts's job; this module only reads.
 
 import type { LabProblem, SourcePos } from '../errors.ts';
-import { isMapping, parseYaml, pathText, type SourceDoc, type YamlPath } from '../lab/yaml.ts';
+import { isMapping, pathText, type DocPath as YamlPath, type SourceDoc } from '../files/document.ts';
+import { parseYaml } from '../files/yaml.ts';
 
 /** A variable's value as written (INI values are strings, YAML's native) and where. */
 export interface AnsibleVar {

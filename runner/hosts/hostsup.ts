@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { HostError, LabError } from '../errors.ts';
-import { ROLE_NAME } from '../lab/validate.ts';
+import { roleNameProblem } from '../files/names.ts';
 import { mapLimit } from './forks.ts';
 import { runLocal } from './local.ts';
 import {
@@ -155,8 +155,9 @@ export function parseRoles(specs: string[]): Record<string, string[]> {
   for (const spec of specs) {
     const m = /^([^:]*)(?::(.*))?$/.exec(spec)!;
     const role = m[1]!;
-    if (!ROLE_NAME.test(role)) {
-      throw new LabError('HOSTS_UP_ROLES', `Invalid role name "${role}": use lowercase letters, digits and "-", starting with a letter`);
+    const problem = roleNameProblem(role);
+    if (problem) {
+      throw new LabError('HOSTS_UP_ROLES', problem);
     }
     if (groups[role]) throw new LabError('HOSTS_UP_ROLES', `Role "${role}" is named twice`);
     const count = m[2] === undefined ? 1 : /^\d+$/.test(m[2]) ? Number(m[2]) : NaN;

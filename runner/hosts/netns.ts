@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
+import { MAX_ALIASES } from '../files/names.ts';
 import { mustRunLocal, resolveLocalPython, runLocal, spawnLocal } from './local.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport } from './transport.ts';
 
@@ -38,6 +39,30 @@ export interface LocalNetworkSpec {
   rootLink?: boolean;
   /** what created it, recorded in the journal */
   purpose: string;
+  /**
+   * A TCP established-hash table of this many buckets for each host namespace
+   * of its own (net.ipv4.tcp_child_ehash_entries), for a lab that holds
+   * hundreds of thousands of sockets; absent: the machine's shared table.
+   */
+  ehashEntries?: number;
+}
+
+/** Where the kernel reads the ehash size a new namespace gets (in the namespace that creates it). */
+const CHILD_EHASH = '/proc/sys/net/ipv4/tcp_child_ehash_entries';
+
+/**
+ * The per-namespace ehash size for a lab that holds up to `sockets` sockets in
+ * one namespace, or undefined below 65536, where the shared table serves.
+ * Why: every namespace shares the machine's table by default (262144 buckets
+ * here), so a million connections make chains of 8, and worse, each namespace
+ * torn down anywhere on the machine walks the whole shared table to purge its
+ * TIME_WAIT sockets (inet_twsk_purge): with other runs coming and going, that
+ * took a tenth of the CPU during a million-connection ramp. A table of its
+ * own is sized to the lab and walked by nobody else.
+ */
+export function ehashEntriesFor(sockets: number): number | undefined {
+  if (sockets < 65536) return undefined;
+  return Math.min(2 ** 24, 2 ** Math.ceil(Math.log2(sockets)));
 }
 
 export interface LocalHost {
@@ -78,7 +103,6 @@ interface LocalJournal {
   network?: LocalNetwork;
 }
 
-const MAX_ALIASES = 64;
 
 /**
  * Addresses of host `index` (0-based). In slice s of a run (rows r = 16s…16s+15):
@@ -250,7 +274,18 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
     // count or share, and a guard route of the machine's own is never touched.
     // `replace` is idempotent: a retry after a crash in this slice cannot fail.
     await mustRunLocal(['ip', 'route', 'replace', 'unreachable', GUARD_ROUTE, 'metric', String(journal.guardMetric)]);
-    await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
+    if (spec.ehashEntries && existsSync(CHILD_EHASH)) {
+      // The switch first, with the shared table; then the hosts, each with a table
+      // of its own. The sysctl is the machine's: set only while the namespaces are
+      // made, under a lock so that concurrent runs restore the value they found.
+      await batch([`netns add ${sw}`]);
+      const hosts = network.hosts.map((h) => `ip netns add ${h.namespace}`).join(' && ');
+      const script = `old=$(cat ${CHILD_EHASH}) && echo ${spec.ehashEntries} > ${CHILD_EHASH} && { ${hosts}; rc=$?; echo $old > ${CHILD_EHASH}; exit $rc; }`;
+      await mkdir(LOCAL_JOURNAL_DIR, { recursive: true });
+      await mustRunLocal(['flock', `${LOCAL_JOURNAL_DIR}/child-ehash.lock`, 'sh', '-c', script]);
+    } else {
+      await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
+    }
     await batch([
       'link set lo up',
       'link add br0 type bridge',
@@ -280,8 +315,14 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
   }
 }
 
+/**
+ * Called for each namespace once nothing runs in it, before it is deleted:
+ * what the namespace alone does not take away (a lost agent's journal) is undone here.
+ */
+export type BeforeDelete = (namespace: string) => Promise<string[]>;
+
 /** Undo one journal: kill what runs in the namespaces, delete them, the root link, the guard route, the slice. */
-async function undoLocalJournal(j: LocalJournal): Promise<string[]> {
+async function undoLocalJournal(j: LocalJournal, beforeDelete?: BeforeDelete): Promise<string[]> {
   const problems: string[] = [];
   // Host namespaces first, the switch last (it was made first).
   for (const ns of [...j.namespaces].reverse()) {
@@ -289,8 +330,10 @@ async function undoLocalJournal(j: LocalJournal): Promise<string[]> {
     const pids = await runLocal(['ip', 'netns', 'pids', ns]);
     const list = pids.stdout.split(/\s+/).filter(Boolean);
     if (list.length) await runLocal(['kill', '-KILL', ...list]);
+    if (beforeDelete) problems.push(...(await beforeDelete(ns)));
     const del = await runLocal(['ip', 'netns', 'del', ns]);
-    if (del.code !== 0) problems.push(`Cannot delete namespace "${ns}": ${del.stderr.trim()}`);
+    // Gone anyway: another `lab restore` undid the same dead run at the same moment.
+    if (del.code !== 0 && existsSync(`/run/netns/${ns}`)) problems.push(`Cannot delete namespace "${ns}": ${del.stderr.trim()}`);
   }
   if (j.rootDevice) {
     const show = await runLocal(['ip', 'link', 'show', j.rootDevice]);
@@ -339,17 +382,17 @@ export async function listLocalJournals(): Promise<LocalJournal[]> {
 }
 
 /** Remove the local network with this id; returns problems (empty when clean). */
-export async function destroyLocalNetwork(id: string): Promise<string[]> {
+export async function destroyLocalNetwork(id: string, beforeDelete?: BeforeDelete): Promise<string[]> {
   const j = (await listLocalJournals()).find((x) => x.id === id);
   if (!j) return [];
-  return undoLocalJournal(j);
+  return undoLocalJournal(j, beforeDelete);
 }
 
 /**
  * Undo every local network whose creator is gone (`lab restore` without an
  * inventory), but those made for a purpose in `keep`.
  */
-export async function restoreLocalNetworks(options: { keep?: string[] } = {}): Promise<{
+export async function restoreLocalNetworks(options: { keep?: string[]; beforeDelete?: BeforeDelete } = {}): Promise<{
   undone: string[];
   problems: string[];
 }> {
@@ -358,11 +401,18 @@ export async function restoreLocalNetworks(options: { keep?: string[] } = {}): P
   for (const j of await listLocalJournals()) {
     if (options.keep?.includes(j.purpose)) continue;
     if (j.pid !== process.pid && isAlive(j.pid, j.pidStart)) continue;
-    problems.push(...(await undoLocalJournal(j)));
+    problems.push(...(await undoLocalJournal(j, options.beforeDelete)));
     undone.push(...j.namespaces);
   }
   problems.push(...(await releaseDeadSlices()), ...(await undoLegacyGuard()));
   return { undone, problems };
+}
+
+/** The namespaces of local networks whose creator still runs. */
+export async function liveLocalNamespaces(): Promise<Set<string>> {
+  const live = new Set<string>();
+  for (const j of await listLocalJournals()) if (isAlive(j.pid, j.pidStart)) for (const n of j.namespaces) live.add(n);
+  return live;
 }
 
 /** Slices whose holder died before it wrote a journal. */

@@ -2,19 +2,19 @@
 // text and squiggles while a lab is written. validate.ts stays the authority
 // (it checks what a schema cannot: references between steps, templates, port
 // ranges); the schema is built from the same constants so the two agree.
-// `schema/lab.schema.json` is this object written out by write-schema.ts.
+// `schema/lab.schema.json` is this object written out by scripts/write-lab-schema.ts.
 
-import { MODEL_NAMES } from '../models/names.ts';
-import { FIT_UNITS, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
+import { MAX_ALIASES, ROLE_NAME } from '../files/names.ts';
+import { FIT_UNITS, MODEL_NAMES, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
 import {
   BIND_MODES,
   LAB_NAME,
-  MAX_ALIASES,
   MAX_COUNT,
   MAX_NOFILE,
   MAX_PROCESSES,
+  MAX_TOLERANCE,
+  MAX_TOLERANCE_PERCENT,
   MIN_FIT_SNAPSHOTS,
-  ROLE_NAME,
   STEP_NAME,
   SYSCTL_NAME,
 } from './validate.ts';
@@ -155,7 +155,10 @@ export const labSchema = {
           ],
         },
         count: integer(1, MAX_COUNT, 'Connections to open at most'),
-        sources: integer(1, 1 + MAX_ALIASES, 'Source addresses: 1 = the primary, n = primary + n-1 aliases (default 1)'),
+        sources: {
+          description: 'Source addresses: 1 = the primary, n = primary + n-1 aliases (default 1); "auto": as many as count needs, below half the port range each',
+          anyOf: [...(integer(1, 1 + MAX_ALIASES, '').anyOf as Schema[]), { const: 'auto' }],
+        },
         bind: { description: 'How sockets are bound before connect() (default none)', ...templated({ enum: BIND_MODES }) },
         port: { $ref: '#/$defs/port', description: 'The local port for bind: reuseaddr' },
         rate: {
@@ -215,8 +218,8 @@ export const labSchema = {
         model: { description: 'The model that predicts the metric', ...templated({ enum: MODEL_NAMES }) },
         value: { type: ['number', 'string'], description: 'A literal the metric must equal' },
         tolerance: {
-          description: 'Allowed difference: a number >= 0 or "N%" (default 0)',
-          anyOf: [{ type: 'number', minimum: 0 }, { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%?\\s*$' }, TEMPLATE],
+          description: `Allowed difference: a number from 0 to ${MAX_TOLERANCE} (at most ${MAX_TOLERANCE_PERCENT}% of a literal value), or "N%" up to "${MAX_TOLERANCE_PERCENT}%" (default 0)`,
+          anyOf: [{ type: 'number', minimum: 0, maximum: MAX_TOLERANCE }, { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%?\\s*$' }, TEMPLATE],
         },
       },
       oneOf: [{ required: ['model'] }, { required: ['value'] }],

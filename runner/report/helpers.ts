@@ -49,7 +49,7 @@ export function formatKiB(kib: number): string {
 }
 
 export function formatVerdict(verdict: Verdict): string {
-  return verdict === 'not-measured' ? 'not measured' : verdict;
+  return verdict === 'not-measured' ? 'not measured' : verdict === 'not-applicable' ? 'not applicable' : verdict;
 }
 
 export function formatChange(c: Change): string {
@@ -68,7 +68,13 @@ export function stepOf(result: RunResult, metric: string) {
 
 export function verdictCounts(result: RunResult) {
   const count = (v: Verdict) => result.predictions.filter((p) => p.verdict === v).length;
-  return { total: result.predictions.length, pass: count('pass'), fail: count('fail'), notMeasured: count('not-measured') };
+  return {
+    total: result.predictions.length,
+    pass: count('pass'),
+    fail: count('fail'),
+    notMeasured: count('not-measured'),
+    notApplicable: count('not-applicable'),
+  };
 }
 
 /** What a step's series counts, by step kind; the agent streams these as progress. */
@@ -145,6 +151,8 @@ export function reportView(result: RunResult) {
           ...Object.entries(step.labels).map(([name, value]) => ({ name, value })),
         ],
         errnos: (step.errors ?? []).map((e) => `${e.errno} × ${e.count}`).join(', '),
+        // A memory fit's bytes per connection, cache by cache: what it attributed and what it left as other.
+        attribution: step.kind === 'fit' ? fitAttribution(step.detail) : [],
         detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(step.detail) : undefined,
         seriesLabel: seriesMetric ?? 'value',
         // The predictions drawn on the chart as lines: the ceiling the ramp should reach.
@@ -162,6 +170,18 @@ export function reportView(result: RunResult) {
 }
 
 export type ReportView = ReturnType<typeof reportView>;
+
+interface CacheRow {
+  cache: string;
+  objects: number;
+  bytes: number;
+}
+
+function fitAttribution(detail: Record<string, unknown> | undefined): Array<{ cache: string; objects: string; bytes: string; share: string }> {
+  const rows = (list: unknown, share: string) =>
+    (Array.isArray(list) ? (list as CacheRow[]) : []).map((r) => ({ cache: r.cache, objects: formatNumber(r.objects), bytes: formatNumber(r.bytes), share }));
+  return [...rows(detail?.attributed, 'attributed'), ...rows(detail?.other, 'other')];
+}
 
 export function formatPortRange([low, high]: [number, number]): string {
   return `${low}–${high} (${high - low + 1} ports)`;

@@ -7,7 +7,7 @@
 import { LabError } from '../errors.ts';
 import { readInventory } from '../hosts/inventory.ts';
 import { planLab, type Plan } from '../lab/plan.ts';
-import { didYouMean } from '../lab/template.ts';
+import { didYouMean } from '../files/names.ts';
 import { readLab } from '../lab/validate.ts';
 import { EACH_FORMAT, type EachResult } from '../result.ts';
 import type { RunEventHandler } from './events.ts';

@@ -6,7 +6,7 @@
 import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../hosts/inventory.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
-import { didYouMean } from '../lab/template.ts';
+import { didYouMean } from '../files/names.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
 import { hostJournalPath } from '../provision/journal.ts';

@@ -8,6 +8,7 @@ import {
   checkLocalPrerequisites,
   createLocalNetwork,
   destroyLocalNetwork,
+  ehashEntriesFor,
   localAddresses,
   namespaceName,
   NetnsTransport,
@@ -15,18 +16,24 @@ import {
 } from '../hosts/netns.ts';
 import type { Transport } from '../hosts/transport.ts';
 import { hostJournalPath } from '../provision/journal.ts';
+import { replayLocalJournal } from './local-journals.ts';
 import type { HostProvider } from './provider.ts';
 
 export class LocalProvider implements HostProvider {
   readonly kind = 'local' as const;
   readonly id: string;
   private readonly roles: string[];
+  /** the most sockets one host namespace holds: the largest connect step's count */
+  private readonly maxSockets: number;
   /** this run's slice of 198.18.0.0/16, once reserved */
   private slice?: number;
+  /** what teardown put back from journals that lost agents left */
+  readonly replayed: string[] = [];
 
   constructor(lab: Lab, id = randomBytes(3).toString('hex')) {
     this.id = id;
     this.roles = lab.hosts.map((h) => h.role);
+    this.maxSockets = Math.max(0, ...lab.steps.map((s) => (s.kind === 'connect' ? s.count : 0)));
   }
 
   async reserve(): Promise<void> {
@@ -45,7 +52,9 @@ export class LocalProvider implements HostProvider {
     // The plan's addresses are the slice's: making hosts without one would give them others.
     if (this.slice === undefined) throw new Error('LocalProvider.prepare() before reserve()');
     await checkLocalPrerequisites();
-    await createLocalNetwork({ id: this.id, roles: this.roles, net: 18, slice: this.slice, purpose: 'run' });
+    await createLocalNetwork({
+      id: this.id, roles: this.roles, net: 18, slice: this.slice, purpose: 'run', ehashEntries: ehashEntriesFor(this.maxSockets),
+    });
   }
 
   transport(role: string): Transport {
@@ -57,7 +66,12 @@ export class LocalProvider implements HostProvider {
   }
 
   async teardown(): Promise<string[]> {
-    // Nothing to do when prepare never journaled a network.
-    return destroyLocalNetwork(this.id);
+    // Nothing to do when prepare never journaled a network. A host whose agent
+    // was lost still has its journal: replayed before its namespace goes.
+    return destroyLocalNetwork(this.id, async (ns) => {
+      const r = await replayLocalJournal(ns);
+      this.replayed.push(...r.lines);
+      return r.problems;
+    });
   }
 }

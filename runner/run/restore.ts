@@ -38,7 +38,11 @@ async function restoreSession(s: HostSession, notes: string[]): Promise<string[]
   // No agent: nothing was changed on this host.
   if (!s.agent) return [];
   if (!s.agent.alive) {
-    notes.push(`${hostLabel(s.host)}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``);
+    notes.push(
+      s.transport.kind === 'netns'
+        ? `${hostLabel(s.host)}: the agent was lost; its journal was replayed by a fresh agent before its namespace was removed`
+        : `${hostLabel(s.host)}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
+    );
     return [];
   }
   const problems: string[] = [];

@@ -13,7 +13,7 @@ import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
 import { addressesOf, factsOf } from './build-result.ts';
 import type { Sessions } from './setup.ts';
-import { PROGRESS_SAMPLE_MS, RUN_TIMEOUTS } from './timeouts.ts';
+import { PROGRESS_SAMPLE_MS, releaseTimeoutMs, RUN_TIMEOUTS } from './timeouts.ts';
 
 type Step<K extends PlannedStep['kind']> = Extract<PlannedStep, { kind: K }>;
 
@@ -223,7 +223,12 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
                 series.push([ms, value]);
                 lastSample = ms;
               }
-              ctx.emit({ kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms });
+              const extra = d as { failed?: number; slabKiB?: number };
+              ctx.emit({
+                kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms,
+                ...(typeof extra.failed === 'number' ? { failed: extra.failed } : {}),
+                ...(typeof extra.slabKiB === 'number' ? { slabKiB: extra.slabKiB } : {}),
+              });
             },
           },
         ),
@@ -274,7 +279,7 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
     const d = o.detail as Partial<SnapshotReply>;
     // Per TIME_WAIT socket, the count is the host's own (sockstat "tw" is per network namespace).
     const count = step.per === 'time-wait' ? o.metrics.tcpTw : o.metrics.connections;
-    return { connections: count ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
+    return { connections: count ?? 0, held: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
   });
   // By role, from each role's first host: the fit looks at one host of a role.
   const facts: Record<string, HostFacts> = {};
@@ -283,10 +288,11 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
     if (s?.facts) facts[role] = s.facts;
   }
   const connects = ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).filter((s) => s.kind === 'connect');
+  const sides = sidesOn(step.host, connects, facts);
   const f =
     step.per === 'time-wait'
-      ? fitMemory(points, facts[step.host]!, { client: true, server: false }, TIME_WAIT_OBJECTS)
-      : fitMemory(points, facts[step.host]!, sidesOn(step.host, connects, facts), CONNECTION_OBJECTS);
+      ? fitMemory(points, facts[step.host]!, { client: true, server: false }, TIME_WAIT_OBJECTS, (sides.client ? 1 : 0) + (sides.server ? 1 : 0))
+      : fitMemory(points, facts[step.host]!, sides, CONNECTION_OBJECTS);
   obs.metrics = {
     bytesPerConnection: f.bytesPerConnection,
     otherBytesPerConnection: f.otherBytesPerConnection,
@@ -303,20 +309,26 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
 }
 
 async function release(step: Step<'release'>, obs: StepObservation, ctx: StepContext): Promise<void> {
-  let closed = 0;
   // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
   const abort = ctx.plan.lab.release !== 'graceful';
-  for (const name of step.steps) {
+  const close = async (name: string): Promise<number> => {
     const target = ctx.done.find((o) => o.name === name);
-    if (!target) continue;
+    if (!target) return 0;
+    const held = Number(target.metrics.established ?? target.metrics.accepted ?? 0);
     // On every host of the role the step ran on.
     const replies = await Promise.all(
       (ctx.plan.roles[target.host] ?? []).map((host) =>
-        ctx.bound.guard(agentOf(ctx, host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: RUN_TIMEOUTS.requestMs })),
+        ctx.bound.guard(agentOf(ctx, host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: releaseTimeoutMs(held) })),
       ),
     );
     ctx.held.delete(name);
-    for (const r of replies) closed += r.closed;
-  }
+    return replies.reduce((a, r) => a + r.closed, 0);
+  };
+  // By RST all at once: each side closes in its own workers, and neither needs
+  // the other first. Graceful in the lab's order: which side closes first decides
+  // where TIME_WAIT lands.
+  let closed = 0;
+  if (abort) closed = (await Promise.all(step.steps.map(close))).reduce((a, b) => a + b, 0);
+  else for (const name of step.steps) closed += await close(name);
   obs.metrics.closed = closed;
 }
