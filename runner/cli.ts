@@ -7,7 +7,7 @@ import { access, mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
-import { planLab, type Plan } from './lab/plan.ts';
+import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
 import { parseVarOverrides } from './lab/template.ts';
@@ -36,7 +36,7 @@ export interface Io {
 const USAGE = `lab ${VERSION}: a declarative lab runner for Linux TCP connection limits
 
 Usage:
-  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...] [--forks N] [--each GROUP]] [--yes]
+  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...] [--forks N] [--each GROUP]] [--yes] [--ack SYSCTL ...]
   lab validate FILE...
   lab plan FILE [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...]]
   lab report RESULT.json [--out DIR]
@@ -78,6 +78,7 @@ Options:
                          given to the lab's templates), and write one report with
                          a column per host
   --yes                  allow changes on real (non-local) hosts
+  --ack SYSCTL           allow a machine-wide sysctl (fs.*, vm.*, kernel.*…) to change on this machine
   --accept-new-host-keys accept and remember SSH host keys not yet known
   -h, --help             show this help`,
   validate: `Usage: lab validate FILE...
@@ -217,6 +218,7 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
   forks: { type: 'string' },
   each: { type: 'string' },
   yes: { type: 'boolean' },
+  ack: { type: 'string', multiple: true },
   'accept-new-host-keys': { type: 'boolean' },
 };
 
@@ -274,6 +276,16 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
     io.err(await describePlan(preview, provider, { forks }));
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+  }
+  const unacked = unacknowledgedGlobals(preview, (values.ack as string[] | undefined) ?? []);
+  if (unacked.length) {
+    const list = unacked.map((u) => `${u.name} = ${u.value} (on ${u.role})`).join(', ');
+    const names = [...new Set(unacked.map((u) => u.name))];
+    throw new LabError(
+      'NEEDS_ACK',
+      `${lab.file} changes machine-wide settings on this machine: ${list}. Every process here shares them until the run restores them. ` +
+        `Acknowledge each in the lab file (acknowledge: { ${names.map((n) => `${n}: "why"`).join(', ')} }) or with ${names.map((n) => `--ack ${n}`).join(' ')}`,
+    );
   }
   const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}/${timestamp()}`));
   // An unusable --out is bad input: found before any host is touched.

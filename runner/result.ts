@@ -47,6 +47,10 @@ export interface HostFacts {
   addresses: string[];
   cpus: number;
   uid: number;
+  /** fds a worker of the agent holds before its first socket: it opens nofile − workerFds sockets before EMFILE */
+  workerFds: number;
+  /** sockets the agent puts in each worker when a step leaves "processes" unset (its rule, under nofileSoft) */
+  socketsPerWorker: number;
 }
 
 export interface HostResult {

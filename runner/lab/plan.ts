@@ -173,3 +173,16 @@ export function planLab(given: Lab, bindings: HostBinding[]): Plan {
   });
   return { lab, hosts, roles, steps };
 }
+
+/**
+ * The machine-wide sysctls a plan would change on the controller's own
+ * machine (local hosts: every namespace shares fs.*, vm.*, kernel.* and a few
+ * net.* settings) that neither the lab file's `acknowledge:` nor `--ack` names.
+ * `lab run` refuses such a plan before touching anything.
+ */
+export function unacknowledgedGlobals(plan: Plan, acks: string[]): Array<{ role: string; name: string; value: string }> {
+  const ok = new Set([...Object.keys(plan.lab.acknowledge), ...acks]);
+  return plan.hosts.flatMap((h) =>
+    h.local ? h.sysctls.filter((s) => s.scope === 'global' && !ok.has(s.name)).map((s) => ({ role: h.role, name: s.name, value: s.value })) : [],
+  );
+}

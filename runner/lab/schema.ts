@@ -55,6 +55,11 @@ export const labSchema = {
     name: pattern(LAB_NAME, 'The lab\'s name: lowercase letters, digits and "-"'),
     description: { type: 'string', description: 'What the lab shows, for the report' },
     timeout: { $ref: '#/$defs/duration', description: 'Bound on the whole run (default 5m, at most 1h)' },
+    acknowledge: {
+      type: 'object',
+      description: 'Machine-wide sysctls (fs.*, vm.*, kernel.*…) the lab may change on the machine it runs on, each with the reason; or --ack on the command line',
+      additionalProperties: { type: 'string' },
+    },
     release: {
       description: 'How release steps close connections: abort (RST, no TIME_WAIT; default) or graceful (FIN: the side that closes first holds TIME_WAIT for 60 s)',
       ...templated({ enum: RELEASE_MODES }),

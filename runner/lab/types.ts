@@ -17,6 +17,8 @@ export interface Lab {
   timeoutMs: number;
   /** how release steps close connections: RST (`abort`, no TIME_WAIT) or FIN (`graceful`) */
   release: ReleaseMode;
+  /** machine-wide sysctls the lab may change on the machine it runs on, each with the reason */
+  acknowledge: Record<string, string>;
 }
 
 /**

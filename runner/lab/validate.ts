@@ -46,7 +46,7 @@ export const STEP_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 export const SYSCTL_NAME = /^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/;
 const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
 
-const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'vars', 'hosts', 'steps', 'expect'];
+const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'acknowledge', 'vars', 'hosts', 'steps', 'expect'];
 const HOST_KEYS = ['sysctls', 'aliases', 'nofile'];
 const STEP_KEYS = ['name', ...STEP_KINDS];
 const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept'];
@@ -130,6 +130,7 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
   const release = root.release === undefined ? 'abort' : (ctx.choice(['release'], root.release, RELEASE_MODES, 'release mode') ?? 'abort');
 
   const hosts = root.hosts === undefined ? [] : readHosts(ctx, root.hosts);
+  const acknowledge = root.acknowledge === undefined ? {} : readAcknowledge(ctx, root.acknowledge, hosts);
   const state: StepState = {
     seen: new Map(),
     listening: new Map(),
@@ -154,7 +155,27 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
     expect,
     timeoutMs,
     release,
+    acknowledge,
   };
+}
+
+/** `acknowledge: { fs.file-max: "why" }`: machine-wide sysctls the lab sets, each with a reason. */
+function readAcknowledge(ctx: Checker, value: unknown, hosts: LabHost[]): Record<string, string> {
+  const path = ['acknowledge'];
+  // Only sysctls the lab sets can be acknowledged: any other name is an unknown key, with a guess.
+  const set = [...new Set(hosts.flatMap((h) => Object.keys(h.sysctls)))];
+  const m = ctx.mapping(path, value, set, [], 'a mapping of sysctl name to the reason it may change machine-wide');
+  const out: Record<string, string> = {};
+  if (!m) return out;
+  for (const [name, why] of Object.entries(m)) {
+    if (!set.includes(name)) continue;
+    const at = [...path, name];
+    const reason = ctx.string(at, why);
+    if (reason === undefined) continue;
+    if (!reason.trim()) ctx.at(at, 'Must say why the change is acceptable: got an empty reason');
+    else out[name] = reason;
+  }
+  return out;
 }
 
 function readHosts(ctx: Checker, value: unknown): LabHost[] {

@@ -4,7 +4,7 @@
 import { modelProblem, type Expectation, type ModelName, type ReleaseMode, type Step } from '../lab/types.ts';
 import type { HostFacts, Prediction, StepObservation, Verdict } from '../result.ts';
 import { connectShares, hostContext, type Fleet } from './fleet.ts';
-import { MODELS, ModelNotApplicable, type ModelContext, type ModelOutput } from './index.ts';
+import { MODELS, ModelNotApplicable, type ModelContext, type ModelOutput } from './connections.ts';
 
 export interface CompareInput {
   expectations: Expectation[];

@@ -5,7 +5,7 @@
 
 import type { ReleaseMode, Step } from '../lab/types.ts';
 import type { HostFacts } from '../result.ts';
-import { connectionCeiling, type ConnectStep, type ModelContext } from './index.ts';
+import { connectionCeiling, type ConnectStep, type ModelContext } from './connections.ts';
 
 /** Which hosts play each role, and what the run knows about each host (by host name). */
 export interface Fleet {

@@ -7,8 +7,8 @@ import { HostError, Interrupted } from '../errors.ts';
 import type { Plan, PlannedStep } from '../lab/plan.ts';
 import { CONNECTION_OBJECTS, fitMemory, sidesOn, TIME_WAIT_OBJECTS, type FitPoint } from '../models/memory.ts';
 import { connectShares } from '../models/fleet.ts';
+import type { SnapshotReply } from '../agent/protocol.ts';
 import type { HostFacts, HostObservation, StepObservation } from '../result.ts';
-import type { ConnectProgress, ConnectReply, ListenProgress, ListenReply, ReleaseReply, SnapshotReply } from './agent-replies.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
 import { addressesOf, factsOf } from './build-result.ts';
@@ -163,14 +163,13 @@ async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepConte
       const address = step.listeners.find((l) => l.host === name)!.address;
       part.metrics.accepted = 0;
       const r = await ctx.bound.guard(
-        agentOf(ctx, name).request<ListenReply>(
+        agentOf(ctx, name).request(
           'listen',
           { id: step.name, address, port: step.port, backlog: step.backlog, accept: step.accept },
           {
             timeoutMs: RUN_TIMEOUTS.requestMs,
             // Accepts go on after the reply; the observation keeps counting.
-            onEvent: (_e, data) => {
-              const d = data as ListenProgress;
+            onEvent: (_e, d) => {
               if (typeof d.accepted !== 'number') return;
               accepted.set(name, d.accepted);
               if (obs.hosts?.[name]) obs.hosts[name]!.metrics.accepted = d.accepted;
@@ -197,7 +196,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
     async (name, part) => {
       part.count = shares[name]!;
       const r = await ctx.bound.guard(
-        agentOf(ctx, name).request<ConnectReply>(
+        agentOf(ctx, name).request(
           'connect',
           {
             id: step.name,
@@ -213,8 +212,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
           },
           {
             timeoutMs: step.timeoutMs + RUN_TIMEOUTS.connectSlackMs,
-            onEvent: (_e, data) => {
-              const d = data as ConnectProgress;
+            onEvent: (_e, d) => {
               established.set(name, Number(d.established ?? 0));
               const value = sum(established);
               // The agent's clock: the hosts of one role start together, so theirs agree closely enough.
@@ -254,7 +252,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
 
 async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   await onHosts(step.hosts, obs, async (name, part) => {
-    const snap = await ctx.bound.guard(agentOf(ctx, name).request<SnapshotReply>('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
+    const snap = await ctx.bound.guard(agentOf(ctx, name).request('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
     const tcp = snap.sockstat?.TCP ?? {};
     let slabBytes = 0;
     for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
@@ -318,7 +316,7 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
     // On every host of the role the step ran on.
     const replies = await Promise.all(
       (ctx.plan.roles[target.host] ?? []).map((host) =>
-        ctx.bound.guard(agentOf(ctx, host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: releaseTimeoutMs(held) })),
+        ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort }, { timeoutMs: releaseTimeoutMs(held) })),
       ),
     );
     ctx.held.delete(name);

@@ -13,7 +13,7 @@ const facts = (portRange: [number, number]): HostFacts => ({
   hostname: 'h', kernel: '6.1.0', python: '3.11.2', portRange, reservedPorts: '',
   nofileSoft: 1024, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 1e6,
   somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2, memTotalKiB: 1, memAvailableKiB: 1,
-  slabObjectSize: {}, addresses: [], cpus: 2, uid: 0,
+  slabObjectSize: {}, addresses: [], cpus: 2, uid: 0, workerFds: 5, socketsPerWorker: 1019,
 });
 
 type Connect = Extract<Step, { kind: 'connect' }>;
