@@ -7,7 +7,7 @@ import { access, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
-import { planLab, unacknowledgedGlobals } from './lab/plan.ts';
+import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
 import { parseVarOverrides } from './lab/template.ts';
@@ -19,6 +19,8 @@ import { restoreLeftovers } from './run/leftovers.ts';
 import { openProvider } from './run/provider.ts';
 import { runPlan, runtimeName } from './run/run.ts';
 import { writeReports, renderSuiteJunit } from './report/write.ts';
+import { writeEachReports } from './report/each.ts';
+import { predictionLabel } from './report/helpers.ts';
 import { readResult } from './report/read.ts';
 import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, readBaseline, type BaselineOptions } from './report/baseline.ts';
 import { isRegression } from './report/helpers.ts';
@@ -40,15 +42,16 @@ export interface Io {
 const USAGE = `lab ${VERSION}: a declarative lab runner for Linux TCP connection limits
 
 Usage:
-  lab run FILE|DIR... [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes]
+  lab run FILE|DIR... [--out DIR] [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...] [--forks N]] [--yes]
                       [--ack SYSCTL ...] [--junit FILE] [--baseline PATH]
+  lab run FILE -i INVENTORY --each GROUP [--out DIR] [--var k=v ...] [--yes]
   lab validate FILE...
-  lab plan FILE [--var k=v ...] [-i INVENTORY]
+  lab plan FILE [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...]]
   lab report RESULT.json [--out DIR]
   lab publish RESULTS... --out DIR
   lab reports refresh [FILE|DIR...]
   lab restore [-i INVENTORY]
-  lab hosts up [--roles client,server] [--out inventory.yaml]
+  lab hosts up [--roles client:4,server] [--out inventory.yaml] [--ansible inventory.ini]
   lab hosts down
 
 Commands:
@@ -93,7 +96,14 @@ Options:
                          of the earlier runs (default ${DEFAULT_BASELINE_OPTIONS.performanceDriftPercent}; needs 3 earlier runs)
   --history N            earlier runs the performance rule looks at (default ${DEFAULT_BASELINE_OPTIONS.history})
   --var k=v              set a template variable (repeatable)
-  -i, --inventory FILE   run on the hosts of this inventory, over SSH
+  -i, --inventory FILE   run on the hosts of this inventory, over SSH: lab's own
+                         format, or an Ansible inventory (INI, or YAML) as it is
+  --role ROLE=GROUP      the inventory group a lab role takes (default: the
+                         group of the role's name); repeatable
+  --forks N              hosts connected, provisioned and restored at once (default 10)
+  --each GROUP           run the lab once per host of GROUP (its inventory vars
+                         given to the lab's templates), and write one report with
+                         a column per host
   --yes                  allow changes on real (non-local) hosts
   --ack SYSCTL           allow a machine-wide sysctl (fs.*, vm.*, kernel.*…) to change on this machine
   --accept-new-host-keys accept and remember SSH host keys not yet known
@@ -109,7 +119,9 @@ with its current and planned value (old → new), and the steps in order.
 
 Options:
   --var k=v              set a template variable (repeatable)
-  -i, --inventory FILE   plan for the hosts of this inventory
+  -i, --inventory FILE   plan for the hosts of this inventory (which hosts each role gets)
+  --role ROLE=GROUP      the inventory group a lab role takes; repeatable
+  --forks N              hosts read at once (default 10)
   --accept-new-host-keys accept and remember SSH host keys not yet known`,
   report: `Usage: lab report RESULT.json [--out DIR]
 
@@ -129,16 +141,18 @@ Run the shipped labs (default labs/) as a suite and keep each run as the
 committed reference in reports/<lab>/ (result.json, report.md and its charts;
 report.html and junit.xml stay git-ignored), with reports/README.md naming the
 machine. A nightly job compares with it: lab run labs/ --baseline reports/.`,
-  restore: `Usage: lab restore [-i INVENTORY]
+  restore: `Usage: lab restore [-i INVENTORY [--forks N]]
 
 Undo what a run left behind when its controller died: without -i, the local
 namespaces, links and routes of dead runs; with -i, each host's journal.`,
-  hosts: `Usage: lab hosts up [--roles client,server] [--out inventory.yaml]
+  hosts: `Usage: lab hosts up [--roles client:4,server] [--out inventory.yaml] [--ansible inventory.ini]
        lab hosts down
 
-"up" makes a local network namespace per role, each running a real OpenSSH
-sshd, and writes an inventory for them, so a lab can run over SSH on this
-machine. "down" stops those sshds and removes the namespaces.`,
+"up" makes local network namespace hosts, each running a real OpenSSH sshd
+("client:4" makes client-1…client-4 in group "client"), and writes two
+inventories for them: lab's (--out) and an Ansible INI (--ansible, default:
+--out with ".ini"), so a lab can run over SSH on this machine. "down" stops
+those sshds and removes the namespaces.`,
 };
 
 const COMMON: ParseArgsConfig['options'] = {
@@ -245,26 +259,58 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
   out: { type: 'string' },
   var: { type: 'string', multiple: true },
   inventory: { type: 'string', short: 'i' },
+  role: { type: 'string', multiple: true },
+  forks: { type: 'string' },
+  each: { type: 'string' },
   yes: { type: 'boolean' },
   ack: { type: 'string', multiple: true },
   'accept-new-host-keys': { type: 'boolean' },
 };
 
+const MAX_FORKS = 1000;
+
+function forksOf(values: Record<string, unknown>): number | undefined {
+  const text = values.forks as string | undefined;
+  if (text === undefined) return undefined;
+  const n = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_FORKS) throw new LabError('ARGS', `--forks must be an integer from 1 to ${MAX_FORKS}: got "${text}"`);
+  return n;
+}
+
+/** `--role client=loadgen` (repeatable): role -> inventory group. */
+function roleGroupsOf(values: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const spec of (values.role as string[] | undefined) ?? []) {
+    const m = /^([a-z][a-z0-9-]*)=([A-Za-z_][A-Za-z0-9_-]*)$/.exec(spec);
+    if (!m) throw new LabError('ARGS', `--role must be ROLE=GROUP, e.g. "client=loadgen": got "${spec}"`);
+    if (out[m[1]!] !== undefined) throw new LabError('ARGS', `--role ${m[1]} is given twice`);
+    out[m[1]!] = m[2]!;
+  }
+  return out;
+}
+
 async function loadPlan(argv: string[], command: string) {
   const { positionals, values } = parse(argv, RUN_OPTIONS);
   if (positionals.length !== 1) throw new LabError('ARGS', `lab ${command} needs exactly one FILE: run "lab ${command} --help"`);
-  const lab = await readLab(positionals[0]!, parseVarOverrides((values.var as string[] | undefined) ?? []));
-  const provider = await openProvider(lab, {
+  const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
+  const lab = await readLab(positionals[0]!, overrides);
+  const forks = forksOf(values);
+  const providerOptions = {
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
-  });
+    roleGroups: roleGroupsOf(values),
+    forks,
+  };
+  if (values.each !== undefined && command !== 'run') throw new LabError('ARGS', '--each is an option of "lab run"');
+  if (values.each !== undefined && !providerOptions.inventory) throw new LabError('ARGS', '--each GROUP runs the lab once per host of an inventory group: it needs -i INVENTORY');
+  const provider = await openProvider(lab, providerOptions);
   const plan = planLab(lab, provider.bindings());
-  return { lab, plan, provider, values };
+  return { lab, plan, provider, values, forks, overrides, providerOptions, file: positionals[0]! };
 }
 
 async function planCommand(argv: string[], io: Io): Promise<number> {
-  const { plan, provider } = await loadPlan(argv, 'plan');
-  io.out(await describePlan(plan, provider));
+  const { plan, provider, forks } = await loadPlan(argv, 'plan');
+  io.out(await describePlan(plan, provider, { forks }));
   return 0;
 }
 
@@ -313,6 +359,8 @@ interface LabOutcome {
 
 async function runCommand(argv: string[], io: Io): Promise<number> {
   const { positionals, values } = parse(argv, SUITE_OPTIONS);
+  // --each: one lab, once per host of an inventory group, one side-by-side report.
+  if (values.each !== undefined) return eachCommand(await loadPlan(argv, 'run'), io);
   if (!positionals.length) throw new LabError('ARGS', 'lab run needs a FILE or a folder of lab files: run "lab run --help"');
   const files = await expandLabFiles(positionals);
   const labs = await readSuite(files, parseVarOverrides((values.var as string[] | undefined) ?? []));
@@ -332,14 +380,20 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   });
   for (const out of outs) await writableDir(out, 'reports');
 
-  const pool = new HostPool({ inventory: values.inventory as string | undefined, acceptNewHostKeys: !!values['accept-new-host-keys'] });
+  const forks = forksOf(values);
+  const pool = new HostPool({
+    inventory: values.inventory as string | undefined,
+    acceptNewHostKeys: !!values['accept-new-host-keys'],
+    roleGroups: roleGroupsOf(values),
+    forks,
+  });
   const plans = [];
   for (const lab of labs) {
     const provider = await pool.provider(lab);
     // Before reserve(): a preview, enough to show what real hosts would get.
     const preview = planLab(lab, provider.bindings());
     if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
-      io.err(await describePlan(preview, provider));
+      io.err(await describePlan(preview, provider, { forks }));
       throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
     }
     const unacked = unacknowledgedGlobals(preview, (values.ack as string[] | undefined) ?? []);
@@ -366,6 +420,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
       const plan = planLab(lab, provider.bindings());
       const outcome = await runOneLab(lab, plan, provider, outs[i]!, io, {
         position: suite ? `[${i + 1}/${labs.length}] ` : '',
+        forks,
         baseline: baseline && { results: baseline, source: baselinePath!, options },
       });
       outcomes.push(outcome);
@@ -399,16 +454,17 @@ async function runOneLab(
   provider: Awaited<ReturnType<HostPool['provider']>>,
   out: string,
   io: Io,
-  suite: { position: string; baseline?: { results: RunResult[]; source: string; options: BaselineOptions } },
+  suite: { position: string; forks?: number; baseline?: { results: RunResult[]; source: string; options: BaselineOptions } },
 ): Promise<LabOutcome> {
   const render = progressRenderer(io);
-  io.out(`${suite.position}lab ${VERSION}: running "${lab.name}" on ${plan.hosts.map((h) => `${h.role} (${h.kind === 'netns' ? 'namespace' : h.target})`).join(', ')}`);
+  io.out(`${suite.position}lab ${VERSION}: running "${lab.name}" on ${describeHosts(plan)}`);
   const result = await runPlan(plan, {
     provider,
     signal: io.signal,
     onEvent: render,
     version: VERSION,
     runtime: runtimeName(),
+    forks: suite.forks,
   });
   render.done();
   if (suite.baseline) {
@@ -471,6 +527,67 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[]): string {
   ].join('\n');
 }
 
+/** `lab run --each GROUP`: the lab once per host of the group, then one side-by-side report. */
+async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io): Promise<number> {
+  const { lab, values, forks, overrides, providerOptions, file } = loaded;
+  const options = {
+    file,
+    inventory: providerOptions.inventory!,
+    group: values.each as string,
+    overrides,
+    roleGroups: providerOptions.roleGroups,
+    acceptNewHostKeys: providerOptions.acceptNewHostKeys,
+    forks,
+    signal: io.signal,
+    version: VERSION,
+    runtime: runtimeName(),
+  };
+  // Loaded only here: it brings the SSH transport (ssh2) with it.
+  const { planEach, runEach } = await import('./run/each.ts');
+  // Every host's lab is read and planned before any host is touched.
+  const each = await planEach(options);
+  if (each.hosts.some(({ plan }) => plan.hosts.some((h) => !h.local)) && !values.yes) {
+    for (const { plan, provider } of each.hosts) io.err(await describePlan(plan, provider, { forks }));
+    throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+  }
+  const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}-each-${values.each}/${timestamp()}`));
+  try {
+    await mkdir(out, { recursive: true });
+    await access(out, constants.W_OK);
+  } catch (e) {
+    throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);
+  }
+  io.out(`lab ${VERSION}: running "${lab.name}" once per host of "${options.group}" (role ${each.role}): ${each.hosts.map((h) => h.host).join(', ')}`);
+  let render: ReturnType<typeof progressRenderer> | undefined;
+  const result = await runEach(options, each, (host) => {
+    render?.done();
+    io.err(`host ${host}:`);
+    render = progressRenderer(io);
+    return render;
+  });
+  render?.done();
+  for (const { host, result: r } of result.runs) {
+    io.out(`\n${host}:${verdictTable(r)}`);
+    await writeReports(r, join(out, host.replace(/[^A-Za-z0-9._-]/g, '_')));
+  }
+  const paths = await writeEachReports(result, out);
+  io.out(`\n${lab.name} on each host of "${options.group}": ${result.verdict.toUpperCase()}\nreports: ${paths.json}\n  ${paths.markdown}\n  ${paths.html}`);
+  const bad = result.runs.find((r) => !r.result.restore.ok || r.result.error);
+  if (bad) return exitCodeOf(bad.result, io);
+  return result.verdict === 'pass' ? 0 : 1;
+}
+
+/** "client (namespace), server (namespace)", or "client: 4 hosts, server (root@…)" for a fleet. */
+function describeHosts(plan: Plan): string {
+  return Object.entries(plan.roles)
+    .map(([role, names]) => {
+      if (names.length > 1) return `${role} (${names.length} hosts)`;
+      const h = plan.hosts.find((x) => x.name === names[0])!;
+      return `${role} (${h.kind === 'netns' ? 'namespace' : h.target})`;
+    })
+    .join(', ');
+}
+
 function exitCodeOf(result: RunResult, io: Io): number {
   if (!result.restore.ok) {
     io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
@@ -523,10 +640,11 @@ async function referenceReportsCommand(argv: string[], io: Io): Promise<number> 
 }
 
 async function restoreCommand(argv: string[], io: Io): Promise<number> {
-  const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, 'accept-new-host-keys': { type: 'boolean' } });
+  const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, forks: { type: 'string' }, 'accept-new-host-keys': { type: 'boolean' } });
   const r = await restoreLeftovers({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
+    forks: forksOf(values),
   });
   for (const line of r.lines) io.out(line);
   for (const p of r.problems) io.err(`problem: ${p}`);
@@ -536,9 +654,9 @@ async function restoreCommand(argv: string[], io: Io): Promise<number> {
 async function hostsCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === 'up') {
-    const { values } = parse(rest, { roles: { type: 'string' }, out: { type: 'string' } });
+    const { values } = parse(rest, { roles: { type: 'string' }, out: { type: 'string' }, ansible: { type: 'string' } });
     const roles = ((values.roles as string | undefined) ?? 'client,server').split(',').map((s) => s.trim()).filter(Boolean);
-    const line = await hostsUpCommand(roles, (values.out as string | undefined) ?? 'inventory.yaml');
+    const line = await hostsUpCommand(roles, (values.out as string | undefined) ?? 'inventory.yaml', values.ansible as string | undefined);
     io.out(line);
     return 0;
   }
@@ -613,6 +731,7 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
 function summarizeStep(o: StepObservation): string {
   if (!o.ok) return `failed: ${o.error}`;
   // A listener's count grows after its step ends; result.json has the final one.
+  if (o.kind === 'listen' && o.hosts) return `listening on ${Object.keys(o.hosts).length} hosts (${o.durationMs} ms)`;
   if (o.kind === 'listen') return `listening on ${o.detail?.address}:${o.detail?.port}, backlog ${o.detail?.backlog} (${o.durationMs} ms)`;
   const m = Object.entries(o.metrics).map(([k, v]) => `${k} ${v}`);
   const l = Object.entries(o.labels).map(([k, v]) => `${k} ${v}`);
@@ -620,7 +739,7 @@ function summarizeStep(o: StepObservation): string {
 }
 
 export function verdictTable(r: RunResult): string {
-  const rows = r.predictions.map((p) => [p.metric, p.model, String(p.predicted), String(p.observed), String(p.tolerance), p.verdict.toUpperCase()]);
+  const rows = r.predictions.map((p) => [predictionLabel(p), p.model, String(p.predicted), String(p.observed), String(p.tolerance), p.verdict.toUpperCase()]);
   const head = ['metric', 'model', 'predicted', 'observed', 'tolerance', 'verdict'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');

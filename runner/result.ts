@@ -58,6 +58,8 @@ export interface HostFacts {
 
 export interface HostResult {
   role: string;
+  /** the host's name, when it is not the role's (a role with several hosts, or an inventory's name) */
+  name?: string;
   /** 'netns' for a local namespace host, 'ssh' for a host reached over SSH */
   transport: 'netns' | 'ssh';
   /** where the host is: the namespace name, or user@address:port */
@@ -97,6 +99,22 @@ export interface StepObservation {
   /** progress samples taken while the step ran: [msSinceStart, value] */
   series?: Array<[number, number]>;
   detail?: Record<string, unknown>;
+  /**
+   * A role with several hosts: what each host saw, by host name. `metrics`
+   * above then add up over the hosts (durationMs is the longest), and a label
+   * is set only when every host saw the same.
+   */
+  hosts?: Record<string, HostObservation>;
+}
+
+export interface HostObservation {
+  ok: boolean;
+  error?: string;
+  /** this host's share of the step's count (connect) */
+  count?: number;
+  metrics: Record<string, number>;
+  labels: Record<string, string>;
+  errors?: ErrnoCount[];
 }
 
 export interface Prediction {
@@ -114,6 +132,9 @@ export interface Prediction {
   explanation?: string;
   /** a published figure to show beside this kernel's prediction */
   reference?: { value: number | string; source: string };
+  /** a role with several hosts: this host's prediction (`host` set), or the role's total (only `role` set) */
+  host?: string;
+  role?: string;
 }
 
 export interface RunResult {
@@ -173,4 +194,25 @@ export interface MetricComparison {
   status: 'same' | 'within' | 'improved' | 'regression' | 'new' | 'missing';
   /** the rule applied, numbers filled in */
   rule: string;
+}
+
+export const EACH_FORMAT = 'lab-each/1';
+
+/**
+ * `lab run LAB -i INVENTORY --each GROUP`: the same lab once per host of a
+ * group, each run a whole RunResult; the side-by-side report reads only this.
+ */
+export interface EachResult {
+  format: typeof EACH_FORMAT;
+  /** the lab's name and file */
+  lab: { name: string; file: string };
+  inventory: string;
+  group: string;
+  /** the role that took the group's hosts one at a time */
+  role: string;
+  startedAt: string;
+  durationMs: number;
+  /** one per host of the group, in inventory order */
+  runs: Array<{ host: string; result: RunResult }>;
+  verdict: 'pass' | 'fail';
 }

@@ -10,6 +10,7 @@ import { connect as netConnect } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { HostError, LabError } from '../errors.ts';
 import { roleNameProblem } from '../files/names.ts';
+import { mapLimit } from './forks.ts';
 import { runLocal } from './local.ts';
 import {
   checkLocalPrerequisites,
@@ -26,19 +27,29 @@ export const SSHD = '/usr/sbin/sshd';
 /** How many of a host's alias pool the inventory offers a lab. */
 const INVENTORY_ALIASES = 8;
 const SSHD_READY_TIMEOUT_MS = 10_000;
+/** Keys and sshds are made a few hosts at a time: sixteen one after another would take seconds. */
+const SETUP_FORKS = 8;
 /** PATH of every SSH session, so `python3` is the system's /usr/bin/python3. */
 const SESSION_PATH = '/usr/sbin:/usr/bin:/sbin:/bin';
 
+/** Hosts `lab hosts up` makes at most: each is a namespace with its own sshd. */
+export const MAX_HOSTS_UP = 64;
+
 export interface HostsUpOptions {
+  /** "server" (one host), or "client:4" (four hosts client-1…client-4, in group "client") */
   roles: string[];
-  /** where to write the inventory (default ./inventory.yaml) */
+  /** where to write lab's inventory (default ./inventory.yaml) */
   out?: string;
+  /** where to write the Ansible INI inventory (default: `out` with ".ini") */
+  ansibleOut?: string;
 }
 
-/** Create one namespace host per role, each running sshd, and write their inventory. */
-export async function hostsUp(options: HostsUpOptions): Promise<{ inventoryPath: string; network: LocalNetwork }> {
-  const roles = options.roles;
-  checkRoles(roles);
+/** Create the hosts of each role, each a namespace running sshd, and write both inventories. */
+export async function hostsUp(
+  options: HostsUpOptions,
+): Promise<{ inventoryPath: string; ansiblePath: string; network: LocalNetwork; groups: Record<string, string[]> }> {
+  const groups = parseRoles(options.roles);
+  const roles = Object.values(groups).flat();
   if (!existsSync(SSHD)) {
     throw new HostError('SSHD_MISSING', `Cannot find ${SSHD}, which "lab hosts up" runs in each host: install OpenSSH's server (apt-get install openssh-server)`);
   }
@@ -68,13 +79,11 @@ export async function hostsUp(options: HostsUpOptions): Promise<{ inventoryPath:
     // sshd refuses to start without its privilege separation directory.
     await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
 
-    const knownHosts: string[] = [];
-    for (const host of network.hosts) {
+    const knownHosts = await mapLimit(network.hosts, SETUP_FORKS, async (host) => {
       const hostDir = `${dir}/${host.role}`;
       await mkdir(hostDir, { mode: 0o700 });
       await keygen(`${hostDir}/ssh_host_ed25519_key`, `lab hosts up ${host.role}`);
       const pub = (await readFile(`${hostDir}/ssh_host_ed25519_key.pub`, 'utf8')).trim().split(/\s+/);
-      knownHosts.push(`${host.address} ${pub[0]} ${pub[1]}`);
       await writeFile(`${hostDir}/sshd_config`, sshdConfig(dir, host));
       const started = await runLocal(['ip', 'netns', 'exec', host.namespace, SSHD, '-f', `${hostDir}/sshd_config`, '-E', `${hostDir}/sshd.log`]);
       if (started.code !== 0) {
@@ -82,14 +91,18 @@ export async function hostsUp(options: HostsUpOptions): Promise<{ inventoryPath:
         const why = (started.stderr + log).trim() || `exit code ${started.code ?? started.signal}`;
         throw new HostError('SSHD_START', `Cannot start sshd in namespace "${host.namespace}": ${why}`, host.role);
       }
-    }
+      return `${host.address} ${pub[0]} ${pub[1]}`;
+    });
     await writeFile(`${dir}/known_hosts`, knownHosts.join('\n') + '\n');
     await Promise.all(network.hosts.map((h) => waitForPort(h, SSHD_READY_TIMEOUT_MS)));
 
     const inventoryPath = resolve(options.out ?? 'inventory.yaml');
+    const ansiblePath = resolve(options.ansibleOut ?? inventoryPath.replace(/\.ya?ml$/, '') + '.ini');
     await mkdir(dirname(inventoryPath), { recursive: true });
-    await writeFile(inventoryPath, inventoryText(network, dir));
-    return { inventoryPath, network };
+    await mkdir(dirname(ansiblePath), { recursive: true });
+    await writeFile(inventoryPath, inventoryText(network, dir, groups));
+    await writeFile(ansiblePath, ansibleText(network, dir, groups));
+    return { inventoryPath, ansiblePath, network, groups };
   } catch (e) {
     await removeHostsUp(id);
     throw e;
@@ -131,17 +144,34 @@ async function killSshds(dir: string): Promise<void> {
   }
 }
 
-function checkRoles(roles: string[]): void {
-  if (!roles.length) throw new LabError('HOSTS_UP_ROLES', 'Name at least one role for "lab hosts up" (--roles client,server)');
-  const seen = new Set<string>();
-  for (const role of roles) {
+/**
+ * "client:4" → hosts client-1…client-4 in group "client"; "server" → one host
+ * named "server" (a group of its own name). Returns group -> host names.
+ */
+export function parseRoles(specs: string[]): Record<string, string[]> {
+  if (!specs.length) throw new LabError('HOSTS_UP_ROLES', 'Name at least one role for "lab hosts up" (--roles client,server)');
+  const groups: Record<string, string[]> = {};
+  let total = 0;
+  for (const spec of specs) {
+    const m = /^([^:]*)(?::(.*))?$/.exec(spec)!;
+    const role = m[1]!;
     const problem = roleNameProblem(role);
     if (problem) {
       throw new LabError('HOSTS_UP_ROLES', problem);
     }
-    if (seen.has(role)) throw new LabError('HOSTS_UP_ROLES', `Role "${role}" is named twice`);
-    seen.add(role);
+    if (groups[role]) throw new LabError('HOSTS_UP_ROLES', `Role "${role}" is named twice`);
+    const count = m[2] === undefined ? 1 : /^\d+$/.test(m[2]) ? Number(m[2]) : NaN;
+    if (!Number.isInteger(count) || count < 1 || count > MAX_HOSTS_UP) {
+      throw new LabError('HOSTS_UP_ROLES', `Invalid host count in "${spec}": write ROLE:N with N from 1 to ${MAX_HOSTS_UP}`);
+    }
+    total += count;
+    groups[role] = m[2] === undefined ? [role] : Array.from({ length: count }, (_, i) => `${role}-${i + 1}`);
   }
+  if (total > MAX_HOSTS_UP) throw new LabError('HOSTS_UP_ROLES', `"lab hosts up" makes at most ${MAX_HOSTS_UP} hosts: got ${total}`);
+  const names = Object.values(groups).flat();
+  const clash = names.find((n, i) => names.indexOf(n) !== i || (groups[n] && groups[n]!.length > 1));
+  if (clash) throw new LabError('HOSTS_UP_ROLES', `Host name "${clash}" is made twice: rename a role`);
+  return groups;
 }
 
 async function keygen(file: string, comment: string): Promise<void> {
@@ -175,7 +205,10 @@ SetEnv HOME=${dir}/home PATH=${SESSION_PATH}
 `;
 }
 
-function inventoryText(network: LocalNetwork, dir: string): string {
+function inventoryText(network: LocalNetwork, dir: string, groups: Record<string, string[]>): string {
+  // A host is a group of its own name already: only "client:N" roles need a group.
+  const multi = Object.entries(groups).filter(([group, names]) => !(names.length === 1 && names[0] === group));
+  const groupText = multi.length ? `groups:\n${multi.map(([g, names]) => `  ${g}: [${names.join(', ')}]\n`).join('')}` : '';
   const hosts = network.hosts
     .map(
       (h) => `  ${h.role}:
@@ -196,7 +229,31 @@ defaults:
   host_key: check
   connect_timeout: 10s
 hosts:
-${hosts}`;
+${hosts}${groupText}`;
+}
+
+/** The same hosts as an Ansible INI inventory: a group per role, the connection in [all:vars]. */
+function ansibleText(network: LocalNetwork, dir: string, groups: Record<string, string[]>): string {
+  const byName = new Map(network.hosts.map((h) => [h.role, h]));
+  const sections = Object.entries(groups).map(
+    ([group, names]) =>
+      `[${group}]\n${names
+        .map((n) => {
+          const h = byName.get(n)!;
+          return `${n} ansible_host=${h.address} lab_interface=${h.device} lab_aliases=${h.aliasPool.slice(0, INVENTORY_ALIASES).join(',')}`;
+        })
+        .join('\n')}\n`,
+  );
+  return `# Written by "lab hosts up" (network "${network.id}"): namespaces on this machine,
+# each running OpenSSH sshd. Remove them with "lab hosts down".
+${sections.join('\n')}
+[all:vars]
+ansible_user=root
+ansible_port=22
+ansible_ssh_private_key_file=${dir}/id_ed25519
+ansible_ssh_common_args='-o UserKnownHostsFile=${dir}/known_hosts -o StrictHostKeyChecking=yes'
+lab_local=true
+`;
 }
 
 /** Resolve once sshd accepts TCP connections (it daemonizes before it listens). */

@@ -4,35 +4,19 @@
 
 import { homedir } from 'node:os';
 import { isIPv4 } from 'node:net';
-import { dirname, resolve } from 'node:path';
-import { LabError } from '../errors.ts';
+import { dirname, extname, resolve } from 'node:path';
+import { LabError, type LabProblem } from '../errors.ts';
 import { Checker, type Mapping } from '../files/checker.ts';
 import { isMapping, type DocPath } from '../files/document.ts';
 import { quote } from '../files/quote.ts';
 import { readUserFile } from '../files/read.ts';
 import { parseYaml } from '../files/yaml.ts';
+import { parseAnsibleIni, parseAnsibleYaml } from './ansible.ts';
+import { ansibleHosts } from './ansible-inventory.ts';
+import type { Inventory, InventoryHost } from './inventory-host.ts';
 import { SshTransport, type HostKeyPolicy, type SshEndpoint } from './ssh.ts';
 
-export interface InventoryHost extends SshEndpoint {
-  role: string;
-  /** the address other hosts reach this one on for lab traffic */
-  labAddress: string;
-  jump?: SshEndpoint;
-  sudo: boolean;
-  /** the interface IP aliases go on */
-  interface?: string;
-  /** addresses the lab may add as IP aliases, in order */
-  aliases: string[];
-  /** a namespace on this machine (`lab hosts up`): global sysctls are the controller's */
-  local: boolean;
-  /** where the host is defined, "file:line:col", for messages */
-  where: string;
-}
-
-export interface Inventory {
-  file: string;
-  hosts: Record<string, InventoryHost>;
-}
+export type { Inventory, InventoryHost } from './inventory-host.ts';
 
 const HOST_KEY_POLICIES = ['check', 'accept-new'] as const satisfies readonly HostKeyPolicy[];
 const MAX_CONNECT_TIMEOUT_MS = 5 * 60_000;
@@ -40,12 +24,12 @@ const MAX_CONNECT_TIMEOUT_MS = 5 * 60_000;
 const INTERFACE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-const ROOT_KEYS = ['defaults', 'hosts'];
+const ROOT_KEYS = ['defaults', 'hosts', 'groups'];
 /** How to log in: allowed on a host, in `defaults` and (but for `jump` itself) on a jump host. */
 const LOGIN_KEYS = ['port', 'user', 'identity', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
 const JUMP_KEYS = ['address', ...LOGIN_KEYS];
 const DEFAULT_KEYS = [...LOGIN_KEYS, 'jump', 'sudo', 'interface'];
-const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'aliases', 'local'];
+const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'aliases', 'local', 'vars'];
 
 const BUILTIN = {
   port: 22,
@@ -64,13 +48,82 @@ export async function readInventory(file: string, options: InventoryOptions = {}
   return loadInventory(file, await readUserFile(file, { what: 'inventory', code: 'INVENTORY' }), options);
 }
 
-/** Validate inventory text; `file` names it in messages and anchors relative paths. */
+/**
+ * Validate inventory text; `file` names it in messages and anchors relative
+ * paths. Three formats: lab's own (YAML with `hosts:` of hosts with an
+ * `address`), and Ansible's YAML and INI, read as Ansible writes them. A
+ * `.yaml`, `.yml` or `.json` file is YAML; anything else is INI, as Ansible's
+ * `hosts` files are.
+ */
 export function loadInventory(file: string, text: string, options: InventoryOptions = {}): Inventory {
+  const home = options.home ?? homedir();
+  if (!['.yaml', '.yml', '.json'].includes(extname(file))) {
+    return checked(file, 'ansible-ini', ansibleHosts(parseAnsibleIni(file, text), { home, dir: dirname(file) }));
+  }
   const sd = parseYaml(file, text);
-  const ctx: Reading = { check: new Checker(sd), dir: dirname(file), home: options.home ?? homedir(), aliasOwner: new Map() };
+  if (!isLabFormat(sd.value)) {
+    return checked(file, 'ansible-yaml', ansibleHosts(parseAnsibleYaml(file, text, sd), { home, dir: dirname(file) }));
+  }
+  const ctx: Reading = { check: new Checker(sd), dir: dirname(file), home, aliasOwner: new Map() };
   const hosts = readDocument(ctx, sd.value);
+  const groups = readGroups(ctx, sd.value, hosts);
   if (!ctx.check.ok) throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, ctx.check.problems);
-  return { file, hosts };
+  return { file, format: 'lab', hosts, groups };
+}
+
+function checked(
+  file: string,
+  format: Inventory['format'],
+  r: { hosts: Record<string, InventoryHost>; groups: Record<string, string[]>; problems: LabProblem[] },
+): Inventory {
+  if (r.problems.length) throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, sortProblems(r.problems));
+  return { file, format, hosts: r.hosts, groups: r.groups };
+}
+
+/** Problems in file order, stable for problems at one place. */
+function sortProblems(problems: LabProblem[]): LabProblem[] {
+  return problems
+    .map((p, i) => ({ p, i }))
+    .sort((a, b) => a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i)
+    .map(({ p }) => p);
+}
+
+/** lab's own format has `hosts:` (and only `defaults:`/`groups:` beside it); an Ansible YAML inventory has groups at the top. */
+function isLabFormat(value: unknown): boolean {
+  if (!isMapping(value)) return true;
+  const keys = Object.keys(value);
+  return keys.includes('hosts') || keys.includes('defaults') || !keys.length;
+}
+
+/**
+ * Every host is a group of its own name (so a one-host role needs no
+ * `groups:`); `groups:` names more, each a list of host names.
+ */
+function readGroups(ctx: Reading, value: unknown, hosts: Record<string, InventoryHost>): Record<string, string[]> {
+  const groups: Record<string, string[]> = { all: Object.keys(hosts) };
+  for (const name of Object.keys(hosts)) groups[name] = [name];
+  if (!isMapping(value) || value.groups === undefined || value.groups === null) return groups;
+  if (!isMapping(value.groups)) {
+    ctx.check.mustBe(['groups'], 'a mapping of group names to lists of host names', value.groups);
+    return groups;
+  }
+  for (const [group, members] of Object.entries(value.groups)) {
+    const path = ['groups', group];
+    if (!ctx.check.roleName(['groups'], group)) continue;
+    if (hosts[group]) ctx.check.atKey(['groups'], group, `Group ${quote(group)} has the name of a host: a host is already a group of its own name`);
+    if (!Array.isArray(members) || !members.length) {
+      ctx.check.mustBe(path, 'a non-empty list of host names', members);
+      continue;
+    }
+    const list: string[] = [];
+    for (const [i, m] of members.entries()) {
+      if (typeof m !== 'string' || !(m in hosts)) ctx.check.at([...path, i], `Unknown host ${JSON.stringify(m)}: list hosts named under "hosts"`);
+      else if (list.includes(m)) ctx.check.at([...path, i], `Host ${quote(m)} is listed twice`);
+      else list.push(m);
+    }
+    groups[group] = list;
+  }
+  return groups;
 }
 
 /** The SSH transport for an inventory host; `acceptNewHostKeys` is `--accept-new-host-keys`. */
@@ -228,6 +281,16 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
     }
   }
   const local = body.local === undefined ? false : ctx.check.bool([...path, 'local'], body.local);
+  const vars: Record<string, string> = {};
+  if (body.vars !== undefined && body.vars !== null) {
+    if (!isMapping(body.vars)) ctx.check.mustBe([...path, 'vars'], 'a mapping of variable names to values', body.vars);
+    else {
+      for (const [k, v] of Object.entries(body.vars)) {
+        if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') vars[k] = String(v);
+        else ctx.check.mustBe([...path, 'vars', k], 'a string, a number or true/false', v);
+      }
+    }
+  }
 
   const login = mergeLogin(own, defaults, resolve(ctx.home, '.ssh/known_hosts'));
   if (login.identity === undefined && !login.agent && login.passwordEnv === undefined) {
@@ -254,7 +317,7 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
   }
   if (address === undefined || labAddress === undefined) return undefined;
   const host: InventoryHost = {
-    role,
+    name: role,
     address,
     labAddress,
     ...login,
@@ -262,6 +325,7 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
     aliases,
     local: local ?? false,
     where: ctx.check.where(path),
+    vars,
   };
   if (jump) host.jump = jump;
   const iface = own.interface ?? defaults.interface;

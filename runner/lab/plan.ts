@@ -6,9 +6,11 @@ import { LabError } from '../errors.ts';
 import { AUTO_PORT_RANGE, sourcesFor } from './sources.ts';
 import type { Lab, Step } from './types.ts';
 
-/** How a lab role is reached, before anything is created. */
+/** How a host of a lab role is reached, before anything is created. A role may have several hosts. */
 export interface HostBinding {
   role: string;
+  /** the host's own name, unique in the run: the role itself for local hosts, the inventory's name otherwise */
+  name: string;
   kind: 'netns' | 'ssh';
   /** namespace name, or user@address:port */
   target: string;
@@ -40,18 +42,35 @@ export interface PlannedHost extends HostBinding {
   nofile?: number;
 }
 
+export interface Pair {
+  source: string;
+  address: string;
+  port: number;
+}
+
 export type PlannedStep =
-  | (Step & { kind: Exclude<Step['kind'], 'connect' | 'listen'> })
-  | (Extract<Step, { kind: 'listen' }> & { address: string })
+  | (Step & { kind: Exclude<Step['kind'], 'connect' | 'listen' | 'snapshot'> })
+  | (Extract<Step, { kind: 'snapshot' }> & { hosts: string[] })
+  /** `address` is the first host's; `listeners` has every host of the role */
+  | (Extract<Step, { kind: 'listen' }> & { address: string; listeners: Array<{ host: string; address: string }> })
+  /**
+   * `pairs` is the first host's; `parts` has every host of the role, each
+   * connecting from its own addresses to every host of each destination role.
+   * The count is shared out at run time, from each host's facts.
+   */
   | (Extract<Step, { kind: 'connect' }> & {
-      pairs: Array<{ source: string; address: string; port: number }>;
+      pairs: Pair[];
+      parts: Array<{ host: string; pairs: Pair[] }>;
       /** how `sources: auto` was planned, for `lab plan` and the report */
       autoPlan?: string;
     });
 
 export interface Plan {
   lab: Lab;
+  /** one per host, roles in lab order, each role's hosts in inventory order */
   hosts: PlannedHost[];
+  /** role -> the names of its hosts */
+  roles: Record<string, string[]>;
   steps: PlannedStep[];
 }
 
@@ -107,44 +126,52 @@ export function planSources(lab: Lab, bindings: HostBinding[]): { lab: Lab; auto
 }
 
 export function planLab(given: Lab, bindings: HostBinding[]): Plan {
-  const byRole = new Map(bindings.map((b) => [b.role, b]));
   const { lab, autoPlans, problems } = planSources(given, bindings);
-  const hosts: PlannedHost[] = lab.hosts.map((h) => {
-    const b = byRole.get(h.role);
-    if (!b) {
-      problems.push(`Role "${h.role}" has no host: add it to the inventory`);
-      return undefined as never;
+  const hosts: PlannedHost[] = [];
+  const roles: Record<string, string[]> = {};
+  for (const h of lab.hosts) {
+    const bound = bindings.filter((b) => b.role === h.role);
+    if (!bound.length) problems.push(`Role "${h.role}" has no host: add it to the inventory`);
+    roles[h.role] = bound.map((b) => b.name);
+    for (const b of bound) {
+      const which = bound.length > 1 ? `Host "${b.name}" of role "${h.role}"` : `Role "${h.role}"`;
+      if (h.aliases > b.aliasPool.length) {
+        problems.push(
+          `${which} needs ${h.aliases} IP aliases but its host offers ${b.aliasPool.length}${b.where ? ` (${b.where}: add addresses to "aliases")` : ''}`,
+        );
+      }
+      if (h.aliases > 0 && !b.device) problems.push(`${which} needs IP aliases: its host must name an "interface"`);
+      hosts.push({
+        ...b,
+        aliases: b.aliasPool.slice(0, h.aliases),
+        sysctls: Object.entries(h.sysctls).map(([name, value]) => ({ name, value, scope: sysctlScope(name) })),
+        nofile: h.nofile,
+      });
     }
-    if (h.aliases > b.aliasPool.length) {
-      problems.push(
-        `Role "${h.role}" needs ${h.aliases} IP aliases but its host offers ${b.aliasPool.length}${b.where ? ` (${b.where}: add addresses to "aliases")` : ''}`,
-      );
-    }
-    if (h.aliases > 0 && !b.device) problems.push(`Role "${h.role}" needs IP aliases: its host must name an "interface"`);
-    return {
-      ...b,
-      aliases: b.aliasPool.slice(0, h.aliases),
-      sysctls: Object.entries(h.sysctls).map(([name, value]) => ({ name, value, scope: sysctlScope(name) })),
-      nofile: h.nofile,
-    };
-  });
+  }
   if (problems.length) throw new LabError('PLAN_HOSTS', problems.join('\n'));
 
-  const planned = new Map(hosts.map((h) => [h.role, h]));
+  const byName = new Map(hosts.map((h) => [h.name, h]));
+  const of = (role: string) => roles[role]!.map((n) => byName.get(n)!);
   const steps: PlannedStep[] = lab.steps.map((s) => {
-    if (s.kind === 'listen') return { ...s, address: planned.get(s.host)!.address };
-    if (s.kind === 'connect') {
-      const from = planned.get(s.host)!;
-      const sources = [from.address, ...from.aliases].slice(0, s.sources);
-      const pairs = sources.flatMap((source) =>
-        s.to.map((d) => ({ source, address: planned.get(d.role)!.address, port: d.port })),
-      );
-      const autoPlan = autoPlans.get(s.name);
-      return autoPlan ? { ...s, pairs, autoPlan } : { ...s, pairs };
+    if (s.kind === 'listen') {
+      const listeners = of(s.host).map((h) => ({ host: h.name, address: h.address }));
+      return { ...s, address: listeners[0]!.address, listeners };
     }
+    if (s.kind === 'connect') {
+      // Every host of a destination role is a destination: `to: server:8080` spreads over them.
+      const dests = s.to.flatMap((d) => of(d.role).map((h) => ({ address: h.address, port: d.port })));
+      const parts = of(s.host).map((from) => {
+        const sources = [from.address, ...from.aliases].slice(0, s.sources);
+        return { host: from.name, pairs: sources.flatMap((source) => dests.map((d) => ({ source, ...d }))) };
+      });
+      const autoPlan = autoPlans.get(s.name);
+      return { ...s, pairs: parts[0]!.pairs, parts, ...(autoPlan ? { autoPlan } : {}) };
+    }
+    if (s.kind === 'snapshot') return { ...s, hosts: roles[s.host]! };
     return s;
   });
-  return { lab, hosts, steps };
+  return { lab, hosts, roles, steps };
 }
 
 /**

@@ -90,6 +90,41 @@ const SERIES_METRIC: Record<string, string> = { connect: 'established', listen: 
 /** The slab caches an idle TCP connection takes objects from; result.json keeps them all. */
 const CONNECTION_SLABS = ['TCP', 'tw_sock_TCP', 'request_sock_TCP', 'sock_inode_cache', 'filp', 'dentry', 'eventpoll_epi', 'eventpoll_pwq', 'skbuff_head_cache'];
 
+/** A prediction's metric, with the host it is for, or "total" for a role's sum (roles with several hosts). */
+export function predictionLabel(p: Prediction): string {
+  if (p.host !== undefined) return `${p.metric} @${p.host}`;
+  if (p.role !== undefined) return `${p.metric} (${p.role} total)`;
+  return p.metric;
+}
+
+/**
+ * For each role with several hosts: one row per host (its address, port
+ * range and, per metric, predicted / observed and the verdict) and the total.
+ */
+export function roleTables(result: RunResult) {
+  const roles = [...new Set(result.hosts.filter((h) => h.name !== undefined).map((h) => h.role))];
+  return roles
+    .map((role) => {
+      const hosts = result.hosts.filter((h) => h.role === role);
+      const metrics = [...new Set(result.predictions.filter((p) => p.role === role).map((p) => p.metric))];
+      const cell = (p: Prediction | undefined) =>
+        p ? { text: `${formatValue(p.predicted)} / ${formatValue(p.observed)}`, verdict: p.verdict } : { text: '—', verdict: 'not-measured' as Verdict };
+      return {
+        role,
+        count: hosts.length,
+        metrics,
+        rows: hosts.map((h) => ({
+          host: h.name ?? h.role,
+          address: h.address,
+          portRange: formatPortRange(h.facts.portRange),
+          cells: metrics.map((m) => cell(result.predictions.find((p) => p.metric === m && p.host === (h.name ?? h.role)))),
+        })),
+        total: metrics.map((m) => cell(result.predictions.find((p) => p.metric === m && p.role === role && p.host === undefined))),
+      };
+    })
+    .filter((t) => t.count > 1);
+}
+
 export function reportView(result: RunResult) {
   const charts = runChartSpecs(result).map(({ name, title }) => ({ name, title, file: `${name}.svg` }));
   const stepChart = (step: string) => charts.find((c) => c.name === `ramp-${slug(step)}`);
@@ -103,8 +138,11 @@ export function reportView(result: RunResult) {
       regressed: result.baseline.regressions > 0,
       metrics: result.baseline.metrics.map((m) => ({ ...m, flagged: isRegression(m) })),
     },
+    predictions: result.predictions.map((p) => ({ ...p, label: predictionLabel(p) })),
+    roles: roleTables(result),
     hosts: result.hosts.map((host) => ({
       ...host,
+      title: host.name !== undefined ? `${host.role}: ${host.name}` : host.role,
       note: host.transport === 'netns' ? NETNS_NOTE : undefined,
       portRange: formatPortRange(host.facts.portRange),
       slab: Object.entries(host.facts.slabObjectSize)

@@ -3,7 +3,7 @@
 // suite's runs go into one file.
 
 import type { Prediction, RunResult } from '../result.ts';
-import { escapeXml, formatTolerance, formatValue, stepOf, verdictCounts } from './helpers.ts';
+import { escapeXml, formatTolerance, formatValue, predictionLabel, stepOf, verdictCounts } from './helpers.ts';
 
 /** junit.xml of one run: a testsuites element holding its one testsuite. */
 export function renderJunit(result: RunResult): string {
@@ -38,7 +38,7 @@ function testsuite(result: RunResult): { xml: string; counts: { tests: number; f
   const attrs = `tests="${tests}" failures="${failures}" errors="${errors}" skipped="${skipped}" time="${seconds(result.durationMs)}"`;
 
   const cases = result.predictions.map((p) => {
-    const open = `<testcase classname="${x(suite)}" name="${x(p.metric)}" time="${seconds(stepOf(result, p.metric)?.durationMs ?? 0)}"`;
+    const open = `<testcase classname="${x(suite)}" name="${x(predictionLabel(p))}" time="${seconds(stepOf(result, p.metric)?.durationMs ?? 0)}"`;
     if (p.verdict === 'pass') return `${open}/>`;
     if (p.verdict === 'not-measured') {
       const why = `not measured: ${result.error ? `the run stopped early (${result.error.code})` : 'no observation'}`;

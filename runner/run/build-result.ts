@@ -19,19 +19,28 @@ export interface RunRecord {
   error?: { code: string; message: string };
 }
 
+/** Each host's facts as provisioned, by host name. */
+export function factsOf(sessions: Sessions): Record<string, HostFacts> {
+  const facts: Record<string, HostFacts> = {};
+  for (const [name, s] of sessions) if (s.facts) facts[name] = s.facts;
+  return facts;
+}
+
+/** Each host's addresses, primary first, by host name. */
+export function addressesOf(plan: Plan): Record<string, string[]> {
+  return Object.fromEntries(plan.hosts.map((h) => [h.name, [h.address, ...h.aliases]]));
+}
+
 export function buildResult(run: RunRecord): RunResult {
   const { plan, sessions } = run;
-  const facts: Record<string, HostFacts> = {};
-  for (const [role, s] of sessions) if (s.facts) facts[role] = s.facts;
-  const addresses: Record<string, string[]> = {};
-  for (const h of plan.hosts) addresses[h.role] = [h.address, ...h.aliases];
   const predictions = comparePredictions({
     expectations: plan.lab.expect,
     steps: plan.lab.steps,
     release: plan.lab.release,
     observations: run.observations,
-    facts,
-    addresses,
+    facts: factsOf(sessions),
+    addresses: addressesOf(plan),
+    roles: plan.roles,
   });
   const notes = [...run.restore.notes];
   if (plan.hosts.some((h) => h.local && h.sysctls.some((s) => s.scope === 'global'))) {
@@ -39,10 +48,18 @@ export function buildResult(run: RunRecord): RunResult {
   }
 
   const hosts: HostResult[] = plan.hosts
-    .filter((h) => sessions.get(h.role)?.facts)
+    .filter((h) => sessions.get(h.name)?.facts)
     .map((h) => {
-      const s = sessions.get(h.role)!;
-      return { role: h.role, transport: h.kind, target: h.target, address: h.address, facts: s.facts!, changes: s.changes };
+      const s = sessions.get(h.name)!;
+      return {
+        role: h.role,
+        ...(h.name !== h.role ? { name: h.name } : {}),
+        transport: h.kind,
+        target: h.target,
+        address: h.address,
+        facts: s.facts!,
+        changes: s.changes,
+      };
     });
   const ended = new Date();
   const failed = !!run.error || predictions.some((p) => p.verdict !== 'pass') || run.restore.problems.length > 0;

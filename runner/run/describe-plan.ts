@@ -7,6 +7,7 @@ import { runLocal } from '../hosts/local.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { capacityCheck } from '../models/scale.ts';
 import { sysctlReadCommand } from '../provision/sysctl-read.ts';
+import { mapLimit } from '../hosts/forks.ts';
 import type { HostFacts } from '../result.ts';
 import type { HostProvider } from './provider.ts';
 
@@ -28,7 +29,7 @@ async function currentSysctls(host: PlannedHost, provider: HostProvider): Promis
     const [ns, global] = await Promise.all([read('namespace'), read('global')]);
     return names.map((n) => ns.get(n) ?? global.get(n) ?? '?');
   }
-  const t = provider.transport(host.role);
+  const t = provider.transport(host.name);
   await t.connect();
   try {
     const r = await t.exec(sysctlReadCommand(names));
@@ -38,18 +39,25 @@ async function currentSysctls(host: PlannedHost, provider: HostProvider): Promis
   }
 }
 
-export async function describePlan(plan: Plan, provider: HostProvider): Promise<string> {
+export async function describePlan(plan: Plan, provider: HostProvider, options: { forks?: number } = {}): Promise<string> {
   const lines = [`Plan for lab "${plan.lab.name}" (${plan.lab.file})`];
   if (provider.kind === 'local') {
     lines.push('  root namespace: a route "unreachable 198.18.0.0/15" of the run\'s own (its metric is its slice\'s), removed afterwards');
     lines.push('  addresses: the first free slice of 198.18.0.0/16 (shown: the first, what a run alone gets)');
+  } else {
+    for (const [role, names] of Object.entries(plan.roles)) {
+      const group = provider.groupOf?.(role);
+      lines.push(`  role ${role}: ${group ? `group "${group}", ` : ''}${names.length} host${names.length > 1 ? 's' : ''}: ${names.join(', ')}`);
+    }
   }
-  for (const h of plan.hosts) {
+  // Current values from every host at once (bounded), printed in plan order.
+  const olds = await mapLimit(plan.hosts, options.forks, (h) => currentSysctls(h, provider));
+  for (const [n, h] of plan.hosts.entries()) {
     const where = h.kind === 'netns' ? `new namespace ${h.target}` : `${h.target} over SSH${h.local ? ' (a namespace on this machine)' : ''}`;
-    lines.push(`  host ${h.role}: ${where}, address ${h.address}`);
+    lines.push(`  host ${h.name === h.role ? h.role : `${h.name} (${h.role})`}: ${where}, address ${h.address}`);
     if (h.aliases.length > 4) lines.push(`    + ${h.aliases.length} addresses ${h.aliases[0]} … ${h.aliases.at(-1)}, each /32 on ${h.device}`);
     else for (const a of h.aliases) lines.push(`    + address ${a}/32 on ${h.device}`);
-    const old = await currentSysctls(h, provider);
+    const old = olds[n]!;
     for (const [i, s] of h.sysctls.entries()) {
       const before = old[i] ?? '?';
       const change = before === s.value ? `${s.value} (unchanged)` : `${before} → ${s.value}`;
@@ -63,10 +71,10 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
     let what: string;
     switch (s.kind) {
       case 'listen':
-        what = `listen on ${s.host} ${s.address}:${s.port}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
+        what = `listen on ${s.host} ${s.listeners.map((l) => `${l.address}:${s.port}`).join(', ')}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
         break;
       case 'connect':
-        what = `connect from ${s.host}: ${pairsText(s.pairs)}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
+        what = `connect from ${s.host}${s.parts.length > 1 ? ` (${s.parts.length} hosts, the count shared out by each host's capacity)` : ''}: ${pairsText(s.parts.flatMap((part) => part.pairs))}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
         break;
       case 'sleep':
         what = `sleep ${s.durationMs / 1000} s`;

@@ -3,9 +3,10 @@
 
 import { hostsDown, hostsUp } from '../hosts/hostsup.ts';
 
-export async function hostsUpCommand(roles: string[], out: string): Promise<string> {
-  const r = await hostsUp({ roles, out });
-  return `hosts up: ${roles.join(', ')} running sshd; inventory written to ${r.inventoryPath}`;
+export async function hostsUpCommand(roles: string[], out: string, ansibleOut?: string): Promise<string> {
+  const r = await hostsUp({ roles, out, ansibleOut });
+  const hosts = Object.entries(r.groups).map(([g, names]) => (names.length > 1 || names[0] !== g ? `${g} (${names.join(', ')})` : g));
+  return `hosts up: ${hosts.join(', ')} running sshd; inventory written to ${r.inventoryPath}, Ansible inventory to ${r.ansiblePath}`;
 }
 
 export async function hostsDownCommand(): Promise<{ line: string; problems: string[] }> {

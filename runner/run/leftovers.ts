@@ -2,6 +2,7 @@
 // inventory, the local networks (namespaces, links) of dead runs; with one,
 // each host's journal, replayed by a fresh agent.
 
+import { mapLimit } from '../hosts/forks.ts';
 import { HOSTS_UP_PURPOSE } from '../hosts/hostsup.ts';
 import { liveLocalNamespaces, restoreLocalNetworks } from '../hosts/netns.ts';
 import { describeUndone, replayJournal } from '../provision/journal.ts';
@@ -16,7 +17,7 @@ export interface LeftoversRestored {
 }
 
 export async function restoreLeftovers(options: ProviderOptions): Promise<LeftoversRestored> {
-  if (options.inventory) return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
+  if (options.inventory) return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, forks: options.forks });
   // `lab hosts up` networks outlive the command that made them: `lab hosts down` removes those.
   // A lost agent's journal is replayed before its namespace goes (global sysctls outlive it).
   const replayed: string[] = [];
@@ -37,16 +38,18 @@ export async function restoreLeftovers(options: ProviderOptions): Promise<Leftov
   return { lines, problems: r.problems };
 }
 
-/** On every host of the inventory, undo a journal left by a dead run. */
-async function restoreInventory(file: string, options: { acceptNewHostKeys: boolean }): Promise<LeftoversRestored> {
+/** On every host of the inventory, `forks` at a time, undo a journal left by a dead run. */
+async function restoreInventory(file: string, options: { acceptNewHostKeys: boolean; forks?: number }): Promise<LeftoversRestored> {
   // Loaded only with -i: ssh2 is not needed for local hosts.
   const { inventoryTransport, readInventory } = await import('../hosts/inventory.ts');
   const { inventoryJournalPath } = await import('./inventory-provider.ts');
   const inventory = await readInventory(file);
   const lines: string[] = [];
   const problems: string[] = [];
-  await Promise.all(
-    Object.entries(inventory.hosts).map(async ([role, host]) => {
+  await mapLimit(
+    Object.entries(inventory.hosts),
+    options.forks,
+    async ([role, host]) => {
       const transport = inventoryTransport(host, role, options);
       try {
         // A held lock means a live run: no waiting, it is reported.
@@ -59,7 +62,8 @@ async function restoreInventory(file: string, options: { acceptNewHostKeys: bool
       } finally {
         await transport.close().catch(() => {});
       }
-    }),
+    },
+    { settle: true },
   );
   return { lines: lines.sort(), problems };
 }

@@ -44,7 +44,7 @@ export class LocalProvider implements HostProvider {
   bindings(): HostBinding[] {
     return this.roles.map((role, i) => {
       const { address, aliasPool } = localAddresses(18, i, this.slice ?? 0);
-      return { role, kind: 'netns', target: namespaceName(this.id, role), address, aliasPool, device: 'eth0', local: true };
+      return { role, name: role, kind: 'netns', target: namespaceName(this.id, role), address, aliasPool, device: 'eth0', local: true };
     });
   }
 

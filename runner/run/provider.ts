@@ -5,6 +5,7 @@
 import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
+import { LabError } from '../errors.ts';
 import { LocalProvider } from './local-provider.ts';
 
 export interface HostProvider {
@@ -14,20 +15,27 @@ export interface HostProvider {
    * 198.18.0.0/16), before bindings() is planned for a run; teardown() gives it back
    */
   reserve(): Promise<void>;
+  /** one per host; a role may have several */
   bindings(): HostBinding[];
   /** create what the hosts need (namespaces); throws HostError */
   prepare(): Promise<void>;
-  /** a new, unconnected transport to the role's host */
-  transport(role: string): Transport;
+  /** a new, unconnected transport to a host, by its name (HostBinding.name) */
+  transport(name: string): Transport;
   /** the journal path on a host (also the lock's name) */
-  journalPath(role: string): string;
+  journalPath(name: string): string;
   /** remove what prepare made; returns problems */
   teardown(): Promise<string[]>;
+  /** the inventory group a role took (inventory hosts only) */
+  groupOf?(role: string): string;
 }
 
 export interface ProviderOptions {
   inventory?: string;
   acceptNewHostKeys?: boolean;
+  /** `--role ROLE=GROUP` */
+  roleGroups?: Record<string, string>;
+  /** `--forks N`: hosts worked on at once */
+  forks?: number;
 }
 
 /** Local namespaces, or with an inventory its hosts over SSH. */
@@ -35,7 +43,10 @@ export async function openProvider(lab: Lab, options: ProviderOptions): Promise<
   if (options.inventory) {
     // Loaded only with -i: ssh2 is not needed for local hosts.
     const { InventoryProvider } = await import('./inventory-provider.ts');
-    return InventoryProvider.open(lab, options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
+    return InventoryProvider.open(lab, options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, roleGroups: options.roleGroups });
+  }
+  if (options.roleGroups && Object.keys(options.roleGroups).length) {
+    throw new LabError('ARGS', '--role maps roles to inventory groups: it needs -i INVENTORY');
   }
   return new LocalProvider(lab);
 }

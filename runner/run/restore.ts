@@ -5,7 +5,8 @@
 import { restoreHost } from '../provision/journal.ts';
 import type { RunEventHandler } from './events.ts';
 import type { HostProvider } from './provider.ts';
-import type { HostSession, Sessions } from './setup.ts';
+import { mapLimit } from '../hosts/forks.ts';
+import { hostLabel, type HostSession, type Sessions } from './setup.ts';
 import { RUN_TIMEOUTS } from './timeouts.ts';
 
 export interface RestoreOutcome {
@@ -14,15 +15,19 @@ export interface RestoreOutcome {
   notes: string[];
 }
 
-export async function restoreHosts(sessions: Sessions, provider: HostProvider, emit: RunEventHandler): Promise<RestoreOutcome> {
+export async function restoreHosts(sessions: Sessions, provider: HostProvider, emit: RunEventHandler, forks?: number): Promise<RestoreOutcome> {
   const outcome: RestoreOutcome = { problems: [], notes: [] };
-  await Promise.all(
-    [...sessions.values()].map(async (s) => {
+  await mapLimit(
+    [...sessions.values()],
+    forks,
+    async (s) => {
       const problems = await restoreSession(s, outcome.notes);
       await s.transport.close().catch(() => {});
-      outcome.problems.push(...problems.map((p) => `${s.host.role}: ${p}`));
-      emit({ kind: 'restored', role: s.host.role, ok: problems.length === 0, problems });
-    }),
+      outcome.problems.push(...problems.map((p) => `${hostLabel(s.host)}: ${p}`));
+      emit({ kind: 'restored', role: hostLabel(s.host), ok: problems.length === 0, problems });
+    },
+    // Every host is restored, whatever another host's restore did.
+    { settle: true },
   );
   outcome.problems.push(...(await provider.teardown()));
   return outcome;
@@ -35,8 +40,8 @@ async function restoreSession(s: HostSession, notes: string[]): Promise<string[]
   if (!s.agent.alive) {
     notes.push(
       s.transport.kind === 'netns'
-        ? `${s.host.role}: the agent was lost; its journal was replayed by a fresh agent before its namespace was removed`
-        : `${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
+        ? `${hostLabel(s.host)}: the agent was lost; its journal was replayed by a fresh agent before its namespace was removed`
+        : `${hostLabel(s.host)}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
     );
     return [];
   }

@@ -22,6 +22,8 @@ export interface RunOptions {
   onEvent?: RunEventHandler;
   version: string;
   runtime: string;
+  /** how many hosts are connected, provisioned and restored at once (`--forks`) */
+  forks?: number;
 }
 
 export function runtimeName(): string {
@@ -46,16 +48,16 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
 
   try {
     await stage('hosts', () => startHosts(provider, bound));
-    await stage('agents', () => startAgents(plan, provider, sessions, bound, emit));
+    await stage('agents', () => startAgents(plan, provider, sessions, bound, emit, options.forks));
     refuseWhatHostsCannotHold(plan, sessions);
-    await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit));
+    await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit, options.forks));
     await stage('steps', () => runSteps(plan, sessions, observations, bound, emit));
   } catch (e) {
     error = failureOf(e, bound.reason);
   }
 
   await bound.close(RUN_TIMEOUTS.setupSettleMs);
-  const restore = await stage('restore', () => restoreHosts(sessions, provider, emit));
+  const restore = await stage('restore', () => restoreHosts(sessions, provider, emit, options.forks));
   return buildResult({
     plan,
     tool: { name: 'lab', version: options.version, runtime: options.runtime },

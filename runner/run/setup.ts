@@ -11,6 +11,7 @@ import { capacityCheck, capacityRefusal } from '../models/scale.ts';
 import type { Change, HostFacts } from '../result.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
+import { mapLimit } from '../hosts/forks.ts';
 import type { HostProvider } from './provider.ts';
 import { RUN_TIMEOUTS } from './timeouts.ts';
 
@@ -24,7 +25,26 @@ export interface HostSession {
   changes: Change[];
 }
 
+/** By host name (a role's name when the role has one local host). */
 export type Sessions = Map<string, HostSession>;
+
+/** A host as messages name it: its role, and its own name when that differs. */
+export function hostLabel(h: { role: string; name: string }): string {
+  return h.name === h.role ? h.role : `${h.role} ${h.name}`;
+}
+
+/** Each host's work, `forks` at a time, guarded like all setup; after an abort no further host starts. */
+function perHost<T>(bound: RunBound, items: T[], forks: number | undefined, fn: (item: T) => Promise<void>): Promise<unknown> {
+  return bound.guardSetup(
+    mapLimit(items, forks, (item) => {
+      if (bound.reason !== undefined) return Promise.reject(bound.reason);
+      const p = fn(item);
+      // Each host's own promise too: restore waits for a host still starting.
+      void bound.guardSetup(p).catch(() => {});
+      return p;
+    }),
+  );
+}
 
 /** Stage "hosts": create what the hosts need (local namespaces; nothing for an inventory). */
 export async function startHosts(provider: HostProvider, bound: RunBound): Promise<void> {
@@ -38,22 +58,21 @@ export async function startAgents(
   sessions: Sessions,
   bound: RunBound,
   emit: RunEventHandler,
+  forks?: number,
 ): Promise<void> {
-  await bound.guardSetup(
-    ...plan.hosts.map(async (host) => {
-      const transport = provider.transport(host.role);
+  await perHost(bound, plan.hosts, forks, async (host) => {
+      const transport = provider.transport(host.name);
       const session: HostSession = { host, transport, changes: [] };
-      sessions.set(host.role, session);
+      sessions.set(host.name, session);
       await transport.connect();
       session.agent = await AgentClient.start(transport);
       session.agent.exited.then((how) => {
         const why = how.signal ? `signal ${how.signal}` : `exit code ${how.code}`;
-        bound.hostLost(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.role));
+        bound.hostLost(new HostError('HOST_LOST', `Lost the agent on ${transport.target} (${why}): the host or its connection went away`, host.name));
       });
       session.facts = await readFacts(session.agent);
-      emit({ kind: 'host-up', role: host.role, target: transport.target, address: host.address, kernel: session.facts.kernel });
-    }),
-  );
+      emit({ kind: 'host-up', role: hostLabel(host), target: transport.target, address: host.address, kernel: session.facts.kernel });
+  });
 }
 
 /** Stage "provision": put every host in its declared state, then read its facts again. */
@@ -63,15 +82,14 @@ export async function provisionHosts(
   holder: string,
   bound: RunBound,
   emit: RunEventHandler,
+  forks?: number,
 ): Promise<void> {
-  await bound.guardSetup(
-    ...[...sessions.values()].map(async (s) => {
-      await provisionHost(s.agent!, s.host, provider.journalPath(s.host.role), holder, s.changes);
+  await perHost(bound, [...sessions.values()], forks, async (s) => {
+      await provisionHost(s.agent!, s.host, provider.journalPath(s.host.name), holder, s.changes);
       // Predictions use the facts as provisioned: the range the lab set, not the default.
       s.facts = await readFacts(s.agent!);
-      emit({ kind: 'provisioned', role: s.host.role, changes: s.changes.length });
-    }),
-  );
+      emit({ kind: 'provisioned', role: hostLabel(s.host), changes: s.changes.length });
+  });
 }
 
 function readFacts(agent: AgentClient): Promise<HostFacts> {
@@ -84,8 +102,9 @@ function readFacts(agent: AgentClient): Promise<HostFacts> {
  * with the arithmetic.
  */
 export function refuseWhatHostsCannotHold(plan: Plan, sessions: Sessions): void {
+  // By role, from each role's first host (the capacity check reads one host of a role).
   const facts: Record<string, HostFacts> = {};
-  for (const [role, s] of sessions) if (s.facts) facts[role] = s.facts;
+  for (const s of sessions.values()) if (s.facts) facts[s.host.role] ??= s.facts;
   const refusal = capacityRefusal(capacityCheck(plan, facts));
   if (refusal) throw new HostError('CAPACITY', refusal);
 }

@@ -6,10 +6,12 @@
 import { HostError, Interrupted } from '../errors.ts';
 import type { Plan, PlannedStep } from '../lab/plan.ts';
 import { CONNECTION_OBJECTS, fitMemory, sidesOn, TIME_WAIT_OBJECTS, type FitPoint } from '../models/memory.ts';
+import { connectShares } from '../models/fleet.ts';
 import type { SnapshotReply } from '../agent/protocol.ts';
-import type { HostFacts, StepObservation } from '../result.ts';
+import type { HostFacts, HostObservation, StepObservation } from '../result.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
+import { addressesOf, factsOf } from './build-result.ts';
 import type { Sessions } from './setup.ts';
 import { PROGRESS_SAMPLE_MS, releaseTimeoutMs, RUN_TIMEOUTS } from './timeouts.ts';
 
@@ -88,95 +90,184 @@ async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObserva
   return obs;
 }
 
-function agentOf(ctx: StepContext, role: string) {
-  return ctx.sessions.get(role)!.agent!;
+function agentOf(ctx: StepContext, name: string) {
+  return ctx.sessions.get(name)!.agent!;
 }
+
+/** What one host of a step saw, before the step's observation adds them up. */
+interface HostPart extends HostObservation {
+  host: string;
+  detail?: Record<string, unknown>;
+}
+
+/**
+ * Runs a step's part on each of `hosts` at once, then makes the observation
+ * from the parts: one host's part is the observation itself (as before
+ * fleets); several add up (durationMs is the longest, a label stays only when
+ * every host saw the same), each kept by host name. A host's failure is its
+ * part's; the others still report.
+ */
+async function onHosts(hosts: string[], obs: StepObservation, fn: (name: string, part: HostPart) => Promise<void>): Promise<void> {
+  const parts = hosts.map((name): HostPart => ({ host: name, ok: true, metrics: {}, labels: {} }));
+  await Promise.all(
+    parts.map(async (part) => {
+      try {
+        await fn(part.host, part);
+      } catch (e) {
+        if (e instanceof Interrupted) throw e;
+        part.ok = false;
+        part.error = (e as Error).message;
+      }
+    }),
+  );
+  const failed = parts.filter((p) => !p.ok);
+  if (failed.length) {
+    obs.ok = false;
+    obs.error = failed.map((p) => (parts.length > 1 ? `${p.host}: ${p.error}` : p.error)).join('; ');
+  }
+  if (parts.length === 1) {
+    const [p] = parts as [HostPart];
+    obs.metrics = p.metrics;
+    obs.labels = p.labels;
+    if (p.errors) obs.errors = p.errors;
+    if (p.detail) obs.detail = p.detail;
+    return;
+  }
+  const metrics: Record<string, number> = {};
+  for (const p of parts) {
+    for (const [k, v] of Object.entries(p.metrics)) metrics[k] = k === 'durationMs' ? Math.max(metrics[k] ?? 0, v) : (metrics[k] ?? 0) + v;
+  }
+  const labels: Record<string, string> = {};
+  for (const k of new Set(parts.flatMap((p) => Object.keys(p.labels)))) {
+    const values = new Set(parts.map((p) => p.labels[k]));
+    if (values.size === 1 && parts[0]!.labels[k] !== undefined) labels[k] = parts[0]!.labels[k]!;
+  }
+  const errors = new Map<string, number>();
+  for (const p of parts) for (const e of p.errors ?? []) errors.set(e.errno, (errors.get(e.errno) ?? 0) + e.count);
+  obs.metrics = metrics;
+  obs.labels = labels;
+  if (errors.size) obs.errors = [...errors].map(([errno, count]) => ({ errno, count }));
+  obs.hosts = Object.fromEntries(parts.map(({ host, detail: _d, ...rest }) => [host, rest]));
+  obs.detail = Object.fromEntries(parts.filter((p) => p.detail).map((p) => [p.host, p.detail]));
+}
+
+const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
 async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   obs.metrics.accepted = 0;
-  const r = await ctx.bound.guard(
-    agentOf(ctx, step.host).request(
-      'listen',
-      { id: step.name, address: step.address, port: step.port, backlog: step.backlog, accept: step.accept },
-      {
-        timeoutMs: RUN_TIMEOUTS.requestMs,
-        // Accepts go on after the reply; the observation keeps counting.
-        onEvent: (_e, d) => {
-          if (typeof d.accepted === 'number') obs.metrics.accepted = d.accepted;
-        },
-      },
-    ),
+  const accepted = new Map<string, number>();
+  await onHosts(
+    step.listeners.map((l) => l.host),
+    obs,
+    async (name, part) => {
+      const address = step.listeners.find((l) => l.host === name)!.address;
+      part.metrics.accepted = 0;
+      const r = await ctx.bound.guard(
+        agentOf(ctx, name).request(
+          'listen',
+          { id: step.name, address, port: step.port, backlog: step.backlog, accept: step.accept },
+          {
+            timeoutMs: RUN_TIMEOUTS.requestMs,
+            // Accepts go on after the reply; the observation keeps counting.
+            onEvent: (_e, d) => {
+              if (typeof d.accepted !== 'number') return;
+              accepted.set(name, d.accepted);
+              if (obs.hosts?.[name]) obs.hosts[name]!.metrics.accepted = d.accepted;
+              obs.metrics.accepted = sum(accepted);
+            },
+          },
+        ),
+      );
+      part.detail = { ...r };
+    },
   );
-  obs.detail = { ...r };
+  obs.metrics.accepted = sum(accepted);
 }
 
 async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  // Each host's share of the count, from its own facts as provisioned.
+  const shares = connectShares(step, { roles: ctx.plan.roles, facts: factsOf(ctx.sessions), addresses: addressesOf(ctx.plan) });
   const series: Array<[number, number]> = [];
+  const established = new Map<string, number>();
   let lastSample = -Infinity;
-  const r = await ctx.bound.guard(
-    agentOf(ctx, step.host).request(
-      'connect',
-      {
-        id: step.name,
-        pairs: step.pairs,
-        count: step.count,
-        bind: step.bind,
-        port: step.port,
-        rate: step.rate,
-        timeoutMs: step.timeoutMs,
-        connectTimeoutMs: step.connectTimeoutMs,
-        stopOnError: step.stopOnError,
-        processes: step.processes,
-      },
-      {
-        timeoutMs: step.timeoutMs + RUN_TIMEOUTS.connectSlackMs,
-        onEvent: (_e, d) => {
-          const value = Number(d.established ?? 0);
-          const ms = Number(d.elapsedMs ?? 0);
-          if (ms - lastSample >= PROGRESS_SAMPLE_MS) {
-            series.push([ms, value]);
-            lastSample = ms;
-          }
-          const extra = d as { failed?: number; slabKiB?: number };
-          ctx.emit({
-            kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms,
-            ...(typeof extra.failed === 'number' ? { failed: extra.failed } : {}),
-            ...(typeof extra.slabKiB === 'number' ? { slabKiB: extra.slabKiB } : {}),
-          });
-        },
-      },
-    ),
+  await onHosts(
+    step.parts.map((p) => p.host),
+    obs,
+    async (name, part) => {
+      part.count = shares[name]!;
+      const r = await ctx.bound.guard(
+        agentOf(ctx, name).request(
+          'connect',
+          {
+            id: step.name,
+            pairs: step.parts.find((p) => p.host === name)!.pairs,
+            count: part.count,
+            bind: step.bind,
+            port: step.port,
+            rate: step.rate,
+            timeoutMs: step.timeoutMs,
+            connectTimeoutMs: step.connectTimeoutMs,
+            stopOnError: step.stopOnError,
+            processes: step.processes,
+          },
+          {
+            timeoutMs: step.timeoutMs + RUN_TIMEOUTS.connectSlackMs,
+            onEvent: (_e, d) => {
+              established.set(name, Number(d.established ?? 0));
+              const value = sum(established);
+              // The agent's clock: the hosts of one role start together, so theirs agree closely enough.
+              const ms = Number(d.elapsedMs ?? 0);
+              if (ms - lastSample >= PROGRESS_SAMPLE_MS) {
+                series.push([ms, value]);
+                lastSample = ms;
+              }
+              const extra = d as { failed?: number; slabKiB?: number };
+              ctx.emit({
+                kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms,
+                ...(typeof extra.failed === 'number' ? { failed: extra.failed } : {}),
+                ...(typeof extra.slabKiB === 'number' ? { slabKiB: extra.slabKiB } : {}),
+              });
+            },
+          },
+        ),
+      );
+      established.set(name, r.established);
+      part.metrics = {
+        established: r.established,
+        attempted: r.attempted,
+        connectsPerSecond: r.connectsPerSecond,
+        durationMs: r.durationMs,
+        workers: r.workers,
+        distinctLocalPorts: r.localPorts?.distinct ?? 0,
+      };
+      if (r.firstError) part.labels.firstError = r.firstError.errno;
+      part.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count }));
+      part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
+    },
   );
-  series.push([r.durationMs, r.established]);
+  series.push([obs.metrics.durationMs ?? 0, obs.metrics.established ?? 0]);
   obs.series = series;
-  obs.metrics = {
-    established: r.established,
-    attempted: r.attempted,
-    connectsPerSecond: r.connectsPerSecond,
-    durationMs: r.durationMs,
-    workers: r.workers,
-    distinctLocalPorts: r.localPorts?.distinct ?? 0,
-  };
-  ctx.held.set(step.name, r.established);
-  if (r.firstError) obs.labels.firstError = r.firstError.errno;
-  obs.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count }));
-  obs.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
+  ctx.held.set(step.name, obs.metrics.established ?? 0);
 }
 
 async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepContext): Promise<void> {
-  const snap = await ctx.bound.guard(agentOf(ctx, step.host).request('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
-  const tcp = snap.sockstat?.TCP ?? {};
-  let slabBytes = 0;
-  for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
-  obs.metrics = {
-    connections: [...ctx.held.values()].reduce((a, b) => a + b, 0),
-    tcpInuse: tcp.inuse ?? 0,
-    tcpTw: tcp.tw ?? 0,
-    tcpMemPages: tcp.mem ?? 0,
-    slabBytes,
-    memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
-  };
-  obs.detail = { ...snap };
+  await onHosts(step.hosts, obs, async (name, part) => {
+    const snap = await ctx.bound.guard(agentOf(ctx, name).request('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
+    const tcp = snap.sockstat?.TCP ?? {};
+    let slabBytes = 0;
+    for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
+    part.metrics = {
+      connections: 0,
+      tcpInuse: tcp.inuse ?? 0,
+      tcpTw: tcp.tw ?? 0,
+      tcpMemPages: tcp.mem ?? 0,
+      slabBytes,
+      memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
+    };
+    part.detail = { ...snap };
+  });
+  // Connections the run holds at this point, on every host: counted once, not per host.
+  obs.metrics.connections = [...ctx.held.values()].reduce((a, b) => a + b, 0);
 }
 
 /** Slab memory against connections held, over earlier snapshots: computed here, nothing runs on a host. */
@@ -188,8 +279,12 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
     const count = step.per === 'time-wait' ? o.metrics.tcpTw : o.metrics.connections;
     return { connections: count ?? 0, held: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
   });
+  // By role, from each role's first host: the fit looks at one host of a role.
   const facts: Record<string, HostFacts> = {};
-  for (const [role, s] of ctx.sessions) if (s.facts) facts[role] = s.facts;
+  for (const [role, names] of Object.entries(ctx.plan.roles)) {
+    const s = ctx.sessions.get(names[0]!);
+    if (s?.facts) facts[role] = s.facts;
+  }
   const connects = ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).filter((s) => s.kind === 'connect');
   const sides = sidesOn(step.host, connects, facts);
   const f =
@@ -221,11 +316,14 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
     // listen, every connect's (its accepted count is only as fresh as its last event).
     const connects = ctx.done.filter((o) => o.kind === 'connect').reduce((n, o) => n + Number(o.metrics.established ?? 0), 0);
     const held = target.kind === 'connect' ? Number(target.metrics.established ?? 0) : Math.max(Number(target.metrics.accepted ?? 0), connects);
-    const r = await ctx.bound.guard(
-      agentOf(ctx, target.host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) }),
+    // On every host of the role the step ran on.
+    const replies = await Promise.all(
+      (ctx.plan.roles[target.host] ?? []).map((host) =>
+        ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) })),
+      ),
     );
     ctx.held.delete(name);
-    return r.closed;
+    return replies.reduce((a, r) => a + r.closed, 0);
   };
   // By RST all at once: each side closes in its own workers, and neither needs
   // the other first. Graceful in the lab's order: which side closes first decides

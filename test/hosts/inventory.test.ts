@@ -44,9 +44,11 @@ test('loadInventory() merges defaults under each host and resolves paths against
   };
   assert.equal(inv, {
     file,
+    format: 'lab',
+    groups: { all: ['client', 'server', 'edge'], client: ['client'], server: ['server'], edge: ['edge'] },
     hosts: {
       client: {
-        role: 'client',
+        name: 'client',
         address: '198.18.10.1',
         labAddress: '198.18.10.1',
         port: 2222,
@@ -62,9 +64,10 @@ test('loadInventory() merges defaults under each host and resolves paths against
         where: `${file}:13:3`,
         jump: bastion,
         interface: 'ens3',
+        vars: {},
       },
       server: {
-        role: 'server',
+        name: 'server',
         address: 'db1.example.net',
         labAddress: '198.18.10.2',
         port: 22,
@@ -90,9 +93,10 @@ test('loadInventory() merges defaults under each host and resolves paths against
           connectTimeoutMs: 5000,
         },
         interface: 'ens3',
+        vars: {},
       },
       edge: {
-        role: 'edge',
+        name: 'edge',
         address: '198.18.10.3',
         labAddress: '198.18.10.3',
         port: 2222,
@@ -116,6 +120,7 @@ test('loadInventory() merges defaults under each host and resolves paths against
           connectTimeoutMs: 1500,
         },
         interface: 'ens3',
+        vars: {},
       },
     },
   });
@@ -124,7 +129,7 @@ test('loadInventory() merges defaults under each host and resolves paths against
 test('loadInventory() defaults to root on port 22, ~/.ssh/known_hosts, host key check and 10s', () => {
   const inv = loadInventory('inv.yaml', 'hosts:\n  client:\n    address: 198.18.0.1\n    agent: true\n', { home: '/home/lab' });
   assert.equal(inv.hosts.client, {
-    role: 'client',
+    name: 'client',
     address: '198.18.0.1',
     labAddress: '198.18.0.1',
     port: 22,
@@ -137,6 +142,7 @@ test('loadInventory() defaults to root on port 22, ~/.ssh/known_hosts, host key 
     aliases: [],
     local: false,
     where: 'inv.yaml:2:3',
+    vars: {},
   });
 });
 
@@ -154,7 +160,7 @@ test('loadInventory() reports unknown keys with a guess, each at its line and co
       `${f}:10:34: hosts.client.jump: Unknown key "prot": did you mean "port"?`,
       `${f}:11:5: hosts.client: Unknown key "lab_adress": did you mean "lab_address"?`,
       `${f}:12:3: hosts: Invalid role name "Server": use lowercase letters, digits and "-", starting with a letter`,
-      `${f}:14:5: hosts.Server: Unknown key "foo": expected one of "address", "lab_address", "port", "user", "identity", "agent", "password_env", "known_hosts", "host_key", "connect_timeout", "jump", "sudo", "interface", "aliases", "local"`,
+      `${f}:14:5: hosts.Server: Unknown key "foo": expected one of "address", "lab_address", "port", "user", "identity", "agent", "password_env", "known_hosts", "host_key", "connect_timeout", "jump", "sudo", "interface", "aliases", "local", "vars"`,
     ].join('\n'),
   );
 });

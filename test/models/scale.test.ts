@@ -20,7 +20,7 @@ const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
 });
 
 const bindings: HostBinding[] = ['client', 'server'].map((role, i) => ({
-  role, kind: 'netns', target: `lab-x-${role}`, address: `198.18.0.${i + 1}`, device: 'eth0', local: true,
+  role, name: role, kind: 'netns', target: `lab-x-${role}`, address: `198.18.0.${i + 1}`, device: 'eth0', local: true,
   aliasPool: Array.from({ length: 64 }, (_, k) => `198.18.${i + 1}.${k + 1}`),
 }));
 

@@ -26,7 +26,7 @@ async function expectGolden(name: string, actual: string): Promise<void> {
   assert.fixture(actual, expected, `${name} differs from its golden file; if intended, run with UPDATE_GOLDEN=1`);
 }
 
-for (const name of ['pass', 'fail', 'regressed']) {
+for (const name of ['pass', 'fail', 'regressed', 'fleet']) {
   const load = () => readResult(fileURLToPath(new URL(`results/${name}.result.json`, fixtures)));
 
   test(`renderMarkdown() matches golden/${name}.report.md`, async () => {

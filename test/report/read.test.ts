@@ -11,7 +11,8 @@ import { LabError } from '../../runner/errors.ts';
 import { loadResultSchema, readResult, type Schema } from '../../runner/report/read.ts';
 
 const results = new URL('../fixtures/results/', import.meta.url);
-const samples = ['pass', 'fail', 'regressed'].map((name) => fileURLToPath(new URL(`${name}.result.json`, results)));
+// fleet: a real run of four client hosts and a server (lab hosts up --roles client:4,server).
+const samples = ['pass', 'fail', 'regressed', 'fleet'].map((name) => fileURLToPath(new URL(`${name}.result.json`, results)));
 
 async function tempJson(value: unknown): Promise<string> {
   const path = join(await mkdtemp(join(tmpdir(), 'lab-read-')), 'result.json');

@@ -19,7 +19,7 @@ test('lab hosts up writes an inventory of namespace hosts running sshd; lab host
   const file = join(work, 'inventory.yaml');
   const up = await runCli(['hosts', 'up', '--roles', 'alpha,beta', '--out', file]);
   assert.is(up.code, 0, up.stderr);
-  assert.match(up.stdout, `hosts up: alpha, beta running sshd; inventory written to ${file}`);
+  assert.match(up.stdout, `hosts up: alpha, beta running sshd; inventory written to ${file}, Ansible inventory to ${join(work, 'inventory.ini')}`);
   const inventory = await readInventory(file);
   assert.equal(Object.keys(inventory.hosts), ['alpha', 'beta']);
   const id = /network "([a-z0-9]+)"/.exec(readFileSync(file, 'utf8'))![1]!;
