@@ -213,7 +213,7 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
       reference: { ...CLASSIC_TIME_WAIT_BYTES },
     };
   }
-  const before = ctx.steps.slice(0, ctx.steps.indexOf(ctx.step));
+  const before = ctx.steps.slice(0, ctx.steps.findIndex((s) => s.name === ctx.step.name));
   const connects = before.filter((s): s is ConnectStep => s.kind === 'connect');
   const sides = sidesOn(host, connects, ctx.facts);
   const p = predictedBytes(facts);
@@ -299,7 +299,8 @@ function twReuse(ctx: ModelContext, step: ConnectStep, sleptMs: number): { reusa
  * tcp_tw_reuse allows them. For a snapshot: the host's TIME_WAIT count.
  */
 export function timeWait(ctx: ModelContext): ModelOutput {
-  const index = ctx.steps.indexOf(ctx.step);
+  // By name: a fleet gives each host a copy of the step with its share of the count.
+  const index = ctx.steps.findIndex((s) => s.name === ctx.step.name);
   if (ctx.step.kind === 'snapshot') {
     if (ctx.metric !== 'tcpTw') throw new ModelNotApplicable(`Model "time-wait" predicts a snapshot's "tcpTw", not "${ctx.metric}"`);
     const host = ctx.step.host;
@@ -325,7 +326,8 @@ export function timeWait(ctx: ModelContext): ModelOutput {
   const step = connectStep(ctx, 'time-wait');
   if (!ctx.facts[step.host]) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
   const all = ephemeralPorts({ ...ctx, step: { ...step, count: Number.MAX_SAFE_INTEGER }, metric: 'established' }).value as number;
-  const sameDest = (c: ConnectStep) => c.to.some((d) => step.to.some((e) => e.role === d.role && e.port === d.port));
+  // A fleet's host step names each destination host as "role/host": the role is what the lab's steps name.
+  const sameDest = (c: ConnectStep) => c.to.some((d) => step.to.some((e) => e.role.split('/')[0] === d.role && e.port === d.port));
   const sources = timeWaitSources(ctx, step.host, index).filter((t) => sameDest(t.connect));
   const held = sources.reduce((n, t) => n + (ephemeralPorts({ ...ctx, step: t.connect, metric: 'established' }).value as number), 0);
   const slept = sources.length ? Math.min(...sources.map((t) => t.sleptMs)) : TIME_WAIT_MS;
@@ -366,7 +368,8 @@ function listenFor(ctx: ModelContext, before: number, role: string, port: number
  * so it holds min(backlog, somaxconn) + 1 before the listener drops SYNs.
  */
 export function acceptQueue(ctx: ModelContext): ModelOutput {
-  const index = ctx.steps.indexOf(ctx.step);
+  // By name: a fleet gives each host a copy of the step with its share of the count.
+  const index = ctx.steps.findIndex((s) => s.name === ctx.step.name);
   const queueOf = (l: ListenStep) => {
     const f = ctx.facts[l.host];
     if (!f) throw new ModelNotApplicable(`No facts for host "${l.host}"`);
@@ -406,7 +409,8 @@ export function capacity(ctx: ModelContext): ModelOutput {
   const client = ctx.facts[step.host];
   if (!client) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
   if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "capacity" predicts "established", not "${ctx.metric}"`);
-  const index = ctx.steps.indexOf(ctx.step);
+  // By name: a fleet gives each host a copy of the step with its share of the count.
+  const index = ctx.steps.findIndex((s) => s.name === ctx.step.name);
   const ceilings: Array<{ name: string; value: number; formula: string }> = [];
 
   const ports = ephemeralPorts({ ...ctx, step: { ...step, count: Number.MAX_SAFE_INTEGER }, metric: 'established' });
