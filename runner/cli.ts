@@ -264,18 +264,17 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     io.err(`error: Cannot write the reports to "${out}": ${(e as Error).message} [REPORTS_UNWRITTEN]`);
     return 3;
   }
-  return exitCodeOf(result, io);
+  return exitCodeOf(result, io, provider.restoreCommand);
 }
 
-function exitCodeOf(result: RunResult, io: Io): number {
+function exitCodeOf(result: RunResult, io: Io, restoreCommand: string): number {
+  // What stopped the run first, then what it could not put back: the user needs both.
+  if (result.error) io.err(`error: ${result.error.message} [${result.error.code}]`);
   if (!result.restore.ok) {
-    io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
+    io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "${restoreCommand}" to finish it [RESTORE_INCOMPLETE]`);
     return 3;
   }
-  if (result.error) {
-    io.err(`error: ${result.error.message} [${result.error.code}]`);
-    return result.error.code === 'INTERRUPTED' ? 130 : 3;
-  }
+  if (result.error) return result.error.code === 'INTERRUPTED' ? 130 : 3;
   return result.verdict === 'pass' ? 0 : 1;
 }
 
@@ -359,7 +358,9 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         break;
       }
       case 'restored':
-        io.err(`  restored ${e.role}${e.ok ? '' : `: ${e.problems.join('; ')}`}`);
+        // Never "restored" for a host that was not.
+        if (!e.ok) io.err(`  ${e.role} not restored: ${e.problems.join('; ')}`);
+        else io.err(`  restored ${e.role}${e.replayed ? ' (its agent was lost: a fresh agent replayed its journal)' : ''}`);
         break;
     }
   };

@@ -10,6 +10,7 @@ export type RunEvent =
   | { kind: 'step-start'; name: string; stepKind: string; host: string }
   | { kind: 'progress'; step: string; host: string; value: number; of: number; elapsedMs: number }
   | { kind: 'step-end'; observation: StepObservation }
-  | { kind: 'restored'; role: string; ok: boolean; problems: string[] };
+  /** `replayed`: the host's agent was lost, and a fresh one undid its journal */
+  | { kind: 'restored'; role: string; ok: boolean; problems: string[]; replayed?: boolean };
 
 export type RunEventHandler = (event: RunEvent) => void;

@@ -6,6 +6,7 @@ import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
+import { shellQuote } from '../hosts/quote.ts';
 import { hostJournalPath } from '../provision/journal.ts';
 import type { HostProvider } from './provider.ts';
 
@@ -17,11 +18,16 @@ export function inventoryJournalPath(host: InventoryHost): string {
 export class InventoryProvider implements HostProvider {
   readonly kind = 'inventory' as const;
 
+  readonly restoreCommand: string;
+
   private constructor(
     private readonly lab: Lab,
     readonly inventory: Inventory,
+    file: string,
     private readonly options: { acceptNewHostKeys: boolean },
-  ) {}
+  ) {
+    this.restoreCommand = shellQuote(['lab', 'restore', '-i', file]);
+  }
 
   static async open(lab: Lab, file: string, options: { acceptNewHostKeys: boolean }): Promise<InventoryProvider> {
     const inventory = await readInventory(file);
@@ -33,7 +39,7 @@ export class InventoryProvider implements HostProvider {
         `${file}: the lab "${lab.name}" needs role${missing.length > 1 ? 's' : ''} ${missing.join(', ')}, which the inventory does not define (it has ${have})`,
       );
     }
-    return new InventoryProvider(lab, inventory, options);
+    return new InventoryProvider(lab, inventory, file, options);
   }
 
   private host(role: string): InventoryHost {

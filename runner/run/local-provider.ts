@@ -19,6 +19,7 @@ import type { HostProvider } from './provider.ts';
 
 export class LocalProvider implements HostProvider {
   readonly kind = 'local' as const;
+  readonly restoreCommand = 'lab restore';
   readonly id: string;
   private readonly roles: string[];
   /** this run's slice of 198.18.0.0/16, once reserved */

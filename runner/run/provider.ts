@@ -23,6 +23,8 @@ export interface HostProvider {
   journalPath(role: string): string;
   /** remove what prepare made; returns problems */
   teardown(): Promise<string[]>;
+  /** the command a user runs to undo what a run left on these hosts */
+  readonly restoreCommand: string;
 }
 
 export interface ProviderOptions {

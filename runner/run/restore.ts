@@ -1,8 +1,12 @@
 // Stage "restore": always, also after an error, Ctrl-C or a lost host. Each
-// host's agent undoes its journal and exits; then the provider removes what it
-// made (local namespaces). Returns what could not be put back.
+// host's agent undoes its journal and exits; a host whose agent was lost gets
+// a fresh agent that replays the journal left there, and when even that is
+// impossible the host is reported not restored, with what the run changed and
+// the command that undoes it. Then the provider removes what it made (local
+// namespaces). A host is never reported restored unless it was.
 
-import { restoreHost } from '../provision/journal.ts';
+import type { Change } from '../result.ts';
+import { describeUndone, replayJournal, restoreHost } from '../provision/journal.ts';
 import type { RunEventHandler } from './events.ts';
 import type { HostProvider } from './provider.ts';
 import type { HostSession, Sessions } from './setup.ts';
@@ -14,28 +18,33 @@ export interface RestoreOutcome {
   notes: string[];
 }
 
+interface HostRestored {
+  problems: string[];
+  /** the agent was lost and a fresh one replayed its journal */
+  replayed?: boolean;
+  note?: string;
+}
+
 export async function restoreHosts(sessions: Sessions, provider: HostProvider, emit: RunEventHandler): Promise<RestoreOutcome> {
   const outcome: RestoreOutcome = { problems: [], notes: [] };
   await Promise.all(
     [...sessions.values()].map(async (s) => {
-      const problems = await restoreSession(s, outcome.notes);
+      const r = await restoreSession(s, provider);
       await s.transport.close().catch(() => {});
-      outcome.problems.push(...problems.map((p) => `${s.host.role}: ${p}`));
-      emit({ kind: 'restored', role: s.host.role, ok: problems.length === 0, problems });
+      outcome.problems.push(...r.problems.map((p) => `${s.host.role}: ${p}`));
+      if (r.note) outcome.notes.push(`${s.host.role}: ${r.note}`);
+      emit({ kind: 'restored', role: s.host.role, ok: r.problems.length === 0, problems: r.problems, ...(r.replayed ? { replayed: true } : {}) });
     }),
   );
   outcome.problems.push(...(await provider.teardown()));
   return outcome;
 }
 
-/** Undo one host's journal; returns its problems. */
-async function restoreSession(s: HostSession, notes: string[]): Promise<string[]> {
-  // No agent: nothing was changed on this host.
-  if (!s.agent) return [];
-  if (!s.agent.alive) {
-    notes.push(`${s.host.role}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``);
-    return [];
-  }
+/** Undo one host's journal, with its own agent or, when that was lost, a fresh one. */
+async function restoreSession(s: HostSession, provider: HostProvider): Promise<HostRestored> {
+  // No agent, or one lost before provisioning began: nothing was changed on this host.
+  if (!s.agent || (!s.agent.alive && !s.journaled)) return { problems: [] };
+  if (!s.agent.alive) return replayLostJournal(s, provider);
   const problems: string[] = [];
   try {
     problems.push(...(await restoreHost(s.agent, RUN_TIMEOUTS.restoreMs)));
@@ -43,5 +52,45 @@ async function restoreSession(s: HostSession, notes: string[]): Promise<string[]
     problems.push((e as Error).message);
   }
   await s.agent.shutdown();
-  return problems;
+  return { problems };
+}
+
+/**
+ * The host's agent is gone (killed, or its connection dropped): its journal may
+ * still be on the host. A fresh agent over a fresh connection replays it (an
+ * agent that only lost its connection undoes its own journal, and the replay
+ * then finds nothing left). If the host cannot be reached, say what may remain.
+ */
+async function replayLostJournal(s: HostSession, provider: HostProvider): Promise<HostRestored> {
+  const role = s.host.role;
+  const journal = provider.journalPath(role);
+  const transport = provider.transport(role);
+  try {
+    const r = await replayJournal(transport, journal, { timeoutMs: RUN_TIMEOUTS.replayMs, lockWaitMs: RUN_TIMEOUTS.replayLockWaitMs });
+    const undone = r.undone.length ? `: ${r.undone.map(describeUndone).join('; ')}` : ': nothing was left to undo';
+    return { problems: r.problems, replayed: true, note: `the agent was lost; a fresh agent replayed its journal${undone}` };
+  } catch (e) {
+    const cause = (e as Error).message.replace(new RegExp(`^${role}: `), '');
+    const changed = describeChanges(s.changes);
+    return {
+      problems: [
+        `the agent was lost, and a fresh agent could not replay its journal ${journal} (${cause}): ` +
+          `${changed ? `changed by this run and not known to be undone: ${changed}` : 'the journal may hold changes this run was making'}; ` +
+          `undo with: ${provider.restoreCommand}`,
+      ],
+    };
+  } finally {
+    await transport.close().catch(() => {});
+  }
+}
+
+/** What a host's journal undoes, in words: sysctls and addresses (an rlimit dies with the agent). */
+function describeChanges(changes: Change[]): string {
+  return changes
+    .flatMap((c) => {
+      if (c.kind === 'sysctl') return [`sysctl ${c.name} is ${c.new} (was ${c.old})`];
+      if (c.kind === 'address') return [`address ${c.address} on ${c.device}`];
+      return [];
+    })
+    .join('; ');
 }

@@ -21,6 +21,8 @@ export interface HostSession {
   facts?: HostFacts;
   /** what provisioning changed, appended as each change is made */
   changes: Change[];
+  /** provisioning began: from here on the host may hold changes and a journal */
+  journaled?: boolean;
 }
 
 export type Sessions = Map<string, HostSession>;
@@ -65,6 +67,7 @@ export async function provisionHosts(
 ): Promise<void> {
   await bound.guardSetup(
     ...[...sessions.values()].map(async (s) => {
+      s.journaled = true;
       await provisionHost(s.agent!, s.host, provider.journalPath(s.host.role), holder, s.changes);
       // Predictions use the facts as provisioned: the range the lab set, not the default.
       s.facts = await readFacts(s.agent!);
