@@ -68,7 +68,7 @@ async function replayLostJournal(s: HostSession, provider: HostProvider): Promis
   try {
     const r = await replayJournal(transport, journal, { timeoutMs: RUN_TIMEOUTS.replayMs, lockWaitMs: RUN_TIMEOUTS.replayLockWaitMs });
     const undone = r.undone.length ? `: ${r.undone.map(describeUndone).join('; ')}` : ': nothing was left to undo';
-    return { problems: r.problems, replayed: true, note: `the agent was lost; a fresh agent replayed its journal${undone}` };
+    return { problems: r.problems, replayed: true, note: `the agent was lost; its journal was replayed by a fresh agent${undone}` };
   } catch (e) {
     const cause = (e as Error).message.replace(new RegExp(`^${role}: `), '');
     const changed = describeChanges(s.changes);

@@ -255,7 +255,7 @@ test('agent killed mid-ramp: the run replays the client\'s journal with a fresh 
   assert.match(r.stderr, 'restored client (its agent was lost: a fresh agent replayed its journal)');
   const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
   assert.is(result.restore.ok, true, result.restore.problems.join('\n'));
-  assert.ok(result.notes.some((n) => n.startsWith('client: the agent was lost; a fresh agent replayed its journal')), result.notes.join('\n'));
+  assert.ok(result.notes.some((n) => n.startsWith('client: the agent was lost; its journal was replayed by a fresh agent')), result.notes.join('\n'));
   assertHostsClean('after the agent was killed mid-ramp');
 });
 
