@@ -28,6 +28,17 @@ export interface HostFacts {
   memAvailableKiB: number;
   /** slab cache name -> object size in bytes (from /proc/slabinfo, when readable) */
   slabObjectSize: Record<string, number>;
+  /**
+   * merged slab cache -> the cache /proc/slabinfo counts its objects in (SLUB
+   * merges caches of one size; /sys/kernel/slab names the aliases). Absent
+   * from agents that predate it.
+   */
+  slabAliases?: Record<string, string>;
+  /** net.ipv4.tcp_tw_reuse_delay in ms (6.13+), and net.ipv4.tcp_max_tw_buckets, when the agent reads them */
+  tcpTwReuseDelayMs?: number;
+  tcpMaxTwBuckets?: number;
+  /** /proc/sys/kernel/random/boot_id: two hosts with one boot id share one kernel (namespaces) */
+  bootId?: string;
   /** addresses on the host, "ip/prefix" */
   addresses: string[];
   cpus: number;

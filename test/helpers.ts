@@ -3,7 +3,9 @@
 
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { RunResult } from '../runner/result.ts';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -145,3 +147,39 @@ export async function machineState() {
     somaxconn: readSysctl('net.core.somaxconn'),
   };
 }
+
+/**
+ * `--var`s that keep a shipped lab short in the test suite (the shipped
+ * defaults show more): the same lab, smaller counts.
+ */
+/**
+ * A memory lab measures slab caches that every process on the machine shares.
+ * When its fit saw other TCP sockets come and go (`foreignSockets` > 0) and a
+ * prediction failed, the machine was busy, not the lab wrong: the test runs it
+ * again, a bounded number of times. On a quiet machine one run decides.
+ */
+export const BUSY_MACHINE_ATTEMPTS = 4;
+export function disturbedByOthers(result: RunResult): boolean {
+  const busy = result.steps.some((s) => s.kind === 'fit' && (s.metrics.foreignSockets ?? 0) > 0);
+  return busy && result.predictions.some((p) => p.verdict === 'fail');
+}
+
+export async function runShippedLab(lab: string, extra: string[], dir: string): Promise<{ run: CliRun; results: RunResult[] }> {
+  const results: RunResult[] = [];
+  for (let attempt = 1; ; attempt++) {
+    const out = attempt === 1 ? dir : `${dir}-attempt${attempt}`;
+    const run = await runCli(['run', `labs/${lab}`, ...(SHIPPED_LAB_TEST_VARS[lab] ?? []), ...extra, '--out', out]);
+    let result: RunResult | undefined;
+    try {
+      result = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')) as RunResult;
+    } catch {
+      return { run, results };
+    }
+    results.push(result);
+    if (!disturbedByOthers(result) || attempt >= BUSY_MACHINE_ATTEMPTS) return { run, results };
+  }
+}
+
+export const SHIPPED_LAB_TEST_VARS: Record<string, string[]> = {
+  'memory-per-conn.yaml': ['--var', 'step=2500'],
+};

@@ -5,7 +5,7 @@
 // `schema/lab.schema.json` is this object written out by write-schema.ts.
 
 import { MODEL_NAMES } from '../models/names.ts';
-import { STEP_KINDS, STEP_METRICS } from './types.ts';
+import { FIT_UNITS, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
 import {
   BIND_MODES,
   LAB_NAME,
@@ -13,6 +13,7 @@ import {
   MAX_COUNT,
   MAX_NOFILE,
   MAX_PROCESSES,
+  MIN_FIT_SNAPSHOTS,
   ROLE_NAME,
   STEP_NAME,
   SYSCTL_NAME,
@@ -54,6 +55,10 @@ export const labSchema = {
     name: pattern(LAB_NAME, 'The lab\'s name: lowercase letters, digits and "-"'),
     description: { type: 'string', description: 'What the lab shows, for the report' },
     timeout: { $ref: '#/$defs/duration', description: 'Bound on the whole run (default 5m, at most 1h)' },
+    release: {
+      description: 'How release steps close connections: abort (RST, no TIME_WAIT; default) or graceful (FIN: the side that closes first holds TIME_WAIT for 60 s)',
+      ...templated({ enum: RELEASE_MODES }),
+    },
     vars: {
       type: ['object', 'null'],
       description: 'Template variables, overridden by `--var name=value`; not templated themselves',
@@ -175,6 +180,24 @@ export const labSchema = {
       required: ['host'],
       additionalProperties: false,
       properties: { host: { $ref: '#/$defs/role' } },
+    },
+    fit: {
+      type: 'object',
+      description: 'Fit slab memory against connections held, by least squares over earlier snapshots of one host',
+      required: ['snapshots'],
+      additionalProperties: false,
+      properties: {
+        snapshots: {
+          type: 'array',
+          minItems: MIN_FIT_SNAPSHOTS,
+          items: { type: 'string' },
+          description: 'Earlier snapshot step names, all of one host',
+        },
+        per: {
+          description: 'What to count memory per: connection (the lab\'s connections held; default) or time-wait (the host\'s TIME_WAIT sockets)',
+          ...templated({ enum: FIT_UNITS }),
+        },
+      },
     },
     release: {
       description: '"all", or earlier listen/connect step names whose sockets to close',

@@ -15,7 +15,22 @@ export interface Lab {
   expect: Expectation[];
   /** run-wide bound: the whole run stops after this many ms */
   timeoutMs: number;
+  /** how release steps close connections: RST (`abort`, no TIME_WAIT) or FIN (`graceful`) */
+  release: ReleaseMode;
 }
+
+/**
+ * `abort`: SO_LINGER {on, 0} then close(): an RST, the socket is freed at once,
+ * no TIME_WAIT, so a kept host can run the lab again at once.
+ * `graceful`: a plain close(): FIN, and the side that closes first holds each
+ * port in TIME_WAIT for 60 s.
+ */
+/** What a fit counts memory per: connections the lab holds, or the host's sockets in TIME_WAIT. */
+export type FitUnit = 'connection' | 'time-wait';
+export const FIT_UNITS = ['connection', 'time-wait'] as const satisfies readonly FitUnit[];
+
+export type ReleaseMode = 'abort' | 'graceful';
+export const RELEASE_MODES = ['abort', 'graceful'] as const satisfies readonly ReleaseMode[];
 
 export interface LabHost {
   role: string;
@@ -68,6 +83,8 @@ export type Step =
     }
   | { name: string; kind: 'sleep'; durationMs: number }
   | { name: string; kind: 'snapshot'; host: string }
+  /** least-squares fit of slab memory against connections held, over earlier snapshots of one host */
+  | { name: string; kind: 'fit'; host: string; snapshots: string[]; per: FitUnit }
   | { name: string; kind: 'release'; steps: string[] };
 
 export type StepKind = Step['kind'];
@@ -84,7 +101,7 @@ export interface Expectation {
 }
 
 /** The step kinds, in the order docs and messages list them. */
-export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'release'] as const satisfies readonly StepKind[];
+export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'fit', 'release'] as const satisfies readonly StepKind[];
 
 /**
  * The metrics each step kind measures, as named in `expect[].metric`
@@ -95,6 +112,16 @@ export const STEP_METRICS = {
   listen: ['accepted'],
   connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts'],
   sleep: [],
-  snapshot: ['tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
+  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
+  fit: [
+    'bytesPerConnection',
+    'clientBytesPerSocket',
+    'serverBytesPerSocket',
+    'otherBytesPerConnection',
+    'rawBytesPerConnection',
+    'slabBytesPerConnection',
+    'residualPercent',
+    'foreignSockets',
+  ],
   release: [],
 } as const satisfies Record<StepKind, readonly string[]>;

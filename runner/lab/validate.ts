@@ -8,6 +8,8 @@ import { LabError, type LabProblem } from '../errors.ts';
 import { MODEL_NAMES } from '../models/names.ts';
 import { didYouMean, mergeVars, renderTree, TEMPLATE_FAILED, VAR_NAME, type TemplateVars } from './template.ts';
 import {
+  FIT_UNITS,
+  RELEASE_MODES,
   STEP_KINDS,
   STEP_METRICS,
   type BindMode,
@@ -27,6 +29,8 @@ export const MAX_COUNT = 2_000_000;
 export const MAX_NOFILE = 1_048_576;
 export const MAX_PROCESSES = 1024;
 export const BIND_MODES = ['none', 'ip', 'ip-no-port', 'reuseaddr'] as const satisfies readonly BindMode[];
+/** A fit needs two points at least; more make its residual mean something. */
+export const MIN_FIT_SNAPSHOTS = 2;
 
 /** Role names become namespace and host names, so they stay short and plain. */
 export const ROLE_NAME = /^[a-z][a-z0-9-]*$/;
@@ -37,7 +41,7 @@ export const SYSCTL_NAME = /^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/;
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
 
-const ROOT_KEYS = ['name', 'description', 'timeout', 'vars', 'hosts', 'steps', 'expect'];
+const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'vars', 'hosts', 'steps', 'expect'];
 const HOST_KEYS = ['sysctls', 'aliases', 'nofile'];
 const STEP_KEYS = ['name', ...STEP_KINDS];
 const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept'];
@@ -55,6 +59,7 @@ const CONNECT_KEYS = [
   'stop_on_error',
 ];
 const SNAPSHOT_KEYS = ['host'];
+const FIT_KEYS = ['snapshots', 'per'];
 const EXPECT_KEYS = ['metric', 'model', 'value', 'tolerance'];
 
 /**
@@ -287,9 +292,18 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
   const description = root.description === undefined ? undefined : ctx.string(['description'], root.description);
   const timeoutMs =
     root.timeout === undefined ? DEFAULT_TIMEOUT_MS : (ctx.duration(['timeout'], root.timeout, MAX_TIMEOUT_MS) ?? MAX_TIMEOUT_MS);
+  const release = root.release === undefined ? 'abort' : (ctx.choice(['release'], root.release, RELEASE_MODES, 'release mode') ?? 'abort');
 
   const hosts = root.hosts === undefined ? [] : readHosts(ctx, root.hosts);
-  const state: StepState = { seen: new Map(), listening: new Map(), listenedOn: new Map(), released: new Map(), uncertain: false, unreadable: new Set() };
+  const state: StepState = {
+    seen: new Map(),
+    listening: new Map(),
+    listenedOn: new Map(),
+    released: new Map(),
+    snapshotHost: new Map(),
+    uncertain: false,
+    unreadable: new Set(),
+  };
   const steps = root.steps === undefined ? [] : readSteps(ctx, root.steps, hosts, timeoutMs, state);
   // Expectations name steps as written, so a step that had its own problem is no second one here.
   const expect = root.expect === undefined || root.expect === null ? [] : readExpectations(ctx, root.expect, state);
@@ -304,6 +318,7 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
     steps,
     expect,
     timeoutMs,
+    release,
   };
 }
 
@@ -392,6 +407,8 @@ export interface StepState {
   listenedOn: Map<string, string>;
   /** step name -> the release step that released it */
   released: Map<string, string>;
+  /** snapshot step -> the role it snapshots */
+  snapshotHost: Map<string, string>;
   /**
    * Set once an earlier step could not be read well enough to know what it
    * listens on; "nothing listens" is then not reported, as it may be false.
@@ -475,10 +492,14 @@ function readStep(
       if (host !== undefined) step = { name, kind, host };
       break;
     }
+    case 'fit':
+      step = readFit(ctx, at, name, body, state, allNames);
+      break;
     case 'release':
       step = readRelease(ctx, at, name, body, state, allNames);
       break;
   }
+  if (kind === 'snapshot' && step) state.snapshotHost.set(name, (step as { host: string }).host);
   // The first step with a name keeps it; a duplicate was reported above.
   if (!state.seen.has(name)) state.seen.set(name, { kind, index });
   return step;
@@ -744,6 +765,58 @@ function readRelease(
     steps.push(target);
   }
   return ok ? { name, kind: 'release', steps } : undefined;
+}
+
+/** `fit: { snapshots: [s0, s1, …], per: connection | time-wait }`: earlier snapshot steps, all of one host. */
+function readFit(
+  ctx: Checker,
+  path: YamlPath,
+  name: string,
+  value: unknown,
+  state: StepState,
+  allNames: Array<string | undefined>,
+): Step | undefined {
+  const b = ctx.mapping(path, value, FIT_KEYS, ['snapshots'], 'a mapping like { snapshots: [s0, s1, s2] }');
+  if (!b || b.snapshots === undefined) return undefined;
+  const at = [...path, 'snapshots'];
+  const per = b.per === undefined ? 'connection' : ctx.choice([...path, 'per'], b.per, FIT_UNITS, 'fit unit');
+  if (!Array.isArray(b.snapshots)) return ctx.mustBe(at, `a list of at least ${MIN_FIT_SNAPSHOTS} snapshot step names`, b.snapshots);
+  if (b.snapshots.length < MIN_FIT_SNAPSHOTS) {
+    ctx.at(at, `A fit needs at least ${MIN_FIT_SNAPSHOTS} snapshots: got ${b.snapshots.length}`);
+    return undefined;
+  }
+  const snapshots: string[] = [];
+  let host: string | undefined;
+  let ok = true;
+  b.snapshots.forEach((v, i) => {
+    const target = ctx.string([...at, i], v);
+    if (target === undefined) return void (ok = false);
+    const seen = state.seen.get(target);
+    let problem: string | undefined;
+    if (!seen) {
+      if (state.unreadable.has(target)) return void (ok = false);
+      if (!allNames.includes(target)) {
+        ctx.unknown([...at, i], 'step', target, [...state.snapshotHost.keys()]);
+        return void (ok = false);
+      }
+      problem = `Cannot fit ${quote(target)}: it comes later; fit only earlier snapshots`;
+    } else if (seen.kind !== 'snapshot') problem = `Cannot fit ${quote(target)}: it is a ${seen.kind} step, not a snapshot`;
+    else if (snapshots.includes(target)) problem = `Duplicate snapshot ${quote(target)}`;
+    else {
+      const h = state.snapshotHost.get(target);
+      if (host !== undefined && h !== undefined && h !== host) {
+        problem = `Cannot fit ${quote(target)}: it snapshots ${quote(h)}, the others ${quote(host)}; a fit reads one host's memory`;
+      }
+      host ??= h;
+    }
+    if (problem) {
+      ctx.at([...at, i], problem);
+      ok = false;
+      return;
+    }
+    snapshots.push(target);
+  });
+  return ok && host !== undefined && per !== undefined ? { name, kind: 'fit', host, snapshots, per } : undefined;
 }
 
 function markReleased(state: StepState, step: string, by: string): void {

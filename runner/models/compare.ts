@@ -1,7 +1,7 @@
 // Compare: each expectation of a lab becomes a Prediction with a verdict, from
 // the models (or a literal), the hosts' facts and what the steps observed.
 
-import type { Expectation, Step } from '../lab/types.ts';
+import type { Expectation, ReleaseMode, Step } from '../lab/types.ts';
 import type { HostFacts, Prediction, StepObservation, Verdict } from '../result.ts';
 import { MODELS, ModelNotApplicable, type ModelOutput } from './index.ts';
 import type { ModelName } from './names.ts';
@@ -12,6 +12,8 @@ export interface CompareInput {
   observations: StepObservation[];
   facts: Record<string, HostFacts>;
   addresses: Record<string, string[]>;
+  /** the lab's release mode; abort when not given */
+  release?: ReleaseMode;
 }
 
 function observedValue(obs: StepObservation | undefined, metric: string): number | string | null | undefined {
@@ -44,7 +46,7 @@ export function comparePredictions(input: CompareInput): Prediction[] {
     let out: ModelOutput;
     if (exp.model) {
       try {
-        out = MODELS[exp.model as ModelName]({ step: step!, metric, facts: input.facts, addresses: input.addresses });
+        out = MODELS[exp.model as ModelName]({ step: step!, metric, facts: input.facts, addresses: input.addresses, steps: input.steps, release: input.release ?? 'abort' });
       } catch (e) {
         if (!(e instanceof ModelNotApplicable)) throw e;
         out = { value: null, derivation: e.message, explanation: '' };

@@ -2,8 +2,9 @@
 // to a value and its derivation with the numbers filled in. No I/O here.
 
 import type { HostFacts } from '../result.ts';
-import type { Step } from '../lab/types.ts';
+import type { ReleaseMode, Step } from '../lab/types.ts';
 import type { ModelName } from './names.ts';
+import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
 
 export type ConnectStep = Extract<Step, { kind: 'connect' }>;
 
@@ -15,6 +16,10 @@ export interface ModelContext {
   facts: Record<string, HostFacts>;
   /** role -> the addresses a step may use: primary first, then aliases */
   addresses: Record<string, string[]>;
+  /** every step of the lab, in order (a fit's prediction looks at the connects before it) */
+  steps: Step[];
+  /** how the lab's release steps close: only `graceful` leaves TIME_WAIT */
+  release?: ReleaseMode;
 }
 
 export interface ModelOutput {
@@ -186,8 +191,168 @@ export function connectionCeiling(ctx: ModelContext): ModelOutput {
   };
 }
 
+/**
+ * Slab bytes per idle connection: the objects each side allocates (see
+ * CONNECTION_OBJECTS), priced with the measured host's own object sizes.
+ */
+export function memoryPerConnection(ctx: ModelContext): ModelOutput {
+  if (ctx.step.kind !== 'fit') throw new ModelNotApplicable(`Model "memory-per-connection" applies to fit steps, not "${ctx.step.kind}"`);
+  const host = ctx.step.host;
+  const facts = ctx.facts[host];
+  if (!facts) throw new ModelNotApplicable(`No facts for host "${host}"`);
+  if (ctx.step.per === 'time-wait') {
+    if (ctx.metric !== 'bytesPerConnection') throw new ModelNotApplicable(`A TIME_WAIT socket has one side: model "memory-per-connection" predicts its "bytesPerConnection", not "${ctx.metric}"`);
+    const tw = predictedBytes(facts, TIME_WAIT_OBJECTS);
+    const missing = tw.missing.length ? `; ${tw.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '';
+    return {
+      value: tw.client,
+      derivation: `TIME_WAIT socket: ${objectsFormula(tw.priced, 'client')} = ${tw.client} B${missing}`,
+      explanation:
+        'After an active close the socket, its inode, file and dentry are freed; for 60 s a small timewait socket stays in ' +
+        `the hash tables to absorb late segments, still holding its port's bind buckets. Priced at ${facts.kernel}'s object sizes on ${host}`,
+      reference: { ...CLASSIC_TIME_WAIT_BYTES },
+    };
+  }
+  const before = ctx.steps.slice(0, ctx.steps.indexOf(ctx.step));
+  const connects = before.filter((s): s is ConnectStep => s.kind === 'connect');
+  const sides = sidesOn(host, connects, ctx.facts);
+  const p = predictedBytes(facts);
+  const missing = p.missing.length ? `; ${p.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '';
+  const client = `client socket: ${objectsFormula(p.priced, 'client')} = ${p.client} B`;
+  const server = `accepted socket: ${objectsFormula(p.priced, 'server')} = ${p.server} B`;
+  const explanation =
+    'An idle connection holds no data, only objects: each end has a socket (struct tcp_sock), the socket inode, ' +
+    'the file behind its fd and that file\'s dentry; the connecting end also holds its local port\'s bind buckets. ' +
+    `Each is priced at its slab cache's object size on ${facts.kernel}, read from /proc/slabinfo on ${host}`;
+  const reference = { value: CLASSIC_SOCKET_BYTES.value, source: CLASSIC_SOCKET_BYTES.source };
+  switch (ctx.metric) {
+    case 'clientBytesPerSocket':
+      if (!sides.client) throw new ModelNotApplicable(`${host} holds no client sockets: its kernel is not the connecting host's`);
+      return { value: p.client, derivation: client + missing, explanation, reference };
+    case 'serverBytesPerSocket':
+      if (!sides.server) throw new ModelNotApplicable(`${host} holds no accepted sockets: its kernel is not the listening host's`);
+      return { value: p.server, derivation: server + missing, explanation, reference };
+    case 'bytesPerConnection': {
+      const parts = [sides.client ? p.client : 0, sides.server ? p.server : 0];
+      const value = parts[0]! + parts[1]!;
+      const both = sides.client && sides.server;
+      return {
+        value,
+        derivation: both
+          ? `${client}; ${server}; both ends on one kernel: ${p.client} + ${p.server} = ${value} B${missing}`
+          : `${sides.client ? client : server}: the other end is on another kernel${missing}`,
+        explanation,
+        reference: both ? { value: 2 * CLASSIC_SOCKET_BYTES.value, source: `2 × ${CLASSIC_SOCKET_BYTES.source}` } : reference,
+      };
+    }
+    default:
+      throw new ModelNotApplicable(
+        `Model "memory-per-connection" predicts "bytesPerConnection", "clientBytesPerSocket" or "serverBytesPerSocket", not "${ctx.metric}"`,
+      );
+  }
+}
+
+/** TCP_TIMEWAIT_LEN (include/net/tcp.h): fixed at 60 s, no sysctl changes it. */
+export const TIME_WAIT_MS = 60_000;
+/** net.ipv4.tcp_tw_reuse_delay's default (6.13+; before, a fixed 1 s): how old a TIME_WAIT must be to be reused. */
+export const TW_REUSE_DELAY_MS = 1000;
+
+type ReleaseStep = Extract<Step, { kind: 'release' }>;
+
+/** The connect steps a graceful release closed before `upTo`, where `host` closed first, with the ms slept since. */
+function timeWaitSources(ctx: ModelContext, host: string, upTo: number) {
+  const out: Array<{ connect: ConnectStep; release: ReleaseStep; sleptMs: number }> = [];
+  if (ctx.release !== 'graceful') return out;
+  ctx.steps.slice(0, upTo).forEach((s, i) => {
+    if (s.kind !== 'release') return;
+    for (const [k, name] of s.steps.entries()) {
+      const c = ctx.steps.find((x): x is ConnectStep => x.kind === 'connect' && x.name === name);
+      if (!c || c.host !== host) continue;
+      // The side that closes first holds TIME_WAIT: the client, when its listen closes later or never.
+      const listens = c.to.map((d) => ctx.steps.find((x) => x.kind === 'listen' && x.host === d.role && x.port === d.port)?.name);
+      if (listens.some((l) => l !== undefined && s.steps.indexOf(l) !== -1 && s.steps.indexOf(l) < k)) continue;
+      const sleptMs = ctx.steps.slice(i + 1, upTo).reduce((n, x) => n + (x.kind === 'sleep' ? x.durationMs : 0), 0);
+      out.push({ connect: c, release: s, sleptMs });
+    }
+  });
+  return out;
+}
+
+/** What the kernel lets connect() do with ports in TIME_WAIT toward the same destination. */
+function twReuse(ctx: ModelContext, step: ConnectStep, sleptMs: number): { reusable: boolean; why: string } {
+  const facts = ctx.facts[step.host]!;
+  const reuse = facts.tcpTwReuse;
+  const delay = facts.tcpTwReuseDelayMs ?? TW_REUSE_DELAY_MS;
+  const loopback = step.to.every((d) => (ctx.addresses[d.role]?.[0] ?? '').startsWith('127.'));
+  if (sleptMs >= TIME_WAIT_MS) return { reusable: true, why: `${sleptMs / 1000} s ≥ 60 s: TIME_WAIT is over` };
+  const allowed = reuse === 1 || (reuse === 2 && loopback);
+  const setting = `net.ipv4.tcp_tw_reuse = ${reuse}${reuse === 2 ? ` (loopback only; ${loopback ? 'loopback' : 'the destination is not loopback'})` : ''}`;
+  if (!allowed) return { reusable: false, why: `${setting}: a port in TIME_WAIT toward the destination is not reused for 60 s` };
+  if (sleptMs < delay) return { reusable: false, why: `${setting}, but the TIME_WAIT is ${sleptMs} ms old, < tcp_tw_reuse_delay ${delay} ms` };
+  return { reusable: true, why: `${setting} and the TIME_WAIT is ≥ ${sleptMs / 1000} s old (≥ tcp_tw_reuse_delay ${delay} ms): connect() takes the port over` };
+}
+
+/**
+ * TIME_WAIT: the side that closes first keeps each connection's 4-tuple for
+ * 60 s (TCP_TIMEWAIT_LEN; tcp_fin_timeout does not change it). For a connect
+ * step: ports still in TIME_WAIT toward the same destination are unusable unless
+ * tcp_tw_reuse allows them. For a snapshot: the host's TIME_WAIT count.
+ */
+export function timeWait(ctx: ModelContext): ModelOutput {
+  const index = ctx.steps.indexOf(ctx.step);
+  if (ctx.step.kind === 'snapshot') {
+    if (ctx.metric !== 'tcpTw') throw new ModelNotApplicable(`Model "time-wait" predicts a snapshot's "tcpTw", not "${ctx.metric}"`);
+    const host = ctx.step.host;
+    const facts = ctx.facts[host];
+    if (!facts) throw new ModelNotApplicable(`No facts for host "${host}"`);
+    const sources = timeWaitSources(ctx, host, index).filter((t) => t.sleptMs < TIME_WAIT_MS);
+    const closed = sources.map((t) => ephemeralPorts({ ...ctx, step: t.connect, metric: 'established' }).value as number);
+    const total = closed.reduce((a, b) => a + b, 0);
+    // Later connects that took TIME_WAIT ports over end those TIME_WAITs.
+    const reused = ctx.steps.slice(0, index).filter((s): s is ConnectStep => s.kind === 'connect' && s.host === host).map((c) => {
+      const before = timeWaitSources(ctx, host, ctx.steps.indexOf(c));
+      if (!before.length) return 0;
+      return twReuse(ctx, c, Math.min(...before.map((b) => b.sleptMs))).reusable ? (ephemeralPorts({ ...ctx, step: c, metric: 'established' }).value as number) : 0;
+    }).reduce((a, b) => a + b, 0);
+    const value = Math.max(0, Math.min(total - reused, facts.tcpMaxTwBuckets ?? Infinity));
+    const fin = facts.tcpFinTimeout;
+    return {
+      value,
+      derivation: `${sources.map((t, i) => `${closed[i]} closed first by ${host} in ${t.release.name} (${t.sleptMs / 1000} s before)`).join(' + ') || 'no graceful close by this host'}${reused ? ` − ${reused} taken over by tcp_tw_reuse` : ''} = ${value} in TIME_WAIT: it lasts 60 s, tcp_fin_timeout ${fin} s notwithstanding`,
+      explanation: `The side that closes first keeps each 4-tuple in TIME_WAIT for TCP_TIMEWAIT_LEN, 60 s, fixed in the kernel, so late segments of the old connection cannot land in a new one. net.ipv4.tcp_fin_timeout (${fin} s here) bounds FIN_WAIT2, not TIME_WAIT`,
+    };
+  }
+  const step = connectStep(ctx, 'time-wait');
+  if (!ctx.facts[step.host]) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
+  const all = ephemeralPorts({ ...ctx, step: { ...step, count: Number.MAX_SAFE_INTEGER }, metric: 'established' }).value as number;
+  const sameDest = (c: ConnectStep) => c.to.some((d) => step.to.some((e) => e.role === d.role && e.port === d.port));
+  const sources = timeWaitSources(ctx, step.host, index).filter((t) => sameDest(t.connect));
+  const held = sources.reduce((n, t) => n + (ephemeralPorts({ ...ctx, step: t.connect, metric: 'established' }).value as number), 0);
+  const slept = sources.length ? Math.min(...sources.map((t) => t.sleptMs)) : TIME_WAIT_MS;
+  const r = twReuse(ctx, step, slept);
+  const capacity = r.reusable ? all : Math.max(0, all - held);
+  const dest = step.to.map((d) => `${d.role}:${d.port}`).join(', ');
+  const formula = !sources.length
+    ? `${all} ports, none in TIME_WAIT`
+    : r.reusable
+      ? `${all} ports, the ${held} in TIME_WAIT toward ${dest} taken over = ${capacity}`
+      : `${all} ports − ${held} in TIME_WAIT toward ${dest} = ${capacity}`;
+  if (ctx.metric === 'firstError') {
+    const err = step.count > capacity ? 'EADDRNOTAVAIL' : null;
+    return { value: err, derivation: `${formula} ${step.count > capacity ? '<' : '≥'} count ${step.count} → ${err ?? 'no error'}`, explanation: r.why };
+  }
+  if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "time-wait" predicts "established" or "firstError" of a connect step, not "${ctx.metric}"`);
+  return {
+    value: Math.min(step.count, capacity),
+    derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}` : ''}`,
+    explanation: r.why,
+  };
+}
+
 export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'ephemeral-ports': ephemeralPorts,
   'fd-limit': fdLimit,
   'connection-ceiling': connectionCeiling,
+  'memory-per-connection': memoryPerConnection,
+  'time-wait': timeWait,
 };

@@ -28,6 +28,7 @@ export function buildResult(run: RunRecord): RunResult {
   const predictions = comparePredictions({
     expectations: plan.lab.expect,
     steps: plan.lab.steps,
+    release: plan.lab.release,
     observations: run.observations,
     facts,
     addresses,

@@ -69,8 +69,11 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
       case 'snapshot':
         what = `snapshot memory on ${s.host}`;
         break;
+      case 'fit':
+        what = `fit memory per connection on ${s.host} over ${s.snapshots.join(', ')}`;
+        break;
       case 'release':
-        what = `release ${s.steps.join(', ')}`;
+        what = `release ${s.steps.join(', ')}${plan.lab.release === 'graceful' ? ' (graceful: FIN, TIME_WAIT)' : ''}`;
         break;
     }
     lines.push(`    ${i + 1}. ${s.name}: ${what}`);

@@ -48,7 +48,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     await stage('hosts', () => startHosts(provider, bound));
     await stage('agents', () => startAgents(plan, provider, sessions, bound, emit));
     await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit));
-    await stage('steps', () => runSteps(plan.steps, sessions, observations, bound, emit));
+    await stage('steps', () => runSteps(plan, sessions, observations, bound, emit));
   } catch (e) {
     error = failureOf(e, bound.reason);
   }

@@ -4,8 +4,9 @@
 // measures (EADDRNOTAVAIL…) is an observation, not a failure.
 
 import { HostError, Interrupted } from '../errors.ts';
-import type { PlannedStep } from '../lab/plan.ts';
-import type { StepObservation } from '../result.ts';
+import type { Plan, PlannedStep } from '../lab/plan.ts';
+import { CONNECTION_OBJECTS, fitMemory, sidesOn, TIME_WAIT_OBJECTS, type FitPoint } from '../models/memory.ts';
+import type { HostFacts, StepObservation } from '../result.ts';
 import type { ConnectProgress, ConnectReply, ListenProgress, ListenReply, ReleaseReply, SnapshotReply } from './agent-replies.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
@@ -21,18 +22,21 @@ interface StepContext {
   emit: RunEventHandler;
   /** the observations of the steps before this one */
   done: StepObservation[];
+  plan: Plan;
+  /** connections each open connect step holds: what a snapshot counts as "connections" */
+  held: Map<string, number>;
 }
 
 /** Run the steps in order, appending each observation to `observations`; throws STEP_FAILED at the first failed step. */
 export async function runSteps(
-  steps: PlannedStep[],
+  plan: Plan,
   sessions: Sessions,
   observations: StepObservation[],
   bound: RunBound,
   emit: RunEventHandler,
 ): Promise<void> {
-  const ctx: StepContext = { sessions, bound, emit, done: observations };
-  for (const step of steps) {
+  const ctx: StepContext = { sessions, bound, emit, done: observations, plan, held: new Map() };
+  for (const step of plan.steps) {
     const obs = await runStep(step, ctx);
     observations.push(obs);
     emit({ kind: 'step-end', observation: obs });
@@ -67,6 +71,9 @@ async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObserva
         break;
       case 'snapshot':
         await snapshot(step, obs, ctx);
+        break;
+      case 'fit':
+        fit(step, obs, ctx);
         break;
       case 'release':
         await release(step, obs, ctx);
@@ -147,6 +154,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
     workers: r.workers,
     distinctLocalPorts: r.localPorts?.distinct ?? 0,
   };
+  ctx.held.set(step.name, r.established);
   if (r.firstError) obs.labels.firstError = r.firstError.errno;
   obs.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count }));
   obs.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
@@ -158,6 +166,7 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
   let slabBytes = 0;
   for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
   obs.metrics = {
+    connections: [...ctx.held.values()].reduce((a, b) => a + b, 0),
     tcpInuse: tcp.inuse ?? 0,
     tcpTw: tcp.tw ?? 0,
     tcpMemPages: tcp.mem ?? 0,
@@ -167,14 +176,48 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
   obs.detail = { ...snap };
 }
 
+/** Slab memory against connections held, over earlier snapshots: computed here, nothing runs on a host. */
+function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
+  const points: FitPoint[] = step.snapshots.map((name) => {
+    const o = ctx.done.find((d) => d.name === name)!;
+    const d = o.detail as Partial<SnapshotReply>;
+    // Per TIME_WAIT socket, the count is the host's own (sockstat "tw" is per network namespace).
+    const count = step.per === 'time-wait' ? o.metrics.tcpTw : o.metrics.connections;
+    return { connections: count ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
+  });
+  const facts: Record<string, HostFacts> = {};
+  for (const [role, s] of ctx.sessions) if (s.facts) facts[role] = s.facts;
+  const connects = ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).filter((s) => s.kind === 'connect');
+  const f =
+    step.per === 'time-wait'
+      ? fitMemory(points, facts[step.host]!, { client: true, server: false }, TIME_WAIT_OBJECTS)
+      : fitMemory(points, facts[step.host]!, sidesOn(step.host, connects, facts), CONNECTION_OBJECTS);
+  obs.metrics = {
+    bytesPerConnection: f.bytesPerConnection,
+    otherBytesPerConnection: f.otherBytesPerConnection,
+    rawBytesPerConnection: f.rawBytesPerConnection,
+    slabBytesPerConnection: f.slabBytesPerConnection,
+    residualPercent: f.residualPercent,
+    foreignSockets: f.foreignSockets,
+  };
+  // A side the measured kernel does not hold is not measured, not zero; TIME_WAIT has one side.
+  if (step.per === 'time-wait') f.clientBytesPerSocket = f.serverBytesPerSocket = null;
+  if (f.clientBytesPerSocket !== null) obs.metrics.clientBytesPerSocket = f.clientBytesPerSocket;
+  if (f.serverBytesPerSocket !== null) obs.metrics.serverBytesPerSocket = f.serverBytesPerSocket;
+  obs.detail = { ...f };
+}
+
 async function release(step: Step<'release'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   let closed = 0;
+  // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
+  const abort = ctx.plan.lab.release !== 'graceful';
   for (const name of step.steps) {
     const target = ctx.done.find((o) => o.name === name);
     if (!target) continue;
     const r = await ctx.bound.guard(
-      agentOf(ctx, target.host).request<ReleaseReply>('release', { id: name, abort: true }, { timeoutMs: RUN_TIMEOUTS.requestMs }),
+      agentOf(ctx, target.host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: RUN_TIMEOUTS.requestMs }),
     );
+    ctx.held.delete(name);
     closed += r.closed;
   }
   obs.metrics.closed = closed;

@@ -101,7 +101,7 @@ test('loadLab() lists the known keys when no key is close', () => {
   const err = problemsOf('name: x\nhosts: { a: {} }\nsteps: [{ sleep: 1 }]\nzzz: 1\n');
   assert.is(
     err.message,
-    'labs/x.yaml:4:1: Unknown key "zzz": expected one of "name", "description", "timeout", "vars", "hosts", "steps", "expect"',
+    'labs/x.yaml:4:1: Unknown key "zzz": expected one of "name", "description", "timeout", "release", "vars", "hosts", "steps", "expect"',
   );
 });
 

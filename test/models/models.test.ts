@@ -20,6 +20,7 @@ const connect = (over: Partial<Extract<Step, { kind: 'connect' }>> = {}): Step =
 const ctx = (step: Step, metric = 'established', f = facts()): ModelContext => ({
   step, metric, facts: { client: f, server: f },
   addresses: { client: ['198.18.0.1', '198.18.1.1', '198.18.1.2'], server: ['198.18.0.2'] },
+  steps: [step],
 });
 
 test('ephemeralPorts() predicts the range size for one 4-tuple, with its derivation', () => {

@@ -4,11 +4,10 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RunResult } from '../../runner/result.ts';
-import { machineState, ROOT, runCli, runLeftovers } from '../helpers.ts';
+import { machineState, ROOT, runLeftovers, runShippedLab } from '../helpers.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'lab-labs-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
@@ -23,9 +22,9 @@ for (const lab of shippedLabs) {
   test(`labs/${lab} passes on local hosts and leaves nothing behind`, async () => {
     const before = await machineState();
     const dir = join(out, lab.replace(/\.yaml$/, ''));
-    const r = await runCli(['run', `labs/${lab}`, '--out', dir]);
+    const { run: r, results } = await runShippedLab(lab, [], dir);
     assert.is(r.code, 0, r.stderr + r.stdout);
-    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+    const result = results[results.length - 1]!;
     assert.is(result.verdict, 'pass');
     assert.ok(result.hosts.length > 0 && result.hosts.every((h) => h.transport === 'netns'), 'local namespace hosts');
     assert.ok(result.predictions.length > 0, 'the lab states predictions');
@@ -34,9 +33,11 @@ for (const lab of shippedLabs) {
     }
     assert.ok(result.restore.ok, result.restore.problems.join('\n'));
     // The run's namespaces are lab-<id>-<role> (and lab-<id>-sw): none may be left, nor its agents.
-    const id = result.hosts[0]!.target.split('-')[1]!;
     const after = await machineState();
-    assert.equal(runLeftovers(id), [], `labs/${lab}: left behind`);
+    for (const each of results) {
+      const id = each.hosts[0]!.target.split('-')[1]!;
+      assert.equal(runLeftovers(id), [], `labs/${lab}: left behind`);
+    }
     assert.is(after.portRange, before.portRange, `labs/${lab}: root namespace port range changed`);
   });
 }

@@ -15,7 +15,7 @@ import { parse, stringify } from 'yaml';
 import { hostsDown, hostsUp, HOSTS_UP_DIR, SSHD } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, readSysctl, ROOT, runCli, type Runtime } from '../helpers.ts';
+import { agentPids, readSysctl, ROOT, runCli, runShippedLab, type Runtime } from '../helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-ssh-run-'));
 const inventory = join(work, 'inventory.yaml');
@@ -99,9 +99,9 @@ const shippedLabs = readdirSync(join(ROOT, 'labs')).filter((f) => f.endsWith('.y
 for (const lab of shippedLabs) {
   test(`labs/${lab} passes over SSH on lab hosts up hosts`, async () => {
     const dir = join(work, `lab-${lab}`);
-    const r = await runCli(['run', `labs/${lab}`, '-i', inventory, '--out', dir]);
+    const { run: r, results } = await runShippedLab(lab, ['-i', inventory], dir);
     assert.is(r.code, 0, r.stderr + r.stdout);
-    const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+    const result = results[results.length - 1]!;
     assert.ok(result.hosts.every((h) => h.transport === 'ssh'));
     assert.ok(result.predictions.length > 0 && result.predictions.every((p) => p.verdict === 'pass'));
     assertHostsClean(`after labs/${lab}`);

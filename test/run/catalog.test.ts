@@ -1,0 +1,47 @@
+// The labs of what a connection costs, in the variants their shipped defaults
+// do not run (test/run/labs.test.ts and ssh.test.ts run the defaults): each on
+// real namespaces through the CLI, every prediction holding, nothing left.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RunResult } from '../../runner/result.ts';
+import { runCli, runLeftovers } from '../helpers.ts';
+
+const out = mkdtempSync(join(tmpdir(), 'lab-catalog-test-'));
+test.after(() => rmSync(out, { recursive: true, force: true }));
+
+async function runLab(file: string, vars: string[], name: string): Promise<RunResult> {
+  const dir = join(out, name);
+  const r = await runCli(['run', file, ...vars.flatMap((v) => ['--var', v]), '--out', dir]);
+  const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+  for (const p of result.predictions) assert.is(p.verdict, 'pass', `${name}: ${p.metric}: predicted ${p.predicted}, observed ${p.observed} (${p.derivation})`);
+  assert.is(r.code, 0, r.stderr + r.stdout);
+  assert.ok(result.restore.ok, result.restore.problems.join('\n'));
+  assert.equal(runLeftovers(result.hosts[0]!.target.split('-')[1]!), [], `${name}: left behind`);
+  return result;
+}
+
+const observed = (result: RunResult, metric: string) => result.predictions.find((p) => p.metric === metric)?.observed;
+
+test('time-wait: tcp_tw_reuse = 1 takes every port in TIME_WAIT over once it is 1 s old', async () => {
+  const result = await runLab('labs/time-wait.yaml', ['reuse=1'], 'tw-reuse-1');
+  assert.is(observed(result, 'waiting.tcpTw'), 5000);
+  assert.is(observed(result, 'again.established'), 5000);
+  assert.is(observed(result, 'again.firstError'), null);
+});
+
+test('time-wait: tcp_tw_reuse = 2 is loopback only, so over a veth no port in TIME_WAIT is reused', async () => {
+  const result = await runLab('labs/time-wait.yaml', ['reuse=2'], 'tw-reuse-2');
+  assert.is(observed(result, 'again.established'), 0);
+  assert.is(observed(result, 'again.firstError'), 'EADDRNOTAVAIL');
+});
+
+test('time-wait: too short a wait for tcp_tw_reuse_delay reuses nothing even with tcp_tw_reuse = 1', async () => {
+  const result = await runLab('labs/time-wait.yaml', ['reuse=1', 'sleep=100ms'], 'tw-reuse-early');
+  assert.is(observed(result, 'again.established'), 0);
+});
+
+test.run();
