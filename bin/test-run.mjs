@@ -51,7 +51,9 @@ for (const [index, s] of suites.entries()) {
     group[i] = async () => {
       current = file;
       const hooksBefore = globalThis.LAB_HOOK_ERRORS.length;
+      const t0 = performance.now();
       const r = await run();
+      file.ms = (file.ms ?? 0) + (performance.now() - t0);
       const [errors, passed, skipped, total] = r;
       file.total += total;
       file.passed += passed;
@@ -100,6 +102,9 @@ if (!files.length) {
   report.push(`no test file under "${dir}" matches /${pattern}/`);
   failed += 1;
 }
+// Where the time goes, so the suite stays short enough to run often.
+const slowest = files.filter((f) => f.ms).sort((a, b) => b.ms - a.ms).slice(0, 5);
+if (slowest.length) console.log(`\nSlowest: ${slowest.map((f) => `${f.name} ${(f.ms / 1000).toFixed(1)} s`).join(', ')}`);
 if (report.length) console.log(`\nProblems:\n${report.map((r) => `  ${r.replaceAll('\n', '\n    ')}`).join('\n')}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exitCode = failed ? 1 : 0;

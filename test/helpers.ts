@@ -32,11 +32,19 @@ export interface CliRun {
 /** Run `lab ARGS` from the project root; `onStderr` sees output as it comes (to time a Ctrl-C). */
 export function runCli(
   args: string[],
-  options: { runtime?: Runtime; env?: Record<string, string>; timeoutMs?: number; onStderr?: (text: string, kill: (sig: NodeJS.Signals) => void) => void } = {},
+  options: {
+    runtime?: Runtime;
+    env?: Record<string, string>;
+    timeoutMs?: number;
+    onStderr?: (text: string, kill: (sig: NodeJS.Signals) => void) => void;
+    /** called once the child runs, with its pid (to watch what it makes) */
+    onSpawn?: (pid: number) => void;
+  } = {},
 ): Promise<CliRun> {
   const argv = [...cliArgv(options.runtime ?? 'node'), ...args];
   return new Promise((resolve) => {
     const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...options.env } });
+    if (child.pid) options.onSpawn?.(child.pid);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -74,6 +82,18 @@ export function agentPids(label = ''): number[] {
     }
   }
   return pids;
+}
+
+/** The parent of a process. */
+export function parentPid(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[1]);
+}
+
+/** A run's agent on a host, and its workers (forked: the same command line, the agent as parent). */
+export function agentAndWorkers(label: string): { agent?: number; workers: number[] } {
+  const pids = agentPids(label).filter((p) => existsSync(`/proc/${p}`));
+  const parents = new Map(pids.map((p) => [p, parentPid(p)]));
+  return { agent: pids.find((p) => !pids.includes(parents.get(p)!)), workers: pids.filter((p) => pids.includes(parents.get(p)!)) };
 }
 
 /** A sysctl as the kernel writes it, whitespace collapsed: in the root namespace, or inside `ns`. */
@@ -165,10 +185,15 @@ export function disturbedByOthers(result: RunResult): boolean {
 }
 
 export async function runShippedLab(lab: string, extra: string[], dir: string): Promise<{ run: CliRun; results: RunResult[] }> {
+  return runLabUntilQuiet(`labs/${lab}`, [...(SHIPPED_LAB_TEST_VARS[lab] ?? []), ...extra], dir);
+}
+
+/** `lab run FILE ARGS --out DIR`, again while disturbedByOthers() (at most BUSY_MACHINE_ATTEMPTS runs). */
+export async function runLabUntilQuiet(file: string, args: string[], dir: string): Promise<{ run: CliRun; results: RunResult[] }> {
   const results: RunResult[] = [];
   for (let attempt = 1; ; attempt++) {
     const out = attempt === 1 ? dir : `${dir}-attempt${attempt}`;
-    const run = await runCli(['run', `labs/${lab}`, ...(SHIPPED_LAB_TEST_VARS[lab] ?? []), ...extra, '--out', out]);
+    const run = await runCli(['run', file, ...args, '--out', out]);
     let result: RunResult | undefined;
     try {
       result = JSON.parse(readFileSync(join(out, 'result.json'), 'utf8')) as RunResult;

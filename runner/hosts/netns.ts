@@ -280,8 +280,14 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
   }
 }
 
+/**
+ * Called for each namespace once nothing runs in it, before it is deleted:
+ * what the namespace alone does not take away (a lost agent's journal) is undone here.
+ */
+export type BeforeDelete = (namespace: string) => Promise<string[]>;
+
 /** Undo one journal: kill what runs in the namespaces, delete them, the root link, the guard route, the slice. */
-async function undoLocalJournal(j: LocalJournal): Promise<string[]> {
+async function undoLocalJournal(j: LocalJournal, beforeDelete?: BeforeDelete): Promise<string[]> {
   const problems: string[] = [];
   // Host namespaces first, the switch last (it was made first).
   for (const ns of [...j.namespaces].reverse()) {
@@ -289,8 +295,10 @@ async function undoLocalJournal(j: LocalJournal): Promise<string[]> {
     const pids = await runLocal(['ip', 'netns', 'pids', ns]);
     const list = pids.stdout.split(/\s+/).filter(Boolean);
     if (list.length) await runLocal(['kill', '-KILL', ...list]);
+    if (beforeDelete) problems.push(...(await beforeDelete(ns)));
     const del = await runLocal(['ip', 'netns', 'del', ns]);
-    if (del.code !== 0) problems.push(`Cannot delete namespace "${ns}": ${del.stderr.trim()}`);
+    // Gone anyway: another `lab restore` undid the same dead run at the same moment.
+    if (del.code !== 0 && existsSync(`/run/netns/${ns}`)) problems.push(`Cannot delete namespace "${ns}": ${del.stderr.trim()}`);
   }
   if (j.rootDevice) {
     const show = await runLocal(['ip', 'link', 'show', j.rootDevice]);
@@ -339,17 +347,17 @@ export async function listLocalJournals(): Promise<LocalJournal[]> {
 }
 
 /** Remove the local network with this id; returns problems (empty when clean). */
-export async function destroyLocalNetwork(id: string): Promise<string[]> {
+export async function destroyLocalNetwork(id: string, beforeDelete?: BeforeDelete): Promise<string[]> {
   const j = (await listLocalJournals()).find((x) => x.id === id);
   if (!j) return [];
-  return undoLocalJournal(j);
+  return undoLocalJournal(j, beforeDelete);
 }
 
 /**
  * Undo every local network whose creator is gone (`lab restore` without an
  * inventory), but those made for a purpose in `keep`.
  */
-export async function restoreLocalNetworks(options: { keep?: string[] } = {}): Promise<{
+export async function restoreLocalNetworks(options: { keep?: string[]; beforeDelete?: BeforeDelete } = {}): Promise<{
   undone: string[];
   problems: string[];
 }> {
@@ -358,11 +366,18 @@ export async function restoreLocalNetworks(options: { keep?: string[] } = {}): P
   for (const j of await listLocalJournals()) {
     if (options.keep?.includes(j.purpose)) continue;
     if (j.pid !== process.pid && isAlive(j.pid, j.pidStart)) continue;
-    problems.push(...(await undoLocalJournal(j)));
+    problems.push(...(await undoLocalJournal(j, options.beforeDelete)));
     undone.push(...j.namespaces);
   }
   problems.push(...(await releaseDeadSlices()), ...(await undoLegacyGuard()));
   return { undone, problems };
+}
+
+/** The namespaces of local networks whose creator still runs. */
+export async function liveLocalNamespaces(): Promise<Set<string>> {
+  const live = new Set<string>();
+  for (const j of await listLocalJournals()) if (isAlive(j.pid, j.pidStart)) for (const n of j.namespaces) live.add(n);
+  return live;
 }
 
 /** Slices whose holder died before it wrote a journal. */

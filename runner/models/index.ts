@@ -349,10 +349,55 @@ export function timeWait(ctx: ModelContext): ModelOutput {
   };
 }
 
+type ListenStep = Extract<Step, { kind: 'listen' }>;
+
+/** The listen step a connect step's destination reaches: the last one on that host and port before it. */
+function listenFor(ctx: ModelContext, before: number, role: string, port: number): ListenStep | undefined {
+  return ctx.steps
+    .slice(0, before)
+    .filter((s): s is ListenStep => s.kind === 'listen' && s.host === role && s.port === port)
+    .pop();
+}
+
+/**
+ * The accept queue of a listener that never accepts: listen() caps the
+ * backlog at net.core.somaxconn, and the queue counts as full only when it
+ * holds more than that (sk_acceptq_is_full: ack_backlog > max_ack_backlog),
+ * so it holds min(backlog, somaxconn) + 1 before the listener drops SYNs.
+ */
+export function acceptQueue(ctx: ModelContext): ModelOutput {
+  const index = ctx.steps.indexOf(ctx.step);
+  const queueOf = (l: ListenStep) => {
+    const f = ctx.facts[l.host];
+    if (!f) throw new ModelNotApplicable(`No facts for host "${l.host}"`);
+    const max = Math.min(l.backlog, f.somaxconn);
+    return { max, holds: max + 1, formula: `min(backlog ${l.backlog}, somaxconn ${f.somaxconn}) + 1 = ${max + 1}` };
+  };
+  const explanation =
+    'A connection whose handshake completes waits in the listener\'s accept queue until accept() takes it. listen() caps the backlog at ' +
+    'net.core.somaxconn, and the kernel drops a SYN once the queue holds more than that; the client, connecting one at a time, retransmits ' +
+    'the SYN until its connect timeout. tcp_max_syn_backlog bounds handshakes in flight (one here) and tcp_abort_on_overflow resets only ' +
+    'when a handshake\'s last ACK overflows the queue, which a dropped SYN never reaches';
+  const step = connectStep(ctx, 'accept-queue');
+  const targets = step.to.map((d) => listenFor(ctx, index, d.role, d.port));
+  if (targets.some((l) => !l || l.accept)) throw new ModelNotApplicable('Model "accept-queue" needs every destination to be a listen step with accept: false');
+  const qs = targets.map((l) => queueOf(l!));
+  const capacity = qs.reduce((n, q) => n + q.holds, 0) * step.sources;
+  const formula = `${qs.map((q) => q.formula).join(' + ')}${step.sources > 1 ? ` × ${step.sources} sources` : ''}`;
+  if (ctx.metric === 'firstError') {
+    const err = step.count > capacity ? 'ETIMEDOUT' : null;
+    return { value: err, derivation: `${formula} ${step.count > capacity ? '<' : '≥'} count ${step.count} → ${err ?? 'no error'}`, explanation };
+  }
+  if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "accept-queue" predicts "established" or "firstError" of a connect step, not "${ctx.metric}"`);
+  const value = Math.min(step.count, capacity);
+  return { value, derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}` : ''}`, explanation };
+}
+
 export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'ephemeral-ports': ephemeralPorts,
   'fd-limit': fdLimit,
   'connection-ceiling': connectionCeiling,
   'memory-per-connection': memoryPerConnection,
   'time-wait': timeWait,
+  'accept-queue': acceptQueue,
 };

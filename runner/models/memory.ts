@@ -140,6 +140,8 @@ export interface FitPoint {
   meminfo: Record<string, number>;
   /** /proc/net/sockstat "TCP: alloc": TCP sockets allocated on the whole kernel, every namespace */
   tcpAlloc?: number;
+  /** connections the lab held, when `connections` counts something else (TIME_WAIT sockets) */
+  held?: number;
 }
 
 export interface CacheCost {
@@ -212,6 +214,8 @@ export function fitMemory(
   facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>,
   sides: Record<Side, boolean>,
   objects: readonly ConnectionObject[] = CONNECTION_OBJECTS,
+  /** full sockets per connection the lab holds on this kernel (1 or 2): what "TCP: alloc" owes the lab */
+  socketsPerHeld = (sides.client ? 1 : 0) + (sides.server ? 1 : 0),
 ): MemoryFit {
   if (points.length < 2) throw new Error('A memory fit needs two snapshots at least');
   const x = points.map((p) => p.connections);
@@ -226,10 +230,10 @@ export function fitMemory(
 
   // Sockets something else made or freed meanwhile ("TCP: alloc" is the kernel's, the lab's are known;
   // TIME_WAIT sockets are not full sockets and not in it).
-  const perConnection = objects === CONNECTION_OBJECTS ? (sides.client ? 1 : 0) + (sides.server ? 1 : 0) : 0;
   const p0 = points[0]!;
   const counted = points.every((p) => p.tcpAlloc !== undefined);
-  const foreign = points.map((p) => (counted ? p.tcpAlloc! - p0.tcpAlloc! - perConnection * (p.connections - p0.connections) : 0));
+  const held = (p: FitPoint) => p.held ?? p.connections;
+  const foreign = points.map((p) => (counted ? p.tcpAlloc! - p0.tcpAlloc! - socketsPerHeld * (held(p) - held(p0)) : 0));
   const foreignSockets = Math.max(...foreign.map(Math.abs));
   // With enough points, and foreign sockets that did not rise in step with the
   // lab's, each cache is fitted on both: the lab's connections' slope is then

@@ -3,8 +3,9 @@
 // each host's journal, replayed by a fresh agent.
 
 import { HOSTS_UP_PURPOSE } from '../hosts/hostsup.ts';
-import { restoreLocalNetworks } from '../hosts/netns.ts';
+import { liveLocalNamespaces, restoreLocalNetworks } from '../hosts/netns.ts';
 import { describeUndone, replayJournal } from '../provision/journal.ts';
+import { orphanLocalJournals, replayLocalJournal } from './local-journals.ts';
 import type { ProviderOptions } from './provider.ts';
 import { RUN_TIMEOUTS } from './timeouts.ts';
 
@@ -17,8 +18,22 @@ export interface LeftoversRestored {
 export async function restoreLeftovers(options: ProviderOptions): Promise<LeftoversRestored> {
   if (options.inventory) return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys });
   // `lab hosts up` networks outlive the command that made them: `lab hosts down` removes those.
-  const r = await restoreLocalNetworks({ keep: [HOSTS_UP_PURPOSE] });
-  const lines = r.undone.length ? r.undone.map((ns) => `removed namespace ${ns}`) : ['nothing to restore: no local run was left behind'];
+  // A lost agent's journal is replayed before its namespace goes (global sysctls outlive it).
+  const replayed: string[] = [];
+  const replay = async (ns: string) => {
+    const r = await replayLocalJournal(ns);
+    replayed.push(...r.lines.map((l) => `put back ${l}`));
+    return r.problems;
+  };
+  const r = await restoreLocalNetworks({ keep: [HOSTS_UP_PURPOSE], beforeDelete: replay });
+  // Journals whose namespace is already gone (deleted under its agent): their global changes.
+  const live = await liveLocalNamespaces();
+  for (const ns of await orphanLocalJournals((n) => live.has(n))) {
+    r.problems.push(...(await replay(ns)));
+    replayed.push(`removed the journal of ${ns}`);
+  }
+  const lines = [...replayed, ...r.undone.map((ns) => `removed namespace ${ns}`)];
+  if (!lines.length) lines.push('nothing to restore: no local run was left behind');
   return { lines, problems: r.problems };
 }
 

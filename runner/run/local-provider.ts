@@ -15,6 +15,7 @@ import {
 } from '../hosts/netns.ts';
 import type { Transport } from '../hosts/transport.ts';
 import { hostJournalPath } from '../provision/journal.ts';
+import { replayLocalJournal } from './local-journals.ts';
 import type { HostProvider } from './provider.ts';
 
 export class LocalProvider implements HostProvider {
@@ -24,6 +25,8 @@ export class LocalProvider implements HostProvider {
   private readonly roles: string[];
   /** this run's slice of 198.18.0.0/16, once reserved */
   private slice?: number;
+  /** what teardown put back from journals that lost agents left */
+  readonly replayed: string[] = [];
 
   constructor(lab: Lab, id = randomBytes(3).toString('hex')) {
     this.id = id;
@@ -58,7 +61,12 @@ export class LocalProvider implements HostProvider {
   }
 
   async teardown(): Promise<string[]> {
-    // Nothing to do when prepare never journaled a network.
-    return destroyLocalNetwork(this.id);
+    // Nothing to do when prepare never journaled a network. A host whose agent
+    // was lost still has its journal: replayed before its namespace goes.
+    return destroyLocalNetwork(this.id, async (ns) => {
+      const r = await replayLocalJournal(ns);
+      this.replayed.push(...r.lines);
+      return r.problems;
+    });
   }
 }

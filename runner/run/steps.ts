@@ -183,15 +183,16 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
     const d = o.detail as Partial<SnapshotReply>;
     // Per TIME_WAIT socket, the count is the host's own (sockstat "tw" is per network namespace).
     const count = step.per === 'time-wait' ? o.metrics.tcpTw : o.metrics.connections;
-    return { connections: count ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
+    return { connections: count ?? 0, held: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
   });
   const facts: Record<string, HostFacts> = {};
   for (const [role, s] of ctx.sessions) if (s.facts) facts[role] = s.facts;
   const connects = ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).filter((s) => s.kind === 'connect');
+  const sides = sidesOn(step.host, connects, facts);
   const f =
     step.per === 'time-wait'
-      ? fitMemory(points, facts[step.host]!, { client: true, server: false }, TIME_WAIT_OBJECTS)
-      : fitMemory(points, facts[step.host]!, sidesOn(step.host, connects, facts), CONNECTION_OBJECTS);
+      ? fitMemory(points, facts[step.host]!, { client: true, server: false }, TIME_WAIT_OBJECTS, (sides.client ? 1 : 0) + (sides.server ? 1 : 0))
+      : fitMemory(points, facts[step.host]!, sides, CONNECTION_OBJECTS);
   obs.metrics = {
     bytesPerConnection: f.bytesPerConnection,
     otherBytesPerConnection: f.otherBytesPerConnection,

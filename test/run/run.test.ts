@@ -4,11 +4,12 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
-import { machineState, namespaces, runCli, runLeftovers, strayGuardRoutes, unjournaledNamespaces } from '../helpers.ts';
+import { agentAndWorkers, machineState, namespaces, readSysctl, runCli, runLeftovers, strayGuardRoutes, unjournaledNamespaces } from '../helpers.ts';
 
 const out = mkdtempSync(join(tmpdir(), 'lab-run-test-'));
 test.after(() => rmSync(out, { recursive: true, force: true }));
@@ -142,6 +143,86 @@ test('lab run killed outright leaves its namespaces for lab restore, which remov
   assert.equal(runLeftovers(id), []);
   const again = await runCli(['restore']);
   assert.match(again.stdout, 'nothing to restore');
+});
+
+test('an agent killed mid-ramp on a local host: the run says so, and its journal is replayed, global sysctls too', async () => {
+  const fileMax = Number(readSysctl('fs.file-max'));
+  let killed = '';
+  const dir = join(out, 'agent-killed');
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow-ramp-global.yaml', '--var', `file_max=${fileMax + 7}`, '--out', dir], {
+    onStderr: (text) => {
+      const id = /host client: lab-([a-z0-9]+)-client/.exec(text)?.[1];
+      if (killed || !id || !/ramp: \d+ of at most/.test(text)) return;
+      const pid = agentAndWorkers(`lab:lab-${id}-client`).agent;
+      if (pid) {
+        killed = id;
+        process.kill(pid, 'SIGKILL');
+      }
+    },
+  });
+  assert.ok(killed, 'the agent was killed mid-ramp');
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /Lost the agent on lab-[a-z0-9]+-client \(signal SIGKILL\).*\[HOST_LOST\]/);
+  assert.is(readSysctl('fs.file-max'), String(fileMax), 'the global sysctl is put back');
+  const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+  assert.ok(result.restore.ok, result.restore.problems.join('\n'));
+  assert.match(result.notes.join('\n'), 'client: the agent was lost; its journal was replayed');
+  assert.equal(runLeftovers(killed), [], 'journal, lock, namespaces');
+});
+
+test('lab restore puts back the global sysctls of a journal whose namespace is gone, and removes it', async () => {
+  const fileMax = readSysctl('fs.file-max');
+  const ns = `lab-zz${process.pid.toString(36)}`.slice(0, 12) + '-client';
+  const journal = `/run/lab/host/${ns}.journal`;
+  mkdirSync('/run/lab/host', { recursive: true });
+  // What an agent killed with its namespace leaves: a namespace sysctl (gone with it) and a global one.
+  writeFileSync(`/proc/sys/fs/file-max`, String(Number(fileMax) + 11));
+  writeFileSync(
+    journal,
+    `{"kind":"sysctl","name":"net.ipv4.ip_local_port_range","old":"1 2"}\n{"kind":"sysctl","name":"fs.file-max","old":"${fileMax}"}\n`,
+  );
+  writeFileSync(`${journal}.lock`, 'lab run x by pid 1\n');
+  const r = await runCli(['restore']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, `put back sysctl fs.file-max = ${fileMax} (from ${journal})`);
+  assert.is(readSysctl('fs.file-max'), fileMax);
+  assert.not.ok(existsSync(journal) || existsSync(`${journal}.lock`), 'journal and lock removed');
+  assert.not.match(readSysctl('net.ipv4.ip_local_port_range'), /^1 2$/, 'a namespace sysctl is never written in the root namespace');
+});
+
+test('lab restore judges a run dead by pid and start time: a reused pid does not keep a dead run\'s namespaces', async () => {
+  // A live process stands in for a run's controller: its pid, with the start
+  // time recorded (alive), or another start time (the pid was reused: dead).
+  const standIn = spawn('sleep', ['30']);
+  try {
+    const start = readFileSync(`/proc/${standIn.pid}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]!;
+    const make = (id: string, pidStart: string) => {
+      const ns = `lab-${id}-client`;
+      execFileSync('ip', ['netns', 'add', ns]);
+      writeFileSync(
+        `/run/lab/local/${id}.json`,
+        JSON.stringify({ id, purpose: 'run', pid: standIn.pid, pidStart, createdAt: new Date().toISOString(), namespaces: [ns] }),
+      );
+      return ns;
+    };
+    const tag = process.pid.toString(36).slice(-4);
+    const alive = make(`al${tag}`, start);
+    const reused = make(`re${tag}`, String(Number(start) + 1));
+    const r = await runCli(['restore']);
+    assert.is(r.code, 0, r.stderr);
+    assert.match(r.stdout, `removed namespace ${reused}`);
+    assert.not.match(r.stdout, alive);
+    assert.ok(namespaces().includes(alive), 'a live run is left alone');
+    assert.not.ok(namespaces().includes(reused), 'a dead run behind a reused pid is restored');
+    assert.not.ok(existsSync(`/run/lab/local/re${tag}.json`));
+    // Its controller gone for real, the other one goes too.
+    standIn.kill('SIGKILL');
+    await new Promise((done) => standIn.once('exit', done));
+    const again = await runCli(['restore']);
+    assert.match(again.stdout, `removed namespace ${alive}`);
+  } finally {
+    standIn.kill('SIGKILL');
+  }
 });
 
 test('five lab runs at once on local hosts all pass, each in a slice of its own, and leave nothing', async () => {
