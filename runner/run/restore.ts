@@ -70,7 +70,9 @@ async function replayLostJournal(s: HostSession, provider: HostProvider): Promis
     const undone = r.undone.length ? `: ${r.undone.map(describeUndone).join('; ')}` : ': nothing was left to undo';
     return { problems: r.problems, replayed: true, note: `the agent was lost; its journal was replayed by a fresh agent${undone}` };
   } catch (e) {
-    const cause = (e as Error).message.replace(new RegExp(`^${role}: `), '');
+    const message = (e as Error).message;
+    // A HostError names its host already; the problem line adds the role itself.
+    const cause = message.startsWith(`${role}: `) ? message.slice(role.length + 2) : message;
     const changed = describeChanges(s.changes);
     return {
       problems: [
