@@ -5,7 +5,7 @@
 // the machine's, so the root namespace sees the same caches) right after each
 // snapshot, with its own parser, and takes the two-point difference between
 // the first and the last. The two must agree within 2%.
-// Runs after `npm run bench` (postbench), or alone: npm run bench:memory [-- STEP]
+// `npm run bench` prints it beside its target (memoryAccuracy()), or alone: npm run bench:memory [-- STEP]
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,7 +16,8 @@ import type { MemoryFit } from '../runner/models/memory.ts';
 import { LocalProvider } from '../runner/run/local-provider.ts';
 import { runPlan, runtimeName } from '../runner/run/run.ts';
 
-const STEP = process.argv[2] ?? '5000';
+const direct = !!process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1];
+const STEP = (direct && process.argv[2]) || '5000';
 const AGREE_PERCENT = 2;
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -31,7 +32,8 @@ function readSlabinfo(): Map<string, [number, number]> {
   return out;
 }
 
-async function main() {
+/** Run the memory lab and compare; prints the lines below and returns the difference in percent. */
+export async function memoryAccuracy(): Promise<{ percent: number; ok: boolean; how: string }> {
   const lab = await readLab(join(ROOT, 'labs/memory-per-conn.yaml'), { step: STEP });
   const provider = new LocalProvider(lab);
   await provider.reserve();
@@ -70,7 +72,14 @@ async function main() {
   console.log(`  independent (controller's /proc/slabinfo, ${first.connections} → ${last.connections})  ${independent.toFixed(1).padStart(8)} B`);
   console.log(`  ratio lab ÷ independent ${(lab_ / independent).toFixed(4)} (${diff >= 0 ? '+' : ''}${diff.toFixed(2)}%): ${ok ? 'within' : 'NOT within'} ${AGREE_PERCENT}%`);
   console.log(`  by cache: ${fit.attributed.map((a) => `${a.cache} ${a.bytes}`).join(', ')}; other ${fit.otherBytesPerConnection}, residual ${fit.residualPercent}%`);
-  if (!ok || result.verdict !== 'pass') process.exitCode = 1;
+  return {
+    percent: Math.round(diff * 100) / 100,
+    ok: ok && result.verdict === 'pass',
+    how: `labs/memory-per-conn.yaml (step ${STEP}): lab ${lab_.toFixed(1)} B per connection against ${independent.toFixed(1)} B from the controller's own /proc/slabinfo, same run`,
+  };
 }
 
-await main();
+if (direct) {
+  const r = await memoryAccuracy();
+  if (!r.ok) process.exitCode = 1;
+}

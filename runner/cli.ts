@@ -323,6 +323,7 @@ async function hostsCommand(argv: string[], io: Io): Promise<number> {
 
 function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
   let lastLine = 0;
+  let last = { value: 0, ms: 0 };
   let live = false;
   const clear = () => {
     if (live) io.err('\x1b[1A\x1b[2K');
@@ -337,6 +338,7 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         io.err(`  host ${e.role}: ${e.target} ${e.address}, kernel ${e.kernel}`);
         break;
       case 'step-start':
+        last = { value: 0, ms: 0 };
         io.err(`  step ${e.name} (${e.stepKind}${e.host ? ` on ${e.host}` : ''})`);
         break;
       case 'progress': {
@@ -344,7 +346,16 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         // Redraw at most 10 times a second on a terminal, once a second otherwise.
         if (now - lastLine < (io.isTTY ? 100 : 1000)) return;
         lastLine = now;
-        const line = `    ${e.step}: ${e.value} of at most ${e.of} established (${(e.elapsedMs / 1000).toFixed(1)} s, ${Math.round(e.value / Math.max(e.elapsedMs / 1000, 0.001))}/s)`;
+        // The rate since the last line, beside the average: a ramp that slows as it grows shows it.
+        const recent = e.elapsedMs > last.ms ? Math.round(((e.value - last.value) * 1000) / (e.elapsedMs - last.ms)) : 0;
+        last = { value: e.value, ms: e.elapsedMs };
+        const extra = [
+          e.failed !== undefined ? `${e.failed} failed` : '',
+          e.slabKiB !== undefined ? `kernel slab ${(e.slabKiB / 1024 ** 2).toFixed(2)} GiB` : '',
+        ].filter(Boolean);
+        const line =
+          `    ${e.step}: ${e.value} of at most ${e.of} established (${(e.elapsedMs / 1000).toFixed(1)} s, ` +
+          `${recent}/s now, ${Math.round(e.value / Math.max(e.elapsedMs / 1000, 0.001))}/s average${extra.length ? `; ${extra.join(', ')}` : ''})`;
         if (io.isTTY) {
           clear();
           live = true;

@@ -129,4 +129,6 @@ export interface RunResult {
   error?: { code: string; message: string };
   restore: { ok: boolean; problems: string[] };
   notes: string[];
+  /** the controller process itself: it holds no per-connection state, so this stays flat however many connections run */
+  controller?: { peakRssKiB: number };
 }

@@ -77,14 +77,16 @@ let localPython: Promise<PythonInfo | undefined> | undefined;
  */
 export const PYTHON_CACHE = '/run/lab/python3.json';
 
-interface PythonCache {
-  /** what `python3` resolves by: the same key finds the same interpreter */
-  key: string;
+interface PythonCacheEntry {
   info: PythonInfo;
   /** the interpreter file as it was, so a reinstalled one is probed again */
   mtimeMs: number;
   size: number;
 }
+
+/** One entry per key: runs from different directories (or PATHs) may find different interpreters. */
+type PythonCache = Record<string, PythonCacheEntry>;
+const PYTHON_CACHE_ENTRIES = 32;
 
 function pythonKey(): string {
   // pyenv picks a version by these and by .python-version files above cwd.
@@ -93,10 +95,14 @@ function pythonKey(): string {
 
 export async function probeLocalPython(cache = PYTHON_CACHE): Promise<PythonInfo | undefined> {
   const key = pythonKey();
+  let entries: PythonCache = {};
   try {
-    const c = JSON.parse(await readFile(cache, 'utf8')) as PythonCache;
-    const st = await stat(c.info.executable);
-    if (c.key === key && st.mtimeMs === c.mtimeMs && st.size === c.size) return c.info;
+    entries = JSON.parse(await readFile(cache, 'utf8')) as PythonCache;
+    const c = entries[key];
+    if (c) {
+      const st = await stat(c.info.executable);
+      if (st.mtimeMs === c.mtimeMs && st.size === c.size) return c.info;
+    }
   } catch {
     // No cache yet, or its interpreter is gone: probe.
   }
@@ -104,11 +110,15 @@ export async function probeLocalPython(cache = PYTHON_CACHE): Promise<PythonInfo
   if (info) {
     try {
       const st = await stat(info.executable);
-      const c: PythonCache = { key, info, mtimeMs: st.mtimeMs, size: st.size };
+      // The newest entries stay; a concurrent writer's entry may be lost, and is probed again.
+      const kept = Object.entries(entries)
+        .filter(([k, e]) => k !== key && typeof e?.info?.executable === 'string')
+        .slice(-(PYTHON_CACHE_ENTRIES - 1));
+      const next: PythonCache = Object.fromEntries([...kept, [key, { info, mtimeMs: st.mtimeMs, size: st.size }]]);
       // Written aside and renamed: a concurrent run never reads half a file.
       const tmp = `${cache}.${process.pid}`;
       await mkdir(dirname(cache), { recursive: true });
-      await writeFile(tmp, JSON.stringify(c) + '\n');
+      await writeFile(tmp, JSON.stringify(next) + '\n');
       await rename(tmp, cache);
     } catch {
       // Not root, or /run unwritable: the next run probes again.

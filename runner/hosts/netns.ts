@@ -38,6 +38,30 @@ export interface LocalNetworkSpec {
   rootLink?: boolean;
   /** what created it, recorded in the journal */
   purpose: string;
+  /**
+   * A TCP established-hash table of this many buckets for each host namespace
+   * of its own (net.ipv4.tcp_child_ehash_entries), for a lab that holds
+   * hundreds of thousands of sockets; absent: the machine's shared table.
+   */
+  ehashEntries?: number;
+}
+
+/** Where the kernel reads the ehash size a new namespace gets (in the namespace that creates it). */
+const CHILD_EHASH = '/proc/sys/net/ipv4/tcp_child_ehash_entries';
+
+/**
+ * The per-namespace ehash size for a lab that holds up to `sockets` sockets in
+ * one namespace, or undefined below 65536, where the shared table serves.
+ * Why: every namespace shares the machine's table by default (262144 buckets
+ * here), so a million connections make chains of 8, and worse, each namespace
+ * torn down anywhere on the machine walks the whole shared table to purge its
+ * TIME_WAIT sockets (inet_twsk_purge): with other runs coming and going, that
+ * took a tenth of the CPU during a million-connection ramp. A table of its
+ * own is sized to the lab and walked by nobody else.
+ */
+export function ehashEntriesFor(sockets: number): number | undefined {
+  if (sockets < 65536) return undefined;
+  return Math.min(2 ** 24, 2 ** Math.ceil(Math.log2(sockets)));
 }
 
 export interface LocalHost {
@@ -250,7 +274,18 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
     // count or share, and a guard route of the machine's own is never touched.
     // `replace` is idempotent: a retry after a crash in this slice cannot fail.
     await mustRunLocal(['ip', 'route', 'replace', 'unreachable', GUARD_ROUTE, 'metric', String(journal.guardMetric)]);
-    await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
+    if (spec.ehashEntries && existsSync(CHILD_EHASH)) {
+      // The switch first, with the shared table; then the hosts, each with a table
+      // of its own. The sysctl is the machine's: set only while the namespaces are
+      // made, under a lock so that concurrent runs restore the value they found.
+      await batch([`netns add ${sw}`]);
+      const hosts = network.hosts.map((h) => `ip netns add ${h.namespace}`).join(' && ');
+      const script = `old=$(cat ${CHILD_EHASH}) && echo ${spec.ehashEntries} > ${CHILD_EHASH} && { ${hosts}; rc=$?; echo $old > ${CHILD_EHASH}; exit $rc; }`;
+      await mkdir(LOCAL_JOURNAL_DIR, { recursive: true });
+      await mustRunLocal(['flock', `${LOCAL_JOURNAL_DIR}/child-ehash.lock`, 'sh', '-c', script]);
+    } else {
+      await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
+    }
     await batch([
       'link set lo up',
       'link add br0 type bridge',

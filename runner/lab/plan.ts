@@ -3,6 +3,7 @@
 // Pure: reading current values for the diff is the runner's job.
 
 import { LabError } from '../errors.ts';
+import { AUTO_PORT_RANGE, sourcesFor } from '../models/scale.ts';
 import type { Lab, Step } from './types.ts';
 
 /** How a lab role is reached, before anything is created. */
@@ -42,7 +43,11 @@ export interface PlannedHost extends HostBinding {
 export type PlannedStep =
   | (Step & { kind: Exclude<Step['kind'], 'connect' | 'listen'> })
   | (Extract<Step, { kind: 'listen' }> & { address: string })
-  | (Extract<Step, { kind: 'connect' }> & { pairs: Array<{ source: string; address: string; port: number }> });
+  | (Extract<Step, { kind: 'connect' }> & {
+      pairs: Array<{ source: string; address: string; port: number }>;
+      /** how `sources: auto` was planned, for `lab plan` and the report */
+      autoPlan?: string;
+    });
 
 export interface Plan {
   lab: Lab;
@@ -62,9 +67,48 @@ export function sysctlScope(name: string): SysctlScope {
   return 'namespace';
 }
 
-export function planLab(lab: Lab, bindings: HostBinding[]): Plan {
-  const byRole = new Map(bindings.map((b) => [b.role, b]));
+const PORT_RANGE = 'net.ipv4.ip_local_port_range';
+
+/**
+ * Resolve `sources: auto`: each such connect step gets the source addresses
+ * its count needs below half the port range (the lab's range for the host, or
+ * AUTO_PORT_RANGE, which the plan then sets), and its host the aliases for
+ * them. Returns the lab with numbers in place of "auto", and how each was planned.
+ */
+export function planSources(lab: Lab, bindings: HostBinding[]): { lab: Lab; autoPlans: Map<string, string>; problems: string[] } {
+  const autoPlans = new Map<string, string>();
   const problems: string[] = [];
+  if (!lab.steps.some((s) => s.kind === 'connect' && s.autoSources)) return { lab, autoPlans, problems };
+  const hosts = lab.hosts.map((h) => ({ ...h, sysctls: { ...h.sysctls } }));
+  const steps = lab.steps.map((s) => {
+    if (s.kind !== 'connect' || !s.autoSources) return s;
+    const host = hosts.find((h) => h.role === s.host)!;
+    const pool = bindings.find((b) => b.role === s.host)?.aliasPool.length ?? 0;
+    let range = AUTO_PORT_RANGE;
+    let rangeWhy = `the plan sets ${PORT_RANGE} "${AUTO_PORT_RANGE.join(' ')}"`;
+    const set = host.sysctls[PORT_RANGE]?.split(/\s+/).map(Number);
+    if (set && set.length === 2 && set.every(Number.isInteger)) {
+      range = [set[0]!, set[1]!];
+      rangeWhy = `the lab's ${PORT_RANGE} "${range.join(' ')}"`;
+    } else {
+      host.sysctls[PORT_RANGE] = AUTO_PORT_RANGE.join(' ');
+    }
+    const plan = sourcesFor(s.count, s.to.length, range);
+    if (plan.sources > 1 + pool) {
+      problems.push(
+        `Step "${s.name}": ${plan.derivation}, but host "${s.host}" offers 1 + ${pool} aliases: lower count, add destinations, or widen the port range`,
+      );
+    }
+    host.aliases = Math.max(host.aliases, plan.sources - 1);
+    autoPlans.set(s.name, `sources auto: ${plan.derivation}; ${rangeWhy}`);
+    return { ...s, sources: plan.sources };
+  });
+  return { lab: { ...lab, hosts, steps }, autoPlans, problems };
+}
+
+export function planLab(given: Lab, bindings: HostBinding[]): Plan {
+  const byRole = new Map(bindings.map((b) => [b.role, b]));
+  const { lab, autoPlans, problems } = planSources(given, bindings);
   const hosts: PlannedHost[] = lab.hosts.map((h) => {
     const b = byRole.get(h.role);
     if (!b) {
@@ -95,7 +139,8 @@ export function planLab(lab: Lab, bindings: HostBinding[]): Plan {
       const pairs = sources.flatMap((source) =>
         s.to.map((d) => ({ source, address: planned.get(d.role)!.address, port: d.port })),
       );
-      return { ...s, pairs };
+      const autoPlan = autoPlans.get(s.name);
+      return autoPlan ? { ...s, pairs, autoPlan } : { ...s, pairs };
     }
     return s;
   });

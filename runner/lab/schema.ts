@@ -155,7 +155,10 @@ export const labSchema = {
           ],
         },
         count: integer(1, MAX_COUNT, 'Connections to open at most'),
-        sources: integer(1, 1 + MAX_ALIASES, 'Source addresses: 1 = the primary, n = primary + n-1 aliases (default 1)'),
+        sources: {
+          description: 'Source addresses: 1 = the primary, n = primary + n-1 aliases (default 1); "auto": as many as count needs, below half the port range each',
+          anyOf: [...(integer(1, 1 + MAX_ALIASES, '').anyOf as Schema[]), { const: 'auto' }],
+        },
         bind: { description: 'How sockets are bound before connect() (default none)', ...templated({ enum: BIND_MODES }) },
         port: { $ref: '#/$defs/port', description: 'The local port for bind: reuseaddr' },
         rate: {

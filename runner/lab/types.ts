@@ -68,6 +68,8 @@ export type Step =
       count: number;
       /** how many of the host's addresses to connect from: 1 = the primary, n = primary + n-1 aliases */
       sources: number;
+      /** `sources: auto`: the plan sets sources (and the host's aliases) from count (models/scale.ts) */
+      autoSources?: boolean;
       bind: BindMode;
       /** the local port for bind: reuseaddr */
       port?: number;

@@ -596,7 +596,9 @@ function readConnect(
   const count = b.count === undefined ? undefined : ctx.int(p('count'), b.count, 1, MAX_COUNT);
 
   let sources: number | undefined = 1;
-  if (b.sources !== undefined) {
+  // "auto": the plan picks the source addresses (and aliases) the count needs (models/scale.ts).
+  const autoSources = typeof b.sources === 'string' && b.sources.trim() === 'auto';
+  if (b.sources !== undefined && !autoSources) {
     // Sources are the host's primary address plus its aliases.
     const aliases = hosts.find((h) => h.role === from)?.aliases;
     sources =
@@ -641,6 +643,7 @@ function readConnect(
   const step: Step = { name, kind: 'connect', host: from, to, count, sources, bind, rate, timeoutMs, connectTimeoutMs, stopOnError };
   if (port !== undefined) step.port = port;
   if (processes !== undefined) step.processes = processes;
+  if (autoSources) step.autoSources = true;
   return step;
 }
 

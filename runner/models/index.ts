@@ -4,7 +4,9 @@
 import type { HostFacts } from '../result.ts';
 import type { ReleaseMode, Step } from '../lab/types.ts';
 import type { ModelName } from './names.ts';
-import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
+import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sameKernel, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
+// The most worker processes a connect step may use: the lab file's `processes` bound.
+import { MAX_PROCESSES } from '../lab/validate.ts';
 
 export type ConnectStep = Extract<Step, { kind: 'connect' }>;
 
@@ -393,6 +395,71 @@ export function acceptQueue(ctx: ModelContext): ModelOutput {
   return { value, derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}` : ''}`, explanation };
 }
 
+/**
+ * Every ceiling on how many connections a connect step can hold, each from
+ * the hosts' own facts, and the one that binds: ephemeral ports (range ×
+ * sources × destinations), fds (nofile per worker × the workers a step may
+ * use, nr_open, file-max), kernel memory (MemAvailable ÷ the slab cost of a
+ * connection, both ends when they share a kernel), and the accept queue of a
+ * listener that does not accept.
+ */
+export function capacity(ctx: ModelContext): ModelOutput {
+  const step = connectStep(ctx, 'capacity');
+  const client = ctx.facts[step.host];
+  if (!client) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
+  if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "capacity" predicts "established", not "${ctx.metric}"`);
+  const index = ctx.steps.indexOf(ctx.step);
+  const ceilings: Array<{ name: string; value: number; formula: string }> = [];
+
+  const ports = ephemeralPorts({ ...ctx, step: { ...step, count: Number.MAX_SAFE_INTEGER }, metric: 'established' });
+  ceilings.push({ name: 'ephemeral ports', value: ports.value as number, formula: ports.derivation });
+
+  // fds: every connection is an fd on the client; workers are forked as the fd limit needs, up to the step's processes.
+  const perWorker = client.nofileSoft - WORKER_BASE_FDS;
+  const workers = step.processes ?? MAX_PROCESSES;
+  ceilings.push({
+    name: 'fds per process × processes',
+    value: perWorker * workers,
+    formula: `(ulimit -n ${client.nofileSoft} − ${WORKER_BASE_FDS}) × ${workers} worker processes${step.processes ? '' : ' at most'} = ${perWorker * workers} (nofile ≤ fs.nr_open ${client.nrOpen})`,
+  });
+  // Kernel-wide: both ends' fds and objects count when the client and a server share this kernel.
+  const servers = [...new Set(step.to.map((d) => d.role))];
+  const sharesKernel = servers.some((r) => ctx.facts[r] && sameKernel(ctx.facts[r]!, client));
+  const fdsPerConnection = sharesKernel ? 2 : 1;
+  ceilings.push({
+    name: 'fs.file-max',
+    value: Math.floor(client.fileMax / fdsPerConnection),
+    formula: `fs.file-max ${client.fileMax} open files on the kernel ÷ ${fdsPerConnection} fd${fdsPerConnection > 1 ? 's' : ''} per connection (root is exempt)`,
+  });
+
+  const cost = predictedBytes(client);
+  const perConnection = cost.client + (sharesKernel ? cost.server : 0);
+  const byMemory = Math.floor((client.memAvailableKiB * 1024) / perConnection);
+  ceilings.push({
+    name: 'kernel memory',
+    value: byMemory,
+    formula: `MemAvailable ${client.memAvailableKiB} KiB ÷ ${perConnection} B per connection (${sharesKernel ? `both ends: ${cost.client} + ${cost.server}` : `the client end: ${cost.client}`}, slab objects at this kernel's sizes) = ${byMemory}`,
+  });
+
+  // A listener that never accepts holds only its queue.
+  const queues = step.to.map((d) => listenFor(ctx, index, d.role, d.port));
+  if (queues.every((l) => l && !l.accept)) {
+    const n = queues.reduce((t, l) => t + Math.min(l!.backlog, ctx.facts[l!.host]?.somaxconn ?? l!.backlog) + 1, 0) * step.sources;
+    ceilings.push({ name: 'accept queue', value: n, formula: `min(backlog, somaxconn) + 1 per listener = ${n}` });
+  }
+
+  const binding = ceilings.reduce((a, b) => (b.value < a.value ? b : a));
+  const value = Math.min(step.count, binding.value);
+  const share = ((100 * step.count) / binding.value).toFixed(1);
+  return {
+    value,
+    derivation:
+      `${ceilings.map((c) => `${c.name}: ${c.formula}`).join('; ')}. Binding: ${binding.name}, ${binding.value}` +
+      `; the step holds ${step.count} = ${share}% of it${step.count < binding.value ? '' : `, so ${value}`}`,
+    explanation: `The most connections ${step.host} can hold toward ${step.to.map((d) => `${d.role}:${d.port}`).join(', ')} is the smallest of its ceilings: here ${binding.name}`,
+  };
+}
+
 export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'ephemeral-ports': ephemeralPorts,
   'fd-limit': fdLimit,
@@ -400,4 +467,5 @@ export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'memory-per-connection': memoryPerConnection,
   'time-wait': timeWait,
   'accept-queue': acceptQueue,
+  capacity,
 };

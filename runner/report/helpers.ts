@@ -107,6 +107,8 @@ export function reportView(result: RunResult) {
           ...Object.entries(step.labels).map(([name, value]) => ({ name, value })),
         ],
         errnos: (step.errors ?? []).map((e) => `${e.errno} × ${e.count}`).join(', '),
+        // A memory fit's bytes per connection, cache by cache: what it attributed and what it left as other.
+        attribution: step.kind === 'fit' ? fitAttribution(step.detail) : [],
         detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(step.detail) : undefined,
         seriesLabel: seriesMetric ?? 'value',
         // The predictions drawn on the chart as lines: the ceiling the ramp should reach.
@@ -124,6 +126,18 @@ export function reportView(result: RunResult) {
 }
 
 export type ReportView = ReturnType<typeof reportView>;
+
+interface CacheRow {
+  cache: string;
+  objects: number;
+  bytes: number;
+}
+
+function fitAttribution(detail: Record<string, unknown> | undefined): Array<{ cache: string; objects: string; bytes: string; share: string }> {
+  const rows = (list: unknown, share: string) =>
+    (Array.isArray(list) ? (list as CacheRow[]) : []).map((r) => ({ cache: r.cache, objects: formatNumber(r.objects), bytes: formatNumber(r.bytes), share }));
+  return [...rows(detail?.attributed, 'attributed'), ...rows(detail?.other, 'other')];
+}
 
 export function formatPortRange([low, high]: [number, number]): string {
   return `${low}–${high} (${high - low + 1} ports)`;

@@ -66,7 +66,17 @@ export function buildResult(run: RunRecord): RunResult {
     verdict: failed ? 'fail' : 'pass',
     restore: { ok: run.restore.problems.length === 0, problems: run.restore.problems },
     notes,
+    controller: { peakRssKiB: peakRssKiB() },
   };
   if (run.error) result.error = run.error;
   return result;
+}
+
+/** The controller's peak resident set so far (getrusage ru_maxrss), in KiB; 0 where the runtime cannot say. */
+function peakRssKiB(): number {
+  try {
+    return Math.round(process.resourceUsage().maxRSS);
+  } catch {
+    return 0;
+  }
 }

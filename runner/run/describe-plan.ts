@@ -1,9 +1,13 @@
 // `lab plan`: a dry run that describes a plan with each host's current values
 // (sysctls old → new), the steps and the expectations. Reads, changes nothing.
 
+import { readFile } from 'node:fs/promises';
+import { hostname, release } from 'node:os';
 import { runLocal } from '../hosts/local.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
+import { capacityCheck } from '../models/scale.ts';
 import { sysctlReadCommand } from '../provision/sysctl-read.ts';
+import type { HostFacts } from '../result.ts';
 import type { HostProvider } from './provider.ts';
 
 /** Current values of a host's sysctls: a fresh namespace's for per-namespace ones on local hosts. */
@@ -43,7 +47,8 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
   for (const h of plan.hosts) {
     const where = h.kind === 'netns' ? `new namespace ${h.target}` : `${h.target} over SSH${h.local ? ' (a namespace on this machine)' : ''}`;
     lines.push(`  host ${h.role}: ${where}, address ${h.address}`);
-    for (const a of h.aliases) lines.push(`    + address ${a}/32 on ${h.device}`);
+    if (h.aliases.length > 4) lines.push(`    + ${h.aliases.length} addresses ${h.aliases[0]} … ${h.aliases.at(-1)}, each /32 on ${h.device}`);
+    else for (const a of h.aliases) lines.push(`    + address ${a}/32 on ${h.device}`);
     const old = await currentSysctls(h, provider);
     for (const [i, s] of h.sysctls.entries()) {
       const before = old[i] ?? '?';
@@ -61,7 +66,7 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
         what = `listen on ${s.host} ${s.address}:${s.port}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
         break;
       case 'connect':
-        what = `connect from ${s.host}: ${s.pairs.map((p) => `${p.source} → ${p.address}:${p.port}`).join(', ')}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
+        what = `connect from ${s.host}: ${pairsText(s.pairs)}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
         break;
       case 'sleep':
         what = `sleep ${s.durationMs / 1000} s`;
@@ -77,6 +82,16 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
         break;
     }
     lines.push(`    ${i + 1}. ${s.name}: ${what}`);
+    if (s.kind === 'connect' && s.autoPlan) lines.push(`       ${s.autoPlan}`);
+  }
+  // Local hosts share this machine's kernel: what a run will check before it starts, with today's numbers.
+  if (provider.kind === 'local' && plan.steps.some((s) => s.kind === 'connect')) {
+    const facts = await thisMachineFacts();
+    if (facts) {
+      const check = capacityCheck(plan, Object.fromEntries(plan.hosts.map((h) => [h.role, facts])));
+      lines.push(`  memory (checked again when the run starts; ${check.ok ? 'fits' : 'does NOT fit: the run will refuse'}):`);
+      for (const m of check.machines) for (const l of m.check.lines) lines.push(`    ${l}`);
+    }
   }
   if (plan.lab.expect.length) {
     lines.push('  expect:');
@@ -89,3 +104,35 @@ export async function describePlan(plan: Plan, provider: HostProvider): Promise<
   return lines.join('\n');
 }
 
+
+/** "a → b:p, …", or for many pairs their count and the first and last. */
+function pairsText(pairs: Array<{ source: string; address: string; port: number }>): string {
+  const one = (p: (typeof pairs)[number]) => `${p.source} → ${p.address}:${p.port}`;
+  return pairs.length > 4 ? `${pairs.length} pairs ${one(pairs[0]!)} … ${one(pairs.at(-1)!)}` : pairs.map(one).join(', ');
+}
+
+/** The facts the memory check needs, of this machine (the kernel local hosts share); undefined when /proc is unreadable. */
+async function thisMachineFacts(): Promise<HostFacts | undefined> {
+  try {
+    const mem = Object.fromEntries(
+      (await readFile('/proc/meminfo', 'utf8')).split('\n').map((l) => l.split(/:\s+/)).map(([k, v]) => [k, parseInt(v ?? '0', 10)]),
+    );
+    const slabObjectSize: Record<string, number> = {};
+    try {
+      for (const l of (await readFile('/proc/slabinfo', 'utf8')).split('\n').slice(2)) {
+        const f = l.split(/\s+/);
+        if (f.length > 3) slabObjectSize[f[0]!] = Number(f[3]);
+      }
+    } catch {
+      // not root: the socket cost is then unknown, and the check says which caches it missed
+    }
+    return {
+      hostname: hostname(), kernel: release(), python: '', portRange: [32768, 60999], reservedPorts: '',
+      nofileSoft: 1024, nofileHard: 1024, canRaiseHardNofile: false, nrOpen: 0, fileMax: 0, somaxconn: 0,
+      tcpMaxSynBacklog: 0, tcpFinTimeout: 0, tcpTwReuse: 0,
+      memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, addresses: [], cpus: 0, uid: 0,
+    };
+  } catch {
+    return undefined;
+  }
+}

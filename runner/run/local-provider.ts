@@ -8,6 +8,7 @@ import {
   checkLocalPrerequisites,
   createLocalNetwork,
   destroyLocalNetwork,
+  ehashEntriesFor,
   localAddresses,
   namespaceName,
   NetnsTransport,
@@ -23,6 +24,8 @@ export class LocalProvider implements HostProvider {
   readonly restoreCommand = 'lab restore';
   readonly id: string;
   private readonly roles: string[];
+  /** the most sockets one host namespace holds: the largest connect step's count */
+  private readonly maxSockets: number;
   /** this run's slice of 198.18.0.0/16, once reserved */
   private slice?: number;
   /** what teardown put back from journals that lost agents left */
@@ -31,6 +34,7 @@ export class LocalProvider implements HostProvider {
   constructor(lab: Lab, id = randomBytes(3).toString('hex')) {
     this.id = id;
     this.roles = lab.hosts.map((h) => h.role);
+    this.maxSockets = Math.max(0, ...lab.steps.map((s) => (s.kind === 'connect' ? s.count : 0)));
   }
 
   async reserve(): Promise<void> {
@@ -49,7 +53,9 @@ export class LocalProvider implements HostProvider {
     // The plan's addresses are the slice's: making hosts without one would give them others.
     if (this.slice === undefined) throw new Error('LocalProvider.prepare() before reserve()');
     await checkLocalPrerequisites();
-    await createLocalNetwork({ id: this.id, roles: this.roles, net: 18, slice: this.slice, purpose: 'run' });
+    await createLocalNetwork({
+      id: this.id, roles: this.roles, net: 18, slice: this.slice, purpose: 'run', ehashEntries: ehashEntriesFor(this.maxSockets),
+    });
   }
 
   transport(role: string): Transport {

@@ -11,7 +11,7 @@ import { buildResult } from './build-result.ts';
 import type { RunEventHandler } from './events.ts';
 import type { HostProvider } from './provider.ts';
 import { restoreHosts } from './restore.ts';
-import { provisionHosts, startAgents, startHosts, type Sessions } from './setup.ts';
+import { provisionHosts, refuseWhatHostsCannotHold, startAgents, startHosts, type Sessions } from './setup.ts';
 import { runSteps } from './steps.ts';
 import { RUN_TIMEOUTS } from './timeouts.ts';
 
@@ -47,6 +47,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   try {
     await stage('hosts', () => startHosts(provider, bound));
     await stage('agents', () => startAgents(plan, provider, sessions, bound, emit));
+    refuseWhatHostsCannotHold(plan, sessions);
     await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit));
     await stage('steps', () => runSteps(plan, sessions, observations, bound, emit));
   } catch (e) {

@@ -7,6 +7,7 @@ import { HostError } from '../errors.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { provisionHost } from '../provision/provision-host.ts';
+import { capacityCheck, capacityRefusal } from '../models/scale.ts';
 import type { Change, HostFacts } from '../result.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
@@ -78,4 +79,16 @@ export async function provisionHosts(
 
 function readFacts(agent: AgentClient): Promise<HostFacts> {
   return agent.request<HostFacts>('facts', {}, { timeoutMs: RUN_TIMEOUTS.requestMs });
+}
+
+/**
+ * Refuse, before any change, what the hosts cannot hold (models/scale.ts):
+ * a run never drives a machine into the OOM killer. Throws HostError CAPACITY
+ * with the arithmetic.
+ */
+export function refuseWhatHostsCannotHold(plan: Plan, sessions: Sessions): void {
+  const facts: Record<string, HostFacts> = {};
+  for (const [role, s] of sessions) if (s.facts) facts[role] = s.facts;
+  const refusal = capacityRefusal(capacityCheck(plan, facts));
+  if (refusal) throw new HostError('CAPACITY', refusal);
 }

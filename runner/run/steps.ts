@@ -11,7 +11,7 @@ import type { ConnectProgress, ConnectReply, ListenProgress, ListenReply, Releas
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
 import type { Sessions } from './setup.ts';
-import { PROGRESS_SAMPLE_MS, RUN_TIMEOUTS } from './timeouts.ts';
+import { PROGRESS_SAMPLE_MS, releaseTimeoutMs, RUN_TIMEOUTS } from './timeouts.ts';
 
 type Step<K extends PlannedStep['kind']> = Extract<PlannedStep, { kind: K }>;
 
@@ -139,7 +139,12 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
             series.push([ms, value]);
             lastSample = ms;
           }
-          ctx.emit({ kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms });
+          const extra = d as { failed?: number; slabKiB?: number };
+          ctx.emit({
+            kind: 'progress', step: step.name, host: step.host, value, of: step.count, elapsedMs: ms,
+            ...(typeof extra.failed === 'number' ? { failed: extra.failed } : {}),
+            ...(typeof extra.slabKiB === 'number' ? { slabKiB: extra.slabKiB } : {}),
+          });
         },
       },
     ),
@@ -209,17 +214,23 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
 }
 
 async function release(step: Step<'release'>, obs: StepObservation, ctx: StepContext): Promise<void> {
-  let closed = 0;
   // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
   const abort = ctx.plan.lab.release !== 'graceful';
-  for (const name of step.steps) {
+  const close = async (name: string): Promise<number> => {
     const target = ctx.done.find((o) => o.name === name);
-    if (!target) continue;
+    if (!target) return 0;
+    const held = Number(target.metrics.established ?? target.metrics.accepted ?? 0);
     const r = await ctx.bound.guard(
-      agentOf(ctx, target.host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: RUN_TIMEOUTS.requestMs }),
+      agentOf(ctx, target.host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: releaseTimeoutMs(held) }),
     );
     ctx.held.delete(name);
-    closed += r.closed;
-  }
+    return r.closed;
+  };
+  // By RST all at once: each side closes in its own workers, and neither needs
+  // the other first. Graceful in the lab's order: which side closes first decides
+  // where TIME_WAIT lands.
+  let closed = 0;
+  if (abort) closed = (await Promise.all(step.steps.map(close))).reduce((a, b) => a + b, 0);
+  else for (const name of step.steps) closed += await close(name);
   obs.metrics.closed = closed;
 }

@@ -20,3 +20,13 @@ export const RUN_TIMEOUTS = {
 
 /** How often a connect step's progress becomes a point of its series (ms). */
 export const PROGRESS_SAMPLE_MS = 100;
+
+/**
+ * How long a release may take: closing a socket costs the kernel tens of
+ * microseconds here (an RST through the veth, the peer's reset, freeing the
+ * socket, its inode, dentry and file), and a million took over a minute on a
+ * busy 2-core machine. A backstop that grows with what the step holds.
+ */
+export function releaseTimeoutMs(held: number): number {
+  return RUN_TIMEOUTS.requestMs + Math.ceil(held / 5000) * 1000;
+}

@@ -17,16 +17,20 @@ test('probeLocalPython() probes python3 once, then answers from its cache while 
   const real = parsePythonProbe(await runLocal(PYTHON_PROBE))!;
   assert.equal(await probeLocalPython(cache), real);
   const saved = JSON.parse(readFileSync(cache, 'utf8'));
-  assert.equal(saved.info, real);
+  const [key] = Object.keys(saved);
+  assert.equal(saved[key!].info, real);
+  const entry = (patch: object) => writeFileSync(cache, JSON.stringify({ [key!]: { ...saved[key!], info: { ...real, version: [3, 99] }, ...patch } }));
   // A version the probe could not have found shows the answer comes from the cache.
-  writeFileSync(cache, JSON.stringify({ ...saved, info: { ...real, version: [3, 99] } }));
+  entry({});
   assert.equal((await probeLocalPython(cache))!.version, [3, 99]);
   // The interpreter file changed (reinstalled, upgraded): probed again.
-  writeFileSync(cache, JSON.stringify({ ...saved, info: { ...real, version: [3, 99] }, mtimeMs: statSync(real.executable).mtimeMs - 1 }));
+  entry({ mtimeMs: statSync(real.executable).mtimeMs - 1 });
   assert.equal(await probeLocalPython(cache), real);
-  // Another PATH may find another python3: probed again.
-  writeFileSync(cache, JSON.stringify({ ...saved, key: '["/elsewhere","",""]', info: { ...real, version: [3, 99] } }));
+  // Another PATH or directory may find another python3: its own entry, and the others stay.
+  writeFileSync(cache, JSON.stringify({ '["/elsewhere","",""]': { ...saved[key!], info: { ...real, version: [3, 98] } } }));
   assert.equal(await probeLocalPython(cache), real);
+  const both = JSON.parse(readFileSync(cache, 'utf8'));
+  assert.equal(Object.keys(both).sort(), ['["/elsewhere","",""]', key!].sort());
 });
 
 test.run();

@@ -1,0 +1,223 @@
+// Scale: how a lab reaches a target number of connections (source addresses,
+// ports per address, worker processes), and whether the hosts can hold it
+// (kernel memory, workers' memory, ports) before anything is provisioned.
+// Pure functions from a target and the hosts' facts to numbers and their
+// arithmetic. No I/O.
+
+import type { Plan } from '../lab/plan.ts';
+import type { HostFacts } from '../result.ts';
+import { objectsFormula, predictedBytes } from './memory.ts';
+
+/**
+ * The port range an auto-planned connect step sets on its host when the lab
+ * sets none: every unprivileged port, so the fewest source addresses reach a
+ * target.
+ */
+export const AUTO_PORT_RANGE: [number, number] = [1024, 65535];
+
+/**
+ * Past half of ip_local_port_range, connect() slows sharply: __inet_hash_connect
+ * tries ports of one parity first (the other is kept for bind()), so once half
+ * of the range is taken for a 4-tuple, every connect() walks the used half
+ * before it finds a free port. A plan keeps each source below this share.
+ */
+export const PORT_SHARE = 0.5;
+
+/** The per-source, per-destination port budget: below half of the range. */
+export function portsPerSource(range: [number, number], reserved = 0): number {
+  return Math.floor((range[1] - range[0] + 1 - reserved) * PORT_SHARE);
+}
+
+export interface SourcePlan {
+  sources: number;
+  portsPerSource: number;
+  derivation: string;
+}
+
+/** Source addresses a connect step needs so that no (source, destination) uses more than half the range. */
+export function sourcesFor(count: number, destinations: number, range: [number, number], reserved = 0): SourcePlan {
+  const per = portsPerSource(range, reserved);
+  const sources = Math.max(1, Math.ceil(count / (per * destinations)));
+  return {
+    sources,
+    portsPerSource: per,
+    derivation:
+      `⌈${count} connections ÷ (${destinations} destination${destinations > 1 ? 's' : ''} × ⌊(${range[1]} − ${range[0]} + 1${reserved ? ` − ${reserved}` : ''}) ÷ 2⌋ = ${per} ports)⌉` +
+      ` = ${sources} source address${sources > 1 ? 'es' : ''} (below half the range, where connect() slows sharply)`,
+  };
+}
+
+/** Worker processes one side needs when each holds `perWorker` sockets. */
+export function workersFor(count: number, perWorker: number): number {
+  return Math.max(1, Math.ceil(count / Math.max(1, perWorker)));
+}
+
+// ---------------------------------------------------------------- memory
+
+/**
+ * What comes on top of the priced objects in practice, as a factor: slab
+ * pages are never full, other caches move a little with the connections, and
+ * a proc inode with its dentry comes for every fd that anything on the
+ * machine lists in /proc/<pid>/fd. Measured on 6.18 here: 10.1 KB per
+ * connection in all caches against 7.8 KB priced (2 × 3896 B), 1.30. The
+ * factor is above it, so a refusal errs toward not starting.
+ */
+export const MEMORY_SAFETY_FACTOR = 1.5;
+
+/** User memory of one worker process that holds its sockets (a Python worker with ~20000 socket objects). */
+export const WORKER_BYTES = 16 * 1024 * 1024;
+
+/** Memory kept free for everything else on the machine: 5% of MemTotal, at least 256 MiB. */
+export function reserveBytes(memTotalKiB: number): number {
+  return Math.max(256 * 1024 ** 2, Math.round(memTotalKiB * 1024 * 0.05));
+}
+
+export interface SocketCost {
+  bytes: number;
+  /** "TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 + …" */
+  formula: string;
+  /** objects this kernel's slabinfo has no cache for (priced at 0) */
+  missing: string[];
+}
+
+/**
+ * Kernel bytes one idle established socket holds: the memory model's objects
+ * (models/memory.ts, priced with this kernel's own object sizes) of the
+ * costlier side, the client's, which also holds its port's bind buckets.
+ */
+export function socketCost(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>): SocketCost {
+  const p = predictedBytes(facts);
+  const side = p.client >= p.server ? 'client' : 'server';
+  return { bytes: Math.max(p.client, p.server), formula: objectsFormula(p.priced, side), missing: p.missing };
+}
+
+const GiB = (b: number) => `${(b / 1024 ** 3).toFixed(2)} GiB`;
+
+/** One host (machine) that holds sockets of a step: how many, and how many workers. */
+export interface MachineLoad {
+  /** roles sharing this machine's kernel and memory */
+  roles: string[];
+  facts: HostFacts;
+  /** sockets held on this machine (a connection between two roles of one machine counts twice) */
+  sockets: number;
+  /** worker processes holding them */
+  workers: number;
+}
+
+export interface MemoryCheck {
+  ok: boolean;
+  needBytes: number;
+  availableBytes: number;
+  /** the arithmetic, one line per term, for a report or a refusal */
+  lines: string[];
+}
+
+/**
+ * Whether a machine can hold its sockets: priced socket cost × safety factor ×
+ * sockets, plus workers' memory, plus a reserve, against MemAvailable.
+ */
+export function memoryCheck(load: MachineLoad): MemoryCheck {
+  const cost = socketCost(load.facts);
+  const kernel = Math.round(load.sockets * cost.bytes * MEMORY_SAFETY_FACTOR);
+  const workers = load.workers * WORKER_BYTES;
+  const reserve = reserveBytes(load.facts.memTotalKiB);
+  const need = kernel + workers + reserve;
+  const available = load.facts.memAvailableKiB * 1024;
+  const ok = need <= available;
+  const who = load.roles.join(' + ');
+  const lines = [
+    `per socket: ${cost.formula} = ${cost.bytes} B of slab objects (this kernel's sizes, models/memory.ts)${cost.missing.length ? `; no cache here for ${cost.missing.join(', ')}` : ''}`,
+    `kernel: ${load.sockets} sockets on ${who} × ${cost.bytes} B × ${MEMORY_SAFETY_FACTOR} (slab pages never full, proc inodes, other caches) = ${GiB(kernel)}`,
+    `workers: ${load.workers} processes × ${WORKER_BYTES / 1024 ** 2} MiB = ${GiB(workers)}`,
+    `reserve: 5% of MemTotal ${GiB(load.facts.memTotalKiB * 1024)}, at least 256 MiB = ${GiB(reserve)}`,
+    `need ${GiB(kernel)} + ${GiB(workers)} + ${GiB(reserve)} = ${GiB(need)} ${ok ? '≤' : '>'} MemAvailable ${GiB(available)}`,
+  ];
+  return { ok, needBytes: need, availableBytes: available, lines };
+}
+
+/** The largest number of connections a machine holding both ends of each could take under memoryCheck. */
+export function memoryCeiling(facts: HostFacts, socketsPerConnection: number, perWorker: number): number {
+  const cost = socketCost(facts).bytes * MEMORY_SAFETY_FACTOR;
+  const perConn = socketsPerConnection * (cost + WORKER_BYTES / Math.max(1, perWorker));
+  const room = facts.memAvailableKiB * 1024 - reserveBytes(facts.memTotalKiB);
+  return room > 0 && perConn > 0 ? Math.floor(room / perConn) : 0;
+}
+
+// ---------------------------------------------------------------- a plan against its hosts
+
+/** The fds the agent keeps for itself in each worker (FD_MARGIN in the agent). */
+export const WORKER_FD_MARGIN = 16;
+
+/** Hosts that share one kernel and its memory (as sameKernel() in models/memory.ts: the boot id, else hostname, kernel and memory). */
+function machineKey(f: HostFacts): string {
+  return f.bootId ?? `${f.hostname}|${f.kernel}|${f.memTotalKiB}`;
+}
+
+/**
+ * Every machine's peak load under a plan: connect steps hold their sockets
+ * (client side on the connecting host, server side spread over the
+ * destinations) until a release step names them or the one listening.
+ */
+export function peakLoads(plan: Plan, facts: Record<string, HostFacts>): MachineLoad[] {
+  const nofile = (role: string) => plan.hosts.find((h) => h.role === role)?.nofile ?? facts[role]?.nofileSoft ?? 1024;
+  const perWorker = (role: string) => Math.max(1, nofile(role) - WORKER_FD_MARGIN);
+  const open = new Map<string, Map<string, number>>(); // step -> role -> sockets
+  const peak = new Map<string, MachineLoad>();
+  const listenOf = new Map<string, string>(); // listen step -> role
+  const measure = () => {
+    const byMachine = new Map<string, { roles: Set<string>; sockets: number; workers: number; facts: HostFacts }>();
+    for (const held of open.values()) {
+      for (const [role, n] of held) {
+        const f = facts[role];
+        if (!f) continue;
+        const m = byMachine.get(machineKey(f)) ?? { roles: new Set<string>(), sockets: 0, workers: 0, facts: f };
+        m.roles.add(role);
+        m.sockets += n;
+        m.workers += workersFor(n, perWorker(role));
+        byMachine.set(machineKey(f), m);
+      }
+    }
+    for (const [k, m] of byMachine) {
+      const best = peak.get(k);
+      if (!best || m.sockets > best.sockets) peak.set(k, { roles: [...m.roles].sort(), facts: m.facts, sockets: m.sockets, workers: m.workers });
+    }
+  };
+  for (const s of plan.steps) {
+    if (s.kind === 'listen') listenOf.set(s.name, s.host);
+    if (s.kind === 'connect') {
+      const held = new Map<string, number>([[s.host, s.count]]);
+      s.to.forEach((d, i) => {
+        const share = Math.floor(s.count / s.to.length) + (i < s.count % s.to.length ? 1 : 0);
+        held.set(d.role, (held.get(d.role) ?? 0) + share);
+      });
+      open.set(s.name, held);
+      measure();
+    }
+    if (s.kind === 'release') for (const name of s.steps) open.delete(name);
+  }
+  return [...peak.values()];
+}
+
+export interface CapacityCheck {
+  ok: boolean;
+  /** per machine: its memory arithmetic */
+  machines: Array<{ roles: string[]; check: MemoryCheck }>;
+}
+
+/** Whether every machine can hold its peak load (memoryCheck), with the arithmetic. */
+export function capacityCheck(plan: Plan, facts: Record<string, HostFacts>): CapacityCheck {
+  const machines = peakLoads(plan, facts).map((load) => ({ roles: load.roles, check: memoryCheck(load) }));
+  return { ok: machines.every((m) => m.check.ok), machines };
+}
+
+/** The refusal a run prints when capacityCheck fails; undefined when it passes. */
+export function capacityRefusal(check: CapacityCheck): string | undefined {
+  if (check.ok) return undefined;
+  const lines = ['The hosts cannot hold this lab: not started, nothing was changed'];
+  for (const m of check.machines) {
+    lines.push(`  ${m.roles.join(' + ')} (one kernel):`);
+    for (const l of m.check.lines) lines.push(`    ${l}`);
+  }
+  lines.push('  Lower the count, or free memory on the host (MemAvailable)');
+  return lines.join('\n');
+}

@@ -1,0 +1,60 @@
+// The models of the catalog labs (capacity, time-wait, accept-queue): pure
+// arithmetic over facts; what the kernel does is held by test/run/catalog.test.ts.
+
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { acceptQueue, capacity, timeWait, type ModelContext } from '../../runner/models/index.ts';
+import type { HostFacts } from '../../runner/result.ts';
+import type { Step } from '../../runner/lab/types.ts';
+
+const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
+  hostname: 'h', kernel: '6.18.0', python: '3.11.2', portRange: [20000, 60999], reservedPorts: '',
+  nofileSoft: 1024, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 2466112,
+  somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2, memTotalKiB: 1, memAvailableKiB: 23_000_000,
+  slabObjectSize: { TCP: 2368, sock_inode_cache: 832, filp: 192, dentry: 192, tw_sock_TCP: 256 }, addresses: [], cpus: 2, uid: 0, bootId: 'b', ...over,
+});
+const connect = (over: Partial<Extract<Step, { kind: 'connect' }>> = {}): Extract<Step, { kind: 'connect' }> => ({
+  name: 'ramp', kind: 'connect', host: 'client', to: [{ role: 'server', port: 8080 }], count: 1000, sources: 1,
+  bind: 'none', rate: 0, timeoutMs: 60000, connectTimeoutMs: 3000, stopOnError: true, ...over,
+});
+const listen = (over: Partial<Extract<Step, { kind: 'listen' }>> = {}): Step => ({ name: 'listen', kind: 'listen', host: 'server', port: 8080, backlog: 4096, accept: true, ...over });
+const ctx = (steps: Step[], step: Step, metric: string, f = facts(), release: 'abort' | 'graceful' = 'abort'): ModelContext => ({
+  step, metric, steps, release, facts: { client: f, server: f }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] },
+});
+
+test('capacity() names the binding ceiling: ports here, memory on a small machine', () => {
+  const hold = connect({ count: 16400 });
+  const out = capacity(ctx([listen(), hold], hold, 'established'));
+  assert.is(out.value, 16400);
+  assert.match(out.derivation, 'Binding: ephemeral ports, 41000; the step holds 16400 = 40.0% of it');
+  assert.match(out.derivation, 'fs.file-max 2466112 open files on the kernel ÷ 2 fds per connection');
+  // 3584 B per end: 2 × 3584 per connection; 10 MiB of MemAvailable hold 1462 of them.
+  const small = capacity(ctx([listen(), hold], hold, 'established', facts({ memAvailableKiB: 10240 })));
+  assert.is(small.value, 1462);
+  assert.match(small.derivation, 'Binding: kernel memory, 1462');
+});
+
+test('timeWait() after a graceful close: tcp_tw_reuse 0 and 2 (not loopback) reuse nothing, 1 reuses once past the delay', () => {
+  const ramp = connect();
+  const again = connect({ name: 'again' });
+  const steps: Step[] = [listen(), ramp, { name: 'close', kind: 'release', steps: ['ramp', 'listen'] }, { name: 's', kind: 'sleep', durationMs: 2000 }, listen({ name: 'listen2' }), again];
+  const f = (tcpTwReuse: number) => facts({ portRange: [45000, 45999], tcpTwReuse });
+  assert.is(timeWait(ctx(steps, again, 'established', f(0), 'graceful')).value, 0);
+  assert.is(timeWait(ctx(steps, again, 'firstError', f(2), 'graceful')).value, 'EADDRNOTAVAIL');
+  assert.is(timeWait(ctx(steps, again, 'established', f(1), 'graceful')).value, 1000);
+  // An abort (RST) leaves no TIME_WAIT at all.
+  assert.is(timeWait(ctx(steps, again, 'established', f(0), 'abort')).value, 1000);
+  // The server closing first puts TIME_WAIT on the server: the client's ports are free.
+  const serverFirst = steps.map((s) => (s.kind === 'release' ? { ...s, steps: ['listen', 'ramp'] } : s));
+  assert.is(timeWait(ctx(serverFirst, serverFirst[5]!, 'established', f(0), 'graceful')).value, 1000);
+});
+
+test('acceptQueue() holds min(backlog, somaxconn) + 1, then ETIMEDOUT', () => {
+  const ramp = connect({ count: 20 });
+  const steps = [listen({ backlog: 8, accept: false }), ramp];
+  assert.is(acceptQueue(ctx(steps, ramp, 'established')).value, 9);
+  assert.is(acceptQueue(ctx(steps, ramp, 'established', facts({ somaxconn: 4 }))).value, 5);
+  assert.is(acceptQueue(ctx(steps, ramp, 'firstError')).value, 'ETIMEDOUT');
+});
+
+test.run();

@@ -1,0 +1,145 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { planLab, type HostBinding } from '../../runner/lab/plan.ts';
+import type { Lab, Step } from '../../runner/lab/types.ts';
+import {
+  AUTO_PORT_RANGE, capacityCheck, capacityRefusal, memoryCheck, peakLoads, portsPerSource, socketCost, sourcesFor,
+} from '../../runner/models/scale.ts';
+import type { HostFacts } from '../../runner/result.ts';
+
+const GiB = 1024 ** 3;
+// Object sizes of 6.18 here (/proc/slabinfo); the bind buckets live in a merged 128-byte cache.
+const SLAB = { TCP: 2368, sock_inode_cache: 832, filp: 192, dentry: 192, lsm_inode_cache: 32, lsm_file_cache: 24, eventpoll_epi: 128 };
+const ALIASES = { tcp_bind_bucket: 'eventpoll_epi', tcp_bind2_bucket: 'eventpoll_epi' };
+// Per client socket: 2368 + 832 + 192 + 192 + 32 + 24 + 128 + 128 = 3896 B.
+const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
+  hostname: 'box', kernel: '6.18.0', python: '3.11.2', portRange: [32768, 60999], reservedPorts: '',
+  nofileSoft: 20000, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 1 << 30,
+  somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2,
+  memTotalKiB: 24 * 1024 * 1024, memAvailableKiB: 22 * 1024 * 1024, slabObjectSize: SLAB, slabAliases: ALIASES, addresses: [], cpus: 2, uid: 0, ...over,
+});
+
+const bindings: HostBinding[] = ['client', 'server'].map((role, i) => ({
+  role, kind: 'netns', target: `lab-x-${role}`, address: `198.18.0.${i + 1}`, device: 'eth0', local: true,
+  aliasPool: Array.from({ length: 64 }, (_, k) => `198.18.${i + 1}.${k + 1}`),
+}));
+
+const lab = (count: number, connect: Partial<Extract<Step, { kind: 'connect' }>> = {}, sysctls: Record<string, string> = {}): Lab => ({
+  name: 'scale', file: 'scale.yaml', source: '', vars: {}, timeoutMs: 600_000, expect: [], release: 'abort',
+  hosts: [
+    { role: 'client', sysctls, aliases: 0, nofile: 20000 },
+    { role: 'server', sysctls: {}, aliases: 0, nofile: 20000 },
+  ],
+  steps: [
+    { name: 'listen', kind: 'listen', host: 'server', port: 8080, backlog: 4096, accept: true },
+    {
+      name: 'ramp', kind: 'connect', host: 'client', to: [{ role: 'server', port: 8080 }], count, sources: 1, autoSources: true,
+      bind: 'none', rate: 0, timeoutMs: 60_000, connectTimeoutMs: 3000, stopOnError: true, ...connect,
+    },
+    { name: 'release', kind: 'release', steps: ['ramp', 'listen'] },
+  ],
+});
+
+test('sourcesFor() keeps every source below half the port range', () => {
+  assert.is(portsPerSource(AUTO_PORT_RANGE), 32256);
+  const p = sourcesFor(1_000_000, 1, AUTO_PORT_RANGE);
+  assert.is(p.sources, 32);
+  assert.is(
+    p.derivation,
+    '⌈1000000 connections ÷ (1 destination × ⌊(65535 − 1024 + 1) ÷ 2⌋ = 32256 ports)⌉ = 32 source addresses (below half the range, where connect() slows sharply)',
+  );
+  assert.is(sourcesFor(64512, 2, AUTO_PORT_RANGE).sources, 1);
+  assert.is(sourcesFor(64513, 2, AUTO_PORT_RANGE).sources, 2);
+  assert.is(sourcesFor(10, 1, [40000, 40999], 100).portsPerSource, 450);
+});
+
+test('planLab() resolves sources: auto into aliases, the port range and the pairs', () => {
+  const plan = planLab(lab(1_000_000), bindings);
+  const client = plan.hosts.find((h) => h.role === 'client')!;
+  assert.is(client.aliases.length, 31);
+  assert.equal(client.sysctls, [{ name: 'net.ipv4.ip_local_port_range', value: '1024 65535', scope: 'namespace' }]);
+  const ramp = plan.steps.find((s) => s.name === 'ramp')!;
+  assert.ok(ramp.kind === 'connect');
+  if (ramp.kind !== 'connect') return;
+  assert.is(ramp.sources, 32);
+  assert.is(ramp.pairs.length, 32);
+  assert.ok(ramp.autoPlan!.endsWith('the plan sets net.ipv4.ip_local_port_range "1024 65535"'), ramp.autoPlan);
+  // The models see the planned number, not "auto".
+  const labRamp = plan.lab.steps.find((s) => s.name === 'ramp')!;
+  assert.is(labRamp.kind === 'connect' && labRamp.sources, 32);
+});
+
+test('planLab() plans sources: auto within the range the lab sets, and refuses more sources than the host has', () => {
+  const plan = planLab(lab(5000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings);
+  const ramp = plan.steps.find((s) => s.name === 'ramp')!;
+  assert.is(ramp.kind === 'connect' && ramp.sources, 10);
+  assert.equal(plan.hosts[0]!.sysctls.map((s) => s.value), ['40000 40999']);
+  try {
+    planLab(lab(100_000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings);
+    assert.unreachable('planned 200 sources');
+  } catch (e) {
+    assert.is((e as { code?: string }).code, 'PLAN_HOSTS');
+    assert.match((e as Error).message, /= 200 source addresses .* but host "client" offers 1 \+ 64 aliases/);
+  }
+});
+
+test('socketCost() prices a socket with the memory model\'s objects at the kernel\'s own sizes', () => {
+  const c = socketCost(facts());
+  assert.is(c.bytes, 3896);
+  assert.is(
+    c.formula,
+    'TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 + lsm_inode_cache 32 + lsm_file_cache 24 + tcp_bind_bucket (in eventpoll_epi) 128 + tcp_bind2_bucket (in eventpoll_epi) 128',
+  );
+  assert.equal(c.missing, []);
+  assert.equal(socketCost({ slabObjectSize: { TCP: 2000 } }).missing.slice(0, 3), ['sock_inode_cache', 'filp', 'dentry']);
+});
+
+test('peakLoads() counts both ends on one machine, and a released step no more', () => {
+  const plan = planLab(lab(100_000), bindings);
+  const loads = peakLoads(plan, { client: facts(), server: facts() });
+  assert.is(loads.length, 1);
+  assert.equal(loads[0]!.roles, ['client', 'server']);
+  assert.is(loads[0]!.sockets, 200_000);
+  assert.is(loads[0]!.workers, 2 * Math.ceil(100_000 / 19984));
+  // Two machines: each holds its own end.
+  const apart = peakLoads(plan, { client: facts(), server: facts({ hostname: 'other' }) });
+  assert.equal(apart.map((l) => l.sockets), [100_000, 100_000]);
+});
+
+test('capacityCheck() fits a million on 22 GiB and refuses two million, with the arithmetic', () => {
+  const one = capacityCheck(planLab(lab(1_000_000), bindings), { client: facts(), server: facts() });
+  assert.ok(one.ok);
+  assert.is(capacityRefusal(one), undefined);
+  const two = capacityCheck(planLab(lab(2_000_000), bindings), { client: facts(), server: facts() });
+  assert.not.ok(two.ok);
+  assert.is(
+    capacityRefusal(two),
+    [
+      'The hosts cannot hold this lab: not started, nothing was changed',
+      '  client + server (one kernel):',
+      '    per socket: TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 + lsm_inode_cache 32 + lsm_file_cache 24 + tcp_bind_bucket (in eventpoll_epi) 128 + tcp_bind2_bucket (in eventpoll_epi) 128 = 3896 B of slab objects (this kernel\'s sizes, models/memory.ts)',
+      '    kernel: 4000000 sockets on client + server × 3896 B × 1.5 (slab pages never full, proc inodes, other caches) = 21.77 GiB',
+      '    workers: 202 processes × 16 MiB = 3.16 GiB',
+      '    reserve: 5% of MemTotal 24.00 GiB, at least 256 MiB = 1.20 GiB',
+      '    need 21.77 GiB + 3.16 GiB + 1.20 GiB = 26.13 GiB > MemAvailable 22.00 GiB',
+      '  Lower the count, or free memory on the host (MemAvailable)',
+    ].join('\n'),
+  );
+});
+
+test('memoryCheck() needs MemAvailable for kernel objects, workers and a reserve', () => {
+  const m = memoryCheck({ roles: ['a'], facts: facts({ memAvailableKiB: 1.5 * 1024 * 1024 }), sockets: 100_000, workers: 6 });
+  assert.is(m.needBytes, Math.round(100_000 * 3896 * 1.5) + 6 * 16 * 1024 ** 2 + Math.round(24 * GiB * 0.05));
+  assert.is(m.availableBytes, 1.5 * GiB);
+  assert.not.ok(m.ok);
+});
+
+test('labs/million.yaml states only its target: sources auto', async () => {
+  const { readLab } = await import('../../runner/lab/validate.ts');
+  const million = await readLab('labs/million.yaml');
+  const ramp = million.steps.find((s) => s.name === 'ramp')!;
+  assert.is(ramp.kind === 'connect' && ramp.autoSources, true);
+  assert.is(million.hosts.find((h) => h.role === 'client')!.aliases, 0);
+});
+
+test.run();
