@@ -62,9 +62,16 @@ async function eventuallyClean(what: string, ms = 15_000) {
 /** Kill -9 the probe agent (and its workers) on a role's host: a host-side crash in small. */
 function killAgentOn(role: string): number {
   const address = network.hosts.find((h) => h.role === role)!.address;
-  const pids = agentPids(`lab:root@${address}:`);
-  if (pids.length) execFileSync('kill', ['-KILL', ...pids.map(String)]);
-  return pids.length;
+  let killed = 0;
+  for (const pid of agentPids(`lab:root@${address}:`)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {
+      // It ended between the listing and the kill (a short-lived fork of the agent).
+    }
+  }
+  return killed;
 }
 
 /** Start a role's sshd again (after killSshdIn), as `lab hosts up` did, and wait until it listens. */
