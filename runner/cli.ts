@@ -7,9 +7,10 @@ import { access, mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
-import { planLab, type Plan } from './lab/plan.ts';
+import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
-import { didYouMean, parseVarOverrides } from './lab/template.ts';
+import { didYouMean } from './files/names.ts';
+import { parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
 import { describePlan } from './run/describe-plan.ts';
@@ -33,7 +34,7 @@ export interface Io {
 const USAGE = `lab ${VERSION}: a declarative lab runner for Linux TCP connection limits
 
 Usage:
-  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes]
+  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes] [--ack SYSCTL ...]
   lab validate FILE...
   lab plan FILE [--var k=v ...] [-i INVENTORY]
   lab report RESULT.json [--out DIR]
@@ -68,6 +69,7 @@ Options:
   --var k=v              set a template variable (repeatable)
   -i, --inventory FILE   run on the hosts of this inventory, over SSH
   --yes                  allow changes on real (non-local) hosts
+  --ack SYSCTL           allow a machine-wide sysctl (fs.*, vm.*, kernel.*…) to change on this machine
   --accept-new-host-keys accept and remember SSH host keys not yet known
   -h, --help             show this help`,
   validate: `Usage: lab validate FILE...
@@ -200,6 +202,7 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
   var: { type: 'string', multiple: true },
   inventory: { type: 'string', short: 'i' },
   yes: { type: 'boolean' },
+  ack: { type: 'string', multiple: true },
   'accept-new-host-keys': { type: 'boolean' },
 };
 
@@ -226,6 +229,16 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
     io.err(await describePlan(preview, provider));
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+  }
+  const unacked = unacknowledgedGlobals(preview, (values.ack as string[] | undefined) ?? []);
+  if (unacked.length) {
+    const list = unacked.map((u) => `${u.name} = ${u.value} (on ${u.role})`).join(', ');
+    const names = [...new Set(unacked.map((u) => u.name))];
+    throw new LabError(
+      'NEEDS_ACK',
+      `${lab.file} changes machine-wide settings on this machine: ${list}. Every process here shares them until the run restores them. ` +
+        `Acknowledge each in the lab file (acknowledge: { ${names.map((n) => `${n}: "why"`).join(', ')} }) or with ${names.map((n) => `--ack ${n}`).join(' ')}`,
+    );
   }
   const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}/${timestamp()}`));
   // An unusable --out is bad input: found before any host is touched.
@@ -392,7 +405,10 @@ export function verdictTable(r: RunResult): string {
   const head = ['metric', 'model', 'predicted', 'observed', 'tolerance', 'verdict'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const fmt = (cells: string[]) => '  ' + cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
-  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
+  const notApplicable = r.predictions.filter((p) => p.verdict === 'not-applicable').length;
+  // not-applicable is a failure the table alone would not explain: say it in the headline.
+  const why = notApplicable ? ` (${notApplicable} prediction${notApplicable > 1 ? 's' : ''} not applicable)` : '';
+  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()}${why} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
   for (const [i, row] of rows.entries()) {
     lines.push(fmt(row));
     lines.push(`      ${r.predictions[i]!.derivation}`);

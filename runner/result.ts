@@ -3,7 +3,11 @@
 
 export const RESULT_FORMAT = 'lab-result/1';
 
-export type Verdict = 'pass' | 'fail' | 'not-measured';
+/**
+ * Only pass passes. not-measured: the step did not run or observe the metric;
+ * not-applicable: the model had no prediction to make for it (see modelProblem).
+ */
+export type Verdict = 'pass' | 'fail' | 'not-measured' | 'not-applicable';
 
 /** What the agent learned about a host before anything changed. */
 export interface HostFacts {

@@ -2,6 +2,7 @@
 // argument errors and their exit codes. In-process, through main().
 
 import { test } from 'uvu';
+import { readFileSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { main, VERSION } from '../runner/cli.ts';
 
@@ -52,6 +53,19 @@ test('an --out that cannot be written is refused before any host is touched', as
   assert.is(r.code, 2);
   assert.match(r.err, /^error: Cannot write reports to "\/proc\/version\/reports": .*\[ARGS\]$/);
   assert.is(r.out, '');
+});
+
+test('a machine-wide sysctl on local hosts is refused unless acknowledged, naming it and how', async () => {
+  const before = readFileSync('/proc/sys/fs/file-max', 'utf8');
+  const r = await cli('run', 'test/fixtures/labs/run/global-unacked.yaml', '--out', '/tmp/lab-cli-test-unacked');
+  assert.is(r.code, 2);
+  assert.is(
+    r.err.trim(),
+    'error: test/fixtures/labs/run/global-unacked.yaml changes machine-wide settings on this machine: fs.file-max = 2000000 (on client). ' +
+      'Every process here shares them until the run restores them. Acknowledge each in the lab file (acknowledge: { fs.file-max: "why" }) ' +
+      'or with --ack fs.file-max [NEEDS_ACK]',
+  );
+  assert.is(readFileSync('/proc/sys/fs/file-max', 'utf8'), before, 'nothing was touched');
 });
 
 test('a missing lab file exits 2 naming it', async () => {

@@ -9,7 +9,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { HostError, LabError } from '../errors.ts';
-import { ROLE_NAME } from '../lab/validate.ts';
+import { roleNameProblem } from '../files/names.ts';
 import { runLocal } from './local.ts';
 import {
   checkLocalPrerequisites,
@@ -135,8 +135,9 @@ function checkRoles(roles: string[]): void {
   if (!roles.length) throw new LabError('HOSTS_UP_ROLES', 'Name at least one role for "lab hosts up" (--roles client,server)');
   const seen = new Set<string>();
   for (const role of roles) {
-    if (!ROLE_NAME.test(role)) {
-      throw new LabError('HOSTS_UP_ROLES', `Invalid role name "${role}": use lowercase letters, digits and "-", starting with a letter`);
+    const problem = roleNameProblem(role);
+    if (problem) {
+      throw new LabError('HOSTS_UP_ROLES', problem);
     }
     if (seen.has(role)) throw new LabError('HOSTS_UP_ROLES', `Role "${role}" is named twice`);
     seen.add(role);

@@ -2,14 +2,15 @@
 // to reach it over SSH. Every problem is collected and reported at
 // file:line:col before any host is touched, like a lab file's.
 
-import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { isIP, isIPv4 } from 'node:net';
+import { isIPv4 } from 'node:net';
 import { dirname, resolve } from 'node:path';
-import { LabError, type LabProblem } from '../errors.ts';
-import { didYouMean } from '../lab/template.ts';
-import { formatDuration, parseDuration, ROLE_NAME } from '../lab/validate.ts';
-import { describe, isMapping, parseYaml, pathText, sortProblems, type SourceDoc, type YamlPath } from '../lab/yaml.ts';
+import { LabError } from '../errors.ts';
+import { Checker, type Mapping } from '../files/checker.ts';
+import { isMapping, type DocPath } from '../files/document.ts';
+import { quote } from '../files/quote.ts';
+import { readUserFile } from '../files/read.ts';
+import { parseYaml } from '../files/yaml.ts';
 import { SshTransport, type HostKeyPolicy, type SshEndpoint } from './ssh.ts';
 
 export interface InventoryHost extends SshEndpoint {
@@ -35,8 +36,8 @@ export interface Inventory {
 
 const HOST_KEY_POLICIES = ['check', 'accept-new'] as const satisfies readonly HostKeyPolicy[];
 const MAX_CONNECT_TIMEOUT_MS = 5 * 60_000;
-const INTERFACE_NAME = /^[A-Za-z0-9_.-]{1,15}$/;
-const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/;
+/** What Linux takes for a device name (at most 15 bytes, no "/", ":" or space), and no leading "-" or ".". */
+const INTERFACE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const ROOT_KEYS = ['defaults', 'hosts'];
@@ -60,25 +61,15 @@ export interface InventoryOptions {
 
 /** Read and validate an inventory file: INVENTORY_NOT_FOUND, LAB_YAML or INVENTORY_INVALID. */
 export async function readInventory(file: string, options: InventoryOptions = {}): Promise<Inventory> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ENOENT') throw new LabError('INVENTORY_NOT_FOUND', `Cannot find inventory "${file}"`);
-    throw new LabError('INVENTORY_UNREADABLE', `Cannot read inventory "${file}": ${(e as Error).message}`);
-  }
-  return loadInventory(file, text, options);
+  return loadInventory(file, await readUserFile(file, { what: 'inventory', code: 'INVENTORY' }), options);
 }
 
 /** Validate inventory text; `file` names it in messages and anchors relative paths. */
 export function loadInventory(file: string, text: string, options: InventoryOptions = {}): Inventory {
   const sd = parseYaml(file, text);
-  const ctx = new Checker(sd, dirname(file), options.home ?? homedir());
+  const ctx: Reading = { check: new Checker(sd), dir: dirname(file), home: options.home ?? homedir(), aliasOwner: new Map() };
   const hosts = readDocument(ctx, sd.value);
-  if (ctx.problems.length) {
-    throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, sortProblems(ctx.problems));
-  }
+  if (!ctx.check.ok) throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, ctx.check.problems);
   return { file, hosts };
 }
 
@@ -104,7 +95,16 @@ export function inventoryTransport(host: InventoryHost, role: string, options: {
 
 // ---- reading ----
 
-type Mapping = Record<string, unknown>;
+/** The Checker, and what this inventory's values are read against. */
+interface Reading {
+  check: Checker;
+  /** the inventory's directory: relative paths are relative to it */
+  dir: string;
+  /** what `~` expands to */
+  home: string;
+  /** which host each alias was first listed on: an address can be an alias of one host only */
+  aliasOwner: Map<string, string>;
+}
 
 /** The login settings as written (undefined = not given), before merging. */
 interface LoginFields {
@@ -119,121 +119,119 @@ interface LoginFields {
 }
 
 interface SectionFields extends LoginFields {
-  jump?: { fields: LoginFields & { address?: string }; path: YamlPath };
+  jump?: { fields: LoginFields & { address?: string }; path: DocPath };
   sudo?: boolean;
   interface?: string;
 }
 
-function readDocument(ctx: Checker, value: unknown): Record<string, InventoryHost> {
+function readDocument(ctx: Reading, value: unknown): Record<string, InventoryHost> {
   const hosts: Record<string, InventoryHost> = {};
   if (!isMapping(value)) {
-    ctx.mustBe([], 'a mapping with "hosts"', value);
+    ctx.check.mustBe([], 'a mapping with "hosts"', value);
     return hosts;
   }
-  const root = ctx.mapping([], value, ROOT_KEYS, ['hosts']);
+  const root = ctx.check.mapping([], value, ROOT_KEYS, ['hosts']);
   if (!root) return hosts;
   let defaults: SectionFields = {};
   if (root.defaults !== undefined && root.defaults !== null) {
-    const body = ctx.mapping(['defaults'], root.defaults, DEFAULT_KEYS);
+    const body = ctx.check.mapping(['defaults'], root.defaults, DEFAULT_KEYS);
     if (body) defaults = readSection(ctx, ['defaults'], body);
   }
   if (root.hosts === undefined) return hosts;
   const path = ['hosts'];
   if (!isMapping(root.hosts)) {
-    ctx.mustBe(path, 'a mapping of role names to hosts', root.hosts);
+    ctx.check.mustBe(path, 'a mapping of role names to hosts', root.hosts);
     return hosts;
   }
   if (!Object.keys(root.hosts).length) {
-    ctx.at(path, 'Must name at least one host: got an empty mapping');
+    ctx.check.at(path, 'Must name at least one host: got an empty mapping');
     return hosts;
   }
   for (const [role, body] of Object.entries(root.hosts)) {
-    if (!ROLE_NAME.test(role)) {
-      ctx.atKey(path, role, `Invalid role name ${quote(role)}: use lowercase letters, digits and "-", starting with a letter`);
-    }
+    ctx.check.roleName(path, role);
     const host = readHost(ctx, [...path, role], role, body, defaults);
     if (host) hosts[role] = host;
   }
   return hosts;
 }
 
-function readSection(ctx: Checker, path: YamlPath, body: Mapping): SectionFields {
+function readSection(ctx: Reading, path: DocPath, body: Mapping): SectionFields {
   const fields: SectionFields = readLogin(ctx, path, body);
   if (body.jump !== undefined) {
     const jumpPath = [...path, 'jump'];
-    const jump = ctx.mapping(jumpPath, body.jump, JUMP_KEYS, ['address']);
+    const jump = ctx.check.mapping(jumpPath, body.jump, JUMP_KEYS, ['address']);
     if (jump) {
-      const address = jump.address === undefined ? undefined : ctx.address([...jumpPath, 'address'], jump.address);
+      const address = jump.address === undefined ? undefined : ctx.check.address([...jumpPath, 'address'], jump.address);
       fields.jump = { fields: { ...readLogin(ctx, jumpPath, jump), address }, path: jumpPath };
     }
   }
-  if (body.sudo !== undefined) fields.sudo = ctx.bool([...path, 'sudo'], body.sudo);
+  if (body.sudo !== undefined) fields.sudo = ctx.check.bool([...path, 'sudo'], body.sudo);
   if (body.interface !== undefined) {
-    const name = ctx.string([...path, 'interface'], body.interface);
+    const name = ctx.check.string([...path, 'interface'], body.interface);
     if (name !== undefined && !INTERFACE_NAME.test(name)) {
-      ctx.mustBe([...path, 'interface'], 'an interface name (up to 15 letters, digits, "_", ".", "-")', name);
+      ctx.check.mustBe([...path, 'interface'], 'an interface name (up to 15 letters, digits, "_", ".", "-", not starting with "-" or ".")', name);
     } else fields.interface = name;
   }
   return fields;
 }
 
-function readLogin(ctx: Checker, path: YamlPath, body: Mapping): LoginFields {
-  const at = (key: string): YamlPath => [...path, key];
+function readLogin(ctx: Reading, path: DocPath, body: Mapping): LoginFields {
+  const at = (key: string): DocPath => [...path, key];
   const fields: LoginFields = {};
-  if (body.port !== undefined) fields.port = ctx.int(at('port'), body.port, 1, 65535);
+  if (body.port !== undefined) fields.port = ctx.check.int(at('port'), body.port, 1, 65535);
   if (body.user !== undefined) {
-    const user = ctx.string(at('user'), body.user);
-    if (user !== undefined && !/^[^\s@:]+$/.test(user)) ctx.mustBe(at('user'), 'a user name without spaces, "@" or ":"', user);
+    const user = ctx.check.line(at('user'), body.user);
+    if (user !== undefined && !/^[^\s@:]+$/.test(user)) ctx.check.mustBe(at('user'), 'a user name without spaces, "@" or ":"', user);
     else fields.user = user;
   }
-  if (body.identity !== undefined) fields.identity = ctx.path(at('identity'), body.identity);
-  if (body.agent !== undefined) fields.agent = ctx.bool(at('agent'), body.agent);
+  if (body.identity !== undefined) fields.identity = ctx.check.filePath(at('identity'), body.identity, ctx.dir, ctx.home);
+  if (body.agent !== undefined) fields.agent = ctx.check.bool(at('agent'), body.agent);
   if (body.password_env !== undefined) {
-    const name = ctx.string(at('password_env'), body.password_env);
+    const name = ctx.check.string(at('password_env'), body.password_env);
     if (name !== undefined && !ENV_NAME.test(name)) {
-      ctx.mustBe(at('password_env'), 'the name of an environment variable (letters, digits and "_"), not a password', name);
+      ctx.check.mustBe(at('password_env'), 'the name of an environment variable (letters, digits and "_"), not a password', name);
     } else fields.passwordEnv = name;
   }
-  if (body.known_hosts !== undefined) fields.knownHosts = ctx.path(at('known_hosts'), body.known_hosts);
-  if (body.host_key !== undefined) fields.hostKey = ctx.choice(at('host_key'), body.host_key, HOST_KEY_POLICIES, 'host_key policy');
+  if (body.known_hosts !== undefined) fields.knownHosts = ctx.check.filePath(at('known_hosts'), body.known_hosts, ctx.dir, ctx.home);
+  if (body.host_key !== undefined) fields.hostKey = ctx.check.choice(at('host_key'), body.host_key, HOST_KEY_POLICIES, 'host_key policy');
   if (body.connect_timeout !== undefined) {
-    fields.connectTimeoutMs = ctx.duration(at('connect_timeout'), body.connect_timeout, MAX_CONNECT_TIMEOUT_MS);
+    fields.connectTimeoutMs = ctx.check.duration(at('connect_timeout'), body.connect_timeout, MAX_CONNECT_TIMEOUT_MS);
   }
   return fields;
 }
 
-function readHost(ctx: Checker, path: YamlPath, role: string, value: unknown, defaults: SectionFields): InventoryHost | undefined {
-  const body = ctx.mapping(path, value, HOST_KEYS, ['address']);
+function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, defaults: SectionFields): InventoryHost | undefined {
+  const body = ctx.check.mapping(path, value, HOST_KEYS, ['address']);
   if (!body) return undefined;
   const own = readSection(ctx, path, body);
-  const address = body.address === undefined ? undefined : ctx.address([...path, 'address'], body.address);
+  const address = body.address === undefined ? undefined : ctx.check.address([...path, 'address'], body.address);
   let labAddress: string | undefined;
-  if (body.lab_address !== undefined) labAddress = ctx.ipv4([...path, 'lab_address'], body.lab_address);
+  if (body.lab_address !== undefined) labAddress = ctx.check.ipv4([...path, 'lab_address'], body.lab_address);
   else if (address !== undefined && !isIPv4(address)) {
-    ctx.at([...path, 'address'], `Missing "lab_address": lab traffic needs an IPv4 address, and "address" is ${quote(address)}`);
+    ctx.check.at([...path, 'address'], `Missing "lab_address": lab traffic needs an IPv4 address, and "address" is ${quote(address)}`);
   } else labAddress = address;
   const aliases: string[] = [];
   if (body.aliases !== undefined && body.aliases !== null) {
-    if (!Array.isArray(body.aliases)) ctx.mustBe([...path, 'aliases'], 'a list of IPv4 addresses', body.aliases);
+    if (!Array.isArray(body.aliases)) ctx.check.mustBe([...path, 'aliases'], 'a list of IPv4 addresses', body.aliases);
     else {
       const seen = new Set<string>();
       for (const [i, a] of body.aliases.entries()) {
-        const alias = ctx.ipv4([...path, 'aliases', i], a);
+        const alias = ctx.check.ipv4([...path, 'aliases', i], a);
         if (alias === undefined) continue;
         const owner = ctx.aliasOwner.get(alias);
-        if (seen.has(alias)) ctx.at([...path, 'aliases', i], `Alias ${quote(alias)} is listed twice`);
-        else if (owner !== undefined) ctx.at([...path, 'aliases', i], `Alias ${quote(alias)} is already an alias of host ${quote(owner)}`);
+        if (seen.has(alias)) ctx.check.at([...path, 'aliases', i], `Alias ${quote(alias)} is listed twice`);
+        else if (owner !== undefined) ctx.check.at([...path, 'aliases', i], `Alias ${quote(alias)} is already an alias of host ${quote(owner)}`);
         seen.add(alias);
         ctx.aliasOwner.set(alias, role);
         aliases.push(alias);
       }
     }
   }
-  const local = body.local === undefined ? false : ctx.bool([...path, 'local'], body.local);
+  const local = body.local === undefined ? false : ctx.check.bool([...path, 'local'], body.local);
 
   const login = mergeLogin(own, defaults, resolve(ctx.home, '.ssh/known_hosts'));
   if (login.identity === undefined && !login.agent && login.passwordEnv === undefined) {
-    ctx.at(path, 'No way to log in: set "identity", "agent: true" or "password_env" (on the host or in "defaults")');
+    ctx.check.at(path, 'No way to log in: set "identity", "agent: true" or "password_env" (on the host or in "defaults")');
   }
   const jumpSpec = own.jump ?? defaults.jump;
   let jump: SshEndpoint | undefined;
@@ -263,7 +261,7 @@ function readHost(ctx: Checker, path: YamlPath, role: string, value: unknown, de
     sudo: own.sudo ?? defaults.sudo ?? false,
     aliases,
     local: local ?? false,
-    where: ctx.where(path),
+    where: ctx.check.where(path),
   };
   if (jump) host.jump = jump;
   const iface = own.interface ?? defaults.interface;
@@ -286,110 +284,3 @@ function mergeLogin(own: LoginFields, defaults: LoginFields, knownHosts: string)
   if (passwordEnv !== undefined) merged.passwordEnv = passwordEnv;
   return merged;
 }
-
-// ---- checking values (messages worded like the lab file's) ----
-
-class Checker {
-  problems: LabProblem[] = [];
-  /** which host each alias was first listed on: an address can be an alias of one host only */
-  aliasOwner = new Map<string, string>();
-  constructor(
-    readonly sd: SourceDoc,
-    readonly dir: string,
-    readonly home: string,
-  ) {}
-
-  at(path: YamlPath, message: string): void {
-    this.problems.push(this.sd.problem(path, message));
-  }
-
-  atKey(parent: YamlPath, key: string, message: string): void {
-    const { line, col } = this.sd.locate([...parent, key], true);
-    this.problems.push({ file: this.sd.file, line, col, path: pathText(parent), message });
-  }
-
-  where(path: YamlPath): string {
-    const { line, col } = this.sd.locate(path, true);
-    return `${this.sd.file}:${line}:${col}`;
-  }
-
-  mustBe(path: YamlPath, what: string, v: unknown): undefined {
-    this.at(path, `Must be ${what}: got ${describe(v)}`);
-    return undefined;
-  }
-
-  mapping(path: YamlPath, v: unknown, keys: readonly string[], required: readonly string[] = []): Mapping | undefined {
-    if (!isMapping(v)) return this.mustBe(path, 'a mapping', v);
-    for (const k of Object.keys(v)) {
-      if (keys.includes(k)) continue;
-      const guess = didYouMean(k, keys);
-      const hint = guess ? `did you mean ${quote(guess)}?` : `expected one of ${keys.map(quote).join(', ')}`;
-      this.atKey(path, k, `Unknown key ${quote(k)}: ${hint}`);
-    }
-    const missing = required.filter((k) => v[k] === undefined);
-    if (missing.length) this.at(path, `Missing required key${missing.length > 1 ? 's' : ''} ${missing.map(quote).join(', ')}`);
-    return v;
-  }
-
-  string(path: YamlPath, v: unknown): string | undefined {
-    if (typeof v !== 'string' || v === '') return this.mustBe(path, 'a non-empty string', v);
-    return v;
-  }
-
-  int(path: YamlPath, v: unknown, min: number, max: number): number | undefined {
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-      return this.mustBe(path, `an integer from ${min} to ${max}`, v);
-    }
-    return v;
-  }
-
-  bool(path: YamlPath, v: unknown): boolean | undefined {
-    if (typeof v !== 'boolean') return this.mustBe(path, 'true or false', v);
-    return v;
-  }
-
-  duration(path: YamlPath, v: unknown, max: number): number | undefined {
-    const ms = parseDuration(v);
-    if (ms === undefined) return this.mustBe(path, 'a duration like "500ms", "10s" or "1m", or a number of seconds', v);
-    if (ms <= 0) return this.mustBe(path, 'more than 0', v);
-    if (ms > max) return this.mustBe(path, `at most ${formatDuration(max)}`, v);
-    return ms;
-  }
-
-  choice<T extends string>(path: YamlPath, v: unknown, choices: readonly T[], what: string): T | undefined {
-    const s = this.string(path, v);
-    if (s === undefined) return undefined;
-    if ((choices as readonly string[]).includes(s)) return s as T;
-    const guess = didYouMean(s, choices);
-    this.at(path, `Unknown ${what} ${quote(s)}: ${guess ? `did you mean ${quote(guess)}?` : `expected one of ${choices.map(quote).join(', ')}`}`);
-    return undefined;
-  }
-
-  /** Where SSH connects: an IP address or a host name. */
-  address(path: YamlPath, v: unknown): string | undefined {
-    const s = typeof v === 'string' ? v : undefined;
-    if (s === undefined || !(isIP(s) || HOST_NAME.test(s))) return this.mustBe(path, 'an IP address or a host name', v);
-    return s;
-  }
-
-  ipv4(path: YamlPath, v: unknown): string | undefined {
-    if (typeof v !== 'string' || !isIPv4(v)) return this.mustBe(path, 'an IPv4 address', v);
-    return v;
-  }
-
-  /** A file path: `~` is the home directory, a relative path is relative to the inventory. */
-  path(path: YamlPath, v: unknown): string | undefined {
-    const s = this.string(path, v);
-    if (s === undefined) return undefined;
-    if (s === '~') return this.home;
-    if (s.startsWith('~/')) return resolve(this.home, s.slice(2));
-    return resolve(this.dir, s);
-  }
-}
-
-
-
-function quote(s: string): string {
-  return JSON.stringify(s);
-}
-

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
+import { MAX_ALIASES } from '../files/names.ts';
 import { mustRunLocal, resolveLocalPython, runLocal, spawnLocal } from './local.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport } from './transport.ts';
 
@@ -102,7 +103,6 @@ interface LocalJournal {
   network?: LocalNetwork;
 }
 
-const MAX_ALIASES = 64;
 
 /**
  * Addresses of host `index` (0-based). In slice s of a run (rows r = 16s…16s+15):

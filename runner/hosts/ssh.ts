@@ -20,6 +20,7 @@ import type {
   ServerHostKeyAlgorithm,
 } from 'ssh2';
 import { HostError } from '../errors.ts';
+import { shellQuote } from '../files/quote.ts';
 import {
   appendKnownHost,
   checkHostKey,
@@ -30,7 +31,6 @@ import {
   readKnownHosts,
   type KnownHostsEntry,
 } from './known-hosts.ts';
-import { shellQuote } from './quote.ts';
 import type { ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
 
 export type HostKeyPolicy = 'check' | 'accept-new';

@@ -3,7 +3,7 @@
 // Pure: reading current values for the diff is the runner's job.
 
 import { LabError } from '../errors.ts';
-import { AUTO_PORT_RANGE, sourcesFor } from '../models/scale.ts';
+import { AUTO_PORT_RANGE, sourcesFor } from './sources.ts';
 import type { Lab, Step } from './types.ts';
 
 /** How a lab role is reached, before anything is created. */
@@ -145,4 +145,17 @@ export function planLab(given: Lab, bindings: HostBinding[]): Plan {
     return s;
   });
   return { lab, hosts, steps };
+}
+
+/**
+ * The machine-wide sysctls a plan would change on the controller's own
+ * machine (local hosts: every namespace shares fs.*, vm.*, kernel.* and a few
+ * net.* settings) that neither the lab file's `acknowledge:` nor `--ack` names.
+ * `lab run` refuses such a plan before touching anything.
+ */
+export function unacknowledgedGlobals(plan: Plan, acks: string[]): Array<{ role: string; name: string; value: string }> {
+  const ok = new Set([...Object.keys(plan.lab.acknowledge), ...acks]);
+  return plan.hosts.flatMap((h) =>
+    h.local ? h.sysctls.filter((s) => s.scope === 'global' && !ok.has(s.name)).map((s) => ({ role: h.role, name: s.name, value: s.value })) : [],
+  );
 }

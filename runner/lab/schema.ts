@@ -2,19 +2,19 @@
 // text and squiggles while a lab is written. validate.ts stays the authority
 // (it checks what a schema cannot: references between steps, templates, port
 // ranges); the schema is built from the same constants so the two agree.
-// `schema/lab.schema.json` is this object written out by write-schema.ts.
+// `schema/lab.schema.json` is this object written out by scripts/write-lab-schema.ts.
 
-import { MODEL_NAMES } from '../models/names.ts';
-import { FIT_UNITS, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
+import { MAX_ALIASES, ROLE_NAME } from '../files/names.ts';
+import { FIT_UNITS, MODEL_NAMES, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
 import {
   BIND_MODES,
   LAB_NAME,
-  MAX_ALIASES,
   MAX_COUNT,
   MAX_NOFILE,
   MAX_PROCESSES,
+  MAX_TOLERANCE,
+  MAX_TOLERANCE_PERCENT,
   MIN_FIT_SNAPSHOTS,
-  ROLE_NAME,
   STEP_NAME,
   SYSCTL_NAME,
 } from './validate.ts';
@@ -55,6 +55,11 @@ export const labSchema = {
     name: pattern(LAB_NAME, 'The lab\'s name: lowercase letters, digits and "-"'),
     description: { type: 'string', description: 'What the lab shows, for the report' },
     timeout: { $ref: '#/$defs/duration', description: 'Bound on the whole run (default 5m, at most 1h)' },
+    acknowledge: {
+      type: 'object',
+      description: 'Machine-wide sysctls (fs.*, vm.*, kernel.*…) the lab may change on the machine it runs on, each with the reason; or --ack on the command line',
+      additionalProperties: { type: 'string' },
+    },
     release: {
       description: 'How release steps close connections: abort (RST, no TIME_WAIT; default) or graceful (FIN: the side that closes first holds TIME_WAIT for 60 s)',
       ...templated({ enum: RELEASE_MODES }),
@@ -218,8 +223,8 @@ export const labSchema = {
         model: { description: 'The model that predicts the metric', ...templated({ enum: MODEL_NAMES }) },
         value: { type: ['number', 'string'], description: 'A literal the metric must equal' },
         tolerance: {
-          description: 'Allowed difference: a number >= 0 or "N%" (default 0)',
-          anyOf: [{ type: 'number', minimum: 0 }, { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%?\\s*$' }, TEMPLATE],
+          description: `Allowed difference: a number from 0 to ${MAX_TOLERANCE} (at most ${MAX_TOLERANCE_PERCENT}% of a literal value), or "N%" up to "${MAX_TOLERANCE_PERCENT}%" (default 0)`,
+          anyOf: [{ type: 'number', minimum: 0, maximum: MAX_TOLERANCE }, { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*%?\\s*$' }, TEMPLATE],
         },
       },
       oneOf: [{ required: ['model'] }, { required: ['value'] }],

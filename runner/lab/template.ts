@@ -3,9 +3,10 @@
 // problem still points at the line and column the user wrote.
 
 import Handlebars from 'handlebars';
-import { isScalar, Scalar } from 'yaml';
 import { LabError, type LabProblem } from '../errors.ts';
-import { pathText, type SourceDoc, type YamlPath } from './yaml.ts';
+import { REPORTED } from '../files/checker.ts';
+import { pathText, setOwn, type DocPath, type SourceDoc } from '../files/document.ts';
+import { didYouMean } from '../files/names.ts';
 
 /** Template variables: name -> value, always strings (what a template prints). */
 export type TemplateVars = Record<string, string>;
@@ -20,8 +21,6 @@ handlebars.registerHelper('log', () => {
   throw new Error('the "log" helper is not available in lab files');
 });
 
-/** Stands for a scalar whose template failed; validation skips it, so one mistake is one problem. */
-export const TEMPLATE_FAILED: unique symbol = Symbol('template failed');
 
 export interface TemplateFailure {
   /** the message, e.g. `Undefined variable "hgih" in template: did you mean "high"?` */
@@ -48,7 +47,10 @@ export function renderTemplate(source: string, vars: TemplateVars): RenderResult
   }
   try {
     const render = handlebars.compile(source, { strict: true, noEscape: true });
-    return { ok: true, value: render({ ...vars }) };
+    // Strict lookups ask `name in vars`: only the vars' own names count, so
+    // "{{constructor}}" is an undefined variable, not an inherited property rendered as "".
+    const own = new Proxy({ ...vars }, { has: (target, name) => typeof name === 'string' && Object.hasOwn(target, name) });
+    return { ok: true, value: render(own) };
   } catch (e) {
     return { ok: false, failure: lookupFailure(e, source, vars) };
   }
@@ -115,13 +117,13 @@ export function parseVarOverrides(args: readonly string[]): Record<string, strin
     if (!VAR_NAME.test(name)) {
       throw new LabError('LAB_ARGS', `Cannot parse --var "${arg}": the name must match ${VAR_NAME.source}`);
     }
-    out[name] = arg.slice(eq + 1);
+    setOwn(out, name, arg.slice(eq + 1));
   }
   return out;
 }
 
 export interface RenderedTree {
-  /** the document value with every templated string rendered (or TEMPLATE_FAILED) */
+  /** the document value with every templated string rendered (or REPORTED, the floor's mark for a value whose problem is reported) */
   value: unknown;
   /** path text -> the template a rendered string came from, for error messages */
   templates: Map<string, string>;
@@ -137,11 +139,11 @@ export interface RenderedTree {
 export function renderTree(
   sd: SourceDoc,
   vars: TemplateVars,
-  skip: (path: YamlPath) => boolean = () => false,
+  skip: (path: DocPath) => boolean = () => false,
 ): RenderedTree {
   const templates = new Map<string, string>();
   const problems: LabProblem[] = [];
-  const walk = (value: unknown, path: YamlPath): unknown => {
+  const walk = (value: unknown, path: DocPath): unknown => {
     if (path.length && skip(path)) return value;
     if (typeof value === 'string') {
       if (!isTemplate(value)) return value;
@@ -150,13 +152,13 @@ export function renderTree(
         templates.set(pathText(path), value);
         return r.value;
       }
-      problems.push(templateProblem(sd, path, value, r.failure));
-      return TEMPLATE_FAILED;
+      problems.push(templateProblem(sd, path, r.failure));
+      return REPORTED;
     }
     if (Array.isArray(value)) return value.map((v, i) => walk(v, [...path, i]));
     if (value && typeof value === 'object') {
       const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value)) out[k] = walk(v, [...path, k]);
+      for (const [k, v] of Object.entries(value)) setOwn(out, k, walk(v, [...path, k]));
       return out;
     }
     return value;
@@ -164,79 +166,11 @@ export function renderTree(
   return { value: walk(sd.value, []), templates, problems };
 }
 
-/** A problem placed on the failing expression inside the scalar when the source allows it. */
-function templateProblem(sd: SourceDoc, path: YamlPath, template: string, failure: TemplateFailure): LabProblem {
+/** A problem placed on the failing expression inside the scalar when the source spells it verbatim. */
+function templateProblem(sd: SourceDoc, path: DocPath, failure: TemplateFailure): LabProblem {
   const base = sd.problem(path, failure.message);
-  if (failure.offset === undefined) return base;
-  const node = sd.doc.getIn(path, true);
-  if (!isScalar(node) || !node.range) return base;
-  const start = contentStart(sd.text, node, template);
+  const start = failure.offset === undefined ? undefined : sd.verbatimStart(path);
   if (start === undefined) return base;
-  const { line, col } = offsetToPos(sd.text, start + failure.offset);
+  const { line, col } = sd.position(start + failure.offset!);
   return { ...base, line, col };
-}
-
-/**
- * Where the scalar's text starts in the file, if the source spells the value
- * exactly (plain or quoted, no escapes, no folding); otherwise undefined and
- * the problem stays at the scalar's start.
- */
-function contentStart(text: string, node: Scalar, value: string): number | undefined {
-  const [from, to] = node.range!;
-  const raw = text.slice(from, to);
-  if (node.type === Scalar.PLAIN && raw === value) return from;
-  if ((node.type === Scalar.QUOTE_DOUBLE || node.type === Scalar.QUOTE_SINGLE) && raw.slice(1, -1) === value) {
-    return from + 1;
-  }
-  return undefined;
-}
-
-function offsetToPos(text: string, offset: number): { line: number; col: number } {
-  let line = 1;
-  let lineStart = 0;
-  for (let i = text.indexOf('\n'); i >= 0 && i < offset; i = text.indexOf('\n', i + 1)) {
-    line++;
-    lineStart = i + 1;
-  }
-  return { line, col: offset - lineStart + 1 };
-}
-
-/**
- * The candidate the user most likely meant: within edit distance 2 (a swap of
- * two neighbours counts as one edit, so "hgih" finds "high") and no more than
- * half the word (so "nap" does not find "ramp"), or one a prefix of the other.
- * Shared by every "did you mean" in lab/.
- */
-export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
-  let best: string | undefined;
-  let bestScore = Infinity;
-  const w = word.toLowerCase();
-  for (const c of candidates) {
-    const lc = c.toLowerCase();
-    if (lc === w) return c;
-    const d = editDistance(w, lc);
-    const score =
-      d <= 2 && d * 2 <= w.length ? d : w.length >= 2 && (lc.startsWith(w) || w.startsWith(lc)) ? 3 : Infinity;
-    if (score < bestScore) {
-      best = c;
-      bestScore = score;
-    }
-  }
-  return best;
-}
-
-/** Levenshtein distance, with a transposition of neighbours as one edit (optimal string alignment). */
-export function editDistance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
-  );
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
-    }
-  }
-  return d[a.length]![b.length]!;
 }

@@ -17,6 +17,8 @@ export interface Lab {
   timeoutMs: number;
   /** how release steps close connections: RST (`abort`, no TIME_WAIT) or FIN (`graceful`) */
   release: ReleaseMode;
+  /** machine-wide sysctls the lab may change on the machine it runs on, each with the reason */
+  acknowledge: Record<string, string>;
 }
 
 /**
@@ -127,3 +129,53 @@ export const STEP_METRICS = {
   ],
   release: [],
 } as const satisfies Record<StepKind, readonly string[]>;
+
+export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
+
+/** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity'] as const;
+export type ModelName = (typeof MODEL_NAMES)[number];
+
+/**
+ * The metrics each model predicts, by step kind. A model cited for anything
+ * else has no prediction to make, and "no prediction" must never meet
+ * "nothing observed" and pass, so `lab validate` rejects the pair and compare
+ * gives it the verdict not-applicable.
+ */
+export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKind]?: readonly StepMetric<K>[] } } = {
+  'ephemeral-ports': { connect: ['established', 'firstError'] },
+  'fd-limit': { connect: ['established', 'firstError', 'workers'] },
+  'connection-ceiling': { connect: ['established'] },
+  'memory-per-connection': { fit: ['bytesPerConnection', 'clientBytesPerSocket', 'serverBytesPerSocket'] },
+  'time-wait': { connect: ['established', 'firstError'], snapshot: ['tcpTw'] },
+  // Also needs every destination to be a listen step with accept: false; the model says so at run time.
+  'accept-queue': { connect: ['established', 'firstError'] },
+  capacity: { connect: ['established'] },
+};
+
+/**
+ * Why `model` cannot predict `metric` of `step`, or undefined when it can.
+ * The one statement of which pairs apply: validation and compare both read
+ * it. (What only the run can tell, e.g. a host that ended up holding no
+ * client sockets, the model itself reports, and the verdict is not-applicable.)
+ */
+export function modelProblem(model: ModelName, step: Step, metric: string): string | undefined {
+  const byKind = MODEL_METRICS[model];
+  const kinds = Object.keys(byKind) as StepKind[];
+  const metrics: readonly string[] | undefined = byKind[step.kind];
+  if (!metrics) return `it predicts ${orList(kinds)} steps, and "${step.name}" is a ${step.kind} step`;
+  if (!metrics.includes(metric)) return `it predicts ${orList(metrics.map((m) => `"${m}"`))} of a ${step.kind} step, not "${metric}"`;
+  // Without `processes` the agent adds workers until every connection fits, so no worker reaches its fd limit.
+  if (model === 'fd-limit' && step.kind === 'connect' && metric !== 'workers' && step.processes === undefined) {
+    return `without "processes" the agent adds workers until every connection fits, so no fd limit is reached: set "processes" on step "${step.name}", or predict "workers"`;
+  }
+  // A TIME_WAIT socket is one side's: there is no client and server share to tell apart.
+  if (model === 'memory-per-connection' && step.kind === 'fit' && step.per === 'time-wait' && metric !== 'bytesPerConnection') {
+    return `a fit per TIME_WAIT socket has one side: predict "bytesPerConnection"`;
+  }
+  return undefined;
+}
+
+function orList(words: readonly string[]): string {
+  return words.length > 1 ? `${words.slice(0, -1).join(', ')} or ${words[words.length - 1]}` : words[0]!;
+}

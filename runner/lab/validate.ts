@@ -2,13 +2,19 @@
 // at file:line:col, and nothing is returned until there are none, so a lab
 // never half-runs on a file that was wrong further down.
 
-import { readdir, readFile } from 'node:fs/promises';
-import { basename, dirname } from 'node:path';
-import { LabError, type LabProblem } from '../errors.ts';
-import { MODEL_NAMES } from '../models/names.ts';
-import { didYouMean, mergeVars, renderTree, TEMPLATE_FAILED, VAR_NAME, type TemplateVars } from './template.ts';
+import { LabError } from '../errors.ts';
+import { Checker, REPORTED } from '../files/checker.ts';
+import { isMapping, setOwn, type DocPath } from '../files/document.ts';
+import { formatDuration } from '../files/durations.ts';
+import { didYouMean, MAX_ALIASES } from '../files/names.ts';
+import { quote } from '../files/quote.ts';
+import { readUserFile } from '../files/read.ts';
+import { parseYaml } from '../files/yaml.ts';
+import { mergeVars, renderTree, VAR_NAME, type TemplateVars } from './template.ts';
 import {
   FIT_UNITS,
+  MODEL_NAMES,
+  modelProblem,
   RELEASE_MODES,
   STEP_KINDS,
   STEP_METRICS,
@@ -20,28 +26,27 @@ import {
   type Step,
   type StepKind,
 } from './types.ts';
-import { describe, isMapping, parseYaml, pathText, sortProblems, type SourceDoc, type YamlPath } from './yaml.ts';
 
 export const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 export const MAX_TIMEOUT_MS = 60 * 60_000;
-export const MAX_ALIASES = 64;
 export const MAX_COUNT = 2_000_000;
 export const MAX_NOFILE = 1_048_576;
 export const MAX_PROCESSES = 1024;
+/** The widest tolerance, as a share of the prediction (see readTolerance). */
+export const MAX_TOLERANCE_PERCENT = 25;
+/** The widest absolute tolerance against a model's prediction; "N%" scales with the prediction instead. */
+export const MAX_TOLERANCE = 1000;
 export const BIND_MODES = ['none', 'ip', 'ip-no-port', 'reuseaddr'] as const satisfies readonly BindMode[];
 /** A fit needs two points at least; more make its residual mean something. */
 export const MIN_FIT_SNAPSHOTS = 2;
 
-/** Role names become namespace and host names, so they stay short and plain. */
-export const ROLE_NAME = /^[a-z][a-z0-9-]*$/;
 export const LAB_NAME = /^[a-z0-9-]+$/;
 /** Step names appear in "<step>.<metric>", so they hold no dots. */
 export const STEP_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 export const SYSCTL_NAME = /^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/;
-const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/;
 const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
 
-const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'vars', 'hosts', 'steps', 'expect'];
+const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'acknowledge', 'vars', 'hosts', 'steps', 'expect'];
 const HOST_KEYS = ['sysctls', 'aliases', 'nofile'];
 const STEP_KEYS = ['name', ...STEP_KINDS];
 const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept'];
@@ -67,33 +72,7 @@ const EXPECT_KEYS = ['metric', 'model', 'value', 'tolerance'];
  * is not valid YAML is LAB_YAML; a lab that breaks a rule is LAB_INVALID.
  */
 export async function readLab(file: string, overrides?: Record<string, string>): Promise<Lab> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ENOENT') {
-      const guess = didYouMean(basename(file), await yamlFilesBeside(file));
-      const hint = guess ? `: did you mean "${joinDir(file, guess)}"?` : '';
-      throw new LabError('LAB_NOT_FOUND', `Cannot find lab file "${file}"${hint}`);
-    }
-    if (code === 'EISDIR') throw new LabError('LAB_NOT_FOUND', `Cannot read lab file "${file}": it is a directory`);
-    throw new LabError('LAB_UNREADABLE', `Cannot read lab file "${file}": ${(e as Error).message}`);
-  }
-  return loadLab(file, text, overrides);
-}
-
-async function yamlFilesBeside(file: string): Promise<string[]> {
-  try {
-    return (await readdir(dirname(file))).filter((f) => /\.ya?ml$/.test(f));
-  } catch {
-    return [];
-  }
-}
-
-function joinDir(file: string, name: string): string {
-  const dir = dirname(file);
-  return dir === '.' && !file.startsWith('./') ? name : `${dir}/${name}`;
+  return loadLab(file, await readUserFile(file, { what: 'lab file', code: 'LAB' }), overrides);
 }
 
 /**
@@ -105,155 +84,11 @@ export function loadLab(file: string, text: string, overrides: Record<string, st
   const ctx = new Checker(sd);
   const vars = mergeVars(readVars(ctx, sd.value), overrides);
   const rendered = renderTree(sd, vars, (p) => p.length === 1 && p[0] === 'vars');
-  ctx.templates = rendered.templates;
-  ctx.problems.push(...rendered.problems);
+  for (const [path, template] of rendered.templates) ctx.origins.set(path, `from template ${quote(template)}`);
+  ctx.add(...rendered.problems);
   const lab = readLabDocument(ctx, rendered.value, vars);
-  if (ctx.problems.length || !lab) {
-    const problems = sortProblems(ctx.problems);
-    throw new LabError('LAB_INVALID', `${file}: invalid lab file`, problems);
-  }
+  if (!ctx.ok || !lab) throw new LabError('LAB_INVALID', `${file}: invalid lab file`, ctx.problems);
   return lab;
-}
-
-
-/** Collects problems while reading; each `read*` returns undefined after reporting one. */
-class Checker {
-  problems: LabProblem[] = [];
-  templates = new Map<string, string>();
-  constructor(readonly sd: SourceDoc) {}
-
-  at(path: YamlPath, message: string): void {
-    this.problems.push(this.sd.problem(path, message));
-  }
-
-  /** A problem with a mapping key: located on the key, named by its parent's path. */
-  atKey(parent: YamlPath, key: string, message: string): void {
-    const { line, col } = this.sd.locate([...parent, key], true);
-    this.problems.push({ file: this.sd.file, line, col, path: pathText(parent), message });
-  }
-
-  /** How a value reads in "got …", with the template it came from when there was one. */
-  got(path: YamlPath, v: unknown): string {
-    const template = this.templates.get(pathText(path));
-    return template === undefined ? describe(v) : `${describe(v)} (from template ${quote(template)})`;
-  }
-
-  mustBe(path: YamlPath, what: string, v: unknown): undefined {
-    this.at(path, `Must be ${what}: got ${this.got(path, v)}`);
-    return undefined;
-  }
-
-  /** A mapping with only `keys`; reports unknown and missing keys. `shape` says what it should look like. */
-  mapping(path: YamlPath, v: unknown, keys: readonly string[], required: readonly string[] = [], shape = 'a mapping') {
-    if (v === TEMPLATE_FAILED) return undefined;
-    if (!isMapping(v)) return this.mustBe(path, shape, v);
-    const meant = new Set<string>();
-    for (const k of Object.keys(v)) {
-      if (keys.includes(k)) continue;
-      const guess = this.unknownKey(path, k, keys);
-      if (guess) meant.add(guess);
-    }
-    // A misspelt required key is one mistake: "did you mean" says it, "missing" would say it twice.
-    const missing = required.filter((k) => v[k] === undefined && !meant.has(k));
-    if (missing.length) {
-      this.at(path, `Missing required key${missing.length > 1 ? 's' : ''} ${missing.map(quote).join(', ')}`);
-    }
-    return v;
-  }
-
-  /** Reports an unknown key; returns the key it probably meant. */
-  unknownKey(parent: YamlPath, key: string, keys: readonly string[]): string | undefined {
-    const guess = didYouMean(key, keys);
-    const hint = guess ? `did you mean ${quote(guess)}?` : `expected one of ${keys.map(quote).join(', ')}`;
-    this.atKey(parent, key, `Unknown key ${quote(key)}: ${hint}`);
-    return guess;
-  }
-
-  string(path: YamlPath, v: unknown): string | undefined {
-    if (v === TEMPLATE_FAILED) return undefined;
-    if (typeof v !== 'string') return this.mustBe(path, 'a string', v);
-    return v;
-  }
-
-  /** An integer in [min, max]; `why` explains the bounds in the message. */
-  int(path: YamlPath, v: unknown, min: number, max: number, why = ''): number | undefined {
-    if (v === TEMPLATE_FAILED) return undefined;
-    // Templates render to strings; an integer-looking one is the number it spells.
-    const n = typeof v === 'string' && /^\s*-?\d+\s*$/.test(v) ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isInteger(n) || n < min || n > max) {
-      return this.mustBe(path, `an integer from ${min} to ${max}${why}`, v);
-    }
-    return n;
-  }
-
-  nonNegative(path: YamlPath, v: unknown): number | undefined {
-    if (v === TEMPLATE_FAILED) return undefined;
-    const n = typeof v === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(v) ? Number(v) : v;
-    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) return this.mustBe(path, 'a number >= 0', v);
-    return n;
-  }
-
-  bool(path: YamlPath, v: unknown): boolean | undefined {
-    if (v === TEMPLATE_FAILED) return undefined;
-    if (typeof v === 'boolean') return v;
-    if (v === 'true' || v === 'false') return v === 'true';
-    return this.mustBe(path, 'true or false', v);
-  }
-
-  /** A duration in ms, more than 0 and at most `max`. */
-  duration(path: YamlPath, v: unknown, max: number, maxName = formatDuration(max)): number | undefined {
-    if (v === TEMPLATE_FAILED) return undefined;
-    const ms = parseDuration(v);
-    if (ms === undefined) {
-      return this.mustBe(path, 'a duration like "500ms", "30s", "5m" or "1h", or a number of seconds', v);
-    }
-    if (ms <= 0) return this.mustBe(path, 'more than 0', v);
-    if (ms > max) return this.mustBe(path, `at most ${maxName}`, v);
-    return ms;
-  }
-
-  /** One of `choices`, with a guess when the value is close to one. */
-  choice<T extends string>(path: YamlPath, v: unknown, choices: readonly T[], what: string): T | undefined {
-    const s = this.string(path, v);
-    if (s === undefined) return undefined;
-    if ((choices as readonly string[]).includes(s)) return s as T;
-    this.unknown(path, what, s, choices);
-    return undefined;
-  }
-
-  /** `Unknown role "clinet": did you mean "client"?`; `context` follows the name. */
-  unknown(path: YamlPath, what: string, name: string, known: readonly string[], context = ''): void {
-    const guess = didYouMean(name, known);
-    const hint = guess
-      ? `did you mean ${quote(guess)}?`
-      : known.length
-        ? `expected one of ${known.map(quote).join(', ')}`
-        : 'there are none';
-    this.at(path, `Unknown ${what} ${quote(name)}${context}: ${hint}`);
-  }
-}
-
-/** Parse "500ms", "30s", "5m", "1h", or seconds (a number or a bare numeric string) into ms. */
-export function parseDuration(v: unknown): number | undefined {
-  if (typeof v === 'number') return Number.isFinite(v) && v >= 0 ? Math.round(v * 1000) : undefined;
-  if (typeof v !== 'string') return undefined;
-  const m = DURATION.exec(v.trim());
-  if (!m) return undefined;
-  const unitMs = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'];
-  return Math.round(Number(m[1]) * unitMs);
-}
-
-/** The shortest exact spelling of a duration: 300000 -> "5m". */
-export function formatDuration(ms: number): string {
-  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
-    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
-  }
-  return `${ms}ms`;
-}
-
-
-function quote(s: string): string {
-  return JSON.stringify(s);
 }
 
 
@@ -270,7 +105,7 @@ function readVars(ctx: Checker, root: unknown): TemplateVars {
     if (!VAR_NAME.test(name)) {
       ctx.atKey(path, name, `Invalid variable name ${quote(name)}: use letters, digits and "_", not starting with a digit`);
     }
-    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') vars[name] = String(value);
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') setOwn(vars, name, String(value));
     else ctx.mustBe([...path, name], 'a string, number or boolean', value);
   }
   return vars;
@@ -295,6 +130,7 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
   const release = root.release === undefined ? 'abort' : (ctx.choice(['release'], root.release, RELEASE_MODES, 'release mode') ?? 'abort');
 
   const hosts = root.hosts === undefined ? [] : readHosts(ctx, root.hosts);
+  const acknowledge = root.acknowledge === undefined ? {} : readAcknowledge(ctx, root.acknowledge, hosts);
   const state: StepState = {
     seen: new Map(),
     listening: new Map(),
@@ -306,7 +142,7 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
   };
   const steps = root.steps === undefined ? [] : readSteps(ctx, root.steps, hosts, timeoutMs, state);
   // Expectations name steps as written, so a step that had its own problem is no second one here.
-  const expect = root.expect === undefined || root.expect === null ? [] : readExpectations(ctx, root.expect, state);
+  const expect = root.expect === undefined || root.expect === null ? [] : readExpectations(ctx, root.expect, state, steps);
 
   return {
     name,
@@ -319,7 +155,27 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
     expect,
     timeoutMs,
     release,
+    acknowledge,
   };
+}
+
+/** `acknowledge: { fs.file-max: "why" }`: machine-wide sysctls the lab sets, each with a reason. */
+function readAcknowledge(ctx: Checker, value: unknown, hosts: LabHost[]): Record<string, string> {
+  const path = ['acknowledge'];
+  // Only sysctls the lab sets can be acknowledged: any other name is an unknown key, with a guess.
+  const set = [...new Set(hosts.flatMap((h) => Object.keys(h.sysctls)))];
+  const m = ctx.mapping(path, value, set, [], 'a mapping of sysctl name to the reason it may change machine-wide');
+  const out: Record<string, string> = {};
+  if (!m) return out;
+  for (const [name, why] of Object.entries(m)) {
+    if (!set.includes(name)) continue;
+    const at = [...path, name];
+    const reason = ctx.string(at, why);
+    if (reason === undefined) continue;
+    if (!reason.trim()) ctx.at(at, 'Must say why the change is acceptable: got an empty reason');
+    else out[name] = reason;
+  }
+  return out;
 }
 
 function readHosts(ctx: Checker, value: unknown): LabHost[] {
@@ -331,16 +187,13 @@ function readHosts(ctx: Checker, value: unknown): LabHost[] {
   }
   const hosts: LabHost[] = [];
   for (const [role, body] of Object.entries(value)) {
-    if (role === 'all') ctx.atKey(path, role, 'Role name "all" is reserved: choose another name');
-    else if (!ROLE_NAME.test(role)) {
-      ctx.atKey(path, role, `Invalid role name ${quote(role)}: use lowercase letters, digits and "-", starting with a letter`);
-    }
+    ctx.roleName(path, role);
     hosts.push(readHost(ctx, [...path, role], role, body));
   }
   return hosts;
 }
 
-function readHost(ctx: Checker, path: YamlPath, role: string, value: unknown): LabHost {
+function readHost(ctx: Checker, path: DocPath, role: string, value: unknown): LabHost {
   const host: LabHost = { role, sysctls: {}, aliases: 0 };
   // `server:` with nothing after it is an empty host, like `server: {}`.
   if (value === null) return host;
@@ -355,7 +208,7 @@ function readHost(ctx: Checker, path: YamlPath, role: string, value: unknown): L
   return host;
 }
 
-function readSysctls(ctx: Checker, path: YamlPath, value: unknown): Record<string, string> {
+function readSysctls(ctx: Checker, path: DocPath, value: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   if (!isMapping(value)) return ctx.mustBe(path, 'a mapping of sysctl names to values', value) ?? out;
   for (const [name, raw] of Object.entries(value)) {
@@ -370,12 +223,14 @@ function readSysctls(ctx: Checker, path: YamlPath, value: unknown): Record<strin
       const hint = SYSCTL_NAME.test(dotted) ? `write it with dots, ${quote(dotted)}` : 'expected a dotted name like "net.core.somaxconn"';
       ctx.atKey(path, name, `Invalid sysctl name ${quote(name)}: ${hint}`);
     }
-    if (raw === TEMPLATE_FAILED) continue;
+    if (raw === REPORTED) continue;
     if (typeof raw !== 'string' && typeof raw !== 'number') {
       ctx.mustBe(at, 'a string or number', raw);
       continue;
     }
-    const text = String(raw);
+    // The value is written to a file under /proc/sys: one line, nothing the kernel would read as a second write.
+    const text = typeof raw === 'number' ? String(raw) : ctx.line(at, raw, 'a sysctl value on one line without control characters');
+    if (text === undefined) continue;
     if (name === PORT_RANGE_SYSCTL) {
       const range = parsePortRange(text);
       if (range) out[name] = `${range[0]} ${range[1]}`;
@@ -441,7 +296,7 @@ function stepNameOf(item: unknown, index: number): string | undefined {
 
 function readStep(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   index: number,
   value: unknown,
   hosts: LabHost[],
@@ -516,7 +371,7 @@ function unreadableStepName(item: Record<string, unknown> | undefined, kinds: St
 
 function readStepName(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   index: number,
   kind: StepKind,
   value: unknown,
@@ -540,7 +395,7 @@ function readStepName(
   return name;
 }
 
-function readRole(ctx: Checker, path: YamlPath, value: unknown, roles: string[]): string | undefined {
+function readRole(ctx: Checker, path: DocPath, value: unknown, roles: string[]): string | undefined {
   const role = ctx.string(path, value);
   if (role === undefined) return undefined;
   if (!roles.includes(role)) {
@@ -552,7 +407,7 @@ function readRole(ctx: Checker, path: YamlPath, value: unknown, roles: string[])
 
 function readListen(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   name: string,
   value: unknown,
   roles: string[],
@@ -561,12 +416,13 @@ function readListen(
   const b = ctx.mapping(path, value, LISTEN_KEYS, ['host', 'port']);
   const host = b?.host === undefined ? undefined : readRole(ctx, [...path, 'host'], b.host, roles);
   const port = b?.port === undefined ? undefined : ctx.int([...path, 'port'], b.port, 1, 65535);
+  // Read before giving up on the step, so their problems are reported with the others.
+  const backlog = b?.backlog === undefined ? 4096 : ctx.int([...path, 'backlog'], b.backlog, 0, 2147483647);
+  const accept = b?.accept === undefined ? true : ctx.bool([...path, 'accept'], b.accept);
   if (!b || host === undefined || port === undefined) {
     state.uncertain = true;
     return undefined;
   }
-  const backlog = b.backlog === undefined ? 4096 : ctx.int([...path, 'backlog'], b.backlog, 0, 2147483647);
-  const accept = b.accept === undefined ? true : ctx.bool([...path, 'accept'], b.accept);
   const where = `${host}:${port}`;
   const holder = state.listening.get(where);
   if (holder) ctx.at([...path, 'port'], `Port ${port} on ${quote(host)} is already listened on by step ${quote(holder)}`);
@@ -580,7 +436,7 @@ function readListen(
 
 function readConnect(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   name: string,
   value: unknown,
   hosts: LabHost[],
@@ -649,12 +505,12 @@ function readConnect(
 
 function readDestinations(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   value: unknown,
   roles: string[],
   state: StepState,
 ): Destination[] | undefined {
-  const items: Array<[YamlPath, unknown]> = Array.isArray(value)
+  const items: Array<[DocPath, unknown]> = Array.isArray(value)
     ? value.map((v, i) => [[...path, i], v])
     : [[path, value]];
   if (Array.isArray(value) && !value.length) return ctx.mustBe(path, 'a "ROLE:PORT" or a non-empty list of them', value);
@@ -680,12 +536,12 @@ function readDestinations(
 
 function readDestination(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   value: unknown,
   roles: string[],
   state: StepState,
 ): Destination | undefined {
-  if (value === TEMPLATE_FAILED) return undefined;
+  if (value === REPORTED) return undefined;
   const m = typeof value === 'string' ? /^([^:\s]+):(\d+)$/.exec(value.trim()) : null;
   if (!m) return ctx.mustBe(path, '"ROLE:PORT"', value);
   const [, role, portText] = m as unknown as [string, string, string];
@@ -709,13 +565,13 @@ function readDestination(
 
 function readRelease(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   name: string,
   value: unknown,
   state: StepState,
   allNames: Array<string | undefined>,
 ): Step | undefined {
-  if (value === TEMPLATE_FAILED) return undefined;
+  if (value === REPORTED) return undefined;
   const holders = [...state.seen].filter(([, s]) => s.kind === 'listen' || s.kind === 'connect').map(([n]) => n);
   if (value === 'all') {
     const open = holders.filter((n) => !state.released.has(n));
@@ -729,7 +585,7 @@ function readRelease(
   if (Array.isArray(value) ? !value.length : typeof value !== 'string') {
     return ctx.mustBe(path, '"all", a step name or a non-empty list of step names', value);
   }
-  const items: Array<[YamlPath, unknown]> = Array.isArray(value)
+  const items: Array<[DocPath, unknown]> = Array.isArray(value)
     ? value.map((v, i) => [[...path, i], v])
     : [[path, value]];
   const steps: string[] = [];
@@ -773,7 +629,7 @@ function readRelease(
 /** `fit: { snapshots: [s0, s1, …], per: connection | time-wait }`: earlier snapshot steps, all of one host. */
 function readFit(
   ctx: Checker,
-  path: YamlPath,
+  path: DocPath,
   name: string,
   value: unknown,
   state: StepState,
@@ -828,18 +684,18 @@ function markReleased(state: StepState, step: string, by: string): void {
   if (where !== undefined && state.listening.get(where) === step) state.listening.delete(where);
 }
 
-function readExpectations(ctx: Checker, value: unknown, state: StepState): Expectation[] {
+function readExpectations(ctx: Checker, value: unknown, state: StepState, steps: Step[]): Expectation[] {
   const path = ['expect'];
   if (!Array.isArray(value)) return ctx.mustBe(path, 'a list of expectations', value) ?? [];
   const out: Expectation[] = [];
   value.forEach((item, i) => {
-    const e = readExpectation(ctx, [...path, i], item, state);
+    const e = readExpectation(ctx, [...path, i], item, state, steps);
     if (e) out.push(e);
   });
   return out;
 }
 
-function readExpectation(ctx: Checker, path: YamlPath, value: unknown, state: StepState): Expectation | undefined {
+function readExpectation(ctx: Checker, path: DocPath, value: unknown, state: StepState, steps: Step[]): Expectation | undefined {
   const b = ctx.mapping(path, value, EXPECT_KEYS, ['metric']);
   if (!b) return undefined;
   const p = (k: string) => [...path, k];
@@ -856,8 +712,18 @@ function readExpectation(ctx: Checker, path: YamlPath, value: unknown, state: St
     ok = false;
   }
   const model = b.model === undefined ? undefined : ctx.choice(p('model'), b.model, MODEL_NAMES, 'model');
+  if (model !== undefined && metric !== undefined && ok) {
+    // A model with no prediction for this metric would meet "nothing observed" and seem to pass.
+    const [stepName, metricName] = metric.split('.') as [string, string];
+    const step = steps.find((s) => s.name === stepName);
+    const why = step && modelProblem(model, step, metricName);
+    if (why) {
+      ctx.at(p('model'), `Model ${quote(model)} cannot predict ${quote(metric)}: ${why}`);
+      ok = false;
+    }
+  }
   let literal: number | string | undefined;
-  if (b.value !== undefined && b.value !== TEMPLATE_FAILED) {
+  if (b.value !== undefined && b.value !== REPORTED) {
     const v = b.value;
     if (typeof v === 'number') literal = v;
     // A rendered template is a string; a numeric one means the number.
@@ -867,21 +733,10 @@ function readExpectation(ctx: Checker, path: YamlPath, value: unknown, state: St
 
   let tolerance = 0;
   let tolerancePercent = false;
-  if (b.tolerance !== undefined && b.tolerance !== TEMPLATE_FAILED) {
-    const t = b.tolerance;
-    const pct = typeof t === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(t) : null;
-    if (pct) {
-      tolerance = Number(pct[1]);
-      tolerancePercent = true;
-    } else {
-      const n = ctx.nonNegative(p('tolerance'), t);
-      if (n === undefined) ok = false;
-      else tolerance = n;
-    }
-    if (typeof literal === 'string' && tolerance !== 0) {
-      ctx.mustBe(p('tolerance'), `0 when "value" is a string`, t);
-      ok = false;
-    }
+  if (b.tolerance !== undefined && b.tolerance !== REPORTED) {
+    const t = readTolerance(ctx, p('tolerance'), b.tolerance, literal);
+    if (t === undefined) ok = false;
+    else [tolerance, tolerancePercent] = t;
   }
 
   if (!ok || metric === undefined || (b.model !== undefined && model === undefined)) return undefined;
@@ -892,8 +747,40 @@ function readExpectation(ctx: Checker, path: YamlPath, value: unknown, state: St
   return e;
 }
 
+/**
+ * A tolerance, absolute or "N%". Bounded so it can still fail: the labs ask
+ * whether a limit moved, and the smallest move they look for is a factor of
+ * two (a second source address, port or worker), so a tolerance may cover at
+ * most a quarter of the prediction, which keeps half and double outside it.
+ * An absolute tolerance is known against a literal value only; against a
+ * model's prediction it is capped at MAX_TOLERANCE (use "N%" for large values).
+ */
+function readTolerance(ctx: Checker, path: DocPath, t: unknown, literal: number | string | undefined): [number, boolean] | undefined {
+  const pct = typeof t === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*%\s*$/.exec(t) : null;
+  if (pct) {
+    const n = Number(pct[1]);
+    if (n > MAX_TOLERANCE_PERCENT) {
+      return ctx.mustBe(path, `at most ${MAX_TOLERANCE_PERCENT}%: a wider tolerance could not tell a limit from its half or double`, t);
+    }
+    if (typeof literal === 'string' && n !== 0) return ctx.mustBe(path, `0 when "value" is a string`, t);
+    return [n, true];
+  }
+  const n = ctx.nonNegative(path, t);
+  if (n === undefined) return undefined;
+  if (typeof literal === 'string') return n === 0 ? [0, false] : ctx.mustBe(path, `0 when "value" is a string`, t);
+  const max = typeof literal === 'number' ? Math.abs(literal) * (MAX_TOLERANCE_PERCENT / 100) : MAX_TOLERANCE;
+  if (n > max) {
+    const why =
+      typeof literal === 'number'
+        ? ` (${MAX_TOLERANCE_PERCENT}% of the value ${literal}): a wider tolerance could not tell it from its half or double`
+        : `: for a wider one, write a share of the prediction, e.g. "${MAX_TOLERANCE_PERCENT}%"`;
+    return ctx.mustBe(path, `at most ${max}${why}`, t);
+  }
+  return [n, false];
+}
+
 /** "<step>.<metric>": the step must exist and its kind must measure the metric. */
-function checkMetric(ctx: Checker, path: YamlPath, metric: string, state: StepState): boolean {
+function checkMetric(ctx: Checker, path: DocPath, metric: string, state: StepState): boolean {
   const parts = metric.split('.');
   if (parts.length !== 2 || !parts[0] || !parts[1]) {
     ctx.mustBe(path, '"<step>.<metric>"', metric);

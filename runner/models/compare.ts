@@ -1,10 +1,9 @@
 // Compare: each expectation of a lab becomes a Prediction with a verdict, from
 // the models (or a literal), the hosts' facts and what the steps observed.
 
-import type { Expectation, ReleaseMode, Step } from '../lab/types.ts';
+import { modelProblem, type Expectation, type ModelName, type ReleaseMode, type Step } from '../lab/types.ts';
 import type { HostFacts, Prediction, StepObservation, Verdict } from '../result.ts';
 import { MODELS, ModelNotApplicable, type ModelOutput } from './index.ts';
-import type { ModelName } from './names.ts';
 
 export interface CompareInput {
   expectations: Expectation[];
@@ -44,12 +43,18 @@ export function comparePredictions(input: CompareInput): Prediction[] {
       metric,
     );
     let out: ModelOutput;
+    // A model with no prediction to make is not-applicable, never a null that would equal an unobserved null.
+    let notApplicable = false;
     if (exp.model) {
+      const model = exp.model as ModelName;
+      const why = step ? modelProblem(model, step, metric) : `the lab has no step "${stepName}"`;
       try {
-        out = MODELS[exp.model as ModelName]({ step: step!, metric, facts: input.facts, addresses: input.addresses, steps: input.steps, release: input.release ?? 'abort' });
+        if (why) throw new ModelNotApplicable(`Model "${model}" cannot predict "${exp.metric}": ${why}`);
+        out = MODELS[model]({ step: step!, metric, facts: input.facts, addresses: input.addresses, steps: input.steps, release: input.release ?? 'abort' });
       } catch (e) {
         if (!(e instanceof ModelNotApplicable)) throw e;
         out = { value: null, derivation: e.message, explanation: '' };
+        notApplicable = true;
       }
     } else {
       out = { value: exp.value ?? null, derivation: `stated in the lab: ${JSON.stringify(exp.value)}`, explanation: '' };
@@ -62,7 +67,7 @@ export function comparePredictions(input: CompareInput): Prediction[] {
       predicted: out.value,
       observed: observed === undefined ? null : observed,
       tolerance,
-      verdict: verdictOf(out.value, observed, tolerance),
+      verdict: notApplicable ? 'not-applicable' : verdictOf(out.value, observed, tolerance),
       derivation: out.derivation,
     };
     if (out.explanation) prediction.explanation = out.explanation;

@@ -2,8 +2,7 @@
 // to a value and its derivation with the numbers filled in. No I/O here.
 
 import type { HostFacts } from '../result.ts';
-import type { ReleaseMode, Step } from '../lab/types.ts';
-import type { ModelName } from './names.ts';
+import type { ModelName, ReleaseMode, Step } from '../lab/types.ts';
 import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sameKernel, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
 // The most worker processes a connect step may use: the lab file's `processes` bound.
 import { MAX_PROCESSES } from '../lab/validate.ts';

@@ -49,7 +49,7 @@ export function formatKiB(kib: number): string {
 }
 
 export function formatVerdict(verdict: Verdict): string {
-  return verdict === 'not-measured' ? 'not measured' : verdict;
+  return verdict === 'not-measured' ? 'not measured' : verdict === 'not-applicable' ? 'not applicable' : verdict;
 }
 
 export function formatChange(c: Change): string {
@@ -68,7 +68,13 @@ export function stepOf(result: RunResult, metric: string) {
 
 export function verdictCounts(result: RunResult) {
   const count = (v: Verdict) => result.predictions.filter((p) => p.verdict === v).length;
-  return { total: result.predictions.length, pass: count('pass'), fail: count('fail'), notMeasured: count('not-measured') };
+  return {
+    total: result.predictions.length,
+    pass: count('pass'),
+    fail: count('fail'),
+    notMeasured: count('not-measured'),
+    notApplicable: count('not-applicable'),
+  };
 }
 
 /** What a step's series counts, by step kind; the agent streams these as progress. */

@@ -14,7 +14,8 @@ export async function renderHtml(result: RunResult): Promise<string> {
     const hb = createHandlebars();
     hb.registerHelper({
       // A CSS class from a fixed set, never from the result's text.
-      verdictClass: (verdict: unknown) => (verdict === 'pass' || verdict === 'fail' ? verdict : 'not-measured'),
+      verdictClass: (verdict: unknown) =>
+        verdict === 'pass' || verdict === 'fail' || verdict === 'not-applicable' ? verdict : 'not-measured',
     });
     return hb.compile<HtmlView>(source);
   });

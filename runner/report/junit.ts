@@ -7,7 +7,8 @@ import { escapeXml, formatTolerance, formatValue, stepOf, verdictCounts } from '
 export function renderJunit(result: RunResult): string {
   const suite = result.lab.name;
   const counts = verdictCounts(result);
-  const failures = counts.fail + (result.restore.ok ? 0 : 1);
+  // A model that could not apply is no pass: CI must see it fail.
+  const failures = counts.fail + counts.notApplicable + (result.restore.ok ? 0 : 1);
   const errors = result.error ? 1 : 0;
   // Every prediction, then `run` and `restore`, so the count of tests stays the same from night to night.
   const tests = counts.total + 2;
@@ -18,6 +19,9 @@ export function renderJunit(result: RunResult): string {
     if (p.verdict === 'pass') return `${open}/>`;
     if (p.verdict === 'not-measured') {
       return `${open}>\n      <skipped message="${x(`not measured: ${result.error ? 'the run stopped early' : 'no observation'}`)}"/>\n    </testcase>`;
+    }
+    if (p.verdict === 'not-applicable') {
+      return `${open}>\n      <failure message="${x(`not applicable: ${p.derivation}`)}" type="not-applicable">${x(failureText(p))}</failure>\n    </testcase>`;
     }
     const message = `predicted ${formatValue(p.predicted)}, observed ${formatValue(p.observed)} (tolerance ${formatTolerance(p)})`;
     return `${open}>\n      <failure message="${x(message)}" type="fail">${x(failureText(p))}</failure>\n    </testcase>`;

@@ -2,8 +2,9 @@
 // schema/result.schema.json, so `lab report` and baselines fail naming the file
 // and the field at fault instead of a renderer failing on `undefined`.
 
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { InternalError, LabError } from '../errors.ts';
+import { jsonSyntaxError } from '../files/json.ts';
 import { RESULT_FORMAT, type RunResult } from '../result.ts';
 
 export const RESULT_SCHEMA_URL = new URL('../../schema/result.schema.json', import.meta.url);
@@ -34,6 +35,8 @@ const KEYWORDS = new Set([
   'prefixItems', 'minItems', 'maxItems', 'oneOf', '$defs', '$schema', 'title', 'description',
 ]);
 const MAX_PROBLEMS = 10;
+/** A result of a million-connection run is a few MiB; anything far larger is not one, and is not read into memory. */
+export const MAX_RESULT_BYTES = 64 * 1024 * 1024;
 
 let schemaLoad: Promise<Schema> | undefined;
 
@@ -47,8 +50,13 @@ export function loadResultSchema(): Promise<Schema> {
 export async function readResult(path: string): Promise<RunResult> {
   let text: string;
   try {
+    const { size } = await stat(path);
+    if (size > MAX_RESULT_BYTES) {
+      throw new LabError('RESULT_TOO_LARGE', `${path}: cannot read lab result: it is ${size} bytes, over the limit of ${MAX_RESULT_BYTES} bytes (64 MiB)`);
+    }
     text = await readFile(path, 'utf8');
   } catch (e) {
+    if (e instanceof LabError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a directory' : (e as Error).message;
     throw new LabError('RESULT_UNREADABLE', `${path}: cannot read lab result: ${why}`);
@@ -56,8 +64,12 @@ export async function readResult(path: string): Promise<RunResult> {
   let value: unknown;
   try {
     value = JSON.parse(text);
-  } catch (e) {
-    throw new LabError('RESULT_INVALID', `${path}: not a lab result: invalid JSON: ${(e as Error).message}`);
+  } catch {
+    // Worded (and placed) by our own scanner: the engines' messages differ, and some have no position.
+    const error = jsonSyntaxError(text) ?? { offset: 0, reason: 'not JSON' };
+    const before = text.slice(0, error.offset);
+    const at = `${before.split('\n').length}:${error.offset - before.lastIndexOf('\n')}`;
+    throw new LabError('RESULT_INVALID', `${path}:${at}: not a lab result: invalid JSON: ${error.reason}`);
   }
   return checkResult(value, path, await loadResultSchema());
 }

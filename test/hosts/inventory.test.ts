@@ -150,7 +150,6 @@ test('loadInventory() reports unknown keys with a guess, each at its line and co
       `${f}:2:3: defaults: Unknown key "usr": did you mean "user"?`,
       `${f}:4:1: Unknown key "host": did you mean "hosts"?`,
       `${f}:8:5: hosts.client: Unknown key "adress": did you mean "address"?`,
-      `${f}:8:5: hosts.client: Missing required key "address"`,
       `${f}:9:5: hosts.client: Unknown key "identy": did you mean "identity"?`,
       `${f}:10:34: hosts.client.jump: Unknown key "prot": did you mean "port"?`,
       `${f}:11:5: hosts.client: Unknown key "lab_adress": did you mean "lab_address"?`,
@@ -167,13 +166,13 @@ test('loadInventory() reports every bad value, and never echoes a password back 
   assert.is(
     e.message,
     [
-      `${f}:3:20: defaults.connect_timeout: Must be a duration like "500ms", "10s" or "1m", or a number of seconds: got "soon"`,
+      `${f}:3:20: defaults.connect_timeout: Must be a duration like "500ms", "30s", "5m" or "1h", or a number of seconds: got "soon"`,
       `${f}:7:11: hosts.client.port: Must be an integer from 1 to 65535: got 70000`,
       `${f}:8:11: hosts.client.user: Must be a user name without spaces, "@" or ":": got "lab user"`,
       `${f}:9:15: hosts.client.host_key: Unknown host_key policy "acept-new": did you mean "accept-new"?`,
       `${f}:10:19: hosts.client.password_env: Must be the name of an environment variable (letters, digits and "_"), not a password: got "hunter2 is my password"`,
       `${f}:11:11: hosts.client.sudo: Must be true or false: got "yes"`,
-      `${f}:12:16: hosts.client.interface: Must be an interface name (up to 15 letters, digits, "_", ".", "-"): got "an-interface-name-too-long"`,
+      `${f}:12:16: hosts.client.interface: Must be an interface name (up to 15 letters, digits, "_", ".", "-", not starting with "-" or "."): got "an-interface-name-too-long"`,
       `${f}:13:27: hosts.client.aliases[1]: Must be an IPv4 address: got "198.18.1"`,
       `${f}:13:37: hosts.client.aliases[2]: Alias "198.18.1.1" is listed twice`,
       `${f}:14:12: hosts.client.local: Must be true or false: got 1`,

@@ -90,7 +90,7 @@ function check(root: Record<string, unknown>, s: Schema, v: unknown, path = ''):
 const schema = labSchema as unknown as Record<string, unknown>;
 const validate = (v: unknown) => check(schema, schema, v);
 
-test('schema/lab.schema.json is what runner/lab/schema.ts builds (run write-schema.ts after a change)', () => {
+test('schema/lab.schema.json is what runner/lab/schema.ts builds (run `npm run schema` after a change)', () => {
   assert.is(readText('schema/lab.schema.json'), labSchemaJson());
 });
 

@@ -4,17 +4,15 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LabError } from '../../runner/errors.ts';
+import { REPORTED } from '../../runner/files/checker.ts';
 import {
-  didYouMean,
-  editDistance,
   isTemplate,
   mergeVars,
   parseVarOverrides,
   renderTemplate,
   renderTree,
-  TEMPLATE_FAILED,
 } from '../../runner/lab/template.ts';
-import { parseYaml } from '../../runner/lab/yaml.ts';
+import { parseYaml } from '../../runner/files/yaml.ts';
 
 test('renderTemplate() fills in vars and escapes nothing', () => {
   assert.equal(renderTemplate('{{low}} {{high}}', { low: '40000', high: '40999' }), { ok: true, value: '40000 40999' });
@@ -88,28 +86,12 @@ test('renderTree() places a failed lookup on the expression inside a plain or qu
       ['block', 4, 8],
     ],
   );
-  assert.equal(r.value, { plain: TEMPLATE_FAILED, double: TEMPLATE_FAILED, single: TEMPLATE_FAILED, block: TEMPLATE_FAILED });
+  assert.equal(r.value, { plain: REPORTED, double: REPORTED, single: REPORTED, block: REPORTED });
 });
 
 test('renderTree() falls back to the scalar when escapes make the source differ from the value', () => {
   const r = renderTree(parseYaml('x.yaml', 'k: "\\t{{nope}}"\n'), {});
   assert.equal(r.problems.map((p) => [p.line, p.col]), [[1, 4]]);
-});
-
-test('didYouMean() finds close words and prefixes, not far ones', () => {
-  assert.is(didYouMean('sysctl', ['sysctls', 'aliases', 'nofile']), 'sysctls');
-  assert.is(didYouMean('hgih', ['low', 'high']), 'high');
-  assert.is(didYouMean('conn', ['listen', 'connect']), 'connect');
-  assert.is(didYouMean('Name', ['name']), 'name');
-  assert.is(didYouMean('nap', ['ramp']), undefined);
-  assert.is(didYouMean('zzz', ['name', 'hosts']), undefined);
-  assert.is(didYouMean('x', []), undefined);
-});
-
-test('editDistance() counts a swap of neighbours as one edit', () => {
-  assert.is(editDistance('hgih', 'high'), 1);
-  assert.is(editDistance('kitten', 'sitting'), 3);
-  assert.is(editDistance('', 'abc'), 3);
 });
 
 test.run();

@@ -25,7 +25,7 @@ const bindings: HostBinding[] = ['client', 'server'].map((role, i) => ({
 }));
 
 const lab = (count: number, connect: Partial<Extract<Step, { kind: 'connect' }>> = {}, sysctls: Record<string, string> = {}): Lab => ({
-  name: 'scale', file: 'scale.yaml', source: '', vars: {}, timeoutMs: 600_000, expect: [], release: 'abort',
+  name: 'scale', file: 'scale.yaml', source: '', vars: {}, timeoutMs: 600_000, expect: [], release: 'abort', acknowledge: {},
   hosts: [
     { role: 'client', sysctls, aliases: 0, nofile: 20000 },
     { role: 'server', sysctls: {}, aliases: 0, nofile: 20000 },

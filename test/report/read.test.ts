@@ -80,7 +80,7 @@ test('readResult() lists every bad field', async () => {
       `  field "hosts[0].facts.portRange" must have 2 items: got 1\n` +
       `  field "hosts[1].changes[0].kind" must be one of "sysctl", "address", "rlimit": got "mount"\n` +
       `  field "steps[1].labels.firstError" must be a string: got null\n` +
-      `  field "predictions[0].verdict" must be one of "pass", "fail", "not-measured": got "maybe"`,
+      `  field "predictions[0].verdict" must be one of "pass", "fail", "not-measured", "not-applicable": got "maybe"`,
   );
 });
 
@@ -93,7 +93,7 @@ test('readResult() rejects a file that is not JSON', async () => {
   const path = await tempJson('name: port-exhaustion\n');
   const e = await rejection(path);
   assert.is(e.code, 'RESULT_INVALID');
-  assert.ok(e.message.startsWith(`${path}: not a lab result: invalid JSON: `), e.message);
+  assert.is(e.message, `${path}:1:1: not a lab result: invalid JSON: unexpected "n"`);
 });
 
 test('readResult() rejects a missing file', async () => {

@@ -139,10 +139,11 @@ test('lab run killed outright leaves its namespaces for lab restore, which remov
   assert.is(left.length, 3, `the killed run's namespaces: ${left}`);
   const r = await runCli(['restore']);
   assert.is(r.code, 0, r.stderr);
-  for (const ns of left) assert.match(r.stdout, `removed namespace ${ns}`);
+  // Another `lab restore` on this machine (another test file) may have removed them first.
   assert.equal(runLeftovers(id), []);
   const again = await runCli(['restore']);
-  assert.match(again.stdout, 'nothing to restore');
+  assert.is(again.code, 0, again.stderr);
+  assert.not.match(again.stdout, `lab-${id}-`, 'a second restore finds nothing of it');
 });
 
 test('an agent killed mid-ramp on a local host: the run says so, and its journal is replayed, global sysctls too', async () => {
@@ -184,7 +185,8 @@ test('lab restore puts back the global sysctls of a journal whose namespace is g
   writeFileSync(`${journal}.lock`, 'lab run x by pid 1\n');
   const r = await runCli(['restore']);
   assert.is(r.code, 0, r.stderr);
-  assert.match(r.stdout, `put back sysctl fs.file-max = ${fileMax} (from ${journal})`);
+  // Says what it put back (unless another `lab restore` on this machine got there first).
+  if (r.stdout.includes(journal)) assert.match(r.stdout, `put back sysctl fs.file-max = ${fileMax} (from ${journal})`);
   assert.is(readSysctl('fs.file-max'), fileMax);
   assert.not.ok(existsSync(journal) || existsSync(`${journal}.lock`), 'journal and lock removed');
   assert.not.match(readSysctl('net.ipv4.ip_local_port_range'), /^1 2$/, 'a namespace sysctl is never written in the root namespace');
@@ -210,16 +212,17 @@ test('lab restore judges a run dead by pid and start time: a reused pid does not
     const reused = make(`re${tag}`, String(Number(start) + 1));
     const r = await runCli(['restore']);
     assert.is(r.code, 0, r.stderr);
-    assert.match(r.stdout, `removed namespace ${reused}`);
     assert.not.match(r.stdout, alive);
     assert.ok(namespaces().includes(alive), 'a live run is left alone');
+    // (Another `lab restore` on this machine may have been the one that removed it.)
     assert.not.ok(namespaces().includes(reused), 'a dead run behind a reused pid is restored');
     assert.not.ok(existsSync(`/run/lab/local/re${tag}.json`));
     // Its controller gone for real, the other one goes too.
     standIn.kill('SIGKILL');
     await new Promise((done) => standIn.once('exit', done));
     const again = await runCli(['restore']);
-    assert.match(again.stdout, `removed namespace ${alive}`);
+    assert.is(again.code, 0, again.stderr);
+    assert.not.ok(namespaces().includes(alive), 'restored once its controller is gone');
   } finally {
     standIn.kill('SIGKILL');
   }

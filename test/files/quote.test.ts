@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { shellQuote } from '../../runner/hosts/quote.ts';
+import { shellQuote } from '../../runner/files/quote.ts';
 
 /** What /bin/sh makes of the quoted command line: the words printf receives. */
 function throughShell(argv: string[]): string[] {

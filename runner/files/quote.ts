@@ -1,5 +1,12 @@
-// The one place that turns an argv into a command line for a POSIX shell, as
-// SSH runs every command through the remote user's shell (`sh -c`-style).
+// Quoting, in the two places a user's string is set inside other text: a
+// message (`quote`, JSON-style, so a newline or a quote in a value shows as an
+// escape and not as a broken line) and a POSIX shell command line
+// (`shellQuote`, as SSH runs every command through the remote user's shell).
+
+/** A user's string as messages show it: in double quotes, control characters escaped. */
+export function quote(s: string): string {
+  return JSON.stringify(s);
+}
 
 /** Characters that never need quoting in any word of a POSIX shell command. */
 const SAFE_WORD = /^[A-Za-z0-9_\/.,:@%+=-]+$/;
