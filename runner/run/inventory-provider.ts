@@ -6,7 +6,7 @@ import type { Transport } from '../hosts/transport.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
-import { shellQuote } from '../hosts/quote.ts';
+import { shellQuote } from '../files/quote.ts';
 import { hostJournalPath } from '../provision/journal.ts';
 import type { HostProvider } from './provider.ts';
 
