@@ -101,8 +101,8 @@ export async function provisioningVsAnsible(rounds = 3, log: (s: string) => void
         await agent.request('begin', { journal: `/run/lab/host/bench-ansible-${host.address}.journal`, holder: 'bench' });
         await step(() => agent.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: RANGE }));
         await step(() => agent.request('addrAdd', { address: alias, prefix: 32, device }));
-        await step(() => agent.request('facts'));
-        await step(() => agent.request('restore'));
+        await step(() => agent.request('facts', {}));
+        await step(() => agent.request('restore', {}));
       } finally {
         await agent.shutdown();
         await transport.close();

@@ -13,7 +13,7 @@ import { createLocalNetwork, destroyLocalNetwork, NetnsTransport } from '../runn
 import { planLab } from '../runner/lab/plan.ts';
 import { hostJournalPath } from '../runner/provision/journal.ts';
 import { readLab } from '../runner/lab/validate.ts';
-import { writeReports } from '../runner/report/index.ts';
+import { writeReports } from '../runner/report/write.ts';
 import { LocalProvider } from '../runner/run/local-provider.ts';
 import { runPlan, runtimeName } from '../runner/run/run.ts';
 

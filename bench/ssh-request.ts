@@ -51,9 +51,9 @@ export async function sshStep(n = N): Promise<SshStepFigures> {
     const agentStartMs = performance.now() - tStart;
     try {
       // Warm both paths once, so neither pays a first-use cost in the figures.
-      await agent.request('hello');
+      await agent.request('hello', {});
       await transport.exec(['true']);
-      const request = await time(n, () => agent.request('hello'));
+      const request = await time(n, () => agent.request('hello', {}));
       const sysctl = await time(Math.min(n, 50), () => agent.request('sysctlGet', { name: 'net.ipv4.ip_local_port_range' }));
       const exec = await time(Math.min(n, 50), () => transport.exec(['cat', '/proc/sys/net/ipv4/ip_local_port_range']));
       return { connectMs, agentStartMs, requestMs: median(request), sysctlGetMs: median(sysctl), execMs: median(exec), n };

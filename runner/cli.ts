@@ -3,11 +3,11 @@
 // arguments are invalid, 3 a host or the environment failed.
 
 import { constants, existsSync, readFileSync } from 'node:fs';
-import { access, mkdir } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { access, mkdir, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
-import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
+import { planLab, unacknowledgedGlobals } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
 import { parseVarOverrides } from './lab/template.ts';
@@ -18,8 +18,14 @@ import { hostsDownCommand, hostsUpCommand } from './run/hosts-up.ts';
 import { restoreLeftovers } from './run/leftovers.ts';
 import { openProvider } from './run/provider.ts';
 import { runPlan, runtimeName } from './run/run.ts';
-import { writeReports } from './report/index.ts';
+import { writeReports, renderSuiteJunit } from './report/write.ts';
 import { readResult } from './report/read.ts';
+import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, readBaseline, type BaselineOptions } from './report/baseline.ts';
+import { isRegression } from './report/helpers.ts';
+import { expandLabFiles, HostPool, readSuite } from './run/suite.ts';
+import { publish } from './report/publish.ts';
+import { clearReference, readReferences, referenceReadme } from './report/reference.ts';
+import type { Lab } from './lab/types.ts';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -34,20 +40,26 @@ export interface Io {
 const USAGE = `lab ${VERSION}: a declarative lab runner for Linux TCP connection limits
 
 Usage:
-  lab run FILE [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes] [--ack SYSCTL ...]
+  lab run FILE|DIR... [--out DIR] [--var k=v ...] [-i INVENTORY] [--yes]
+                      [--ack SYSCTL ...] [--junit FILE] [--baseline PATH]
   lab validate FILE...
   lab plan FILE [--var k=v ...] [-i INVENTORY]
   lab report RESULT.json [--out DIR]
+  lab publish RESULTS... --out DIR
+  lab reports refresh [FILE|DIR...]
   lab restore [-i INVENTORY]
   lab hosts up [--roles client,server] [--out inventory.yaml]
   lab hosts down
 
 Commands:
   run       provision the hosts, run the lab's steps, compare every observation
-            with its prediction, restore the hosts, write the reports
+            with its prediction, restore the hosts, write the reports; several
+            files or a folder run as a suite
   validate  check lab files without touching any host
   plan      a dry run: what each host would get and which steps would run
   report    re-render the reports of an earlier run from its result.json
+  publish   build a static site (HTML and Markdown) from any number of runs
+  reports   refresh the committed reference runs in reports/
   restore   undo what a run whose controller died left on its hosts
   hosts     make (or remove) local namespace hosts running a real sshd, and an
             inventory for them
@@ -55,17 +67,31 @@ Commands:
 Run "lab COMMAND --help" for a command's options.
 
 Exit codes: 0 every prediction held, 1 a prediction failed, 2 invalid lab file
-or arguments, 3 a host or the environment failed`;
+or arguments, 3 a host or the environment failed, 4 every prediction held but a
+metric regressed against the baseline, 130 interrupted`;
 
 const HELP: Record<string, string> = {
-  run: `Usage: lab run FILE [options]
+  run: `Usage: lab run FILE|DIR... [options]
 
 Provision the lab's hosts (local network namespaces, or the hosts of an
 inventory over SSH), run its steps, compare observations with predictions,
-restore every host, and write result.json, report.md, report.html, junit.xml.
+restore every host, and write result.json, report.md, report.html, junit.xml
+and the charts (SVG). Several files, or a folder of lab files, run as a suite:
+one lab after the other on the same local hosts (each lab's changes undone in
+between; a lab whose release is graceful hands on no hosts), ending with a
+summary.
 
 Options:
-  --out DIR              where the reports go (default reports/<lab>/<timestamp>/)
+  --out DIR              where the reports go (default reports/<lab>/<timestamp>/;
+                         for a suite, DIR/<lab>/)
+  --junit FILE           also write one JUnit file for all the labs run
+  --baseline PATH        compare with earlier runs: a result.json, a folder of
+                         runs (e.g. reports/) or a published site; a metric that
+                         moved beyond its rule is a regression (exit 4)
+  --drift PCT            drift tolerance of measured quantities (default ${DEFAULT_BASELINE_OPTIONS.driftPercent})
+  --perf-drift PCT       how far a performance figure may fall beyond the worst
+                         of the earlier runs (default ${DEFAULT_BASELINE_OPTIONS.performanceDriftPercent}; needs 3 earlier runs)
+  --history N            earlier runs the performance rule looks at (default ${DEFAULT_BASELINE_OPTIONS.history})
   --var k=v              set a template variable (repeatable)
   -i, --inventory FILE   run on the hosts of this inventory, over SSH
   --yes                  allow changes on real (non-local) hosts
@@ -89,6 +115,20 @@ Options:
 
 Re-render report.md, report.html and junit.xml from a result.json alone
 (default: next to it).`,
+  publish: `Usage: lab publish RESULTS... --out DIR
+
+Build a static site from runs: RESULTS are result.json files or folders of runs
+(a suite's --out, reports/, or an earlier site, which is how a nightly job adds
+to it). DIR gets index.html and index.md (the latest verdict per lab and
+machine, each metric's history across runs), a page per lab, and each run's
+reports at a stable path runs/<lab>/<machine>/<start time>/. Every page is one
+self-contained HTML file and a Markdown file a docs generator renders as is.`,
+  reports: `Usage: lab reports refresh [FILE|DIR...]
+
+Run the shipped labs (default labs/) as a suite and keep each run as the
+committed reference in reports/<lab>/ (result.json, report.md and its charts;
+report.html and junit.xml stay git-ignored), with reports/README.md naming the
+machine. A nightly job compares with it: lab run labs/ --baseline reports/.`,
   restore: `Usage: lab restore [-i INVENTORY]
 
 Undo what a run left behind when its controller died: without -i, the local
@@ -168,6 +208,10 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
       return reportCommand(rest, io);
     case 'restore':
       return restoreCommand(rest, io);
+    case 'publish':
+      return publishCommand(rest, io);
+    case 'reports':
+      return referenceReportsCommand(rest, io);
     case 'hosts':
       return hostsCommand(rest, io);
     default: {
@@ -224,41 +268,141 @@ async function planCommand(argv: string[], io: Io): Promise<number> {
   return 0;
 }
 
+const SUITE_OPTIONS: ParseArgsConfig['options'] = {
+  ...RUN_OPTIONS,
+  // internal, for lab reports refresh: one folder per lab under --out even for one lab
+  suite: { type: 'boolean' },
+  junit: { type: 'string' },
+  baseline: { type: 'string' },
+  drift: { type: 'string' },
+  'perf-drift': { type: 'string' },
+  history: { type: 'string' },
+};
+
+function baselineOptions(values: Record<string, unknown>): BaselineOptions {
+  const num = (name: string, fallback: number, integer: boolean) => {
+    const raw = values[name] as string | undefined;
+    if (raw === undefined) return fallback;
+    const n = Number(raw.replace(/%$/, ''));
+    if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
+      throw new LabError('ARGS', `--${name} must be ${integer ? 'a whole number' : 'a percentage'}: got "${raw}"`);
+    }
+    return n;
+  };
+  return {
+    driftPercent: num('drift', DEFAULT_BASELINE_OPTIONS.driftPercent, false),
+    performanceDriftPercent: num('perf-drift', DEFAULT_BASELINE_OPTIONS.performanceDriftPercent, false),
+    history: Math.max(1, num('history', DEFAULT_BASELINE_OPTIONS.history, true)),
+  };
+}
+
+/** A directory reports can be written to, found before any host is touched. */
+async function writableDir(dir: string, what: string): Promise<void> {
+  try {
+    await mkdir(dir, { recursive: true });
+    await access(dir, constants.W_OK);
+  } catch (e) {
+    throw new LabError('ARGS', `Cannot write ${what} to "${dir}": ${(e as Error).message}`);
+  }
+}
+
+interface LabOutcome {
+  result: RunResult;
+  code: number;
+}
+
 async function runCommand(argv: string[], io: Io): Promise<number> {
-  const { lab, plan: preview, provider, values } = await loadPlan(argv, 'run');
-  if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
-    io.err(await describePlan(preview, provider));
-    throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+  const { positionals, values } = parse(argv, SUITE_OPTIONS);
+  if (!positionals.length) throw new LabError('ARGS', 'lab run needs a FILE or a folder of lab files: run "lab run --help"');
+  const files = await expandLabFiles(positionals);
+  const labs = await readSuite(files, parseVarOverrides((values.var as string[] | undefined) ?? []));
+  const folders = await Promise.all(positionals.map((p) => stat(p).then((s) => s.isDirectory(), () => false)));
+  const suite = labs.length > 1 || folders.some(Boolean) || !!values.suite;
+  const options = baselineOptions(values);
+  // Bad input all found here, before any host is touched: the baseline, where the reports go.
+  const baselinePath = values.baseline as string | undefined;
+  const baseline = baselinePath ? await readBaseline(baselinePath) : undefined;
+  const junit = values.junit ? resolve(values.junit as string) : undefined;
+  if (junit) await writableDir(dirname(junit), 'the JUnit file');
+  const stamp = timestamp();
+  const outs = labs.map((lab) => {
+    const out = values.out as string | undefined;
+    if (out) return resolve(suite ? join(out, lab.name) : out);
+    return resolve(freshDir(`reports/${lab.name}/${stamp}`));
+  });
+  for (const out of outs) await writableDir(out, 'reports');
+
+  const pool = new HostPool({ inventory: values.inventory as string | undefined, acceptNewHostKeys: !!values['accept-new-host-keys'] });
+  const plans = [];
+  for (const lab of labs) {
+    const provider = await pool.provider(lab);
+    // Before reserve(): a preview, enough to show what real hosts would get.
+    const preview = planLab(lab, provider.bindings());
+    if (provider.kind === 'inventory' && preview.hosts.some((h) => !h.local) && !values.yes) {
+      io.err(await describePlan(preview, provider));
+      throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
+    }
+    const unacked = unacknowledgedGlobals(preview, (values.ack as string[] | undefined) ?? []);
+    if (unacked.length) {
+      const list = unacked.map((u) => `${u.name} = ${u.value} (on ${u.role})`).join(', ');
+      const names = [...new Set(unacked.map((u) => u.name))];
+      throw new LabError(
+        'NEEDS_ACK',
+        `${lab.file} changes machine-wide settings on this machine: ${list}. Every process here shares them until the run restores them. ` +
+          `Acknowledge each in the lab file (acknowledge: { ${names.map((n) => `${n}: "why"`).join(', ')} }) or with ${names.map((n) => `--ack ${n}`).join(' ')}`,
+      );
+    }
+    plans.push({ lab, provider });
   }
-  const unacked = unacknowledgedGlobals(preview, (values.ack as string[] | undefined) ?? []);
-  if (unacked.length) {
-    const list = unacked.map((u) => `${u.name} = ${u.value} (on ${u.role})`).join(', ');
-    const names = [...new Set(unacked.map((u) => u.name))];
-    throw new LabError(
-      'NEEDS_ACK',
-      `${lab.file} changes machine-wide settings on this machine: ${list}. Every process here shares them until the run restores them. ` +
-        `Acknowledge each in the lab file (acknowledge: { ${names.map((n) => `${n}: "why"`).join(', ')} }) or with ${names.map((n) => `--ack ${n}`).join(' ')}`,
-    );
-  }
-  const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}/${timestamp()}`));
-  // An unusable --out is bad input: found before any host is touched.
+
+  const outcomes: LabOutcome[] = [];
+  let teardownProblems: string[] = [];
   try {
-    await mkdir(out, { recursive: true });
-    await access(out, constants.W_OK);
-  } catch (e) {
-    throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);
+    for (const [i, { lab, provider }] of plans.entries()) {
+      if (io.signal?.aborted) break;
+      // A local run's addresses are its own slice of 198.18.0.0/16, known once reserved
+      // (a kept network keeps its slice); the pool gives it back at the end.
+      await provider.reserve();
+      const plan = planLab(lab, provider.bindings());
+      const outcome = await runOneLab(lab, plan, provider, outs[i]!, io, {
+        position: suite ? `[${i + 1}/${labs.length}] ` : '',
+        baseline: baseline && { results: baseline, source: baselinePath!, options },
+      });
+      outcomes.push(outcome);
+      // A lab that stopped early, left changes or sockets in TIME_WAIT must not hand its hosts to the next.
+      if (suite && (outcome.result.error || !outcome.result.restore.ok || !HostPool.leavesHostsClean(lab))) {
+        teardownProblems.push(...(await pool.discard(lab)));
+      }
+      if (outcome.code === 130) break;
+    }
+  } finally {
+    teardownProblems.push(...(await pool.close()));
   }
-  // A local run's addresses are its own slice of 198.18.0.0/16, known once reserved.
-  await provider.reserve();
-  let plan: Plan;
-  try {
-    plan = planLab(lab, provider.bindings());
-  } catch (e) {
-    await provider.teardown();
-    throw e;
+  if (junit) {
+    await writeFile(junit, renderSuiteJunit(outcomes.map((o) => o.result)));
+    io.out(`junit: ${junit}`);
   }
+  if (suite) io.out(suiteSummary(outcomes, labs));
+  if (teardownProblems.length) {
+    io.err(`error: removing the local hosts left problems:\n  ${teardownProblems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
+    return 3;
+  }
+  const codes = outcomes.map((o) => o.code);
+  if (outcomes.length < labs.length && !codes.includes(130)) codes.push(130);
+  for (const code of [130, 3, 1, 4]) if (codes.includes(code)) return code;
+  return 0;
+}
+
+async function runOneLab(
+  lab: Lab,
+  plan: ReturnType<typeof planLab>,
+  provider: Awaited<ReturnType<HostPool['provider']>>,
+  out: string,
+  io: Io,
+  suite: { position: string; baseline?: { results: RunResult[]; source: string; options: BaselineOptions } },
+): Promise<LabOutcome> {
   const render = progressRenderer(io);
-  io.out(`lab ${VERSION}: running "${lab.name}" on ${plan.hosts.map((h) => `${h.role} (${h.kind === 'netns' ? 'namespace' : h.target})`).join(', ')}`);
+  io.out(`${suite.position}lab ${VERSION}: running "${lab.name}" on ${plan.hosts.map((h) => `${h.role} (${h.kind === 'netns' ? 'namespace' : h.target})`).join(', ')}`);
   const result = await runPlan(plan, {
     provider,
     signal: io.signal,
@@ -267,17 +411,64 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     runtime: runtimeName(),
   });
   render.done();
+  if (suite.baseline) {
+    const comparison = compareWithBaseline(result, suite.baseline.results, suite.baseline.source, suite.baseline.options);
+    if (comparison) result.baseline = comparison;
+  }
   const t = performance.now();
   io.out(verdictTable(result));
+  if (suite.baseline) io.out(baselineLines(result));
   try {
     const paths = await writeReports(result, out);
     io.out(`reports (${Math.round(performance.now() - t)} ms): ${paths.json}\n  ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
   } catch (e) {
     // The hosts are restored and the verdicts printed; only the files are missing.
     io.err(`error: Cannot write the reports to "${out}": ${(e as Error).message} [REPORTS_UNWRITTEN]`);
-    return 3;
+    return { result, code: 3 };
   }
-  return exitCodeOf(result, io, provider.restoreCommand);
+  const code = exitCodeOf(result, io, provider.restoreCommand);
+  // Every prediction held, but the machine moved: its own exit code, so a nightly job can tell.
+  if (code === 0 && result.baseline?.regressions) {
+    io.err(`error: ${result.baseline.regressions} metric${result.baseline.regressions > 1 ? 's' : ''} regressed against the baseline [REGRESSION]`);
+    return { result, code: 4 };
+  }
+  return { result, code };
+}
+
+function baselineLines(result: RunResult): string {
+  const c = result.baseline;
+  if (!c) return `\nbaseline: no earlier run of "${result.lab.name}" in it; nothing compared`;
+  const lines = [`\nbaseline: ${describeComparison(c)}`];
+  for (const m of c.metrics) {
+    if (isRegression(m)) lines.push(`  REGRESSION ${m.metric}: ${m.rule}`);
+    else if (m.status === 'improved') lines.push(`  improved ${m.metric}: ${m.rule}`);
+  }
+  return lines.join('\n');
+}
+
+function suiteSummary(outcomes: LabOutcome[], labs: Lab[]): string {
+  const rows = outcomes.map(({ result: r }) => {
+    const passed = r.predictions.filter((p) => p.verdict === 'pass').length;
+    const failed = r.predictions.length - passed;
+    const verdict = r.error ? (r.error.code === 'INTERRUPTED' ? 'INTERRUPTED' : 'ERROR') : r.verdict.toUpperCase();
+    const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : '';
+    return [r.lab.name, verdict, String(passed), String(failed), baseline, `${(r.durationMs / 1000).toFixed(1)} s`];
+  });
+  for (const lab of labs.slice(outcomes.length)) rows.push([lab.name, 'NOT RUN', '', '', '', '']);
+  // The baseline column only when there was a baseline.
+  const keep = (_: unknown, i: number) => i !== 4 || rows.some((r) => r[4]);
+  const head = ['lab', 'verdict', 'passed', 'failed', 'baseline', 'duration'].filter(keep);
+  const body = rows.map((r) => r.filter(keep));
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
+  const fmt = (cells: string[]) => '  ' + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
+  const total = outcomes.reduce((a, o) => a + o.result.durationMs, 0);
+  const passed = outcomes.filter((o) => o.result.verdict === 'pass' && !o.result.baseline?.regressions).length;
+  return [
+    `\nsuite: ${labs.length} labs, ${passed} passed, ${labs.length - passed} did not, in ${(total / 1000).toFixed(1)} s`,
+    fmt(head),
+    fmt(widths.map((w) => '─'.repeat(w))),
+    ...body.map(fmt),
+  ].join('\n');
 }
 
 function exitCodeOf(result: RunResult, io: Io, restoreCommand: string): number {
@@ -300,6 +491,34 @@ async function reportCommand(argv: string[], io: Io): Promise<number> {
   io.out(verdictTable(result));
   io.out(`reports: ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
   return result.verdict === 'pass' ? 0 : 1;
+}
+
+async function publishCommand(argv: string[], io: Io): Promise<number> {
+  const { positionals, values } = parse(argv, { out: { type: 'string' } });
+  if (!positionals.length || !values.out) throw new LabError('ARGS', 'lab publish needs RESULTS and --out DIR: run "lab publish --help"');
+  const out = resolve(values.out as string);
+  await writableDir(out, 'the site');
+  const r = await publish(positionals, out);
+  io.out(`published ${r.runs} runs of ${r.labs} labs (${r.added} new) to ${out}\n  ${r.index.html}\n  ${r.index.markdown}`);
+  return 0;
+}
+
+/** Where the committed reference runs live, one folder per lab. */
+const REFERENCE_DIR = 'reports';
+
+async function referenceReportsCommand(argv: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'refresh') throw new LabError('ARGS', `lab reports needs "refresh": got ${sub ? `"${sub}"` : 'nothing'}`);
+  const { positionals } = parse(rest, {});
+  const files = await expandLabFiles(positionals.length ? positionals : ['labs']);
+  const labs = await readSuite(files, {});
+  // The previous reference of each lab goes first, so no chart of a lab's old shape stays behind.
+  for (const lab of labs) await clearReference(join(REFERENCE_DIR, lab.name));
+  const code = await runCommand([...files, '--out', REFERENCE_DIR, '--suite'], io);
+  // The README lists every reference run, also those of labs not refreshed this time.
+  await writeFile(join(REFERENCE_DIR, 'README.md'), referenceReadme(await readReferences(REFERENCE_DIR)));
+  io.out(`reference runs refreshed in ${REFERENCE_DIR}/ (README.md names the machine); commit them when they look right`);
+  return code;
 }
 
 async function restoreCommand(argv: string[], io: Io): Promise<number> {
@@ -356,8 +575,9 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         break;
       case 'progress': {
         const now = performance.now();
-        // Redraw at most 10 times a second on a terminal, once a second otherwise.
-        if (now - lastLine < (io.isTTY ? 100 : 1000)) return;
+        // A terminal redraws one line 10 times a second; a CI log gets a plain new line
+        // every 5 s (the first at once), so a long ramp stays a few lines.
+        if (now - lastLine < (io.isTTY ? 100 : 5000)) return;
         lastLine = now;
         // The rate since the last line, beside the average: a ramp that slows as it grows shows it.
         const recent = e.elapsedMs > last.ms ? Math.round(((e.value - last.value) * 1000) / (e.elapsedMs - last.ms)) : 0;

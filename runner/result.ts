@@ -1,7 +1,10 @@
 // The RunResult: the contract between running and reporting. `run/` writes it,
 // `report/` reads only it, and a baseline is just an older result.json.
 
-export const RESULT_FORMAT = 'lab-result/1';
+// The format's major version: a reader refuses a result of a newer major
+// (fields it cannot read); optional fields are added within a major.
+export const RESULT_MAJOR = 1;
+export const RESULT_FORMAT = `lab-result/${RESULT_MAJOR}` as const;
 
 /**
  * Only pass passes. not-measured: the step did not run or observe the metric;
@@ -47,6 +50,10 @@ export interface HostFacts {
   addresses: string[];
   cpus: number;
   uid: number;
+  /** fds a worker of the agent holds before its first socket: it opens nofile − workerFds sockets before EMFILE */
+  workerFds: number;
+  /** sockets the agent puts in each worker when a step leaves "processes" unset (its rule, under nofileSoft) */
+  socketsPerWorker: number;
 }
 
 export interface HostResult {
@@ -135,4 +142,35 @@ export interface RunResult {
   notes: string[];
   /** the controller process itself: it holds no per-connection state, so this stays flat however many connections run */
   controller?: { peakRssKiB: number };
+  /** the comparison with earlier runs, when the run was given `--baseline` */
+  baseline?: BaselineComparison;
+}
+
+/** How a run's metrics moved against a baseline (report/baseline.ts decides). */
+export interface BaselineComparison {
+  /** the path the baseline was read from */
+  source: string;
+  /** the baseline run compared with: the latest earlier run of the same lab */
+  startedAt: string;
+  /** runs of this lab in the baseline's history (the noise-aware rule needs 3) */
+  runs: number;
+  metrics: MetricComparison[];
+  /** how many metrics regressed; a run with any exits 4 when its predictions held */
+  regressions: number;
+}
+
+export interface MetricComparison {
+  /** "<step>.<metric>", e.g. "ramp.established" or "ramp.connectsPerSecond" */
+  metric: string;
+  /**
+   * limit: a prediction compared exactly or within its own tolerance;
+   * measured: a prediction with a tolerance, compared within the drift tolerance;
+   * performance: a speed or cost figure, compared against the spread of earlier runs
+   */
+  kind: 'limit' | 'measured' | 'performance';
+  baseline: number | string | null;
+  observed: number | string | null;
+  status: 'same' | 'within' | 'improved' | 'regression' | 'new' | 'missing';
+  /** the rule applied, numbers filled in */
+  rule: string;
 }

@@ -184,7 +184,7 @@ test('lab report renders hostile strings of a valid result.json as text, and wri
     const out = join(dir, 'out');
     const r = await lab(['report', file, '--out', out]);
     assert.is(r.code, 0, r.err);
-    assert.equal(readdirSync(out).sort(), ['junit.xml', 'report.html', 'report.md', 'result.json']);
+    assert.equal(readdirSync(out).sort(), ['junit.xml', 'predicted-vs-observed.svg', 'ramp-ramp.svg', 'report.html', 'report.md', 'result.json']);
     const html = readFileSync(join(out, 'report.html'), 'utf8');
     assert.not.ok(html.includes('<script>alert') || html.includes('<img src=x'), 'markup from the result is escaped');
     assert.ok(html.includes('&lt;script&gt;alert(1)&lt;/script&gt;'));

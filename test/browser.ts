@@ -53,6 +53,8 @@ export interface Page extends PageReport {
   evaluate<T>(expression: string): Promise<T>;
   /** the page printed to PDF, as bytes */
   pdf(): Promise<Uint8Array>;
+  /** a PNG of the whole page (or of the viewport), for a person to look at when a layout test fails */
+  screenshot(options?: { fullPage?: boolean }): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -229,6 +231,10 @@ export class Browser {
         const r = await s<{ data: string }>('Page.printToPDF', { printBackground: true });
         return Uint8Array.from(Buffer.from(r.data, 'base64'));
       },
+      screenshot: async ({ fullPage = true } = {}) => {
+        const r = await s<{ data: string }>('Page.captureScreenshot', { format: 'png', captureBeyondViewport: fullPage });
+        return Uint8Array.from(Buffer.from(r.data, 'base64'));
+      },
       close: async () => {
         this.listeners.delete(listener);
         await this.send('Target.closeTarget', { targetId }).catch(() => {});
@@ -277,7 +283,11 @@ export const LAYOUT_FACTS = `(() => {
   const tooWide = [];
   for (const e of document.body.querySelectorAll('*')) {
     const r = e.getBoundingClientRect();
-    if (r.right > vw + 1 && !e.closest('pre, .scroll')) tooWide.push(name(e));
+    if (r.right <= vw + 1) continue;
+    // Inside a box that scrolls sideways on its own, width is fine: the page does not move.
+    let p = e.parentElement, scrolls = false;
+    for (; p && p !== document.body; p = p.parentElement) if (/auto|scroll/.test(getComputedStyle(p).overflowX)) { scrolls = true; break; }
+    if (!scrolls && !/auto|scroll/.test(getComputedStyle(e).overflowX)) tooWide.push(name(e));
   }
   return {
     title: document.title,

@@ -17,7 +17,8 @@ test('lab --help lists every command and the exit codes', async () => {
   const r = await cli('--help');
   assert.is(r.code, 0);
   assert.ok(r.out.startsWith(`lab ${VERSION}: a declarative lab runner for Linux TCP connection limits`));
-  for (const c of ['run', 'validate', 'plan', 'report', 'restore', 'hosts']) assert.match(r.out, new RegExp(`^  ${c} `, 'm'));
+  for (const c of ['run', 'validate', 'plan', 'report', 'publish', 'reports', 'restore', 'hosts']) assert.match(r.out, new RegExp(`^  ${c} `, 'm'));
+  assert.match(r.out, '4 every prediction held but a\nmetric regressed against the baseline');
   assert.match(r.out, 'Exit codes: 0 every prediction held, 1 a prediction failed, 2 invalid lab file');
 });
 
@@ -28,7 +29,7 @@ test('lab with no command prints usage and exits 2', async () => {
 });
 
 test('every command has its own --help', async () => {
-  for (const c of ['run', 'validate', 'plan', 'report', 'restore', 'hosts']) {
+  for (const c of ['run', 'validate', 'plan', 'report', 'publish', 'reports', 'restore', 'hosts']) {
     const r = await cli(c, '--help');
     assert.is(r.code, 0, c);
     assert.ok(r.out.startsWith(`Usage: lab ${c}`), `${c}: ${r.out.split('\n')[0]}`);
@@ -41,11 +42,11 @@ test('lab --version prints the package version', async () => {
 });
 
 test('bad arguments exit 2 with the exact message', async () => {
-  assert.equal(await cli('run'), { code: 2, out: '', err: 'error: lab run needs exactly one FILE: run "lab run --help" [ARGS]' });
+  assert.equal(await cli('run'), { code: 2, out: '', err: 'error: lab run needs a FILE or a folder of lab files: run "lab run --help" [ARGS]' });
   assert.equal(await cli('report'), { code: 2, out: '', err: 'error: lab report needs exactly one RESULT.json: run "lab report --help" [ARGS]' });
   assert.equal(await cli('validate'), { code: 2, out: '', err: 'error: lab validate needs at least one FILE: run "lab validate --help" [ARGS]' });
   const v = await cli('run', 'labs/port-exhaustion.yaml', '--var', 'nope');
-  assert.equal(v, { code: 2, out: '', err: 'error: Cannot parse --var "nope": expected NAME=VALUE [LAB_ARGS]' });
+  assert.equal(v, { code: 2, out: '', err: 'error: Cannot parse --var "nope": expected NAME=VALUE [ARGS]' });
 });
 
 test('an --out that cannot be written is refused before any host is touched', async () => {
@@ -79,6 +80,26 @@ test('lab report on a file that is not a result exits 2 naming the problem', asy
   const r = await cli('report', 'package.json');
   assert.is(r.code, 2);
   assert.match(r.err, 'package.json: not a lab result: missing field "format"');
+});
+
+test('lab report refuses a result of a newer major format, exit 2', async () => {
+  const { mkdtemp, readFile, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'lab-cli-'));
+  const sample = JSON.parse(await readFile('test/fixtures/results/pass.result.json', 'utf8'));
+  await writeFile(join(dir, 'result.json'), JSON.stringify({ ...sample, format: 'lab-result/2' }));
+  const r = await cli('report', join(dir, 'result.json'));
+  assert.is(r.code, 2);
+  assert.is(r.err, `error: ${join(dir, 'result.json')}: written by a newer lab (format "lab-result/2"); this lab reads lab-result/1: upgrade lab to report it [RESULT_NEWER]`);
+});
+
+test('lab run and lab publish check their arguments before touching anything', async () => {
+  const drift = await cli('run', 'labs/port-exhaustion.yaml', '--drift', 'lots');
+  assert.equal(drift, { code: 2, out: '', err: 'error: --drift must be a percentage: got "lots" [ARGS]' });
+  assert.equal(await cli('publish', 'reports/'), { code: 2, out: '', err: 'error: lab publish needs RESULTS and --out DIR: run "lab publish --help" [ARGS]' });
+  const empty = await cli('run', 'test/fixtures/golden');
+  assert.equal(empty, { code: 2, out: '', err: 'error: No lab files (*.yaml, *.yml) in "test/fixtures/golden" [ARGS]' });
 });
 
 test.run();

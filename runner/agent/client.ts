@@ -1,43 +1,26 @@
-// The controller's side of the probe agent: starts agent.py once on a host
-// through its Transport and turns JSON-lines requests into promises, with
-// progress events delivered to a callback. See docs/agent-protocol.md.
+// The controller's side of the probe agent: puts the agent artifact on a host
+// and starts it once through the host's Transport, then turns JSON-lines
+// requests into typed promises (runner/agent/protocol.ts), with progress
+// events delivered to a callback. See docs/agent-protocol.md.
 
-import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { AgentError, HostError } from '../errors.ts';
-import { parsePythonProbe, PYTHON_PROBE, resolveLocalPython } from '../hosts/local.ts';
+import { AgentError } from '../errors.ts';
 import type { HostProcess, Transport } from '../hosts/transport.ts';
+import { AGENT_PROTOCOL_VERSION, AGENT_START_TIMEOUT_MS, replyTimeoutMs, type ArgsOf, type EventOf, type OpName, type ReadyData, type ReplyOf } from './protocol.ts';
+import { agentArtifact } from './zipapp.ts';
 
-export const AGENT_PATH = fileURLToPath(new URL('./agent.py', import.meta.url));
-
-let agentSource: { text: string; hash: string } | undefined;
-export function agentScript(): { text: string; hash: string } {
-  if (!agentSource) {
-    const text = readFileSync(AGENT_PATH, 'utf8');
-    agentSource = { text, hash: createHash('sha256').update(text).digest('hex').slice(0, 16) };
-  }
-  return agentSource;
-}
-
-/** Where a host keeps the uploaded agent: one file per content hash, so an upload happens once. */
-export function remoteAgentPath(hash: string): string {
-  return `/var/tmp/lab-agent/agent-${hash}.py`;
-}
-
-type EventHandler = (event: string, data: Record<string, unknown>) => void;
+type EventHandler<D> = (event: string, data: D) => void;
 
 interface Pending {
-  op: string;
+  op: OpName;
   resolve: (v: any) => void;
   reject: (e: Error) => void;
-  onEvent?: EventHandler;
+  onEvent?: EventHandler<any>;
   timer?: ReturnType<typeof setTimeout>;
 }
 
-export interface RequestOptions {
-  onEvent?: EventHandler;
-  /** reject when no reply arrives in time (the agent bounds its own work; this is a backstop) */
+export interface RequestOptions<Op extends OpName = OpName> {
+  onEvent?: EventHandler<EventOf<Op>>;
+  /** reject when no reply arrives in time; default: the op's bound in protocol.ts (the agent bounds its own work; this is a backstop) */
   timeoutMs?: number;
 }
 
@@ -47,7 +30,7 @@ export class AgentClient {
   private buffer = '';
   private stderrTail = '';
   private closedError?: Error;
-  readonly ready: Promise<{ version: number; pid: number }>;
+  readonly ready: Promise<ReadyData>;
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
 
   private constructor(
@@ -55,7 +38,7 @@ export class AgentClient {
     private readonly proc: HostProcess,
     startTimeoutMs: number,
   ) {
-    let readyResolve!: (v: { version: number; pid: number }) => void;
+    let readyResolve!: (v: ReadyData) => void;
     let readyReject!: (e: Error) => void;
     this.ready = new Promise((res, rej) => ((readyResolve = res), (readyReject = rej)));
     this.ready.catch(() => {});
@@ -127,55 +110,40 @@ export class AgentClient {
   }
 
   /**
-   * Put the agent on the host (for a namespace it is already on this file
-   * system; over SSH it is uploaded once per content hash) and start it.
+   * Put the agent on the host (once per content hash: the transport knows how
+   * and where) and start it with the host's python3.
    */
   static async start(transport: Transport, options: { startTimeoutMs?: number } = {}): Promise<AgentClient> {
-    const { text, hash } = agentScript();
-    let path = AGENT_PATH;
-    // A namespace shares this file system; any other host gets its own copy.
-    if (transport.kind !== 'netns') {
-      path = remoteAgentPath(hash);
-      const have = await transport.exec(['test', '-f', path]);
-      if (have.code !== 0) await transport.putFile(path, text, 0o644);
-    }
-    const python = transport.kind === 'netns' ? await resolveLocalPython() : parsePythonProbe(await transport.exec(PYTHON_PROBE));
-    if (!python) {
-      throw new HostError(
-        'HOST_NO_PYTHON',
-        `Cannot run "python3", which the probe agent needs: install it (Debian/Ubuntu: apt-get install python3; RHEL: dnf install python3)`,
-        transport.role,
-      );
-    }
-    const [major, minor] = python.version;
-    if (major < 3 || (major === 3 && minor < 7)) {
-      throw new HostError('HOST_OLD_PYTHON', `python3 is ${major}.${minor}: the probe agent needs 3.7 or newer`, transport.role);
-    }
+    const [python, path] = await Promise.all([transport.python(), transport.install(agentArtifact())]);
     // (A sudo host's transport wraps every command in sudo itself.)
     const proc = await transport.spawn([python.executable, '-u', path, '--label', `lab:${transport.target}`]);
-    const client = new AgentClient(transport.role, proc, options.startTimeoutMs ?? 15_000);
-    await client.ready;
+    const client = new AgentClient(transport.role, proc, options.startTimeoutMs ?? AGENT_START_TIMEOUT_MS);
+    const ready = await client.ready;
+    if (ready.version !== AGENT_PROTOCOL_VERSION) {
+      proc.kill();
+      throw new AgentError('AGENT_PROTOCOL', `Agent speaks protocol version ${ready.version}, this lab speaks ${AGENT_PROTOCOL_VERSION}`, transport.role);
+    }
     return client;
   }
 
-  request<T = any>(op: string, args: Record<string, unknown> = {}, options: RequestOptions = {}): Promise<T> {
+  /** Send one request; the reply's type follows from the op (runner/agent/protocol.ts). */
+  request<Op extends OpName>(op: Op, args: ArgsOf<Op>, options: RequestOptions<Op> = {}): Promise<ReplyOf<Op>> {
     if (this.closedError) return Promise.reject(this.closedError);
     const id = this.nextId++;
-    return new Promise<T>((resolve, reject) => {
+    const timeoutMs = options.timeoutMs ?? replyTimeoutMs(op, args);
+    return new Promise<ReplyOf<Op>>((resolve, reject) => {
       const p: Pending = { op, resolve, reject, onEvent: options.onEvent };
-      if (options.timeoutMs) {
-        p.timer = setTimeout(() => {
-          this.pending.delete(id);
-          reject(new AgentError('AGENT_TIMEOUT', `${op}: no reply within ${options.timeoutMs} ms`, this.role));
-        }, options.timeoutMs);
-      }
+      p.timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new AgentError('AGENT_TIMEOUT', `${op}: no reply within ${timeoutMs} ms`, this.role));
+      }, timeoutMs);
       this.pending.set(id, p);
       this.proc.stdin.write(JSON.stringify({ id, op, args }) + '\n');
     });
   }
 
   /** Ask the agent to release everything, restore its journal and exit; then wait for it. */
-  async shutdown(timeoutMs = 15_000): Promise<void> {
+  async shutdown(timeoutMs = replyTimeoutMs('shutdown', {})): Promise<void> {
     if (!this.closedError) {
       await this.request('shutdown', {}, { timeoutMs }).catch(() => {});
     }

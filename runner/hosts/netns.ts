@@ -9,8 +9,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
 import { MAX_ALIASES } from '../files/names.ts';
-import { mustRunLocal, resolveLocalPython, runLocal, spawnLocal } from './local.ts';
-import type { ExecOptions, ExecResult, HostProcess, Transport } from './transport.ts';
+import { installLocal } from './artifact.ts';
+import { mustRunLocal, runLocal, spawnLocal } from './local.ts';
+import { requirePython, resolveLocalPython, type PythonInfo } from './python.ts';
+import type { Artifact, ExecOptions, ExecResult, HostProcess, Transport } from './transport.ts';
 
 /** Every namespace lab creates starts with this, so leftovers are easy to find. */
 export const NAMESPACE_PREFIX = 'lab-';
@@ -207,9 +209,7 @@ export async function checkLocalPrerequisites(): Promise<void> {
     resolveLocalPython(),
   ]);
   if (ip.code !== 0) throw new HostError('LOCAL_NO_IP', 'Cannot run "ip": install iproute2 (apt-get install iproute2)');
-  if (!py || py.version[0] < 3 || (py.version[0] === 3 && py.version[1] < 7)) {
-    throw new HostError('LOCAL_NO_PYTHON', 'Cannot run "python3" 3.7 or newer, which the probe agent needs: install python3 (apt-get install python3)');
-  }
+  requirePython(py);
 }
 
 async function journalPath(id: string): Promise<string> {
@@ -459,6 +459,15 @@ export class NetnsTransport implements Transport {
     // Namespaces share the controller's file system.
     await mkdir(path.replace(/\/[^/]*$/, '') || '/', { recursive: true });
     await writeFile(path, content, { mode });
+  }
+
+  /** Namespaces share this machine's file system: one copy in its cache serves them all. */
+  install(artifact: Artifact): Promise<string> {
+    return installLocal(artifact);
+  }
+
+  async python(): Promise<PythonInfo> {
+    return requirePython(await resolveLocalPython(), this.role);
   }
 
   async close(): Promise<void> {}

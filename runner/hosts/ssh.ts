@@ -21,6 +21,8 @@ import type {
 } from 'ssh2';
 import { HostError } from '../errors.ts';
 import { shellQuote } from '../files/quote.ts';
+import { installOverExec } from './artifact.ts';
+import { parsePythonProbe, PYTHON_PROBE, requirePython, type PythonInfo } from './python.ts';
 import {
   appendKnownHost,
   checkHostKey,
@@ -31,7 +33,7 @@ import {
   readKnownHosts,
   type KnownHostsEntry,
 } from './known-hosts.ts';
-import type { ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
+import type { Artifact, ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
 
 export type HostKeyPolicy = 'check' | 'accept-new';
 
@@ -161,6 +163,7 @@ export class SshTransport implements Transport {
   private closedError?: HostError;
   /** the last error the live connection reported, for SSH_CLOSED */
   private lostCause?: string;
+  private pythonInfo?: Promise<PythonInfo>;
 
   constructor(options: SshTransportOptions) {
     this.options = options;
@@ -574,6 +577,17 @@ export class SshTransport implements Transport {
       await new Promise<void>((resolve) => sftp.unlink(temp, () => resolve()));
       throw e;
     }
+  }
+
+  install(artifact: Artifact): Promise<string> {
+    return installOverExec(this, artifact);
+  }
+
+  python(): Promise<PythonInfo> {
+    this.pythonInfo ??= this.exec(PYTHON_PROBE).then((r) => requirePython(parsePythonProbe(r), this.role));
+    // A failed probe (a lost connection) is asked again next time.
+    this.pythonInfo.catch(() => (this.pythonInfo = undefined));
+    return this.pythonInfo;
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
 // behind it; the agent client and provisioning only ever see this interface.
 
 import type { Readable, Writable } from 'node:stream';
+import type { PythonInfo } from './python.ts';
 
 export interface ExecResult {
   code: number | null;
@@ -30,6 +31,15 @@ export interface HostProcess {
   kill(): void;
 }
 
+/** A file a host runs, named by its content (the agent zipapp: runner/agent/zipapp.ts). */
+export interface Artifact {
+  /** file name, unique to the content, e.g. agent-0123456789abcdef.pyz */
+  name: string;
+  /** the first 16 hex digits of the content's SHA-256 */
+  hash: string;
+  bytes: Uint8Array;
+}
+
 export interface TransportCapabilities {
   /** the host is a namespace lab created: global sysctls (fs.*) are the controller machine's */
   localNamespace: boolean;
@@ -54,6 +64,16 @@ export interface Transport {
   spawn(argv: string[]): Promise<HostProcess>;
   /** write a file on the host (creating parent directories), with a mode */
   putFile(path: string, content: string | Uint8Array, mode?: number): Promise<void>;
+  /**
+   * Make an artifact available on the host, written only when that content is
+   * not there yet (runner/hosts/artifact.ts); returns the path to run it from.
+   */
+  install(artifact: Artifact): Promise<string>;
+  /**
+   * The python3 that runs the agent, resolved once per transport and checked
+   * (3.7+): a HostError HOST_NO_PYTHON or HOST_OLD_PYTHON says what to install.
+   */
+  python(): Promise<PythonInfo>;
   /** release the connection; idempotent */
   close(): Promise<void>;
 }

@@ -112,10 +112,10 @@ export function parseVarOverrides(args: readonly string[]): Record<string, strin
   const out: Record<string, string> = {};
   for (const arg of args) {
     const eq = arg.indexOf('=');
-    if (eq < 0) throw new LabError('LAB_ARGS', `Cannot parse --var "${arg}": expected NAME=VALUE`);
+    if (eq < 0) throw new LabError('ARGS', `Cannot parse --var "${arg}": expected NAME=VALUE`);
     const name = arg.slice(0, eq);
     if (!VAR_NAME.test(name)) {
-      throw new LabError('LAB_ARGS', `Cannot parse --var "${arg}": the name must match ${VAR_NAME.source}`);
+      throw new LabError('ARGS', `Cannot parse --var "${arg}": the name must match ${VAR_NAME.source}`);
     }
     setOwn(out, name, arg.slice(eq + 1));
   }

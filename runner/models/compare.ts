@@ -3,7 +3,7 @@
 
 import { modelProblem, type Expectation, type ModelName, type ReleaseMode, type Step } from '../lab/types.ts';
 import type { HostFacts, Prediction, StepObservation, Verdict } from '../result.ts';
-import { MODELS, ModelNotApplicable, type ModelOutput } from './index.ts';
+import { MODELS, ModelNotApplicable, type ModelOutput } from './connections.ts';
 
 export interface CompareInput {
   expectations: Expectation[];

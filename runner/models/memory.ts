@@ -42,13 +42,13 @@ export const CONNECTION_OBJECTS: readonly ConnectionObject[] = [
  * What a connection closed first by this host leaves for 60 s in TIME_WAIT
  * (net/ipv4/inet_timewait_sock.c): the full socket, its inode, file and
  * dentry are freed, and a small inet_timewait_sock takes its place in the
- * hash tables; it stays on the local port's bind buckets, so those stay
- * too. Only the side that closed first has one ("client" here means that side).
+ * hash tables. It keeps the local port's bind buckets, which the connection
+ * already held: the close adds no bucket, so only tw_sock_TCP is new (the
+ * fit brackets the close). Only the side that closed first has one ("client"
+ * here means that side).
  */
 export const TIME_WAIT_OBJECTS: readonly ConnectionObject[] = [
   { cache: 'tw_sock_TCP', perSide: { client: 1, server: 0 }, why: 'struct tcp_timewait_sock, what is left of the socket' },
-  { cache: 'tcp_bind_bucket', perSide: { client: 1, server: 0 }, why: 'the local port\'s bind bucket, still held' },
-  { cache: 'tcp_bind2_bucket', perSide: { client: 1, server: 0 }, why: 'the local port+address bind bucket, still held' },
 ];
 
 /** The figure classic articles give for a TIME_WAIT socket, shown beside this kernel's. */

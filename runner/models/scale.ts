@@ -125,7 +125,12 @@ function machineKey(f: HostFacts): string {
  */
 export function peakLoads(plan: Plan, facts: Record<string, HostFacts>): MachineLoad[] {
   const nofile = (role: string) => plan.hosts.find((h) => h.role === role)?.nofile ?? facts[role]?.nofileSoft ?? 1024;
-  const perWorker = (role: string) => Math.max(1, nofile(role) - WORKER_FD_MARGIN);
+  // The agent's own rule (facts.socketsPerWorker at the facts' nofile), at the nofile the plan sets.
+  const perWorker = (role: string) => {
+    const f = facts[role];
+    const margin = f && typeof f.socketsPerWorker === 'number' ? f.nofileSoft - f.socketsPerWorker : WORKER_FD_MARGIN;
+    return Math.max(1, nofile(role) - margin);
+  };
   const open = new Map<string, Map<string, number>>(); // step -> role -> sockets
   const peak = new Map<string, MachineLoad>();
   const listenOf = new Map<string, string>(); // listen step -> role

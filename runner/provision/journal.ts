@@ -3,6 +3,7 @@
 // that wrote it is gone (a lost agent mid-run, or `lab restore -i`).
 
 import { AgentClient } from '../agent/client.ts';
+import type { JournalEntry } from '../agent/protocol.ts';
 import { AgentError } from '../errors.ts';
 import type { Transport } from '../hosts/transport.ts';
 
@@ -12,9 +13,7 @@ export function hostJournalPath(key: string): string {
 }
 
 /** One undone journal entry, as the agent reports it. */
-export type UndoneEntry =
-  | { kind: 'sysctl'; name: string; old: string }
-  | { kind: 'address'; address: string; prefix: number; device: string };
+export type UndoneEntry = JournalEntry;
 
 export interface JournalUndo {
   undone: UndoneEntry[];
@@ -24,7 +23,7 @@ export interface JournalUndo {
 
 /** Undo the journal of the agent that wrote it; returns the problems (empty when everything was put back). */
 export async function restoreHost(agent: AgentClient, timeoutMs: number): Promise<string[]> {
-  const r = await agent.request<{ undone: unknown[]; problems?: string[] }>('restore', {}, { timeoutMs });
+  const r = await agent.request('restore', {}, { timeoutMs });
   return r.problems ?? [];
 }
 
@@ -50,7 +49,7 @@ export async function replayJournal(transport: Transport, journal: string, optio
     const deadline = Date.now() + options.lockWaitMs;
     for (;;) {
       try {
-        const r = await agent.request<{ undone: UndoneEntry[]; problems?: string[] }>(
+        const r = await agent.request(
           'restoreJournal',
           { journal },
           { timeoutMs: options.timeoutMs },

@@ -16,16 +16,16 @@ export async function provisionHost(
 ): Promise<void> {
   await agent.request('begin', { journal, holder });
   for (const s of host.sysctls) {
-    const r = await agent.request<{ old: string; new: string }>('sysctlSet', { name: s.name, value: s.value });
+    const r = await agent.request('sysctlSet', { name: s.name, value: s.value });
     s.old = r.old;
     if (r.old !== r.new) changes.push({ kind: 'sysctl', name: s.name, old: r.old, new: r.new, scope: s.scope });
   }
   for (const address of host.aliases) {
-    await agent.request('addrAdd', { address, prefix: 32, device: host.device });
+    await agent.request('addrAdd', { address, prefix: 32, device: host.device! });
     changes.push({ kind: 'address', address, device: host.device! });
   }
   if (host.nofile !== undefined) {
-    const r = await agent.request<{ old: [number, number]; new: [number, number] }>('nofile', { soft: host.nofile });
+    const r = await agent.request('nofile', { soft: host.nofile });
     changes.push({ kind: 'rlimit', name: 'nofile', old: r.old, new: r.new });
   }
 }

@@ -3,7 +3,8 @@
 
 import { readFile } from 'node:fs/promises';
 import Handlebars from 'handlebars';
-import type { Change, Prediction, RunResult, Verdict } from '../result.ts';
+import type { Change, MetricComparison, Prediction, RunResult, Verdict } from '../result.ts';
+import { runChartSpecs, slug } from './charts.ts';
 
 type HandlebarsInstance = ReturnType<typeof Handlebars.create>;
 
@@ -90,9 +91,18 @@ const SERIES_METRIC: Record<string, string> = { connect: 'established', listen: 
 const CONNECTION_SLABS = ['TCP', 'tw_sock_TCP', 'request_sock_TCP', 'sock_inode_cache', 'filp', 'dentry', 'eventpoll_epi', 'eventpoll_pwq', 'skbuff_head_cache'];
 
 export function reportView(result: RunResult) {
+  const charts = runChartSpecs(result).map(({ name, title }) => ({ name, title, file: `${name}.svg` }));
+  const stepChart = (step: string) => charts.find((c) => c.name === `ramp-${slug(step)}`);
   return {
     ...result,
     counts: verdictCounts(result),
+    // The charts not drawn under a step: predicted vs observed, memory, slab.
+    charts: charts.filter((c) => !c.name.startsWith('ramp-')),
+    baseline: result.baseline && {
+      ...result.baseline,
+      regressed: result.baseline.regressions > 0,
+      metrics: result.baseline.metrics.map((m) => ({ ...m, flagged: isRegression(m) })),
+    },
     hosts: result.hosts.map((host) => ({
       ...host,
       note: host.transport === 'netns' ? NETNS_NOTE : undefined,
@@ -108,6 +118,7 @@ export function reportView(result: RunResult) {
       const last = series[series.length - 1];
       return {
         ...step,
+        chart: stepChart(step.name),
         measurements: [
           ...Object.entries(step.metrics).map(([name, value]) => ({ name, value: formatNumber(value) })),
           ...Object.entries(step.labels).map(([name, value]) => ({ name, value })),
@@ -117,10 +128,6 @@ export function reportView(result: RunResult) {
         attribution: step.kind === 'fit' ? fitAttribution(step.detail) : [],
         detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(step.detail) : undefined,
         seriesLabel: seriesMetric ?? 'value',
-        // The predictions drawn on the chart as lines: the ceiling the ramp should reach.
-        marks: result.predictions
-          .filter((p) => seriesMetric && p.metric === `${step.name}.${seriesMetric}` && typeof p.predicted === 'number')
-          .map((p) => ({ value: p.predicted as number, label: `predicted ${formatNumber(p.predicted as number)}` })),
         progress: last
           ? `${series.length} samples, ${formatNumber(series[0]![1])} → ${formatNumber(last[1])}` +
             `${seriesMetric ? ` ${seriesMetric}` : ''} over ${formatDuration(last[0])}`
@@ -132,6 +139,11 @@ export function reportView(result: RunResult) {
 }
 
 export type ReportView = ReturnType<typeof reportView>;
+
+/** A compared metric that counts against the run: it moved too far, or vanished. */
+export function isRegression(m: MetricComparison): boolean {
+  return m.status === 'regression' || m.status === 'missing';
+}
 
 interface CacheRow {
   cache: string;

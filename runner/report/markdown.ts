@@ -9,7 +9,7 @@ let template: Promise<(view: ReportView) => string> | undefined;
 export async function renderMarkdown(result: RunResult): Promise<string> {
   template ??= loadTemplate('report.md.hbs').then((source) => {
     const hb = createHandlebars();
-    hb.registerHelper({ cell, code, fence, text });
+    hb.registerHelper({ alt, cell, code, fence, text });
     // Markdown is not HTML: escaping is per context, by the helpers below.
     return hb.compile<ReportView>(source, { noEscape: true });
   });
@@ -23,6 +23,11 @@ export async function renderMarkdown(result: RunResult): Promise<string> {
  */
 function text(value: unknown): string {
   return String(value ?? '').replace(/&/g, '&amp;').replace(/</g, '&lt;');
+}
+
+/** An image's alt text: brackets would end it, markup would show. */
+function alt(value: unknown): string {
+  return text(value).replace(/[[\]\\]/g, (c) => `\\${c}`).replace(/\r?\n/g, ' ');
 }
 
 /** Text safe inside a table cell: a "|" would end the cell, a newline the row. */

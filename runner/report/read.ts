@@ -5,7 +5,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { InternalError, LabError } from '../errors.ts';
 import { jsonSyntaxError } from '../files/json.ts';
-import { RESULT_FORMAT, type RunResult } from '../result.ts';
+import { RESULT_FORMAT, RESULT_MAJOR, type RunResult } from '../result.ts';
 
 export const RESULT_SCHEMA_URL = new URL('../../schema/result.schema.json', import.meta.url);
 
@@ -31,7 +31,7 @@ type SchemaType = 'object' | 'array' | 'string' | 'number' | 'integer' | 'boolea
 // Annotations carry no rule; every other keyword must be understood, so the
 // schema cannot grow a rule that this checker silently skips.
 const KEYWORDS = new Set([
-  '$ref', 'type', 'const', 'enum', 'required', 'properties', 'additionalProperties', 'items',
+  '$id', '$ref', 'type', 'const', 'enum', 'required', 'properties', 'additionalProperties', 'items',
   'prefixItems', 'minItems', 'maxItems', 'oneOf', '$defs', '$schema', 'title', 'description',
 ]);
 const MAX_PROBLEMS = 10;
@@ -83,14 +83,23 @@ export function checkResult(value: unknown, file: string, schema: Schema): RunRe
   if (!Object.hasOwn(value, 'format')) {
     throw new LabError('RESULT_INVALID', `${file}: not a lab result: missing field "format"`);
   }
-  if (value.format !== RESULT_FORMAT) {
+  // A newer major may have changed what fields mean: refuse it rather than misreport it.
+  const major = typeof value.format === 'string' ? /^lab-result\/(\d+)(?:\.\d+)?$/.exec(value.format)?.[1] : undefined;
+  if (major !== undefined && Number(major) > RESULT_MAJOR) {
+    throw new LabError(
+      'RESULT_NEWER',
+      `${file}: written by a newer lab (format "${value.format}"); this lab reads ${RESULT_FORMAT}: upgrade lab to report it`,
+    );
+  }
+  if (value.format !== RESULT_FORMAT && !(major !== undefined && Number(major) === RESULT_MAJOR)) {
     throw new LabError(
       'RESULT_INVALID',
       `${file}: not a lab result: field "format" must be "${RESULT_FORMAT}": got ${describe(value.format)}`,
     );
   }
   const problems: string[] = [];
-  check(value, schema, '', schema, problems);
+  // A minor version of this major ("lab-result/1.2") is read as this one: it only adds optional fields.
+  check({ ...value, format: RESULT_FORMAT }, schema, '', schema, problems);
   if (problems.length === 1) {
     throw new LabError('RESULT_INVALID', `${file}: invalid lab result: ${problems[0]}`);
   }

@@ -131,6 +131,8 @@ async function thisMachineFacts(): Promise<HostFacts | undefined> {
       nofileSoft: 1024, nofileHard: 1024, canRaiseHardNofile: false, nrOpen: 0, fileMax: 0, somaxconn: 0,
       tcpMaxSynBacklog: 0, tcpFinTimeout: 0, tcpTwReuse: 0,
       memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, addresses: [], cpus: 0, uid: 0,
+      // No agent here: the memory check reads neither.
+      workerFds: 0, socketsPerWorker: 0,
     };
   } catch {
     return undefined;

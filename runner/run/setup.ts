@@ -78,7 +78,7 @@ export async function provisionHosts(
 }
 
 function readFacts(agent: AgentClient): Promise<HostFacts> {
-  return agent.request<HostFacts>('facts', {}, { timeoutMs: RUN_TIMEOUTS.requestMs });
+  return agent.request('facts', {}, { timeoutMs: RUN_TIMEOUTS.requestMs });
 }
 
 /**

@@ -6,8 +6,8 @@
 import { HostError, Interrupted } from '../errors.ts';
 import type { Plan, PlannedStep } from '../lab/plan.ts';
 import { CONNECTION_OBJECTS, fitMemory, sidesOn, TIME_WAIT_OBJECTS, type FitPoint } from '../models/memory.ts';
+import type { SnapshotReply } from '../agent/protocol.ts';
 import type { HostFacts, StepObservation } from '../result.ts';
-import type { ConnectProgress, ConnectReply, ListenProgress, ListenReply, ReleaseReply, SnapshotReply } from './agent-replies.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
 import type { Sessions } from './setup.ts';
@@ -95,14 +95,13 @@ function agentOf(ctx: StepContext, role: string) {
 async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   obs.metrics.accepted = 0;
   const r = await ctx.bound.guard(
-    agentOf(ctx, step.host).request<ListenReply>(
+    agentOf(ctx, step.host).request(
       'listen',
       { id: step.name, address: step.address, port: step.port, backlog: step.backlog, accept: step.accept },
       {
         timeoutMs: RUN_TIMEOUTS.requestMs,
         // Accepts go on after the reply; the observation keeps counting.
-        onEvent: (_e, data) => {
-          const d = data as ListenProgress;
+        onEvent: (_e, d) => {
           if (typeof d.accepted === 'number') obs.metrics.accepted = d.accepted;
         },
       },
@@ -115,7 +114,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
   const series: Array<[number, number]> = [];
   let lastSample = -Infinity;
   const r = await ctx.bound.guard(
-    agentOf(ctx, step.host).request<ConnectReply>(
+    agentOf(ctx, step.host).request(
       'connect',
       {
         id: step.name,
@@ -131,8 +130,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
       },
       {
         timeoutMs: step.timeoutMs + RUN_TIMEOUTS.connectSlackMs,
-        onEvent: (_e, data) => {
-          const d = data as ConnectProgress;
+        onEvent: (_e, d) => {
           const value = Number(d.established ?? 0);
           const ms = Number(d.elapsedMs ?? 0);
           if (ms - lastSample >= PROGRESS_SAMPLE_MS) {
@@ -166,7 +164,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
 }
 
 async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepContext): Promise<void> {
-  const snap = await ctx.bound.guard(agentOf(ctx, step.host).request<SnapshotReply>('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
+  const snap = await ctx.bound.guard(agentOf(ctx, step.host).request('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
   const tcp = snap.sockstat?.TCP ?? {};
   let slabBytes = 0;
   for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
@@ -219,9 +217,12 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   const close = async (name: string): Promise<number> => {
     const target = ctx.done.find((o) => o.name === name);
     if (!target) return 0;
-    const held = Number(target.metrics.established ?? target.metrics.accepted ?? 0);
+    // What the step holds bounds how long its release may take: a connect's count; for a
+    // listen, every connect's (its accepted count is only as fresh as its last event).
+    const connects = ctx.done.filter((o) => o.kind === 'connect').reduce((n, o) => n + Number(o.metrics.established ?? 0), 0);
+    const held = target.kind === 'connect' ? Number(target.metrics.established ?? 0) : Math.max(Number(target.metrics.accepted ?? 0), connects);
     const r = await ctx.bound.guard(
-      agentOf(ctx, target.host).request<ReleaseReply>('release', { id: name, abort }, { timeoutMs: releaseTimeoutMs(held) }),
+      agentOf(ctx, target.host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) }),
     );
     ctx.held.delete(name);
     return r.closed;

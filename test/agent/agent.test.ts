@@ -4,15 +4,19 @@
 // the protocol itself, not runner/agent/client.ts).
 
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
+import { AGENT_PROTOCOL_VERSION, type ArgsOf, type OpName, type ReplyOf } from '../../runner/agent/protocol.ts';
+import { agentArtifact } from '../../runner/agent/zipapp.ts';
+import type { Step } from '../../runner/lab/types.ts';
+import { fdLimit } from '../../runner/models/connections.ts';
 import { readSysctl } from '../helpers.ts';
 
-const AGENT = fileURLToPath(new URL('../../runner/agent/agent.py', import.meta.url));
+/** The artifact lab ships (written into this suite's temporary directory in before()). */
+let AGENT = '';
 const NS_CLIENT = `labt-agent-${process.pid}-client`;
 const NS_SERVER = `labt-agent-${process.pid}-server`;
 const CLIENT_IP = '198.18.200.1';
@@ -82,6 +86,8 @@ class Agent {
   readonly exited: Promise<number | null>;
   /** events that arrived after their request's reply (listen progress) */
   readonly lateEvents: Array<{ id: number; event: string; data: any }> = [];
+  /** replies to no request of ours (a line the agent could not read gets "id": null) */
+  readonly orphanReplies: Array<Omit<Reply, 'events'>> = [];
   stderr = '';
   private nextId = 1;
   private buf = '';
@@ -115,6 +121,8 @@ class Agent {
         } else if (p) {
           this.pending.delete(msg.id);
           p.resolve({ ...msg, events: p.events });
+        } else {
+          this.orphanReplies.push(msg);
         }
       }
     });
@@ -145,9 +153,9 @@ class Agent {
     });
   }
 
-  /** a request that must succeed: its result */
-  async ok(op: string, args: Record<string, unknown> = {}, timeoutMs?: number): Promise<any> {
-    const r = await this.request(op, args, timeoutMs);
+  /** a request that must succeed: its result, typed by runner/agent/protocol.ts */
+  async ok<Op extends OpName>(op: Op, args: ArgsOf<Op> | Record<string, never> = {}, timeoutMs?: number): Promise<ReplyOf<Op>> {
+    const r = await this.request(op, args as Record<string, unknown>, timeoutMs);
     if (!r.ok) throw new Error(`${op} failed in ${this.ns}: ${r.error?.code}: ${r.error?.message}`);
     return r.result;
   }
@@ -242,6 +250,8 @@ test.before(() => {
   process.on('SIGTERM', onSignal);
   createNamespaces();
   tmp = mkdtempSync(join(tmpdir(), 'labt-agent-'));
+  AGENT = join(tmp, agentArtifact().name);
+  writeFileSync(AGENT, agentArtifact().bytes);
 });
 
 test.after(async () => {
@@ -258,10 +268,11 @@ test('ready line, then hello', async () => {
   const a = new Agent(NS_CLIENT);
   try {
     const ready = await a.ready;
-    assert.is(ready.version, 1);
+    // The Python package's VERSION and runner/agent/protocol.ts must agree.
+    assert.is(ready.version, AGENT_PROTOCOL_VERSION);
     assert.type(ready.pid, 'number');
     const hello = await a.ok('hello');
-    assert.is(hello.version, 1);
+    assert.is(hello.version, AGENT_PROTOCOL_VERSION);
     assert.is(hello.pid, ready.pid);
     assert.is(hello.uid, 0);
     assert.match(hello.python, /^3\.\d+/);
@@ -291,6 +302,38 @@ test('unknown op and malformed requests: BAD_REQUEST', async () => {
   }
 });
 
+test('requests outside the protocol are refused, and no text in them runs as code', async () => {
+  const a = await startAgent(NS_CLIENT);
+  const marker = join(tmp, 'pwned');
+  const code = `__import__('os').system('touch ${marker}')`;
+  try {
+    // Wrong argument types, named with the value as sent.
+    const cases: Array<[string, Record<string, unknown>, string]> = [
+      ['nofile', { soft: '1024' }, 'argument "soft" must be int, got "1024"'],
+      ['nofile', { soft: true }, 'argument "soft" must be int, got true'],
+      ['listen', { id: 'l', port: 8080, accept: 'yes' }, 'argument "accept" must be bool, got "yes"'],
+      ['connect', { id: 'c', pairs: 'all', count: 1 }, 'argument "pairs" must be list, got "all"'],
+      ['addrAdd', { address: '198.18.9.9; reboot', device: 'eth0' }, 'argument "address" must be a dotted IPv4 address, got "198.18.9.9; reboot"'],
+      ['begin', { journal: 42 }, 'argument "journal" must be str, got 42'],
+    ];
+    for (const [op, args, message] of cases) {
+      const r = await a.request(op, args);
+      assert.equal(r.error, { code: 'BAD_REQUEST', message }, `${op} ${JSON.stringify(args)}`);
+    }
+    // Text that would be code anywhere it was evaluated: an op, a sysctl name, an id.
+    assert.equal((await a.request(code)).error, { code: 'BAD_REQUEST', message: `unknown op ${JSON.stringify(code)}` });
+    assert.is((await a.request('sysctlGet', { name: code })).ok, false);
+    assert.is((await a.request('connect', { id: code, pairs: [{ address: `$(touch ${marker})`, port: 1 }], count: 1 })).ok, false);
+    // An oversized line (2 MiB) is refused by its length, read to its end, and the agent goes on.
+    a.proc.stdin.write(`{"id": 99, "op": "hello", "args": {"pad": "${'x'.repeat(2 << 20)}"}}\n`);
+    assert.is((await a.ok('hello')).version, 1);
+    assert.equal(a.orphanReplies, [{ id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'a request line may hold at most 1048576 bytes' } }]);
+    assert.not.ok(existsSync(marker), 'no request text was run');
+  } finally {
+    await a.close();
+  }
+});
+
 test('facts: HostFacts shape, values from the namespace', async () => {
   const a = await startAgent(NS_CLIENT);
   try {
@@ -300,7 +343,8 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     const keys = [
       'hostname', 'kernel', 'python', 'portRange', 'reservedPorts', 'nofileSoft', 'nofileHard', 'canRaiseHardNofile',
       'nrOpen', 'fileMax', 'somaxconn', 'tcpMaxSynBacklog', 'tcpFinTimeout', 'tcpTwReuse', 'memTotalKiB',
-      'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid',
+      'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
+      'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets',
     ];
     assert.equal(Object.keys(f).sort(), [...keys].sort());
     assert.equal(f.portRange, [41000, 41999]);
@@ -315,9 +359,14 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     assert.is(f.uid, 0);
     // Root reads /proc/slabinfo: every cache, with the ones a socket costs.
     for (const cache of ['TCP', 'sock_inode_cache', 'filp', 'dentry']) {
-      assert.ok(f.slabObjectSize[cache] > 0, `slab cache ${cache}: ${f.slabObjectSize[cache]}`);
+      assert.ok(f.slabObjectSize[cache]! > 0, `slab cache ${cache}: ${f.slabObjectSize[cache]}`);
     }
     assert.ok(Object.keys(f.slabObjectSize).some((k) => k.startsWith('kmalloc-')));
+    // Every alias names a cache slabinfo lists; the bind buckets are merged somewhere on SLUB kernels.
+    for (const [alias, carrier] of Object.entries(f.slabAliases as Record<string, string>)) {
+      assert.ok(carrier in f.slabObjectSize, `${alias} -> ${carrier}`);
+    }
+    assert.is(f.bootId, readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
   } finally {
     await a.close();
   }
@@ -361,23 +410,24 @@ test('port exhaustion: 1000 ports, then EADDRNOTAVAIL', async () => {
     await client.ok('begin', { journal: join(tmp, 'ports.journal'), holder: 'port exhaustion test' });
     await client.ok('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '40000 40999' });
     const l = await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p, backlog: 4096, accept: true });
-    assert.equal(l, { address: SERVER_IP, port: p, backlog: 4096 });
+    // engine: where the accept loop runs, the C helper or the Python workers (test/agent/fastconn.test.ts)
+    assert.equal(l, { address: SERVER_IP, port: p, backlog: 4096, engine: l.engine });
     const r = await client.request('connect', {
       id: 'ramp', pairs: [pair(p)], count: 5000, bind: 'none', rate: 0, timeoutMs: 30_000, connectTimeoutMs: 3000,
     });
     assert.ok(r.ok, JSON.stringify(r.error));
     const c = r.result;
     assert.is(c.established, 1000);
-    assert.is(c.firstError.errno, 'EADDRNOTAVAIL');
-    assert.is(c.firstError.message, 'Cannot assign requested address');
-    assert.is(c.firstError.after, 1000);
+    assert.is(c.firstError!.errno, 'EADDRNOTAVAIL');
+    assert.is(c.firstError!.message, 'Cannot assign requested address');
+    assert.is(c.firstError!.after, 1000);
     assert.equal(c.errors, { EADDRNOTAVAIL: 1 });
     assert.is(c.attempted, 1001);
     assert.is(c.stopReason, 'exhausted');
     assert.equal(c.perPair, [{ ...pair(p), established: 1000 }]);
-    assert.ok(c.localPorts.min >= 40000, `min ${c.localPorts.min}`);
-    assert.ok(c.localPorts.max <= 40999, `max ${c.localPorts.max}`);
-    assert.is(c.localPorts.distinct, 1000);
+    assert.ok(c.localPorts!.min >= 40000, `min ${c.localPorts!.min}`);
+    assert.ok(c.localPorts!.max <= 40999, `max ${c.localPorts!.max}`);
+    assert.is(c.localPorts!.distinct, 1000);
     for (const e of r.events) assert.is(e.event, 'progress');
     console.log(`    port exhaustion: ${c.established} in ${c.durationMs} ms = ${c.connectsPerSecond}/s`);
     await waitAccepted(server, 'srv', 1000);
@@ -405,12 +455,12 @@ test('EMFILE: nofile 200 and one process', async () => {
     const c = await client.ok('connect', {
       id: 'fd', pairs: [pair(p)], count: 1000, bind: 'none', timeoutMs: 30_000, connectTimeoutMs: 3000, processes: 1,
     });
-    assert.is(c.firstError.errno, 'EMFILE');
+    assert.is(c.firstError!.errno, 'EMFILE');
     assert.is(c.workers, 1);
     assert.is(c.stopReason, 'error');
-    // 200 fds, less the worker's stdio and its two pipes.
-    assert.ok(c.established > 180 && c.established < 200, `established ${c.established}`);
-    assert.is(c.firstError.after, c.established);
+    // 200 fds, less the worker's stdio and its two pipes: what the agent's facts say, and the fd-limit model reads.
+    assert.is(c.established, 200 - (await client.ok('facts')).workerFds);
+    assert.is(c.firstError!.after, c.established);
     assert.equal(c.errors, { EMFILE: 1 });
     assert.is((await client.ok('release', { id: 'fd' })).closed, c.established);
     await server.ok('release', { id: 'srv' });
@@ -428,7 +478,7 @@ test('connections spread over workers on both sides; release closes them', async
     await client.ok('nofile', { soft: 300 });
     await server.ok('nofile', { soft: 300 });
     await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p, backlog: 4096 });
-    const inuse0 = (await client.ok('snapshot')).sockstat.TCP.inuse;
+    const inuse0 = (await client.ok('snapshot')).sockstat.TCP!.inuse;
     assert.is(established(NS_CLIENT, p), 0);
     const c = await client.ok('connect', {
       id: 'spread', pairs: [pair(p)], count: 1000, bind: 'ip', timeoutMs: 30_000, connectTimeoutMs: 3000,
@@ -438,16 +488,16 @@ test('connections spread over workers on both sides; release closes them', async
     assert.equal(c.errors, {});
     assert.is(c.stopReason, 'count');
     assert.ok(c.workers >= 4, `client workers ${c.workers}`);
-    assert.is(c.localPorts.distinct, 1000);
+    assert.is(c.localPorts!.distinct, 1000);
     const held = await waitAccepted(server, 'srv', 1000);
     assert.ok(held.workers >= 4, `server workers ${held.workers}`);
     const snap = await client.ok('snapshot');
     assert.equal(snap.held.spread, { kind: 'connect', open: 1000, workers: c.workers });
     assert.is(snap.processes, 1 + c.workers);
     assert.ok(snap.fds >= 1000, `fds ${snap.fds}`);
-    assert.ok(snap.sockstat.TCP.inuse >= inuse0 + 1000);
-    assert.ok(snap.meminfo.MemTotal > 0);
-    assert.ok(snap.slab.TCP.objSize > 0);
+    assert.ok(snap.sockstat.TCP!.inuse! >= inuse0! + 1000);
+    assert.ok(snap.meminfo.MemTotal! > 0);
+    assert.ok(snap.slab.TCP!.objSize > 0);
     assert.is(established(NS_CLIENT, p), 1000);
     const workerPids = childrenOf((await client.ok('hello')).pid);
     assert.is(workerPids.length, c.workers);
@@ -517,14 +567,46 @@ test('a second client IP doubles the ports; reuseaddr shares one local port acro
     const r = await client.ok('connect', { id: 'reuse', pairs: [pair(p1), pair(p2)], count: 3, bind: 'reuseaddr', port: 61500 });
     assert.is(r.established, 2);
     assert.equal(r.localPorts, { min: 61500, max: 61500, distinct: 1 });
-    assert.is(r.firstError.errno, 'EADDRNOTAVAIL');
-    assert.is(r.firstError.after, 2);
+    assert.is(r.firstError!.errno, 'EADDRNOTAVAIL');
+    assert.is(r.firstError!.after, 2);
     await client.ok('release', { id: 'reuse' });
     const undone = await client.ok('restore');
     assert.equal(undone.undone.map((e: any) => e.kind), ['address', 'sysctl']);
     assert.equal((await client.ok('facts')).addresses, [`${CLIENT_IP}/24`]);
     await server.ok('release', { id: 's1' });
     await server.ok('release', { id: 's2' });
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
+// The fd-limit model and the agent must agree on how many workers a connect
+// takes (issue 7): the model reads the agent's rule from its facts, and here
+// the agent runs at a worker boundary, one connection below and one above.
+test('the fd-limit model predicts the workers the agent starts, at a worker boundary', async () => {
+  const p = nextPort();
+  const client = await startAgent(NS_CLIENT);
+  const server = await startAgent(NS_SERVER);
+  try {
+    await client.ok('nofile', { soft: 300 });
+    await server.ok('nofile', { soft: 300 });
+    await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p, backlog: 4096 });
+    const facts = await client.ok('facts');
+    const boundary = 2 * facts.socketsPerWorker;
+    for (const count of [boundary, boundary + 1]) {
+      const step: Step = {
+        name: 'ramp', kind: 'connect', host: 'client', to: [{ role: 'server', port: p }], count, sources: 1,
+        bind: 'none', rate: 0, timeoutMs: 30_000, connectTimeoutMs: 3000, stopOnError: true,
+      };
+      const predicted = fdLimit({ step, steps: [step], metric: 'workers', facts: { client: facts }, addresses: { client: [CLIENT_IP], server: [SERVER_IP] } });
+      const id = `edge-${count}`;
+      const c = await client.ok('connect', { id, pairs: [pair(p)], count, timeoutMs: 30_000, connectTimeoutMs: 3000 });
+      assert.is(c.established, count);
+      assert.is(c.workers, predicted.value, `count ${count}: the model says ${predicted.value} (${predicted.derivation}), the agent started ${c.workers}`);
+      await client.ok('release', { id, abort: true });
+    }
+    await server.ok('release', { id: 'srv', abort: true });
   } finally {
     await client.close();
     await server.close();
@@ -542,7 +624,7 @@ test('a full accept queue: backlog + 1 connect, the rest time out', async () => 
     });
     assert.is(c.established, 9);
     assert.equal(c.errors, { ETIMEDOUT: 3 });
-    assert.is(c.firstError.after, 9);
+    assert.is(c.firstError!.after, 9);
     assert.is(c.stopReason, 'attempts');
     assert.ok(c.durationMs >= 900, `3 timeouts of 300 ms took ${c.durationMs} ms`);
     assert.equal(await client.ok('release', { id: 'q' }), { closed: 9 });
@@ -563,7 +645,7 @@ test('timeoutMs bounds a step whose connects hang', async () => {
     });
     assert.is(c.established, 0);
     assert.is(c.stopReason, 'timeout');
-    assert.is(c.firstError.errno, 'ETIMEDOUT');
+    assert.is(c.firstError!.errno, 'ETIMEDOUT');
     assert.ok(Date.now() - t0 < 2500, `took ${Date.now() - t0} ms`);
     await client.ok('release', { id: 't' });
   } finally {
@@ -693,9 +775,9 @@ test('throughput: 20000 connections', async () => {
     await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p });
     const c = await client.ok('connect', { id: 'fast', pairs: [pair(p)], count: 20_000, timeoutMs: 30_000 }, 60_000);
     assert.is(c.established, 20_000);
-    const soft = (await client.ok('facts')).nofileSoft;
-    assert.is(c.workers, Math.ceil(20_000 / (soft - 16))); // soft nofile - 16 sockets per worker
-    assert.is(c.localPorts.distinct, 20_000);
+    // Workers filled in turn to the agent's own budget (its facts say how many sockets each).
+    assert.is(c.workers, Math.ceil(20_000 / (await client.ok('facts')).socketsPerWorker));
+    assert.is(c.localPorts!.distinct, 20_000);
     console.log(`    throughput: ${c.established} in ${c.durationMs} ms = ${c.connectsPerSecond}/s over ${c.workers} workers`);
     await waitAccepted(server, 'srv', 20_000);
     await client.ok('release', { id: 'fast' });

@@ -1,41 +1,47 @@
-// AgentClient.start() decides what a host needs before the agent runs: is there
-// a python3, is it new enough, is this agent already uploaded. That logic is
-// tested against a scripted transport; the agent itself runs for real in
-// agent.test.ts and in every run test.
+// AgentClient.start() asks the host's Transport for two things, the python3 to
+// run and the path of the agent artifact, and branches on nothing else: tested
+// against a scripted transport. The agent itself runs for real in
+// agent.test.ts and in every run test; python.ts and artifact.ts (what the
+// transports do) have their own tests under test/hosts/.
 
+import { PassThrough } from 'node:stream';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { AgentClient, agentScript, remoteAgentPath } from '../../runner/agent/client.ts';
+import { AgentClient } from '../../runner/agent/client.ts';
+import { agentArtifact } from '../../runner/agent/zipapp.ts';
 import { HostError } from '../../runner/errors.ts';
-import type { ExecResult, HostProcess, Transport } from '../../runner/hosts/transport.ts';
+import { requirePython } from '../../runner/hosts/python.ts';
+import type { Artifact, HostProcess, Transport } from '../../runner/hosts/transport.ts';
 
-/** A transport whose exec answers from a script and whose spawn never succeeds. */
-function scripted(answers: (argv: string[]) => Partial<ExecResult>) {
-  const calls: string[][] = [];
-  const puts: string[] = [];
+/** A transport that records what start() asks of it; spawn() runs nothing. */
+function scripted(python: () => Promise<{ executable: string; version: [number, number] }>) {
+  const spawned: string[][] = [];
+  const installed: Artifact[] = [];
   const transport: Transport = {
     role: 'client',
     kind: 'ssh',
     target: 'root@192.0.2.10:22',
     capabilities: { localNamespace: false, needsSudo: false },
     async connect() {},
-    async exec(argv) {
-      calls.push(argv);
-      return { code: 0, signal: null, stdout: '', stderr: '', ...answers(argv) };
+    async exec() {
+      throw new Error('start() must not run commands itself');
     },
     async spawn(argv): Promise<HostProcess> {
-      calls.push(['spawn', ...argv]);
+      spawned.push(argv);
       throw new Error('spawned');
     },
-    async putFile(path) {
-      puts.push(path);
+    async putFile() {
+      throw new Error('start() must not write files itself');
     },
+    async install(artifact) {
+      installed.push(artifact);
+      return `/cache/${artifact.name}`;
+    },
+    python,
     async close() {},
   };
-  return { transport, calls, puts };
+  return { transport, spawned, installed };
 }
-
-const python = (stdout: string) => (argv: string[]) => (argv[0] === 'python3' ? { stdout } : {});
 
 async function startError(transport: Transport): Promise<Error> {
   try {
@@ -46,32 +52,38 @@ async function startError(transport: Transport): Promise<Error> {
   throw new Error('start() resolved');
 }
 
-test('start() on a host without python3 says what to install', async () => {
-  const { transport } = scripted((argv) => (argv[0] === 'python3' ? { code: 127, stderr: 'sh: python3: not found' } : {}));
+test('start() installs the agent artifact and runs it with the interpreter the transport resolved', async () => {
+  const { transport, spawned, installed } = scripted(async () => ({ executable: '/opt/py/bin/python3.12', version: [3, 12] }));
+  assert.match((await startError(transport)).message, 'spawned');
+  assert.equal(installed.map((a) => a.name), [agentArtifact().name]);
+  assert.equal(spawned, [['/opt/py/bin/python3.12', '-u', `/cache/${agentArtifact().name}`, '--label', 'lab:root@192.0.2.10:22']]);
+});
+
+test('start() on a host whose python3 is missing or old fails with the transport\'s error and spawns nothing', async () => {
+  const { transport, spawned } = scripted(async () => requirePython({ executable: '/usr/bin/python3', version: [3, 6] }, 'client'));
   const e = await startError(transport);
   assert.instance(e, HostError);
-  assert.is((e as HostError).code, 'HOST_NO_PYTHON');
-  assert.is(e.message, 'client: Cannot run "python3", which the probe agent needs: install it (Debian/Ubuntu: apt-get install python3; RHEL: dnf install python3)');
-});
-
-test('start() refuses a python3 older than 3.7', async () => {
-  const { transport } = scripted(python('/usr/bin/python3\n3.6\n'));
-  const e = await startError(transport);
   assert.is((e as HostError).code, 'HOST_OLD_PYTHON');
-  assert.is(e.message, 'client: python3 is 3.6: the probe agent needs 3.7 or newer');
+  assert.equal(spawned, []);
 });
 
-test('start() uploads the agent once, by content hash, and runs it with the resolved interpreter', async () => {
-  const path = remoteAgentPath(agentScript().hash);
-  const missing = scripted((argv) => (argv[0] === 'test' ? { code: 1 } : python('/opt/py/bin/python3.12\n3.12\n')(argv)));
-  assert.match((await startError(missing.transport)).message, 'spawned');
-  assert.equal(missing.puts, [path]);
-  assert.equal(missing.calls.at(-1), ['spawn', '/opt/py/bin/python3.12', '-u', path, '--label', 'lab:root@192.0.2.10:22']);
-
-  const present = scripted(python('/usr/bin/python3\n3.11\n'));
-  await startError(present.transport);
-  assert.equal(present.puts, [], 'an agent already on the host is not uploaded again');
-  assert.equal(present.calls[0], ['test', '-f', path]);
+test('request() rejects with AGENT_TIMEOUT when no reply comes within the bound', async () => {
+  const stdin = new PassThrough();
+  const stdout = new PassThrough();
+  const proc: HostProcess = { stdin, stdout, stderr: new PassThrough(), exited: new Promise(() => {}), kill() {} };
+  const { transport } = scripted(async () => ({ executable: 'python3', version: [3, 11] }));
+  transport.spawn = async () => proc;
+  const started = AgentClient.start(transport);
+  stdout.write('{"event":"ready","data":{"version":1,"pid":1}}\n');
+  const client = await started;
+  const e = (await client.request('hello', {}, { timeoutMs: 20 }).catch((x: Error) => x)) as Error;
+  assert.instance(e, Error);
+  assert.is((e as HostError).code, 'AGENT_TIMEOUT');
+  assert.is(e.message, 'client: agent: hello: no reply within 20 ms');
+  // A reply to a request still pending is delivered, typed by its op.
+  const hello = client.request('hello', {});
+  stdout.write('{"id":2,"ok":true,"result":{"version":1,"pid":1,"python":"3.11.2","uid":0}}\n');
+  assert.is((await hello).python, '3.11.2');
 });
 
 test.run();

@@ -6,7 +6,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { HostError } from '../../runner/errors.ts';
@@ -212,6 +213,30 @@ test('putFile() creates parent directories, writes the bytes and sets the mode',
   await t.putFile(`${dir}/data.bin`, 'replaced\n', 0o755);
   assert.is(readFileSync(`${dir}/data.bin`, 'utf8'), 'replaced\n');
   assert.is((await t.exec(['stat', '-c', '%a', `${dir}/data.bin`])).stdout, '755\n');
+});
+
+test('install() puts an artifact on the host once, by name; python() resolves and checks python3 once', async () => {
+  const t = transport('beta');
+  const hash = randomBytes(8).toString('hex');
+  const artifact = { name: `agent-${hash}.pyz`, hash, bytes: Uint8Array.from([80, 75, 0, 255, 10]) };
+  const path = await t.install(artifact);
+  try {
+    assert.is(path, `/var/tmp/lab-agent/agent-${hash}.pyz`);
+    // Namespaces share this machine's file system, so the result can be read here.
+    assert.equal([...readFileSync(path)], [...artifact.bytes]);
+    assert.is((await t.exec(['stat', '-c', '%a', path])).stdout, '644\n');
+    const before = statSync(path).mtimeMs;
+    await new Promise((r) => setTimeout(r, 20));
+    assert.is(await t.install(artifact), path);
+    assert.is(statSync(path).mtimeMs, before, 'a second install finds it and writes nothing');
+    assert.equal(readdirSync('/var/tmp/lab-agent').filter((f) => f.includes(hash)), [artifact.name], 'no temporary file left');
+  } finally {
+    rmSync(path, { force: true });
+  }
+  const python = await t.python();
+  assert.is(python.executable, '/usr/bin/python3');
+  assert.ok(python.version[0] === 3 && python.version[1] >= 7);
+  assert.is(await t.python(), python);
 });
 
 test('remoteCommand() wraps a non-root user\'s commands in sudo -n, inside the timeout and marker', () => {

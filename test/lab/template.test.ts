@@ -58,7 +58,7 @@ test('parseVarOverrides() splits at the first "=" and checks the name', () => {
   assert.throws(() => parseVarOverrides(['low']), (e: unknown) => e instanceof LabError && e.message === 'Cannot parse --var "low": expected NAME=VALUE');
   assert.throws(
     () => parseVarOverrides(['my-var=1']),
-    (e: unknown) => e instanceof LabError && e.code === 'LAB_ARGS' && /the name must match/.test(e.message),
+    (e: unknown) => e instanceof LabError && e.code === 'ARGS' && /the name must match/.test(e.message),
   );
 });
 

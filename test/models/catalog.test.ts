@@ -3,7 +3,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { acceptQueue, capacity, timeWait, type ModelContext } from '../../runner/models/index.ts';
+import { acceptQueue, capacity, timeWait, type ModelContext } from '../../runner/models/connections.ts';
 import type { HostFacts } from '../../runner/result.ts';
 import type { Step } from '../../runner/lab/types.ts';
 
@@ -11,7 +11,7 @@ const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
   hostname: 'h', kernel: '6.18.0', python: '3.11.2', portRange: [20000, 60999], reservedPorts: '',
   nofileSoft: 1024, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 2466112,
   somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2, memTotalKiB: 1, memAvailableKiB: 23_000_000,
-  slabObjectSize: { TCP: 2368, sock_inode_cache: 832, filp: 192, dentry: 192, tw_sock_TCP: 256 }, addresses: [], cpus: 2, uid: 0, bootId: 'b', ...over,
+  slabObjectSize: { TCP: 2368, sock_inode_cache: 832, filp: 192, dentry: 192, tw_sock_TCP: 256 }, addresses: [], cpus: 2, uid: 0, bootId: 'b', workerFds: 5, socketsPerWorker: 1008, ...over,
 });
 const connect = (over: Partial<Extract<Step, { kind: 'connect' }>> = {}): Extract<Step, { kind: 'connect' }> => ({
   name: 'ramp', kind: 'connect', host: 'client', to: [{ role: 'server', port: 8080 }], count: 1000, sources: 1,

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { comparePredictions } from '../../runner/models/compare.ts';
-import { MODELS, ModelNotApplicable } from '../../runner/models/index.ts';
+import { MODELS, ModelNotApplicable } from '../../runner/models/connections.ts';
 import { MODEL_NAMES, modelProblem, STEP_METRICS, type Expectation, type Step } from '../../runner/lab/types.ts';
 import type { HostFacts, StepObservation } from '../../runner/result.ts';
 
@@ -13,7 +13,7 @@ const facts: HostFacts = {
   hostname: 'h', kernel: '6.1.0', python: '3.11.2', portRange: [40000, 40999], reservedPorts: '',
   nofileSoft: 1024, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 1e6,
   somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2, memTotalKiB: 1, memAvailableKiB: 1,
-  slabObjectSize: {}, addresses: [], cpus: 2, uid: 0,
+  slabObjectSize: {}, addresses: [], cpus: 2, uid: 0, workerFds: 5, socketsPerWorker: 1008,
 };
 
 /** 500 connections, well inside both the port range and the fd limit: no error happens. */

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { fitMemory, leastSquares, predictedBytes, sameKernel, sidesOn, slabCarrier, type FitPoint } from '../../runner/models/memory.ts';
-import { memoryPerConnection } from '../../runner/models/index.ts';
+import { memoryPerConnection } from '../../runner/models/connections.ts';
 import type { HostFacts } from '../../runner/result.ts';
 import type { Step } from '../../runner/lab/types.ts';
 
@@ -17,7 +17,7 @@ const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
   hostname: 'h', kernel: '6.18.0', python: '3.11.2', portRange: [10000, 60999], reservedPorts: '',
   nofileSoft: 1024, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 1000000,
   somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2, memTotalKiB: 1, memAvailableKiB: 1,
-  slabObjectSize: SIZES, slabAliases: ALIASES, addresses: [], cpus: 2, uid: 0, bootId: 'b1', ...over,
+  slabObjectSize: SIZES, slabAliases: ALIASES, addresses: [], cpus: 2, uid: 0, bootId: 'b1', workerFds: 5, socketsPerWorker: 1008, ...over,
 });
 
 /** A snapshot after n connections: 2 of each per-socket object, 2 bind buckets, plus proc inodes and noise. */

@@ -1,15 +1,36 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connectionCeiling, ephemeralPorts, fdLimit, reservedInRange, WORKER_BASE_FDS, type ModelContext } from '../../runner/models/index.ts';
+import { connectionCeiling, ephemeralPorts, fdLimit, reservedInRange, type ModelContext } from '../../runner/models/connections.ts';
 import { comparePredictions, verdictOf } from '../../runner/models/compare.ts';
 import type { HostFacts, StepObservation } from '../../runner/result.ts';
 import type { Step } from '../../runner/lab/types.ts';
+
+/**
+ * How the agent spreads sockets over workers under a soft nofile limit, asked
+ * of the agent's own code (the facts it reports come from the same functions),
+ * so these tests hold the model against the agent, not against a copy of its
+ * rule. test/agent/agent.test.ts checks the agent really starts that many.
+ */
+const asked = new Map<number, Pick<HostFacts, 'workerFds' | 'socketsPerWorker'>>();
+function agentWorkerFacts(nofileSoft: number): Pick<HostFacts, 'workerFds' | 'socketsPerWorker'> {
+  const known = asked.get(nofileSoft);
+  if (known) return known;
+  const out = execFileSync('python3', ['-c', 'import sys; from lab_agent.workers import WORKER_FDS, sockets_per_worker; print(WORKER_FDS, sockets_per_worker(int(sys.argv[1])))', String(nofileSoft)], {
+    cwd: fileURLToPath(new URL('../../runner/agent/', import.meta.url)),
+    encoding: 'utf8',
+  });
+  const [workerFds, socketsPerWorker] = out.trim().split(' ').map(Number);
+  asked.set(nofileSoft, { workerFds: workerFds!, socketsPerWorker: socketsPerWorker! });
+  return asked.get(nofileSoft)!;
+}
 
 const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
   hostname: 'h', kernel: '6.1.0', python: '3.11.2', portRange: [40000, 40999], reservedPorts: '',
   nofileSoft: 1024, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 9223372036854775807,
   somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2, memTotalKiB: 1, memAvailableKiB: 1,
-  slabObjectSize: {}, addresses: [], cpus: 2, uid: 0, ...over,
+  slabObjectSize: {}, addresses: [], cpus: 2, uid: 0, ...agentWorkerFacts(over.nofileSoft ?? 1024), ...over,
 });
 
 const connect = (over: Partial<Extract<Step, { kind: 'connect' }>> = {}): Step => ({
@@ -78,9 +99,10 @@ test('reservedInRange() counts single ports and ranges clipped to the range', ()
   assert.is(reservedInRange('30-40', 1, 10), 0);
 });
 
-test('fdLimit() predicts processes × (nofile − the 5 fds a connect worker holds before its first socket)', () => {
+test('fdLimit() predicts processes × (nofile − the fds a connect worker holds before its first socket)', () => {
   // stdin, stdout, stderr, the control pipe and the report pipe (measured: 251 sockets under ulimit -n 256)
-  assert.is(WORKER_BASE_FDS, 5);
+  const { workerFds } = agentWorkerFacts(1024);
+  assert.is(workerFds, 5);
   const out = fdLimit(ctx(connect({ processes: 2 })));
   assert.is(out.value, 2 * (1024 - 5));
   assert.is(out.derivation, '2 processes × (ulimit -n 1024 − 5 fds held before the first socket) = 2038 sockets');
@@ -92,11 +114,15 @@ test('fdLimit() predicts processes × (nofile − the 5 fds a connect worker hol
   assert.is(fdLimit(ctx(connect({ processes: 1, count: 100 }), 'firstError')).value, null);
 });
 
-test('fdLimit() predicts the workers the agent needs: connections ÷ (nofile − fds in use), rounded up', () => {
-  const out = fdLimit(ctx(connect({ count: 900 }), 'workers', facts({ nofileSoft: 305 })));
-  assert.is(out.value, 3);
-  assert.is(out.derivation, '⌈900 connections ÷ (ulimit -n 305 − 5 fds held before the first socket)⌉ = 3 worker processes');
-  assert.is(fdLimit(ctx(connect({ count: 5000 }), 'workers', facts({ nofileSoft: 305 }))).value, 4, 'the port range caps it at 1000 connections');
+test('fdLimit() predicts the workers from the agent\'s own sockets-per-worker rule, rounded up', () => {
+  const per = agentWorkerFacts(305).socketsPerWorker;
+  const f = facts({ nofileSoft: 305, portRange: [20000, 60999] });
+  const at = (count: number) => fdLimit(ctx(connect({ count }), 'workers', f)).value;
+  assert.is(at(3 * per), 3);
+  assert.is(at(3 * per + 1), 4, 'one connection over a worker boundary takes one more worker');
+  const out = fdLimit(ctx(connect({ count: 900 }), 'workers', f));
+  assert.is(out.derivation, `⌈900 connections ÷ ${per} sockets per worker (ulimit -n 305 less a margin)⌉ = ${Math.ceil(900 / per)} worker processes`);
+  assert.is(fdLimit(ctx(connect({ count: 5000 }), 'workers', facts({ nofileSoft: 305 }))).value, Math.ceil(1000 / per), 'the port range caps it at 1000 connections');
   assert.is(fdLimit(ctx(connect({ processes: 2 }), 'workers')).value, 2);
 });
 

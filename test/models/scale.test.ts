@@ -16,7 +16,7 @@ const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
   hostname: 'box', kernel: '6.18.0', python: '3.11.2', portRange: [32768, 60999], reservedPorts: '',
   nofileSoft: 20000, nofileHard: 20000, canRaiseHardNofile: false, nrOpen: 1048576, fileMax: 1 << 30,
   somaxconn: 4096, tcpMaxSynBacklog: 512, tcpFinTimeout: 60, tcpTwReuse: 2,
-  memTotalKiB: 24 * 1024 * 1024, memAvailableKiB: 22 * 1024 * 1024, slabObjectSize: SLAB, slabAliases: ALIASES, addresses: [], cpus: 2, uid: 0, ...over,
+  memTotalKiB: 24 * 1024 * 1024, memAvailableKiB: 22 * 1024 * 1024, slabObjectSize: SLAB, slabAliases: ALIASES, addresses: [], cpus: 2, uid: 0, workerFds: 5, socketsPerWorker: 19984, ...over,
 });
 
 const bindings: HostBinding[] = ['client', 'server'].map((role, i) => ({

@@ -6,7 +6,7 @@ import process from 'node:process';
 import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readResult, renderHtml, renderJunit, renderMarkdown } from '../../runner/report/index.ts';
+import { readResult, renderHtml, renderJunit, renderMarkdown } from '../../runner/report/write.ts';
 
 const fixtures = new URL('../fixtures/', import.meta.url);
 const update = process.env['UPDATE_GOLDEN'] === '1';
@@ -26,7 +26,7 @@ async function expectGolden(name: string, actual: string): Promise<void> {
   assert.fixture(actual, expected, `${name} differs from its golden file; if intended, run with UPDATE_GOLDEN=1`);
 }
 
-for (const name of ['pass', 'fail']) {
+for (const name of ['pass', 'fail', 'regressed']) {
   const load = () => readResult(fileURLToPath(new URL(`results/${name}.result.json`, fixtures)));
 
   test(`renderMarkdown() matches golden/${name}.report.md`, async () => {

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { RunResult } from '../../runner/result.ts';
-import { readResult, renderHtml, renderJunit, renderMarkdown, writeReports } from '../../runner/report/index.ts';
+import { readResult, renderHtml, renderJunit, renderMarkdown, writeReports } from '../../runner/report/write.ts';
 
 const PASS = fileURLToPath(new URL('../fixtures/results/pass.result.json', import.meta.url));
 const DERIVATION = 'Model "fd-limit" cannot predict "ramp.firstError": without "processes" the agent adds workers until every connection fits';

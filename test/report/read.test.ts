@@ -11,7 +11,7 @@ import { LabError } from '../../runner/errors.ts';
 import { loadResultSchema, readResult, type Schema } from '../../runner/report/read.ts';
 
 const results = new URL('../fixtures/results/', import.meta.url);
-const samples = ['pass', 'fail'].map((name) => fileURLToPath(new URL(`${name}.result.json`, results)));
+const samples = ['pass', 'fail', 'regressed'].map((name) => fileURLToPath(new URL(`${name}.result.json`, results)));
 
 async function tempJson(value: unknown): Promise<string> {
   const path = join(await mkdtemp(join(tmpdir(), 'lab-read-')), 'result.json');
@@ -85,8 +85,15 @@ test('readResult() lists every bad field', async () => {
 });
 
 test('readResult() ignores fields it does not know, for newer writers of the same format', async () => {
-  const path = await tempJson({ ...(await sample()), baseline: 'reports/last/result.json' });
+  const path = await tempJson({ ...(await sample()), format: 'lab-result/1.4', comparedWith: 'reports/last/result.json' });
   assert.is((await readResult(path)).lab.name, 'port-exhaustion');
+});
+
+test('readResult() refuses a result of a newer major format, saying so', async () => {
+  const path = await tempJson({ ...(await sample()), format: 'lab-result/2' });
+  const e = await rejection(path);
+  assert.is(e.code, 'RESULT_NEWER');
+  assert.is(e.message, `${path}: written by a newer lab (format "lab-result/2"); this lab reads lab-result/1: upgrade lab to report it`);
 });
 
 test('readResult() rejects a file that is not JSON', async () => {

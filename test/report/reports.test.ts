@@ -9,8 +9,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InternalError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { lineChart } from '../../runner/report/chart.ts';
-import { readResult, renderHtml, renderJunit, writeReports } from '../../runner/report/index.ts';
+import { readResult, renderHtml, renderJunit, writeReports } from '../../runner/report/write.ts';
+import { renderSuiteJunit } from '../../runner/report/junit.ts';
 
 const results = new URL('../fixtures/results/', import.meta.url);
 const load = (name: string) => readResult(fileURLToPath(new URL(`${name}.result.json`, results)));
@@ -74,7 +74,7 @@ test('renderHtml() refers to nothing outside the file', async () => {
 test('renderHtml() escapes text from the result, in the page and in the SVG', async () => {
   const html = await renderHtml(await hostile());
   assert.not.match(html, /<script/i);
-  assert.match(html, /<title>ramp &lt;script&gt;alert\(&quot;x&quot;\)&lt;\/script&gt; &amp; &#39;\]\]&gt;: established over time<\/title>/);
+  assert.match(html, /<title>ramp &lt;script&gt;alert\(&quot;x&quot;\)&lt;\/script&gt; &amp; &#39;\]\]&gt;: connections established over time<\/title>/);
 });
 
 test('renderJunit() writes well-formed XML', async () => {
@@ -84,16 +84,35 @@ test('renderJunit() writes well-formed XML', async () => {
   assert.match(hostileXml, /<testcase classname="fd-cap &lt;script&gt;alert\(&quot;x&quot;\)&lt;\/script&gt; &amp; &#39;\]\]&gt;" name="run"/);
 });
 
-test('renderJunit() has one testcase per prediction, plus run and restore', async () => {
+test('renderJunit() has one testcase per prediction, plus run and restore; not measured is an error, not a skip', async () => {
   const xml = renderJunit(await load('fail'));
   const names = [...xml.matchAll(/<testcase classname="fd-cap" name="([^"]+)"/g)].map((m) => m[1]);
   assert.equal(names, ['ramp.established', 'ramp.firstError', 'held.slabBytes', 'run', 'restore']);
-  assert.match(xml, /<testsuite name="fd-cap" tests="5" failures="2" errors="1" skipped="1"/);
+  assert.match(xml, /<testsuite name="fd-cap" tests="5" failures="2" errors="2" skipped="0"/);
+  assert.match(xml, /<testcase classname="fd-cap" name="held.slabBytes" time="[\d.]+">\n\s*<error message="not measured: the run stopped early \(AGENT_TIMEOUT\)" type="not-measured">/);
+  assert.not.match(xml, /<skipped/);
 });
 
-test('lineChart() draws nothing for an empty series and a dot for one sample', () => {
-  assert.is(lineChart([], { title: 't', yLabel: 'y' }), '');
-  assert.match(lineChart([[0, 5]], { title: 't', yLabel: 'y' }), /<circle class="series" cx="64" cy="[\d.]+" r="3"\/>/);
+test('renderSuiteJunit() holds one testsuite per lab and totals them', async () => {
+  const xml = renderSuiteJunit([await load('pass'), await load('fail')]);
+  assertWellFormed(xml);
+  assert.equal([...xml.matchAll(/<testsuite name="([^"]+)"/g)].map((m) => m[1]), ['port-exhaustion', 'fd-cap']);
+  assert.match(xml, /<testsuites name="lab" tests="9" failures="2" errors="2" skipped="0" time="[\d.]+">/);
+});
+
+test('renderJunit() fails a "baseline" testcase naming each regressed metric', async () => {
+  const r = await load('pass');
+  r.baseline = {
+    source: 'reports/',
+    startedAt: '2026-01-01T00:00:00.000Z',
+    runs: 1,
+    regressions: 1,
+    metrics: [{ metric: 'ramp.established', kind: 'limit', baseline: 1000, observed: 500, status: 'regression', rule: 'moved by -500 (1000 → 500), beyond its exact' }],
+  };
+  const xml = renderJunit(r);
+  assertWellFormed(xml);
+  assert.match(xml, /<testcase classname="port-exhaustion" name="baseline" time="0.000">\n\s*<failure message="regression against the baseline of 2026-01-01T00:00:00.000Z: ramp.established" type="regression">ramp.established: moved by -500/);
+  assert.match(xml, /tests="5" failures="1" errors="0"/);
 });
 
 test('writeReports() writes result.json and the three reports', async () => {
@@ -105,10 +124,14 @@ test('writeReports() writes result.json and the three reports', async () => {
     markdown: join(dir, 'report.md'),
     html: join(dir, 'report.html'),
     junit: join(dir, 'junit.xml'),
+    charts: [join(dir, 'ramp-ramp.svg'), join(dir, 'predicted-vs-observed.svg')],
   });
+  assert.match(await readFile(paths.charts[0]!, 'utf8'), /^<svg [^>]*role="img" aria-label="ramp: connections established over time"><title>/);
   assert.is(await readFile(paths.json, 'utf8'), `${JSON.stringify(result, null, 2)}\n`);
   assert.equal(await readResult(paths.json), JSON.parse(JSON.stringify(result)));
-  assert.match(await readFile(paths.markdown, 'utf8'), /^# port-exhaustion: ✅ pass\n/);
+  const md = await readFile(paths.markdown, 'utf8');
+  assert.match(md, /^# port-exhaustion: ✅ pass\n/);
+  assert.match(md, /\n!\[ramp: connections established over time\]\(ramp-ramp.svg\)\n/);
 });
 
 test('writeReports() writes the other reports when one renderer throws, then names it', async () => {
@@ -132,7 +155,7 @@ test('writeReports() writes the other reports when one renderer throws, then nam
     `Cannot write reports in ${dir}: report.html: template exploded (result.json and the other reports were written)`,
   );
   assert.is(((error as Error).cause as Error).message, 'template exploded');
-  assert.equal((await readdir(dir)).sort(), ['junit.xml', 'report.md', 'result.json']);
+  assert.equal((await readdir(dir)).sort(), ['junit.xml', 'predicted-vs-observed.svg', 'ramp-ramp.svg', 'report.md', 'result.json']);
 });
 
 test.run();

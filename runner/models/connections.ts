@@ -130,38 +130,37 @@ export function ephemeralPorts(ctx: ModelContext): ModelOutput {
 }
 
 /**
- * The fds a connect worker holds before its first socket, all numbered below
- * its RLIMIT_NOFILE: stdin and stdout (/dev/null), stderr (the agent's), the
- * read end of its control pipe and the write end of its report pipe
- * (runner/agent/agent.py _child_setup closes every other fd it inherits, and
- * connect_worker opens none: select.poll() holds no fd). Sockets take every
- * other fd number below the limit, so one worker opens exactly nofile − 5
- * (251 under ulimit -n 256, measured on Linux 6.18 over namespaces and SSH).
+ * How the agent spreads connections over worker processes is the agent's rule
+ * (runner/agent/lab_agent/workers.py), reported in its facts as provisioned:
+ * `workerFds`, the fds a worker holds before its first socket (stdin, stdout,
+ * stderr and its two pipes to the agent), so one worker opens nofile −
+ * workerFds sockets before EMFILE; and `socketsPerWorker`, how many it puts in
+ * each worker when a step leaves `processes` unset. The model reads both, so
+ * it cannot drift from what the agent does.
  */
-export const WORKER_BASE_FDS = 5;
-
 export function fdLimit(ctx: ModelContext): ModelOutput {
   const step = connectStep(ctx, 'fd-limit');
   const facts = ctx.facts[step.host];
   if (!facts) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
-  const per = facts.nofileSoft - WORKER_BASE_FDS;
   if (ctx.metric === 'workers') {
     if (step.processes) {
       return { value: step.processes, derivation: `the step sets processes: ${step.processes}`, explanation: 'A step that sets "processes" gets exactly that many workers' };
     }
-    // The agent fills one worker to its fd limit before it starts the next.
+    // The agent fills one worker to its budget before it starts the next.
     const connections = ephemeralPorts({ ...ctx, metric: 'established' }).value as number;
+    const per = facts.socketsPerWorker;
     const workers = Math.max(1, Math.ceil(connections / per));
     return {
       value: workers,
-      derivation: `⌈${connections} connections ÷ (ulimit -n ${facts.nofileSoft} − ${WORKER_BASE_FDS} fds held before the first socket)⌉ = ${workers} worker process${workers > 1 ? 'es' : ''}`,
-      explanation: `A process holds at most ulimit -n fds, so the agent spreads connections over workers, each filled to ${per} sockets`,
+      derivation: `⌈${connections} connections ÷ ${per} sockets per worker (ulimit -n ${facts.nofileSoft} less a margin)⌉ = ${workers} worker process${workers > 1 ? 'es' : ''}`,
+      explanation: `A process holds at most ulimit -n fds, so the agent spreads connections over workers, each filled to ${per} sockets (its facts say so)`,
     };
   }
   if (!step.processes) throw new ModelNotApplicable('Model "fd-limit" needs the step to set "processes"');
+  const per = facts.nofileSoft - facts.workerFds;
   const capacity = per * step.processes;
   const value = Math.min(capacity, step.count);
-  const formula = `${step.processes} process${step.processes > 1 ? 'es' : ''} × (ulimit -n ${facts.nofileSoft} − ${WORKER_BASE_FDS} fds held before the first socket) = ${capacity} sockets`;
+  const formula = `${step.processes} process${step.processes > 1 ? 'es' : ''} × (ulimit -n ${facts.nofileSoft} − ${facts.workerFds} fds held before the first socket) = ${capacity} sockets`;
   if (ctx.metric === 'firstError') {
     const err = step.count > capacity ? 'EMFILE' : null;
     return {
@@ -174,7 +173,7 @@ export function fdLimit(ctx: ModelContext): ModelOutput {
   return {
     value,
     derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}, so ${value}` : ''}`,
-    explanation: `Each worker may hold ulimit -n fds; ${WORKER_BASE_FDS} of them are stdin, stdout, stderr and its two pipes to the agent`,
+    explanation: `Each worker may hold ulimit -n fds; ${facts.workerFds} of them are stdin, stdout, stderr and its two pipes to the agent`,
   };
 }
 
@@ -207,7 +206,7 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
     const missing = tw.missing.length ? `; ${tw.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '';
     return {
       value: tw.client,
-      derivation: `TIME_WAIT socket: ${objectsFormula(tw.priced, 'client')} = ${tw.client} B${missing}`,
+      derivation: `TIME_WAIT socket: ${objectsFormula(tw.priced, 'client')} = ${tw.client} B${missing} (the port's bind buckets it keeps were the connection's already)`,
       explanation:
         'After an active close the socket, its inode, file and dentry are freed; for 60 s a small timewait socket stays in ' +
         `the hash tables to absorb late segments, still holding its port's bind buckets. Priced at ${facts.kernel}'s object sizes on ${host}`,
@@ -414,12 +413,13 @@ export function capacity(ctx: ModelContext): ModelOutput {
   ceilings.push({ name: 'ephemeral ports', value: ports.value as number, formula: ports.derivation });
 
   // fds: every connection is an fd on the client; workers are forked as the fd limit needs, up to the step's processes.
-  const perWorker = client.nofileSoft - WORKER_BASE_FDS;
+  // With processes set a worker fills to EMFILE (nofile − workerFds); without, the agent fills each to socketsPerWorker (its facts).
+  const perWorker = step.processes ? client.nofileSoft - client.workerFds : client.socketsPerWorker;
   const workers = step.processes ?? MAX_PROCESSES;
   ceilings.push({
     name: 'fds per process × processes',
     value: perWorker * workers,
-    formula: `(ulimit -n ${client.nofileSoft} − ${WORKER_BASE_FDS}) × ${workers} worker processes${step.processes ? '' : ' at most'} = ${perWorker * workers} (nofile ≤ fs.nr_open ${client.nrOpen})`,
+    formula: `${step.processes ? `(ulimit -n ${client.nofileSoft} − ${client.workerFds})` : `${perWorker} sockets per worker`} × ${workers} worker processes${step.processes ? '' : ' at most'} = ${perWorker * workers} (nofile ≤ fs.nr_open ${client.nrOpen})`,
   });
   // Kernel-wide: both ends' fds and objects count when the client and a server share this kernel.
   const servers = [...new Set(step.to.map((d) => d.role))];

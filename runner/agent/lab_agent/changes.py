@@ -1,0 +1,133 @@
+"""The provisioning ops: begin (take the host's journal and lock), sysctls,
+addresses and the nofile limit, and restoring what was changed."""
+
+import json
+import os
+import resource
+import subprocess
+
+from .args import arg, ipv4
+from .errors import OpError, bad, sys_error
+from .journal import (JOURNAL, drop_lock, journal_append, journal_pop, journal_read, journal_restore,
+                      take_lock, undo_file)
+from .procfs import collapse, ipv4_addresses, sysctl_read, sysctl_write
+
+
+def op_begin(rid, args):
+    path = arg(args, "journal", str)
+    holder = arg(args, "holder", str, "pid %d" % os.getpid())
+    if not path:
+        raise bad('argument "journal" must not be empty')
+    path = os.path.abspath(path)
+    j = JOURNAL
+    with j.lock:
+        if j.path is not None:
+            if j.path == path:
+                return {"journal": path, "pending": len(journal_read(path)[0])}
+            raise bad("this agent already holds journal %s" % j.path)
+        lock_path = path + ".lock"
+        fd = take_lock(lock_path, holder)
+        j.path, j.lock_path, j.lock_fd, j.holder = path, lock_path, fd, holder
+        # Entries a dead agent left stay: appending keeps reverse-order undo correct.
+        return {"journal": path, "pending": len(journal_read(path)[0])}
+
+
+def op_sysctl_get(rid, args):
+    return {"value": sysctl_read(arg(args, "name", str))}
+
+
+def op_sysctl_set(rid, args):
+    name = arg(args, "name", str)
+    value = args.get("value")
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise bad('argument "value" must be a string or an integer')
+    value = collapse(str(value))
+    with JOURNAL.lock:
+        if JOURNAL.path is None:
+            raise bad("begin must come before any change")
+        old = sysctl_read(name)
+        if old == value:
+            return {"old": old, "new": old}
+        journal_append({"kind": "sysctl", "name": name, "old": old})
+        try:
+            sysctl_write(name, value)
+        except OpError:
+            journal_pop()
+            raise
+        return {"old": old, "new": sysctl_read(name)}
+
+
+def ip_error_code(message):
+    """The errno name for a failed `ip addr add`, from its message."""
+    if "exists" in message:
+        return "EEXIST"
+    if "not find device" in message or "does not exist" in message:
+        return "ENODEV"
+    if "not permitted" in message:
+        return "EPERM"
+    return "EIO"
+
+
+def op_addr_add(rid, args):
+    address = ipv4(arg(args, "address", str), "address")
+    prefix = arg(args, "prefix", int, 32)
+    device = arg(args, "device", str)
+    if not 0 <= prefix <= 32:
+        raise bad('argument "prefix" must be 0..32, got %d' % prefix)
+    if not device or device.startswith("-") or "/" in device or len(device) > 15:
+        raise bad('argument "device" must be an interface name, got %s' % json.dumps(device))
+    with JOURNAL.lock:
+        if JOURNAL.path is None:
+            raise bad("begin must come before any change")
+        for ip, p, dev in ipv4_addresses():
+            if ip == address:
+                raise OpError("EEXIST", "address %s is already on %s (as %s/%d); lab adds only addresses it can remove"
+                              % (address, dev, ip, p))
+        spec = "%s/%d" % (address, prefix)
+        journal_append({"kind": "address", "address": address, "prefix": prefix, "device": device})
+        try:
+            r = subprocess.run(["ip", "addr", "add", spec, "dev", device], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=10)
+        except (OSError, subprocess.SubprocessError) as e:
+            journal_pop()
+            raise OpError("ENOENT" if isinstance(e, FileNotFoundError) else "EIO", "ip addr add %s dev %s: %s" % (spec, device, e))
+        if r.returncode != 0:
+            journal_pop()
+            msg = r.stderr.decode("utf-8", "replace").strip()
+            raise OpError(ip_error_code(msg), "ip addr add %s dev %s: %s" % (spec, device, msg))
+        return {}
+
+
+def op_nofile(rid, args):
+    old = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft = arg(args, "soft", int, minimum=0)
+    hard = arg(args, "hard", int, old[1], minimum=0)
+    if soft > hard:
+        raise OpError("EINVAL", "setrlimit(RLIMIT_NOFILE, %d, %d): soft limit above hard limit" % (soft, hard))
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    except ValueError as e:
+        code = "EPERM" if hard > old[1] else "EINVAL"
+        raise OpError(code, "setrlimit(RLIMIT_NOFILE, %d, %d): %s" % (soft, hard, e))
+    except OSError as e:
+        raise sys_error("setrlimit(RLIMIT_NOFILE, %d, %d)" % (soft, hard), e)
+    return {"old": list(old), "new": list(resource.getrlimit(resource.RLIMIT_NOFILE))}
+
+
+def op_restore(rid, args):
+    undone, problems = journal_restore()
+    return {"undone": undone, "problems": problems}
+
+
+def op_restore_journal(rid, args):
+    path = os.path.abspath(arg(args, "journal", str))
+    with JOURNAL.lock:
+        if JOURNAL.path == path:
+            return op_restore(rid, args)
+    lock_path = path + ".lock"
+    fd = take_lock(lock_path, "restoreJournal by agent pid %d" % os.getpid())
+    try:
+        undone, problems = undo_file(path)
+    finally:
+        drop_lock(lock_path, fd)
+    return {"undone": undone, "problems": problems}

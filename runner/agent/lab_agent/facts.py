@@ -1,0 +1,85 @@
+"""hello and facts: what the agent is, and what the host is (the HostFacts of
+runner/result.ts), read after provisioning so predictions see the state the run had."""
+
+import os
+import platform
+import resource
+import socket
+
+from . import VERSION
+from .probes import meminfo, slabinfo
+from .procfs import ipv4_addresses, read_text, sysctl_int, sysctl_read
+from .workers import WORKER_FDS, sockets_per_worker
+
+
+def can_raise_hard_nofile():
+    """Try to raise the hard limit by one in a forked child, so the agent's own limits are untouched."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return True
+    pid = os.fork()
+    if pid == 0:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard + 1))
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def boot_id():
+    try:
+        return read_text("/proc/sys/kernel/random/boot_id").strip()
+    except OSError:
+        return ""
+
+
+def op_hello(rid, args):
+    return {"version": VERSION, "pid": os.getpid(), "python": platform.python_version(), "uid": os.getuid()}
+
+
+def op_facts(rid, args):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    mi = meminfo.sample()
+    slab = slabinfo.sample()
+    pr = sysctl_read("net.ipv4.ip_local_port_range").split()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    try:
+        reserved = read_text("/proc/sys/net/ipv4/ip_local_reserved_ports").strip()
+    except OSError:
+        reserved = ""
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "portRange": [int(pr[0]), int(pr[1])],
+        "reservedPorts": reserved,
+        "nofileSoft": soft,
+        "nofileHard": hard,
+        "canRaiseHardNofile": can_raise_hard_nofile(),
+        "nrOpen": sysctl_int("fs.nr_open"),
+        "fileMax": sysctl_int("fs.file-max"),
+        "somaxconn": sysctl_int("net.core.somaxconn"),
+        "tcpMaxSynBacklog": sysctl_int("net.ipv4.tcp_max_syn_backlog"),
+        "tcpFinTimeout": sysctl_int("net.ipv4.tcp_fin_timeout"),
+        "tcpTwReuse": sysctl_int("net.ipv4.tcp_tw_reuse"),
+        "memTotalKiB": mi.get("MemTotal", 0),
+        "memAvailableKiB": mi.get("MemAvailable", 0),
+        "slabObjectSize": dict((k, v["objSize"]) for k, v in slab.items()),
+        # Merged caches, so a model can price tcp_bind_bucket where slabinfo counts it.
+        "slabAliases": slabinfo.aliases(slab),
+        # One boot id: one kernel (namespaces of one machine share slab memory).
+        "bootId": boot_id(),
+        "tcpTwReuseDelayMs": sysctl_int("net.ipv4.tcp_tw_reuse_delay", 1000),
+        "tcpMaxTwBuckets": sysctl_int("net.ipv4.tcp_max_tw_buckets"),
+        "addresses": ["%s/%d" % (ip, prefix) for ip, prefix, _ in ipv4_addresses()],
+        "cpus": cpus,
+        "uid": os.getuid(),
+        # How the agent spreads connections over workers, under this soft limit.
+        "workerFds": WORKER_FDS,
+        "socketsPerWorker": sockets_per_worker(soft),
+    }

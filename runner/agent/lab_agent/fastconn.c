@@ -1,0 +1,398 @@
+/* fastconn: the agent's connect and accept workers in C.
+ *
+ * The agent forks a worker per batch of connections, as it does for its Python
+ * workers, and the child execs this program instead of running the Python
+ * loop. It speaks the same worker protocol on the same two pipes (words in on
+ * CTRL, JSON lines out on REP: "p" progress, "d" done, "near"/"full", "c"
+ * closed), so the agent treats both alike; only the per-connection loop is C.
+ * Why: the connect and accept loops are the hot path of a million-connection
+ * ramp, and a Python loop spends its time in the interpreter and in the garbage
+ * collector walking every held socket object.
+ *
+ *   fastconn connect CTRL REP MODE NOPORT LOCALPORT CTO_MS QUOTA MAXATT DEADLINE
+ *                    RATE T0 BASE BASEATT STOPONERR RR NPAIRS (SRC DST PORT)...
+ *                    NACTIVE I...
+ *   fastconn accept CTRL REP LFD CAP MARGIN
+ *
+ * DEADLINE and T0 are CLOCK_MONOTONIC seconds (Python's time.monotonic());
+ * SRC is "-" for none; MODE is none, ip, ip-no-port or reuseaddr.
+ * Plain C99 + POSIX + Linux, no libraries: it is compiled on the host. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define PROGRESS_S 0.1 /* worker -> agent, at most this often (WORKER_PROGRESS_S) */
+
+static int rep_fd;
+
+static double mono(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void write_all(const char *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(rep_fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      _exit(0); /* the agent is gone */
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+}
+
+/* A growable output line. */
+static char *out;
+static size_t out_len, out_cap;
+static void put(const char *fmt, ...) {
+  va_list ap;
+  for (;;) {
+    va_start(ap, fmt);
+    int n = vsnprintf(out + out_len, out_cap - out_len, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && out_len + (size_t)n < out_cap) { out_len += (size_t)n; return; }
+    out_cap = out_cap * 2 + (n > 0 ? (size_t)n : 0) + 256;
+    out = realloc(out, out_cap);
+    if (!out) _exit(3);
+  }
+}
+static void flush_line(void) {
+  put("\n");
+  write_all(out, out_len);
+  out_len = 0;
+}
+
+/* The errno's symbolic name, as Python's errno.errorcode spells it. */
+static const char *errname(int e) {
+  switch (e) {
+  case EADDRNOTAVAIL: return "EADDRNOTAVAIL";
+  case EADDRINUSE: return "EADDRINUSE";
+  case ECONNREFUSED: return "ECONNREFUSED";
+  case ETIMEDOUT: return "ETIMEDOUT";
+  case EMFILE: return "EMFILE";
+  case ENFILE: return "ENFILE";
+  case ENOBUFS: return "ENOBUFS";
+  case ENOMEM: return "ENOMEM";
+  case ECONNRESET: return "ECONNRESET";
+  case ECONNABORTED: return "ECONNABORTED";
+  case ENETUNREACH: return "ENETUNREACH";
+  case EHOSTUNREACH: return "EHOSTUNREACH";
+  case EACCES: return "EACCES";
+  case EPERM: return "EPERM";
+  case EINVAL: return "EINVAL";
+  case EINTR: return "EINTR";
+  case EIO: return "EIO";
+  }
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 32))
+  const char *n = strerrorname_np(e);
+  if (n) return n;
+#endif
+  static char buf[16];
+  snprintf(buf, sizeof buf, "E%d", e);
+  return buf;
+}
+
+/* Words from the agent on CTRL. Returns a bit set: 1 stop, 2 close, 4 abort, 8 EOF. */
+#define W_STOP 1
+#define W_CLOSE 2
+#define W_ABORT 4
+#define W_EOF 8
+static int read_words(int fd) {
+  char buf[512];
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  if (n < 0) return errno == EINTR || errno == EAGAIN ? 0 : W_EOF;
+  if (n == 0) return W_EOF;
+  buf[n] = 0;
+  int w = 0;
+  if (strstr(buf, "stop")) w |= W_STOP;
+  if (strstr(buf, "close")) w |= W_CLOSE;
+  if (strstr(buf, "abort")) w |= W_ABORT;
+  return w;
+}
+
+/* Close held sockets; with abort by RST (SO_LINGER {1, 0}): no TIME_WAIT. */
+static long close_held(int *fds, long n, int abort) {
+  struct linger lg = {1, 0};
+  long closed = 0;
+  for (long i = 0; i < n; i++) {
+    if (abort) setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (close(fds[i]) == 0) closed++;
+  }
+  return closed;
+}
+
+/* Hold until "close"/"abort" (close, report, exit) or EOF (exit). */
+static void hold(int ctrl, int *fds, long n) {
+  for (;;) {
+    struct pollfd p = {ctrl, POLLIN, 0};
+    if (poll(&p, 1, -1) < 0) continue;
+    int w = read_words(ctrl);
+    if (w & (W_CLOSE | W_ABORT)) {
+      long c = close_held(fds, n, w & W_ABORT);
+      put("{\"t\":\"c\",\"closed\":%ld}", c);
+      flush_line();
+      _exit(0);
+    }
+    if (w & W_EOF) _exit(0);
+  }
+}
+
+/* The used-port marks as Python's worker sends them: base64(zlib(65536 bytes
+ * of 0/1)). zlib here is stored (uncompressed) deflate blocks: no library. */
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static void put_ports(const unsigned char *marks) {
+  size_t raw = 65536, zlen = 2 + 2 * 5 + raw + 4;
+  unsigned char *z = malloc(zlen), *p = z;
+  if (!z) _exit(3);
+  *p++ = 0x78, *p++ = 0x01;
+  for (int b = 0; b < 2; b++) { /* two stored blocks of 32768 */
+    unsigned len = 32768, nlen = 0xffff ^ len;
+    *p++ = b == 1; /* BFINAL on the last, BTYPE 00 */
+    *p++ = len & 0xff, *p++ = len >> 8, *p++ = nlen & 0xff, *p++ = nlen >> 8;
+    memcpy(p, marks + b * 32768, 32768);
+    p += 32768;
+  }
+  uint32_t a = 1, s = 0;
+  for (size_t i = 0; i < raw; i++) a = (a + marks[i]) % 65521, s = (s + a) % 65521;
+  uint32_t adler = (s << 16) | a;
+  *p++ = adler >> 24, *p++ = adler >> 16, *p++ = adler >> 8, *p++ = adler;
+  size_t enc = 4 * ((zlen + 2) / 3);
+  char *e = malloc(enc + 1), *q = e;
+  if (!e) _exit(3);
+  for (size_t i = 0; i < zlen; i += 3) {
+    uint32_t v = z[i] << 16 | (i + 1 < zlen ? z[i + 1] << 8 : 0) | (i + 2 < zlen ? z[i + 2] : 0);
+    *q++ = B64[v >> 18 & 63], *q++ = B64[v >> 12 & 63];
+    *q++ = i + 1 < zlen ? B64[v >> 6 & 63] : '=';
+    *q++ = i + 2 < zlen ? B64[v & 63] : '=';
+  }
+  *q = 0;
+  put("%s", e);
+  free(z);
+  free(e);
+}
+
+struct err_count { int e; long n; };
+
+static int connect_main(int argc, char **argv) {
+  int a = 2;
+  if (argc < 19) return 2;
+  int ctrl = atoi(argv[a++]);
+  rep_fd = atoi(argv[a++]);
+  const char *mode = argv[a++];
+  int no_port = atoi(argv[a++]);
+  int local_port = atoi(argv[a++]);
+  double cto = atof(argv[a++]) / 1000.0;
+  long quota = atol(argv[a++]);
+  long max_att = atol(argv[a++]);
+  double deadline = atof(argv[a++]);
+  double rate = atof(argv[a++]);
+  double t0 = atof(argv[a++]);
+  long base = atol(argv[a++]);
+  long base_att = atol(argv[a++]);
+  int stop_on_error = atoi(argv[a++]);
+  long rr = atol(argv[a++]);
+  int npairs = atoi(argv[a++]);
+  if (npairs < 1 || argc < a + 3 * npairs + 1) return 2;
+  struct sockaddr_in *dst = calloc(npairs, sizeof *dst), *src = calloc(npairs, sizeof *src);
+  int *has_src = calloc(npairs, sizeof(int));
+  long *per = calloc(npairs, sizeof(long));
+  int reuse = strcmp(mode, "reuseaddr") == 0;
+  int bind_ip = strcmp(mode, "ip") == 0 || strcmp(mode, "ip-no-port") == 0 || no_port;
+  for (int i = 0; i < npairs; i++) {
+    const char *s = argv[a++], *d = argv[a++];
+    int port = atoi(argv[a++]);
+    dst[i].sin_family = AF_INET;
+    dst[i].sin_port = htons(port);
+    inet_pton(AF_INET, d, &dst[i].sin_addr);
+    src[i].sin_family = AF_INET;
+    if (strcmp(s, "-") != 0) inet_pton(AF_INET, s, &src[i].sin_addr);
+    src[i].sin_port = htons(reuse ? local_port : 0);
+    has_src[i] = reuse || bind_ip;
+  }
+  int nactive = atoi(argv[a++]);
+  if (argc < a + nactive) return 2;
+  int *active = calloc(npairs + 1, sizeof(int));
+  for (int k = 0; k < nactive; k++) active[k] = atoi(argv[a++]);
+
+  /* A blocking connect() gives up after SO_SNDTIMEO on Linux (EINPROGRESS). */
+  struct timeval tv = {(time_t)cto, (suseconds_t)((cto - (long)cto) * 1e6)};
+  int *held = malloc(sizeof(int) * (quota > 0 ? quota : 1));
+  unsigned char *ports = calloc(65536, 1);
+  struct err_count errs[32];
+  int nerrs = 0;
+  int first_set = 0, first_errno = 0, first_pair = 0;
+  long first_after = 0;
+  long est = 0, att = 0, next_poll = 0;
+  const char *reason = "count";
+  double last_prog = mono(), next_time = 0;
+  int one = 1;
+  while (est < quota) {
+    double now = mono();
+    if (now >= deadline) { reason = "timeout"; break; }
+    if (att >= next_poll || now >= next_time) { /* every 64 attempts, or 50 ms for slow ones */
+      next_poll = att + 64;
+      next_time = now + 0.05;
+      struct pollfd p = {ctrl, POLLIN, 0};
+      if (poll(&p, 1, 0) > 0) {
+        int w = read_words(ctrl);
+        if (w & (W_EOF | W_STOP | W_CLOSE)) { reason = "released"; break; }
+      }
+      if (now - last_prog >= PROGRESS_S) {
+        put("{\"t\":\"p\",\"n\":%ld,\"a\":%ld}", est, att);
+        flush_line();
+        last_prog = now;
+      }
+    }
+    if (rate > 0) {
+      double target = t0 + (base_att + att) / rate;
+      if (target > now) {
+        double d = target - now, left = deadline - now;
+        if (d > left) d = left > 0 ? left : 0;
+        struct timespec ts = {(time_t)d, (long)((d - (long)d) * 1e9)};
+        nanosleep(&ts, NULL);
+        continue;
+      }
+    }
+    if (nactive == 0) { reason = "exhausted"; break; }
+    if (att >= max_att) { reason = "attempts"; break; }
+    int i = active[rr % nactive];
+    att++;
+    int code = 0;
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) code = errno;
+    else if (setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) < 0) code = errno;
+    else if (reuse && setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) code = errno;
+    else if (!reuse && no_port && setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0) code = errno;
+    else if (has_src[i] && bind(s, (struct sockaddr *)&src[i], sizeof src[i]) < 0) code = errno;
+    else if (connect(s, (struct sockaddr *)&dst[i], sizeof dst[i]) < 0) code = errno;
+    if (code == 0) {
+      held[est++] = s;
+      per[i]++;
+      rr++;
+      struct sockaddr_in me;
+      socklen_t ml = sizeof me;
+      if (getsockname(s, (struct sockaddr *)&me, &ml) == 0) ports[ntohs(me.sin_port)] = 1;
+      continue;
+    }
+    if (s >= 0) close(s);
+    if (code == EINPROGRESS || code == EAGAIN) code = ETIMEDOUT; /* SO_SNDTIMEO ran out */
+    int k;
+    for (k = 0; k < nerrs && errs[k].e != code; k++) {}
+    if (k == nerrs && nerrs < 32) errs[nerrs++] = (struct err_count){code, 0};
+    if (k < 32) errs[k].n++;
+    if (!first_set) first_set = 1, first_errno = code, first_after = base + est, first_pair = i;
+    if (code == EADDRNOTAVAIL || code == EADDRINUSE) {
+      /* this 4-tuple space is used up; rr now points at the next pair */
+      int j = 0;
+      for (int m = 0; m < nactive; m++) if (active[m] != i) active[j++] = active[m];
+      nactive = j;
+      continue;
+    }
+    if ((code == EMFILE || code == ENFILE) && !stop_on_error) { reason = "full"; break; }
+    if (stop_on_error) { reason = "error"; break; }
+    rr++;
+  }
+  put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"errors\":{", est, att);
+  for (int k = 0; k < nerrs; k++) put("%s\"%s\":%ld", k ? "," : "", errname(errs[k].e), errs[k].n);
+  put("},\"first\":");
+  if (first_set)
+    put("{\"errno\":\"%s\",\"message\":\"%s\",\"after\":%ld,\"pair\":%d}", errname(first_errno), strerror(first_errno),
+        first_after, first_pair);
+  else
+    put("null");
+  put(",\"per\":[");
+  for (int i = 0; i < npairs; i++) put("%s%ld", i ? "," : "", per[i]);
+  put("],\"active\":[");
+  for (int k = 0; k < nactive; k++) put("%s%d", k ? "," : "", active[k]);
+  put("],\"rr\":%ld,\"reason\":\"%s\",\"ports\":\"", rr, reason);
+  put_ports(ports);
+  put("\"}");
+  flush_line();
+  free(ports);
+  hold(ctrl, held, est);
+  return 0;
+}
+
+static int accept_main(int argc, char **argv) {
+  if (argc != 7) return 2;
+  int ctrl = atoi(argv[2]);
+  rep_fd = atoi(argv[3]);
+  int lfd = atoi(argv[4]);
+  long cap = atol(argv[5]), margin = atol(argv[6]);
+  int *held = malloc(sizeof(int) * (cap > 0 ? cap : 1));
+  long n = 0, sent = 0;
+  int near = 0, accepting = 1;
+  double last = mono();
+  for (;;) {
+    struct pollfd p[2] = {{ctrl, POLLIN, 0}, {lfd, POLLIN, 0}};
+    int r = poll(p, accepting ? 2 : 1, n != sent ? 100 : -1);
+    if (r > 0 && p[0].revents) {
+      int w = read_words(ctrl);
+      if (w & W_EOF) _exit(0);
+      if (w & (W_CLOSE | W_ABORT)) {
+        long c = close_held(held, n, w & W_ABORT);
+        put("{\"t\":\"c\",\"closed\":%ld}", c);
+        flush_line();
+        _exit(0);
+      }
+    }
+    if (r > 0 && accepting && p[1].revents) {
+      while (n < cap) {
+        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) {
+          if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) break;
+          if (errno == EMFILE || errno == ENFILE) { cap = n; break; }
+          continue; /* ECONNABORTED and friends: next one */
+        }
+        held[n++] = c;
+      }
+      if (n >= cap) {
+        accepting = 0;
+        put("{\"t\":\"p\",\"n\":%ld}\n{\"t\":\"full\",\"n\":%ld}", n, n);
+        flush_line();
+        sent = n;
+      } else if (!near && n >= cap - margin) {
+        near = 1;
+        put("{\"t\":\"near\",\"n\":%ld}", n);
+        flush_line();
+      }
+    }
+    double now = mono();
+    if (n != sent && now - last >= PROGRESS_S) {
+      put("{\"t\":\"p\",\"n\":%ld}", n);
+      flush_line();
+      sent = n;
+      last = now;
+    }
+  }
+}
+
+int main(int argc, char **argv) {
+  out_cap = 1 << 16;
+  out = malloc(out_cap);
+  if (argc >= 2 && strcmp(argv[1], "connect") == 0) return connect_main(argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "accept") == 0) return accept_main(argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "version") == 0) {
+    printf("fastconn 1\n");
+    return 0;
+  }
+  fprintf(stderr, "usage: fastconn connect ... | accept CTRL REP LFD CAP MARGIN | version\n");
+  return 2;
+}

@@ -1,0 +1,210 @@
+// The agent's protocol as types: one entry per op with its arguments, its
+// reply and the events it streams, so `client.request('connect', args)` infers
+// its reply, and the time each request may take, in one table.
+// The prose is docs/agent-protocol.md; the Python side is runner/agent/lab_agent/.
+
+import type { HostFacts } from '../result.ts';
+
+/** The agent's `ready` line and `hello` reply carry this; a mismatch means a stale artifact. */
+export const AGENT_PROTOCOL_VERSION = 1;
+
+export type StepId = string | number;
+
+export interface ReadyData {
+  version: number;
+  pid: number;
+}
+
+export interface HelloReply {
+  version: number;
+  pid: number;
+  python: string;
+  uid: number;
+}
+
+/** A journal entry as the agent writes it (and hands back from restore). */
+export type JournalEntry =
+  | { kind: 'sysctl'; name: string; old: string }
+  | { kind: 'address'; address: string; prefix: number; device: string };
+
+export interface RestoreReply {
+  undone: JournalEntry[];
+  problems: string[];
+}
+
+export interface ConnectPair {
+  source?: string | null;
+  address: string;
+  port: number;
+}
+
+export type BindMode = 'none' | 'ip' | 'ip-no-port' | 'reuseaddr';
+
+export interface ConnectArgs {
+  id: StepId;
+  pairs: ConnectPair[];
+  count: number;
+  bind?: BindMode;
+  /** the local port every socket shares, for bind: reuseaddr */
+  port?: number;
+  /** connects per second in total; 0 or absent: as fast as possible */
+  rate?: number;
+  timeoutMs?: number;
+  connectTimeoutMs?: number;
+  stopOnError?: boolean;
+  /** exactly this many workers share count; absent: each worker holds facts.socketsPerWorker */
+  processes?: number;
+  maxAttempts?: number;
+  /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
+  engine?: Engine | 'auto';
+}
+
+/** Where a step's per-connection loop runs: the agent's C helper (fastconn.c) or its Python workers. */
+export type Engine = 'c' | 'python';
+
+export type StopReason = 'count' | 'exhausted' | 'error' | 'timeout' | 'attempts' | 'released' | 'full';
+
+export interface ConnectReply {
+  established: number;
+  attempted: number;
+  /** errno name -> how many connects failed with it */
+  errors: Record<string, number>;
+  firstError: { errno: string; message: string; after: number } | null;
+  durationMs: number;
+  workers: number;
+  connectsPerSecond: number;
+  stopReason: StopReason;
+  perPair: Array<ConnectPair & { established: number }>;
+  localPorts: { min: number; max: number; distinct: number } | null;
+  engine: Engine;
+  /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */
+  engineNote?: string;
+}
+
+export interface ConnectProgress {
+  established: number;
+  /** attempts that failed so far */
+  failed: number;
+  /** /proc/meminfo Slab, KiB: the kernel's memory as the connections grow */
+  slabKiB: number;
+  elapsedMs: number;
+}
+
+export interface ListenArgs {
+  id: StepId;
+  address?: string;
+  port: number;
+  backlog?: number;
+  accept?: boolean;
+  engine?: Engine | 'auto';
+}
+
+export interface ListenReply {
+  address: string;
+  port: number;
+  backlog: number;
+  engine: Engine;
+}
+
+export interface ListenProgress {
+  accepted: number;
+  workers: number;
+  elapsedMs: number;
+}
+
+export interface SlabCache {
+  activeObjs: number;
+  numObjs: number;
+  objSize: number;
+}
+
+export interface SnapshotReply {
+  /** /proc/meminfo in KiB by key */
+  meminfo: Record<string, number>;
+  /** /proc/slabinfo by cache; empty when unreadable (not root) */
+  slab: Record<string, SlabCache>;
+  /** /proc/net/sockstat: {"TCP": {"inuse": …, "tw": …, "mem": …}, "sockets": {"used": …}, …} */
+  sockstat: Record<string, Record<string, number>>;
+  /** open fds of the agent and all its workers */
+  fds: number;
+  /** the agent plus its workers */
+  processes: number;
+  /** per open step id */
+  held: Record<string, { kind: 'listen' | 'connect'; open: number; workers: number }>;
+}
+
+type NoArgs = Record<string, never>;
+
+/** Every op: its arguments, its reply, and the data of its `progress` events (never, for ops without). */
+export interface AgentOps {
+  hello: { args: NoArgs; reply: HelloReply; event: never };
+  facts: { args: NoArgs; reply: HostFacts; event: never };
+  begin: { args: { journal: string; holder?: string }; reply: { journal: string; pending: number }; event: never };
+  sysctlGet: { args: { name: string }; reply: { value: string }; event: never };
+  sysctlSet: { args: { name: string; value: string | number }; reply: { old: string; new: string }; event: never };
+  addrAdd: { args: { address: string; prefix?: number; device: string }; reply: Record<string, never>; event: never };
+  nofile: { args: { soft: number; hard?: number }; reply: { old: [number, number]; new: [number, number] }; event: never };
+  listen: { args: ListenArgs; reply: ListenReply; event: ListenProgress };
+  connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
+  release: { args: { id: StepId; abort?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
+  snapshot: { args: NoArgs; reply: SnapshotReply; event: never };
+  restore: { args: NoArgs; reply: RestoreReply; event: never };
+  restoreJournal: { args: { journal: string }; reply: RestoreReply; event: never };
+  shutdown: { args: NoArgs; reply: RestoreReply; event: never };
+}
+
+export type OpName = keyof AgentOps;
+export type ArgsOf<Op extends OpName> = AgentOps[Op]['args'];
+export type ReplyOf<Op extends OpName> = AgentOps[Op]['reply'];
+export type EventOf<Op extends OpName> = AgentOps[Op]['event'];
+
+/** The ops a request may name, for tests and for checking an agent's answers. */
+export const OP_NAMES = [
+  'hello', 'facts', 'begin', 'sysctlGet', 'sysctlSet', 'addrAdd', 'nofile',
+  'listen', 'connect', 'release', 'snapshot', 'restore', 'restoreJournal', 'shutdown',
+] as const satisfies readonly OpName[];
+
+// ---------------------------------------------------------------- time bounds
+
+/** How long the agent may take to write its ready line (a cold python3 over SSH included). */
+export const AGENT_START_TIMEOUT_MS = 15_000;
+
+/** Default `timeoutMs` of a connect, as the agent applies it. */
+export const CONNECT_DEFAULT_TIMEOUT_MS = 60_000;
+
+/**
+ * How long the controller waits for each op's reply. The agent bounds its own
+ * work (a connect by its timeoutMs); these are backstops against a hung host.
+ */
+const REPLY_TIMEOUT_MS: Record<Exclude<OpName, 'connect'>, number> = {
+  hello: 30_000,
+  // facts forks once (can the hard limit be raised?) and runs `ip addr`
+  facts: 30_000,
+  begin: 30_000,
+  sysctlGet: 30_000,
+  sysctlSet: 30_000,
+  addrAdd: 30_000,
+  nofile: 30_000,
+  listen: 30_000,
+  // release waits up to 60 s in the agent for workers to close their sockets
+  release: 90_000,
+  snapshot: 30_000,
+  restore: 30_000,
+  restoreJournal: 60_000,
+  shutdown: 15_000,
+};
+
+/** A connect may run its whole timeoutMs (plus one connectTimeoutMs) before it replies. */
+const CONNECT_REPLY_MARGIN_MS = 30_000;
+
+export function replyTimeoutMs<Op extends OpName>(op: Op, args: ArgsOf<Op>): number {
+  if (op === 'connect') {
+    const a = args as ConnectArgs;
+    return (a.timeoutMs ?? CONNECT_DEFAULT_TIMEOUT_MS) + CONNECT_REPLY_MARGIN_MS;
+  }
+  // A release given its own wait (a step holding many sockets) gets that wait and the usual margin.
+  if (op === 'release' && typeof (args as { timeoutMs?: number }).timeoutMs === 'number') {
+    return (args as { timeoutMs: number }).timeoutMs + CONNECT_REPLY_MARGIN_MS;
+  }
+  return REPLY_TIMEOUT_MS[op as Exclude<OpName, 'connect'>];
+}

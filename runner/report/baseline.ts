@@ -1,0 +1,203 @@
+// Regression against a baseline: reads earlier runs (a result.json, a folder
+// of runs such as a suite's results or reports/, or a site `lab publish`
+// wrote) and compares a new run's metrics with them. A baseline is just older
+// result.json files, so this reads nothing but RunResults.
+//
+// Three rules, by what a metric is:
+// - limit: a prediction with no tolerance (a count, an errno): any move beyond
+//   the prediction's own tolerance is a regression.
+// - measured: a prediction with a tolerance (memory per connection, a rate):
+//   a move beyond the drift tolerance (--drift, default 10 %) is a regression.
+// - performance: connect rate, ramp time, memory per connection from the
+//   snapshots. These machines are shared and noisy, so with 3 or more earlier
+//   runs a figure regresses when it is worse than every one of the last N by
+//   more than --perf-drift (default 25 %); with fewer it is only reported.
+
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LabError } from '../errors.ts';
+import type { BaselineComparison, MetricComparison, RunResult } from '../result.ts';
+import { fitLine, memoryPoints } from './charts.ts';
+import { formatNumber } from './helpers.ts';
+import { readResult } from './read.ts';
+
+export interface BaselineOptions {
+  /** allowed relative move of measured quantities, in percent */
+  driftPercent: number;
+  /** allowed move of a performance figure beyond the worst of the earlier runs, in percent */
+  performanceDriftPercent: number;
+  /** how many earlier runs the performance rule looks at */
+  history: number;
+}
+
+export const DEFAULT_BASELINE_OPTIONS: BaselineOptions = { driftPercent: 10, performanceDriftPercent: 25, history: 5 };
+
+/** Performance runs needed before the noise-aware rule may call a regression. */
+export const MIN_PERFORMANCE_RUNS = 3;
+
+/** Figures too small to time reliably: a 70 ms ramp that takes 90 ms is noise, not a regression. */
+const MIN_DURATION_MOVE_MS = 250;
+
+/** Every result.json under `path` (itself when a file), oldest first. */
+export async function readBaseline(path: string): Promise<RunResult[]> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch {
+    throw new LabError('BASELINE_UNREADABLE', `Cannot read the baseline "${path}": no such file or folder`);
+  }
+  const files = info.isDirectory() ? await findResults(path) : [path];
+  if (!files.length) throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no result.json: give a result.json, a folder of runs, or a published site`);
+  const results = await Promise.all(files.map((f) => readResult(f)));
+  return results.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+}
+
+/** result.json files below `dir`, in a stable order. */
+export async function findResults(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (d: string) => {
+    const entries = await readdir(d, { withFileTypes: true });
+    entries.sort((a, b) => a.name.localeCompare(b.name));
+    for (const e of entries) {
+      if (e.isDirectory() && !e.name.startsWith('.') && e.name !== 'node_modules') await walk(join(d, e.name));
+      else if (e.isFile() && e.name === 'result.json') out.push(join(d, e.name));
+    }
+  };
+  await walk(dir);
+  return out;
+}
+
+/** Where a run ran: the hostnames of its hosts, so history compares like with like. */
+export function machineOf(result: RunResult): string {
+  const names = [...new Set(result.hosts.map((h) => h.facts.hostname))].sort();
+  return names.join(', ') || 'unknown';
+}
+
+/**
+ * The comparison of `result` with the earlier runs of the same lab in
+ * `baseline` (runs of the same machine when there are any), or undefined when
+ * the baseline has no run of this lab.
+ */
+export function compareWithBaseline(
+  result: RunResult,
+  baseline: RunResult[],
+  source: string,
+  options: BaselineOptions = DEFAULT_BASELINE_OPTIONS,
+): BaselineComparison | undefined {
+  const sameLab = baseline.filter((r) => r.lab.name === result.lab.name && r.startedAt < result.startedAt);
+  const sameMachine = sameLab.filter((r) => machineOf(r) === machineOf(result));
+  const history = (sameMachine.length ? sameMachine : sameLab).slice(-options.history);
+  const base = history[history.length - 1];
+  if (!base) return undefined;
+
+  const metrics: MetricComparison[] = [];
+  const before = new Map(base.predictions.map((p) => [p.metric, p]));
+  for (const p of result.predictions) {
+    const b = before.get(p.metric);
+    before.delete(p.metric);
+    const measured = typeof p.predicted === 'number' && p.tolerance > 0;
+    const kind = measured ? 'measured' : 'limit';
+    if (!b) {
+      metrics.push({ metric: p.metric, kind, baseline: null, observed: p.observed, status: 'new', rule: 'not in the baseline' });
+      continue;
+    }
+    metrics.push(measured ? compareMeasured(p.metric, b.observed, p.observed, options) : compareLimit(p.metric, b.observed, p.observed, p.tolerance));
+  }
+  for (const b of before.values()) {
+    metrics.push({ metric: b.metric, kind: 'limit', baseline: b.observed, observed: null, status: 'missing', rule: 'in the baseline, not in this run' });
+  }
+  for (const [metric, figure] of performanceFigures(result)) {
+    const earlier = history.map((r) => performanceFigures(r).get(metric)?.value).filter((v): v is number => v !== undefined);
+    metrics.push(comparePerformance(metric, figure, earlier, options));
+  }
+  return {
+    source,
+    startedAt: base.startedAt,
+    runs: history.length,
+    metrics,
+    regressions: metrics.filter((m) => m.status === 'regression' || m.status === 'missing').length,
+  };
+}
+
+function compareLimit(metric: string, baseline: number | string | null, observed: number | string | null, tolerance: number): MetricComparison {
+  const m = { metric, kind: 'limit' as const, baseline, observed };
+  if (observed === null) return { ...m, status: 'regression', rule: 'measured in the baseline, not measured now' };
+  if (baseline === null) return { ...m, status: 'improved', rule: 'not measured in the baseline, measured now' };
+  if (typeof baseline === 'number' && typeof observed === 'number') {
+    const moved = Math.abs(observed - baseline);
+    const tol = tolerance === 0 ? 'tolerance (exact)' : `tolerance ±${formatNumber(tolerance)}`;
+    if (moved === 0) return { ...m, status: 'same', rule: `unchanged (${tol})` };
+    if (moved <= tolerance) return { ...m, status: 'within', rule: `moved by ${formatNumber(moved)}, within its ${tol}` };
+    return { ...m, status: 'regression', rule: `moved by ${formatNumber(observed - baseline)} (${formatNumber(baseline)} → ${formatNumber(observed)}), beyond its ${tol}` };
+  }
+  if (String(baseline) === String(observed)) return { ...m, status: 'same', rule: 'unchanged' };
+  return { ...m, status: 'regression', rule: `changed: ${formatNumber2(baseline)} → ${formatNumber2(observed)}` };
+}
+
+function compareMeasured(metric: string, baseline: number | string | null, observed: number | string | null, options: BaselineOptions): MetricComparison {
+  const m = { metric, kind: 'measured' as const, baseline, observed };
+  if (typeof baseline !== 'number' || typeof observed !== 'number') return { ...compareLimit(metric, baseline, observed, 0), kind: 'measured' };
+  const pct = baseline === 0 ? (observed === 0 ? 0 : Infinity) : ((observed - baseline) / Math.abs(baseline)) * 100;
+  const rule = `moved ${signed(pct)} (${formatNumber(baseline)} → ${formatNumber(observed)}), drift tolerance ±${options.driftPercent}%`;
+  if (pct === 0) return { ...m, status: 'same', rule };
+  return { ...m, status: Math.abs(pct) <= options.driftPercent ? 'within' : 'regression', rule };
+}
+
+interface Figure {
+  value: number;
+  /** which way is better */
+  better: 'higher' | 'lower';
+  /** smallest move worth a verdict, in the figure's unit */
+  minMove: number;
+}
+
+/** A run's performance figures by name: connect rate and ramp time per connect step, memory per connection per host. */
+export function performanceFigures(result: RunResult): Map<string, Figure> {
+  const out = new Map<string, Figure>();
+  for (const s of result.steps) {
+    if (s.kind !== 'connect' || !s.ok) continue;
+    if (typeof s.metrics.connectsPerSecond === 'number') out.set(`${s.name}.connectsPerSecond`, { value: s.metrics.connectsPerSecond, better: 'higher', minMove: 0 });
+    if (typeof s.metrics.durationMs === 'number') out.set(`${s.name}.durationMs`, { value: s.metrics.durationMs, better: 'lower', minMove: MIN_DURATION_MOVE_MS });
+  }
+  for (const host of new Set(result.steps.filter((s) => s.kind === 'snapshot').map((s) => s.host))) {
+    const fit = fitLine(memoryPoints(result.steps, host).map((p) => ({ x: p.connections, y: p.slabBytes })));
+    if (fit) out.set(`${host}.slabBytesPerConnection`, { value: Math.round(fit.slope), better: 'lower', minMove: 0 });
+  }
+  return out;
+}
+
+function comparePerformance(metric: string, figure: Figure, earlier: number[], options: BaselineOptions): MetricComparison {
+  const m = { metric, kind: 'performance' as const, baseline: earlier.length ? earlier[earlier.length - 1]! : null, observed: figure.value };
+  if (!earlier.length) return { ...m, status: 'new', rule: 'not in the baseline' };
+  const worst = figure.better === 'higher' ? Math.min(...earlier) : Math.max(...earlier);
+  const best = figure.better === 'higher' ? Math.max(...earlier) : Math.min(...earlier);
+  const margin = Math.max(Math.abs(worst) * (options.performanceDriftPercent / 100), figure.minMove);
+  const worse = figure.better === 'higher' ? figure.value < worst - margin : figure.value > worst + margin;
+  const better = figure.better === 'higher' ? figure.value > best + margin : figure.value < best - margin;
+  const range = earlier.length > 1 ? `${formatNumber(Math.min(...earlier))}–${formatNumber(Math.max(...earlier))} over the last ${earlier.length} runs` : `${formatNumber(earlier[0]!)} in the baseline`;
+  if (earlier.length < MIN_PERFORMANCE_RUNS) {
+    const note = worse ? 'worse' : better ? 'better' : 'about the same';
+    return { ...m, status: better ? 'improved' : figure.value === m.baseline ? 'same' : 'within', rule: `${formatNumber(figure.value)} against ${range}: ${note}; a regression needs ${MIN_PERFORMANCE_RUNS} earlier runs (noise)` };
+  }
+  const rule = `${formatNumber(figure.value)} against ${range}, ${figure.better} is better, margin ${formatNumber(Math.round(margin))} (${options.performanceDriftPercent}% of the worst, at least ${formatNumber(figure.minMove)})`;
+  if (worse) return { ...m, status: 'regression', rule };
+  if (better) return { ...m, status: 'improved', rule };
+  return { ...m, status: figure.value === m.baseline ? 'same' : 'within', rule };
+}
+
+function signed(pct: number): string {
+  if (!Number.isFinite(pct)) return 'from 0';
+  const r = Math.round(pct * 10) / 10;
+  return `${r > 0 ? '+' : ''}${r}%`;
+}
+
+function formatNumber2(v: number | string): string {
+  return typeof v === 'number' ? formatNumber(v) : v;
+}
+
+/** A one-line summary of a comparison for the terminal and the reports. */
+export function describeComparison(c: BaselineComparison): string {
+  const moved = c.metrics.filter((m) => m.status === 'regression' || m.status === 'missing');
+  const head = `against the baseline of ${c.startedAt} (${c.source}, ${c.runs} earlier run${c.runs === 1 ? '' : 's'})`;
+  return moved.length ? `REGRESSION ${head}: ${moved.map((m) => m.metric).join(', ')}` : `no regression ${head}`;
+}

@@ -1,0 +1,127 @@
+// The agent's C connect/accept helper (runner/agent/lab_agent/fastconn.c):
+// compiled on the host at first use, cached by source hash, and the Python
+// workers as the fallback where no compiler is. Real namespaces, real kernel.
+
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { AgentClient } from '../../runner/agent/client.ts';
+import { createLocalNetwork, destroyLocalNetwork, NetnsTransport, type LocalNetwork } from '../../runner/hosts/netns.ts';
+
+let net: LocalNetwork;
+const id = `fc${process.pid.toString(36)}`.slice(0, 8);
+const caches: string[] = [];
+
+test.before(async () => {
+  net = await createLocalNetwork({ id, roles: ['client', 'server'], net: 18, purpose: 'test' });
+});
+test.after(async () => {
+  await destroyLocalNetwork(id);
+  for (const c of caches) rmSync(c, { recursive: true, force: true });
+});
+
+/** Agents for client and server, started with `env` (LAB_AGENT_CC, LAB_AGENT_CACHE) for their helper. */
+async function agents(env: Record<string, string>): Promise<[AgentClient, AgentClient]> {
+  const saved = { ...process.env };
+  Object.assign(process.env, env);
+  try {
+    const [c, s] = net.hosts;
+    return [await AgentClient.start(new NetnsTransport('client', c!.namespace)), await AgentClient.start(new NetnsTransport('server', s!.namespace))];
+  } finally {
+    process.env = saved;
+  }
+}
+
+function freshCache(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'lab-fastconn-'));
+  caches.push(dir);
+  return dir;
+}
+
+async function ramp(client: AgentClient, server: AgentClient, port: number, count: number, engine?: 'python') {
+  const [c, s] = net.hosts;
+  const l = await server.request('listen', { id: `l${port}`, address: s!.address, port, backlog: 4096, accept: true, ...(engine ? { engine } : {}) });
+  const r = await client.request('connect', {
+    id: `c${port}`, pairs: [{ source: c!.address, address: s!.address, port }], count, bind: 'none', rate: 0,
+    timeoutMs: 60_000, connectTimeoutMs: 3000, stopOnError: true, ...(engine ? { engine } : {}),
+  });
+  const closed = await Promise.all([client.request('release', { id: `c${port}`, abort: true }), server.request('release', { id: `l${port}`, abort: true })]);
+  return { l, r, closed: closed.map((x) => x.closed) };
+}
+
+test('a 20000-connection ramp runs on the C helper, compiled once into the cache, with the agent\'s counts intact', async () => {
+  const cache = freshCache();
+  const [client, server] = await agents({ LAB_AGENT_CACHE: cache });
+  try {
+    const [c] = net.hosts;
+    await client.request('begin', { journal: join(cache, 'client.journal'), holder: 'fastconn test' });
+    await client.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '10000 65000' });
+    const { l, r, closed } = await ramp(client, server, 8101, 20000);
+    assert.is(l.engine, 'c');
+    assert.is(r.engine, 'c');
+    assert.is(r.established, 20000);
+    assert.is(r.attempted, 20000);
+    assert.equal(r.errors, {});
+    assert.is(r.firstError, null);
+    assert.is(r.stopReason, 'count');
+    assert.is(r.perPair[0]!.established, 20000);
+    assert.is(r.perPair[0]!.source, c!.address);
+    assert.is(r.localPorts!.distinct, 20000);
+    assert.equal(closed, [20000, 20000]);
+    // Compiled once, named by the source's hash; a second agent would find it there.
+    assert.equal(readdirSync(cache).filter((f) => f.startsWith('fastconn-')).length, 1);
+    // Exhaustion through the helper: errno names and the stop reason as the Python workers give them.
+    await client.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '40000 40099' });
+    const [s] = [net.hosts[1]!];
+    await server.request('listen', { id: 'lx', address: s.address, port: 8102, backlog: 4096, accept: true });
+    const x = await client.request('connect', {
+      id: 'cx', pairs: [{ source: c!.address, address: s.address, port: 8102 }], count: 500, bind: 'none', rate: 0,
+      timeoutMs: 30_000, connectTimeoutMs: 3000, stopOnError: true,
+    });
+    assert.is(x.established, 100);
+    assert.equal(x.errors, { EADDRNOTAVAIL: 1 });
+    assert.is(x.firstError!.errno, 'EADDRNOTAVAIL');
+    assert.is(x.firstError!.after, 100);
+    assert.is(x.stopReason, 'exhausted');
+    await client.request('release', { id: 'cx', abort: true });
+    await server.request('release', { id: 'lx', abort: true });
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+});
+
+test('without a C compiler the agent falls back to its Python workers, and says why', async () => {
+  const cache = freshCache();
+  const [client, server] = await agents({ LAB_AGENT_CACHE: cache, LAB_AGENT_CC: '/nonexistent/cc' });
+  try {
+    const { l, r, closed } = await ramp(client, server, 8103, 2000);
+    assert.is(l.engine, 'python');
+    assert.is(r.engine, 'python');
+    assert.match(r.engineNote ?? '', /no C compiler \(\/nonexistent\/cc\)/);
+    assert.is(r.established, 2000);
+    assert.equal(closed, [2000, 2000]);
+    assert.not.ok(existsSync(join(cache, 'fastconn')) || readdirSync(cache).some((f) => f.startsWith('fastconn-')));
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+});
+
+test('engine "python" runs the Python workers where the helper is available', async () => {
+  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
+  try {
+    const { l, r } = await ramp(client, server, 8104, 1000, 'python');
+    assert.is(l.engine, 'python');
+    assert.is(r.engine, 'python');
+    assert.is(r.engineNote, undefined);
+    assert.is(r.established, 1000);
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+});
+
+test.run();

@@ -1,0 +1,139 @@
+// compareWithBaseline() and readBaseline(): which moves are regressions, by
+// the rule of each kind of metric, and which baselines are refused.
+
+import { mkdtemp, mkdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { LabError } from '../../runner/errors.ts';
+import type { RunResult } from '../../runner/result.ts';
+import { compareWithBaseline, describeComparison, readBaseline } from '../../runner/report/baseline.ts';
+import { readResult } from '../../runner/report/read.ts';
+
+const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/results/${name}.result.json`, import.meta.url));
+const load = (name: string) => readResult(fixture(name));
+
+/** `base` as a run started `minutes` later, with `edit` applied. */
+function later(base: RunResult, minutes: number, edit: (r: RunResult) => void = () => {}): RunResult {
+  const r = structuredClone(base);
+  delete r.baseline;
+  r.startedAt = new Date(Date.parse(base.startedAt) + minutes * 60_000).toISOString();
+  edit(r);
+  return r;
+}
+
+const ramp = (r: RunResult) => r.steps.find((s) => s.name === 'ramp')!;
+
+test('compareWithBaseline() finds no regression in an unchanged run', async () => {
+  const base = await load('pass');
+  const c = compareWithBaseline(later(base, 60), [base], 'reports/')!;
+  assert.is(c.regressions, 0);
+  assert.equal(c.metrics.map((m) => [m.metric, m.kind, m.status]), [
+    ['ramp.established', 'limit', 'same'],
+    ['ramp.firstError', 'limit', 'same'],
+    ['ramp.connectsPerSecond', 'performance', 'same'],
+    ['ramp.durationMs', 'performance', 'same'],
+  ]);
+  assert.is(describeComparison(c), `no regression against the baseline of ${base.startedAt} (reports/, 1 earlier run)`);
+});
+
+test('compareWithBaseline() flags a limit that moved beyond its own tolerance, and a changed errno', async () => {
+  const base = await load('pass');
+  const now = later(base, 60, (r) => {
+    r.predictions[0]!.observed = 500;
+    r.predictions[1]!.observed = 'EMFILE';
+  });
+  const c = compareWithBaseline(now, [base], 'reports/')!;
+  assert.is(c.regressions, 2);
+  assert.equal(c.metrics[0], { metric: 'ramp.established', kind: 'limit', baseline: 1000, observed: 500, status: 'regression', rule: 'moved by -500 (1000 → 500), beyond its tolerance (exact)' });
+  assert.equal(c.metrics[1]!.rule, 'changed: EADDRNOTAVAIL → EMFILE');
+  assert.match(describeComparison(c), /^REGRESSION against .*: ramp.established, ramp.firstError$/);
+
+  const within = later(base, 60, (r) => {
+    r.predictions[0]!.tolerance = 5;
+    r.predictions[0]!.observed = 996;
+  });
+  // A tolerance makes it a measured quantity: judged by the drift tolerance (10 %), not its own.
+  assert.equal(compareWithBaseline(within, [base], 'b')!.metrics[0]!.status, 'within');
+});
+
+test('compareWithBaseline() judges measured quantities by the drift tolerance', async () => {
+  const base = later(await load('pass'), 0, (r) => (r.predictions[0]!.tolerance = 100));
+  const moved = (observed: number, driftPercent = 10) =>
+    compareWithBaseline(later(base, 60, (r) => (r.predictions[0]!.observed = observed)), [base], 'b', { driftPercent, performanceDriftPercent: 25, history: 5 })!.metrics[0]!;
+  assert.is(moved(1090).status, 'within');
+  assert.is(moved(1150).status, 'regression');
+  assert.is(moved(1150).rule, 'moved +15% (1000 → 1150), drift tolerance ±10%');
+  assert.is(moved(1150, 20).status, 'within');
+});
+
+test('compareWithBaseline() calls a performance regression only beyond the spread of 3 or more earlier runs', async () => {
+  const base = await load('pass');
+  const rate = (r: RunResult, v: number) => (ramp(r).metrics.connectsPerSecond = v);
+  const slow = (history: RunResult[]) => compareWithBaseline(later(base, 600, (r) => rate(r, 300)), history, 'b')!.metrics.find((m) => m.metric === 'ramp.connectsPerSecond')!;
+  // One earlier run says nothing about noise: reported, not a regression.
+  const one = slow([later(base, 0, (r) => rate(r, 1000))]);
+  assert.is(one.status, 'within');
+  assert.match(one.rule, /worse; a regression needs 3 earlier runs/);
+  const three = [800, 1000, 1200].map((v, i) => later(base, i, (r) => rate(r, v)));
+  const s = slow(three);
+  assert.is(s.status, 'regression');
+  assert.is(s.rule, '300 against 800–1200 over the last 3 runs, higher is better, margin 200 (25% of the worst, at least 0)');
+  // Inside the spread: noise.
+  const noisy = compareWithBaseline(later(base, 600, (r) => rate(r, 700)), three, 'b')!.metrics.find((m) => m.metric === 'ramp.connectsPerSecond')!;
+  assert.is(noisy.status, 'within');
+  // A short ramp that took a little longer is below what can be timed.
+  const dur = compareWithBaseline(later(base, 600, (r) => (ramp(r).metrics.durationMs = 2200)), three, 'b')!.metrics.find((m) => m.metric === 'ramp.durationMs')!;
+  assert.is(dur.status, 'within');
+});
+
+test('compareWithBaseline() uses the latest earlier run of the same lab, never the run itself or a later one', async () => {
+  const base = await load('pass');
+  const other = later(await load('fail'), 30);
+  const old = later(base, -60, (r) => (r.predictions[0]!.observed = 1));
+  const future = later(base, 120, (r) => (r.predictions[0]!.observed = 2));
+  const now = later(base, 60);
+  const c = compareWithBaseline(now, [old, base, other, now, future], 'b')!;
+  assert.is(c.startedAt, base.startedAt);
+  assert.is(c.runs, 2);
+  assert.is(compareWithBaseline(now, [other], 'b'), undefined);
+});
+
+test('readBaseline() reads a result.json, or every run in a folder, oldest first', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lab-baseline-'));
+  const base = await load('pass');
+  for (const [name, minutes] of [['b', 0], ['a', 60]] as const) {
+    await mkdir(join(dir, name, 'run'), { recursive: true });
+    await writeFile(join(dir, name, 'run', 'result.json'), JSON.stringify(later(base, minutes)));
+  }
+  const runs = await readBaseline(dir);
+  assert.equal(runs.map((r) => r.startedAt), [later(base, 0).startedAt, later(base, 60).startedAt]);
+  assert.is((await readBaseline(fixture('pass'))).length, 1);
+});
+
+test('readBaseline() refuses a missing path, an empty folder and a newer format, before any host is touched', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'lab-baseline-'));
+  const fail = async (path: string) => {
+    try {
+      await readBaseline(path);
+    } catch (e) {
+      assert.instance(e, LabError);
+      return e as LabError;
+    }
+    throw new Error('expected a LabError');
+  };
+  assert.is((await fail(join(dir, 'nope'))).message, `Cannot read the baseline "${join(dir, 'nope')}": no such file or folder`);
+  assert.is((await fail(dir)).code, 'BASELINE_EMPTY');
+  await writeFile(join(dir, 'result.json'), JSON.stringify({ ...(await load('pass')), format: 'lab-result/2' }));
+  assert.is((await fail(dir)).code, 'RESULT_NEWER');
+});
+
+test('the regressed fixture is what compareWithBaseline() says of it (golden JSON)', async () => {
+  const regressed = await load('regressed');
+  const again = compareWithBaseline(regressed, [await load('pass')], regressed.baseline!.source);
+  assert.equal(again, regressed.baseline);
+});
+
+test.run();

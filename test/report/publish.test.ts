@@ -1,0 +1,44 @@
+// lab publish: stable run paths, an index and a page per lab in HTML and
+// Markdown, history charts, and publishing into an existing site adds to it.
+
+import { mkdtemp, readFile, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import process from 'node:process';
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { publish, runPath } from '../../runner/report/publish.ts';
+import { readResult } from '../../runner/report/read.ts';
+
+const fixtures = new URL('../fixtures/', import.meta.url);
+const result = (name: string) => fileURLToPath(new URL(`results/${name}.result.json`, fixtures));
+
+test('publish() writes each run at a stable path, an index and a page per lab, in HTML and Markdown', async () => {
+  const out = await mkdtemp(join(tmpdir(), 'lab-site-'));
+  const r = await publish([result('pass'), result('fail'), result('regressed')], out);
+  assert.equal({ runs: r.runs, added: r.added, labs: r.labs }, { runs: 3, added: 3, labs: 2 });
+  const pass = await readResult(result('pass'));
+  assert.is(runPath(pass), 'runs/port-exhaustion/bench-07/2026-11-21T14-30-05Z');
+  const runDir = join(out, runPath(pass));
+  assert.equal((await readdir(runDir)).sort(), ['junit.xml', 'predicted-vs-observed.svg', 'ramp-ramp.svg', 'report.html', 'report.md', 'result.json']);
+  assert.equal((await readdir(join(out, 'port-exhaustion'))).sort(), [
+    'history-ramp-connectspersecond.svg', 'history-ramp-durationms.svg', 'history-ramp-established.svg', 'index.html', 'index.md',
+  ]);
+  const index = await readFile(join(out, 'index.md'), 'utf8');
+  const golden = new URL('golden/site.index.md', fixtures);
+  if (process.env['UPDATE_GOLDEN'] === '1') await writeFile(golden, index);
+  assert.fixture(index, await readFile(golden, 'utf8'), 'index.md differs from golden/site.index.md; if intended, run with UPDATE_GOLDEN=1');
+  // The latest port-exhaustion run regressed: the index says which metric.
+  assert.match(index, /\| port-exhaustion \| [^|]+ \| ❌ regressed \(ramp.established\) \|/);
+  const html = await readFile(join(out, 'index.html'), 'utf8');
+  assert.match(html, /<svg class="chart"[^>]*aria-label="ramp.established across runs"/);
+  assert.not.match(html, /https?:|<script|<link/);
+
+  // Publishing again, from the site itself plus one run, renders nothing twice.
+  const again = await publish([out, result('pass')], out);
+  assert.equal({ runs: again.runs, added: again.added }, { runs: 3, added: 0 });
+});
+
+test.run();
