@@ -10,6 +10,7 @@ import { formatProblem, isLabFailure, LabError } from './errors.ts';
 import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
+import { shellQuote } from './files/quote.ts';
 import { parseVarOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
@@ -482,7 +483,7 @@ async function runOneLab(
     io.err(`error: Cannot write the reports to "${out}": ${(e as Error).message} [REPORTS_UNWRITTEN]`);
     return { result, code: 3 };
   }
-  const code = exitCodeOf(result, io);
+  const code = exitCodeOf(result, io, provider.restoreCommand);
   // Every prediction held, but the machine moved: its own exit code, so a nightly job can tell.
   if (code === 0 && result.baseline?.regressions) {
     io.err(`error: ${result.baseline.regressions} metric${result.baseline.regressions > 1 ? 's' : ''} regressed against the baseline [REGRESSION]`);
@@ -573,7 +574,7 @@ async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io)
   const paths = await writeEachReports(result, out);
   io.out(`\n${lab.name} on each host of "${options.group}": ${result.verdict.toUpperCase()}\nreports: ${paths.json}\n  ${paths.markdown}\n  ${paths.html}`);
   const bad = result.runs.find((r) => !r.result.restore.ok || r.result.error);
-  if (bad) return exitCodeOf(bad.result, io);
+  if (bad) return exitCodeOf(bad.result, io, shellQuote(['lab', 'restore', '-i', options.inventory]));
   return result.verdict === 'pass' ? 0 : 1;
 }
 
@@ -588,15 +589,14 @@ function describeHosts(plan: Plan): string {
     .join(', ');
 }
 
-function exitCodeOf(result: RunResult, io: Io): number {
+function exitCodeOf(result: RunResult, io: Io, restoreCommand: string): number {
+  // What stopped the run first, then what it could not put back: the user needs both.
+  if (result.error) io.err(`error: ${result.error.message} [${result.error.code}]`);
   if (!result.restore.ok) {
-    io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
+    io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "${restoreCommand}" to finish it [RESTORE_INCOMPLETE]`);
     return 3;
   }
-  if (result.error) {
-    io.err(`error: ${result.error.message} [${result.error.code}]`);
-    return result.error.code === 'INTERRUPTED' ? 130 : 3;
-  }
+  if (result.error) return result.error.code === 'INTERRUPTED' ? 130 : 3;
   return result.verdict === 'pass' ? 0 : 1;
 }
 
@@ -721,7 +721,9 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
         break;
       }
       case 'restored':
-        io.err(`  restored ${e.role}${e.ok ? '' : `: ${e.problems.join('; ')}`}`);
+        // Never "restored" for a host that was not.
+        if (!e.ok) io.err(`  ${e.role} not restored: ${e.problems.join('; ')}`);
+        else io.err(`  restored ${e.role}${e.replayed ? ' (its agent was lost: a fresh agent replayed its journal)' : ''}`);
         break;
     }
   };

@@ -20,6 +20,7 @@ export type RunEvent =
       slabKiB?: number;
     }
   | { kind: 'step-end'; observation: StepObservation }
-  | { kind: 'restored'; role: string; ok: boolean; problems: string[] };
+  /** `replayed`: the host's agent was lost, and a fresh one undid its journal */
+  | { kind: 'restored'; role: string; ok: boolean; problems: string[]; replayed?: boolean };
 
 export type RunEventHandler = (event: RunEvent) => void;

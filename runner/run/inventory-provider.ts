@@ -9,6 +9,7 @@ import type { HostBinding } from '../lab/plan.ts';
 import { didYouMean } from '../files/names.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
+import { shellQuote } from '../files/quote.ts';
 import { hostJournalPath } from '../provision/journal.ts';
 import type { HostProvider } from './provider.ts';
 
@@ -71,12 +72,16 @@ export function roleHosts(lab: Lab, inventory: Inventory, roleGroups: Record<str
 export class InventoryProvider implements HostProvider {
   readonly kind = 'inventory' as const;
 
+  readonly restoreCommand: string;
+
   private constructor(
     readonly inventory: Inventory,
     /** role -> host names */
     readonly roles: Record<string, string[]>,
     private readonly options: InventoryProviderOptions,
-  ) {}
+  ) {
+    this.restoreCommand = shellQuote(['lab', 'restore', '-i', inventory.file]);
+  }
 
   static async open(lab: Lab, file: string, options: InventoryProviderOptions): Promise<InventoryProvider> {
     const inventory = await readInventory(file);

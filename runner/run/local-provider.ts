@@ -21,6 +21,7 @@ import type { HostProvider } from './provider.ts';
 
 export class LocalProvider implements HostProvider {
   readonly kind = 'local' as const;
+  readonly restoreCommand = 'lab restore';
   readonly id: string;
   private readonly roles: string[];
   /** the most sockets one host namespace holds: the largest connect step's count */

@@ -27,6 +27,8 @@ export interface HostProvider {
   teardown(): Promise<string[]>;
   /** the inventory group a role took (inventory hosts only) */
   groupOf?(role: string): string;
+  /** the command a user runs to undo what a run left on these hosts */
+  readonly restoreCommand: string;
 }
 
 export interface ProviderOptions {

@@ -1,8 +1,12 @@
 // Stage "restore": always, also after an error, Ctrl-C or a lost host. Each
-// host's agent undoes its journal and exits; then the provider removes what it
-// made (local namespaces). Returns what could not be put back.
+// host's agent undoes its journal and exits; a host whose agent was lost gets
+// a fresh agent that replays the journal left there, and when even that is
+// impossible the host is reported not restored, with what the run changed and
+// the command that undoes it. Then the provider removes what it made (local
+// namespaces). A host is never reported restored unless it was.
 
-import { restoreHost } from '../provision/journal.ts';
+import type { Change } from '../result.ts';
+import { describeUndone, replayJournal, restoreHost } from '../provision/journal.ts';
 import type { RunEventHandler } from './events.ts';
 import type { HostProvider } from './provider.ts';
 import { mapLimit } from '../hosts/forks.ts';
@@ -15,16 +19,24 @@ export interface RestoreOutcome {
   notes: string[];
 }
 
+interface HostRestored {
+  problems: string[];
+  /** the agent was lost and a fresh one replayed its journal */
+  replayed?: boolean;
+  note?: string;
+}
+
 export async function restoreHosts(sessions: Sessions, provider: HostProvider, emit: RunEventHandler, forks?: number): Promise<RestoreOutcome> {
   const outcome: RestoreOutcome = { problems: [], notes: [] };
   await mapLimit(
     [...sessions.values()],
     forks,
     async (s) => {
-      const problems = await restoreSession(s, outcome.notes);
+      const r = await restoreSession(s, provider);
       await s.transport.close().catch(() => {});
-      outcome.problems.push(...problems.map((p) => `${hostLabel(s.host)}: ${p}`));
-      emit({ kind: 'restored', role: hostLabel(s.host), ok: problems.length === 0, problems });
+      outcome.problems.push(...r.problems.map((p) => `${hostLabel(s.host)}: ${p}`));
+      if (r.note) outcome.notes.push(`${hostLabel(s.host)}: ${r.note}`);
+      emit({ kind: 'restored', role: hostLabel(s.host), ok: r.problems.length === 0, problems: r.problems, ...(r.replayed ? { replayed: true } : {}) });
     },
     // Every host is restored, whatever another host's restore did.
     { settle: true },
@@ -33,18 +45,11 @@ export async function restoreHosts(sessions: Sessions, provider: HostProvider, e
   return outcome;
 }
 
-/** Undo one host's journal; returns its problems. */
-async function restoreSession(s: HostSession, notes: string[]): Promise<string[]> {
-  // No agent: nothing was changed on this host.
-  if (!s.agent) return [];
-  if (!s.agent.alive) {
-    notes.push(
-      s.transport.kind === 'netns'
-        ? `${hostLabel(s.host)}: the agent was lost; its journal was replayed by a fresh agent before its namespace was removed`
-        : `${hostLabel(s.host)}: the agent was lost; it undoes its own journal when its controller goes away. Check with \`lab restore\``,
-    );
-    return [];
-  }
+/** Undo one host's journal, with its own agent or, when that was lost, a fresh one. */
+async function restoreSession(s: HostSession, provider: HostProvider): Promise<HostRestored> {
+  // No agent, or one lost before provisioning began: nothing was changed on this host.
+  if (!s.agent || (!s.agent.alive && !s.journaled)) return { problems: [] };
+  if (!s.agent.alive) return replayLostJournal(s, provider);
   const problems: string[] = [];
   try {
     problems.push(...(await restoreHost(s.agent, RUN_TIMEOUTS.restoreMs)));
@@ -52,5 +57,48 @@ async function restoreSession(s: HostSession, notes: string[]): Promise<string[]
     problems.push((e as Error).message);
   }
   await s.agent.shutdown();
-  return problems;
+  return { problems };
+}
+
+/**
+ * The host's agent is gone (killed, or its connection dropped): its journal may
+ * still be on the host. A fresh agent over a fresh connection replays it (an
+ * agent that only lost its connection undoes its own journal, and the replay
+ * then finds nothing left). If the host cannot be reached, say what may remain.
+ */
+async function replayLostJournal(s: HostSession, provider: HostProvider): Promise<HostRestored> {
+  // Journals and transports are per host (a role may have several).
+  const role = s.host.name;
+  const journal = provider.journalPath(role);
+  const transport = provider.transport(role);
+  try {
+    const r = await replayJournal(transport, journal, { timeoutMs: RUN_TIMEOUTS.replayMs, lockWaitMs: RUN_TIMEOUTS.replayLockWaitMs });
+    const undone = r.undone.length ? `: ${r.undone.map(describeUndone).join('; ')}` : ': nothing was left to undo';
+    return { problems: r.problems, replayed: true, note: `the agent was lost; its journal was replayed by a fresh agent${undone}` };
+  } catch (e) {
+    const message = (e as Error).message;
+    // A HostError names its host already; the problem line adds the role itself.
+    const cause = message.startsWith(`${role}: `) ? message.slice(role.length + 2) : message;
+    const changed = describeChanges(s.changes);
+    return {
+      problems: [
+        `the agent was lost, and a fresh agent could not replay its journal ${journal} (${cause}): ` +
+          `${changed ? `changed by this run and not known to be undone: ${changed}` : 'the journal may hold changes this run was making'}; ` +
+          `undo with: ${provider.restoreCommand}`,
+      ],
+    };
+  } finally {
+    await transport.close().catch(() => {});
+  }
+}
+
+/** What a host's journal undoes, in words: sysctls and addresses (an rlimit dies with the agent). */
+function describeChanges(changes: Change[]): string {
+  return changes
+    .flatMap((c) => {
+      if (c.kind === 'sysctl') return [`sysctl ${c.name} is ${c.new} (was ${c.old})`];
+      if (c.kind === 'address') return [`address ${c.address} on ${c.device}`];
+      return [];
+    })
+    .join('; ');
 }

@@ -23,6 +23,8 @@ export interface HostSession {
   facts?: HostFacts;
   /** what provisioning changed, appended as each change is made */
   changes: Change[];
+  /** provisioning began: from here on the host may hold changes and a journal */
+  journaled?: boolean;
 }
 
 /** By host name (a role's name when the role has one local host). */
@@ -85,6 +87,7 @@ export async function provisionHosts(
   forks?: number,
 ): Promise<void> {
   await perHost(bound, [...sessions.values()], forks, async (s) => {
+      s.journaled = true;
       await provisionHost(s.agent!, s.host, provider.journalPath(s.host.name), holder, s.changes);
       // Predictions use the facts as provisioned: the range the lab set, not the default.
       s.facts = await readFacts(s.agent!);

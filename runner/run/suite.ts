@@ -69,9 +69,11 @@ export async function readSuite(files: string[], vars: Record<string, string>): 
 class KeptProvider implements HostProvider {
   private prepared = false;
   readonly kind: HostProvider['kind'];
+  readonly restoreCommand: string;
 
   constructor(readonly inner: HostProvider) {
     this.kind = inner.kind;
+    this.restoreCommand = inner.restoreCommand;
   }
 
   reserve(): Promise<void> {

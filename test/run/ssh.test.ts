@@ -8,10 +8,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { hostsDown, hostsUp } from '../../runner/hosts/hostsup.ts';
+import { hostsDown, hostsUp, HOSTS_UP_DIR, SSHD } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
 import type { RunResult } from '../../runner/result.ts';
 import { agentPids, readSysctl, ROOT, runCli, runShippedLab, type Runtime } from '../helpers.ts';
@@ -43,6 +44,52 @@ function assertHostsClean(what: string) {
   }
   const journals = existsSync('/run/lab/host') ? readdirSync('/run/lab/host').filter((f) => f.startsWith('198.19.')) : [];
   assert.equal(journals, [], `${what}: journals or locks left`);
+}
+
+/** assertHostsClean, allowing `ms` for an agent that is still undoing its own journal. */
+async function eventuallyClean(what: string, ms = 15_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return assertHostsClean(what);
+    } catch (e) {
+      if (Date.now() > deadline) throw e;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
+
+/** Kill -9 the probe agent (and its workers) on a role's host: a host-side crash in small. */
+function killAgentOn(role: string): number {
+  const address = network.hosts.find((h) => h.role === role)!.address;
+  let killed = 0;
+  for (const pid of agentPids(`lab:root@${address}:`)) {
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {
+      // It ended between the listing and the kill (a short-lived fork of the agent).
+    }
+  }
+  return killed;
+}
+
+/** Start a role's sshd again (after killSshdIn), as `lab hosts up` did, and wait until it listens. */
+async function restartSshd(role: string) {
+  const dir = `${HOSTS_UP_DIR}/${network.id}/${role}`;
+  killSshdIn(role);
+  execFileSync('ip', ['netns', 'exec', ns(role), SSHD, '-f', `${dir}/sshd_config`, '-E', `${dir}/sshd.log`]);
+  const address = network.hosts.find((h) => h.role === role)!.address;
+  // sshd daemonizes before it listens: wait until port 22 takes a connection (the root namespace reaches 198.19.0.0/16).
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const sock = netConnect({ host: address, port: 22 }, () => (sock.destroy(), resolve(true)));
+      sock.on('error', () => resolve(false));
+    });
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`sshd in ${ns(role)} did not come back`);
 }
 
 /** A copy of the inventory with some hosts' settings changed. */
@@ -176,23 +223,84 @@ function killSshdIn(role: string) {
   return sshd.length;
 }
 
-test('sshd killed mid-run: the run stops at once naming the host, and both hosts end as they were', async () => {
+test('sshd killed mid-run: the run stops at once naming the host, says the client is not confirmed restored, and both hosts end as they were', async () => {
   const t0 = Date.now();
   let killed = 0;
-  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '-i', inventory, '--out', join(work, 'sshd-killed')], {
+  const dir = join(work, 'sshd-killed');
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '-i', inventory, '--out', dir], {
     onStderr: (text) => {
       if (!killed && text.includes('step hold')) killed = killSshdIn('client');
     },
-  });
+  }).finally(() => killed > 0 && restartSshd('client'));
   assert.ok(killed > 0, 'sshd was running in the client namespace');
   assert.is(r.code, 3, r.stderr);
   assert.match(r.stderr, /client: Lost the agent on root@198\.19\.0\.1:22 .*\[HOST_LOST\]/);
   assert.ok(Date.now() - t0 < 30_000, 'the 60 s hold was cut short');
+  // The run cannot reach the client to replay its journal, so it must not claim it did.
+  assert.not.match(r.stderr, /restored client/);
+  assert.match(r.stderr, `lab restore -i ${inventory}`);
+  const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.restore.ok, false);
   // The client's agent lost its stdin with the connection: it undoes its own journal and exits.
-  await new Promise((r) => setTimeout(r, 1000));
-  // Bring the killed sshd back for the tests after this one.
-  await hostsDown();
-  ({ network } = await hostsUp({ roles: ['client', 'server'], out: inventory }));
+  await eventuallyClean('after sshd was killed');
+});
+
+test('agent killed mid-ramp: the run replays the client\'s journal with a fresh agent, says so, and both hosts end as they were', async () => {
+  let killed = 0;
+  const dir = join(work, 'agent-killed');
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow-ramp.yaml', '-i', inventory, '--out', dir], {
+    onStderr: (text) => {
+      if (!killed && text.includes('step ramp')) {
+        killed = -1;
+        setTimeout(() => (killed = killAgentOn('client')), 1000);
+      }
+    },
+  });
+  assert.ok(killed > 0, 'the client agent was running mid-ramp');
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /client: Lost the agent on root@198\.19\.0\.1:22 \(.*\).*\[HOST_LOST\]/);
+  assert.match(r.stderr, 'restored client (its agent was lost: a fresh agent replayed its journal)');
+  const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.restore.ok, true, result.restore.problems.join('\n'));
+  assert.ok(result.notes.some((n) => n.startsWith('client: the agent was lost; its journal was replayed by a fresh agent')), result.notes.join('\n'));
+  assertHostsClean('after the agent was killed mid-ramp');
+});
+
+test('agent killed and sshd gone mid-ramp: the client is reported not restored, with what is still changed and the command, which undoes it', async () => {
+  let killed = 0;
+  const dir = join(work, 'agent-and-sshd-killed');
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow-ramp.yaml', '-i', inventory, '--out', dir], {
+    onStderr: (text) => {
+      if (!killed && text.includes('step ramp')) {
+        killed = -1;
+        setTimeout(() => {
+          // The agent first, so nothing undoes its journal; then no way back in.
+          killed = killAgentOn('client');
+          killSshdIn('client');
+        }, 1000);
+      }
+    },
+  }).finally(() => killed !== 0 && restartSshd('client'));
+  assert.ok(killed > 0, 'the client agent was running mid-ramp');
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /\[HOST_LOST\]/);
+  assert.not.match(r.stderr, /restored client/);
+  assert.match(r.stderr, 'client not restored: ');
+  assert.match(r.stderr, 'sysctl net.ipv4.ip_local_port_range is 40000 42999 (was 32768 60999)');
+  assert.match(r.stderr, `lab restore -i ${inventory}`);
+  assert.match(r.stderr, '[RESTORE_INCOMPLETE]');
+  const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.restore.ok, false);
+  assert.ok(result.restore.problems.some((p) => p.startsWith('client: ')), result.restore.problems.join('\n'));
+  assert.not.ok(result.restore.problems.some((p) => p.startsWith('server: ')), 'the server was restored');
+  // What the run said is true: the change is still there, and so is the journal.
+  assert.is(readSysctl('net.ipv4.ip_local_port_range', ns('client')), '40000 42999');
+  assert.ok(existsSync('/run/lab/host/198.19.0.1.journal'));
+  // And the command it named undoes it.
+  const restore = await runCli(['restore', '-i', inventory]);
+  assert.is(restore.code, 0, restore.stderr);
+  assert.match(restore.stdout, 'client: restored sysctl net.ipv4.ip_local_port_range = 32768 60999');
+  assertHostsClean('after lab restore -i');
 });
 
 test('controller killed mid-run: the agents undo their journals, and lab restore -i finds nothing left', async () => {
