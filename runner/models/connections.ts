@@ -354,11 +354,14 @@ export function timeWait(ctx: ModelContext): ModelOutput {
 type ListenStep = Extract<Step, { kind: 'listen' }>;
 
 /** The listen step a connect step's destination reaches: the last one on that host and port before it. */
-function listenFor(ctx: ModelContext, before: number, role: string, port: number): ListenStep | undefined {
-  return ctx.steps
+function listenFor(ctx: ModelContext, before: number, dest: string, port: number): ListenStep | undefined {
+  // A fleet's host step names each destination host "role/host", and keys its facts so.
+  const role = dest.split('/')[0];
+  const listen = ctx.steps
     .slice(0, before)
     .filter((s): s is ListenStep => s.kind === 'listen' && s.host === role && s.port === port)
     .pop();
+  return listen && { ...listen, host: dest };
 }
 
 /**
