@@ -93,7 +93,16 @@ export function parentPid(pid: number): number {
 export function agentAndWorkers(label: string): { agent?: number; workers: number[] } {
   const pids = agentPids(label).filter((p) => existsSync(`/proc/${p}`));
   const parents = new Map(pids.map((p) => [p, parentPid(p)]));
-  return { agent: pids.find((p) => !pids.includes(parents.get(p)!)), workers: pids.filter((p) => pids.includes(parents.get(p)!)) };
+  const agent = pids.find((p) => !pids.includes(parents.get(p)!));
+  // A worker may have exec'd the agent's C helper (fastconn), so it is found by its parent, not its command line.
+  const workers = agent === undefined ? [] : readdirSync('/proc').filter((d) => /^\d+$/.test(d)).map(Number).filter((p) => {
+    try {
+      return parentPid(p) === agent;
+    } catch {
+      return false; // ended while we looked
+    }
+  });
+  return { agent, workers };
 }
 
 /** A sysctl as the kernel writes it, whitespace collapsed: in the root namespace, or inside `ns`. */
