@@ -5,7 +5,7 @@
 
 import type { ReleaseMode, Step } from '../lab/types.ts';
 import type { HostFacts } from '../result.ts';
-import { connectionCeiling, type ConnectStep, type ModelContext } from './connections.ts';
+import { connectionCeiling, ModelNotApplicable, type ConnectStep, type ModelContext } from './connections.ts';
 
 /** Which hosts play each role, and what the run knows about each host (by host name). */
 export interface Fleet {
@@ -44,8 +44,14 @@ export function hostContext(step: ConnectStep, name: string, count: number, flee
 
 /** How many connections host `name` could open at most: the tighter of its port and fd ceilings. */
 export function hostCapacity(step: ConnectStep, name: string, fleet: Fleet): number {
-  const out = connectionCeiling(hostContext(step, name, Number.MAX_SAFE_INTEGER, fleet, 'established'));
-  return typeof out.value === 'number' ? out.value : 0;
+  try {
+    const out = connectionCeiling(hostContext(step, name, Number.MAX_SAFE_INTEGER, fleet, 'established'));
+    return typeof out.value === 'number' ? out.value : 0;
+  } catch (e) {
+    // A host the run never reached has no facts: it gets no share.
+    if (e instanceof ModelNotApplicable) return 0;
+    throw e;
+  }
 }
 
 /**

@@ -146,7 +146,7 @@ test('one client unreachable: the run stops naming it, and every other host is r
   const dir = join(work, 'down');
   const r = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', file, '--out', dir]);
   assert.is(r.code, 3, r.stderr);
-  assert.match(r.stderr, /client-4.*\[SSH_(UNREACHABLE|TIMEOUT)\]/s);
+  assert.match(r.stderr, /client-4.*\[SSH_(UNREACHABLE|TIMEOUT)\]/s, r.stderr);
   const res = result(dir);
   assert.is(res.verdict, 'fail');
   assert.ok(res.restore.ok);
