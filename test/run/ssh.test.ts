@@ -15,7 +15,7 @@ import { parse, stringify } from 'yaml';
 import { hostsDown, hostsUp, HOSTS_UP_DIR, SSHD } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, readSysctl, ROOT, runCli, runShippedLab, type Runtime } from '../helpers.ts';
+import { agentPids, parentPid, readSysctl, ROOT, runCli, runShippedLab, type Runtime } from '../helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-ssh-run-'));
 const inventory = join(work, 'inventory.yaml');
@@ -210,6 +210,27 @@ test('a second run on the same hosts is refused by the lock, naming the first ru
   assertHostsClean('after two runs on one host');
 });
 
+/** Kill the sshd that listens in a role's namespace (the one whose parent is no sshd), leaving its sessions. */
+function killSshdListenerIn(role: string) {
+  const pids = execFileSync('ip', ['netns', 'pids', ns(role)], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
+  const comm = (p: string) => {
+    try {
+      return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
+    } catch {
+      return '';
+    }
+  };
+  const sshd = pids.filter((p) => comm(p) === 'sshd');
+  const listener = sshd.filter((p) => {
+    try {
+      return !sshd.includes(String(parentPid(Number(p))));
+    } catch {
+      return false;
+    }
+  });
+  if (listener.length) execFileSync('kill', ['-KILL', ...listener]);
+}
+
 function killSshdIn(role: string) {
   const pids = execFileSync('ip', ['netns', 'pids', ns(role)], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
   const sshd = pids.filter((p) => {
@@ -274,7 +295,9 @@ test('agent killed and sshd gone mid-ramp: the client is reported not restored, 
       if (!killed && text.includes('step ramp')) {
         killed = -1;
         setTimeout(() => {
-          // The agent first, so nothing undoes its journal; then no way back in.
+          // No way back in first (the listening sshd only: the agent's session lives on),
+          // then the agent, so nothing undoes its journal, then every session.
+          killSshdListenerIn('client');
           killed = killAgentOn('client');
           killSshdIn('client');
         }, 1000);
