@@ -24,13 +24,18 @@ test.after(async () => {
 
 /** Agents for client and server, started with `env` (LAB_AGENT_CC, LAB_AGENT_CACHE) for their helper. */
 async function agents(env: Record<string, string>): Promise<[AgentClient, AgentClient]> {
-  const saved = { ...process.env };
+  // Key by key: under Deno, process.env is a view of the real environment, and assigning
+  // a plain object to it would cut the tie for every later test.
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
   Object.assign(process.env, env);
   try {
     const [c, s] = net.hosts;
     return [await AgentClient.start(new NetnsTransport('client', c!.namespace)), await AgentClient.start(new NetnsTransport('server', s!.namespace))];
   } finally {
-    process.env = saved;
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
   }
 }
 
