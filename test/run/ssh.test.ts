@@ -210,28 +210,8 @@ test('a second run on the same hosts is refused by the lock, naming the first ru
   assertHostsClean('after two runs on one host');
 });
 
-/** Kill the sshd that listens in a role's namespace (the one whose parent is no sshd), leaving its sessions. */
-function killSshdListenerIn(role: string) {
-  const pids = execFileSync('ip', ['netns', 'pids', ns(role)], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
-  const comm = (p: string) => {
-    try {
-      return readFileSync(`/proc/${p}/comm`, 'utf8').trim();
-    } catch {
-      return '';
-    }
-  };
-  const sshd = pids.filter((p) => comm(p) === 'sshd');
-  const listener = sshd.filter((p) => {
-    try {
-      return !sshd.includes(String(parentPid(Number(p))));
-    } catch {
-      return false;
-    }
-  });
-  if (listener.length) execFileSync('kill', ['-KILL', ...listener]);
-}
-
-function killSshdIn(role: string) {
+/** Kill every sshd in a role's namespace, or with `listenerOnly` the one that listens (its sessions live on). */
+function killSshdIn(role: string, listenerOnly = false) {
   const pids = execFileSync('ip', ['netns', 'pids', ns(role)], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
   const sshd = pids.filter((p) => {
     try {
@@ -240,8 +220,17 @@ function killSshdIn(role: string) {
       return false;
     }
   });
-  if (sshd.length) execFileSync('kill', ['-KILL', ...sshd]);
-  return sshd.length;
+  const victims = listenerOnly
+    ? sshd.filter((p) => {
+        try {
+          return !sshd.includes(String(parentPid(Number(p))));
+        } catch {
+          return false;
+        }
+      })
+    : sshd;
+  if (victims.length) execFileSync('kill', ['-KILL', ...victims]);
+  return victims.length;
 }
 
 test('sshd killed mid-run: the run stops at once naming the host, says the client is not confirmed restored, and both hosts end as they were', async () => {
@@ -297,7 +286,7 @@ test('agent killed and sshd gone mid-ramp: the client is reported not restored, 
         setTimeout(() => {
           // No way back in first (the listening sshd only: the agent's session lives on),
           // then the agent, so nothing undoes its journal, then every session.
-          killSshdListenerIn('client');
+          killSshdIn('client', true);
           killed = killAgentOn('client');
           killSshdIn('client');
         }, 1000);
