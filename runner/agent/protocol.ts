@@ -55,6 +55,12 @@ export interface ConnectArgs {
   /** exactly this many workers share count; absent: each worker holds facts.socketsPerWorker */
   processes?: number;
   maxAttempts?: number;
+  /**
+   * worker chains connecting at once, each over its own share of the pairs;
+   * absent: one per CPU (at most 4) for 65536 connections or more over two
+   * pairs or more without processes or rate, else 1
+   */
+  lanes?: number;
   /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
   engine?: Engine | 'auto';
 }
@@ -77,6 +83,8 @@ export interface ConnectReply {
   perPair: Array<ConnectPair & { established: number }>;
   localPorts: { min: number; max: number; distinct: number } | null;
   engine: Engine;
+  /** worker chains that connected at once */
+  lanes: number;
   /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */
   engineNote?: string;
 }
