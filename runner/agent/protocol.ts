@@ -61,6 +61,8 @@ export interface ConnectArgs {
    * pairs or more without processes or rate, else 1
    */
   lanes?: number;
+  /** stop (reason "memory") when MemAvailable falls below this; default 2% of MemTotal, at least 128 MiB */
+  memFloorKiB?: number;
   /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
   engine?: Engine | 'auto';
 }
@@ -68,7 +70,7 @@ export interface ConnectArgs {
 /** Where a step's per-connection loop runs: the agent's C helper (fastconn.c) or its Python workers. */
 export type Engine = 'c' | 'python';
 
-export type StopReason = 'count' | 'exhausted' | 'error' | 'timeout' | 'attempts' | 'released' | 'full';
+export type StopReason = 'count' | 'exhausted' | 'error' | 'timeout' | 'attempts' | 'released' | 'full' | 'memory';
 
 export interface ConnectReply {
   established: number;
@@ -85,6 +87,8 @@ export interface ConnectReply {
   engine: Engine;
   /** worker chains that connected at once */
   lanes: number;
+  /** with stopReason "memory": MemAvailable when the ramp stopped, and the floor it crossed */
+  memoryStop?: { memAvailableKiB: number; floorKiB: number };
   /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */
   engineNote?: string;
 }

@@ -242,7 +242,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
       };
       if (r.firstError) part.labels.firstError = r.firstError.errno;
       part.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count }));
-      part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
+      part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts, stopReason: r.stopReason, ...(r.memoryStop ? { memoryStop: r.memoryStop } : {}) };
     },
   );
   series.push([obs.metrics.durationMs ?? 0, obs.metrics.established ?? 0]);

@@ -156,6 +156,14 @@ test('lanes: two chains of workers connect at once, each over its own pairs, and
     assert.is(x.stopReason, 'exhausted');
     assert.equal(x.perPair.map((p) => p.established), [100, 100, 100]);
     await client.request('release', { id: 'cx', abort: true });
+    // Below the memory floor (here: above any machine's MemAvailable) every lane stops: short, never the OOM killer.
+    await client.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '10000 65000' });
+    const m = await client.request('connect', { id: 'cm', count: 90_000, ...args, memFloorKiB: 2 ** 40 });
+    assert.is(m.stopReason, 'memory');
+    assert.ok(m.established < 90_000, `stopped short: ${m.established}`);
+    assert.is(m.memoryStop!.floorKiB, 2 ** 40);
+    assert.ok(m.memoryStop!.memAvailableKiB > 0);
+    await client.request('release', { id: 'cm', abort: true });
     await server.request('release', { id: 'ln', abort: true });
   } finally {
     await client.shutdown();

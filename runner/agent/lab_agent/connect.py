@@ -281,6 +281,8 @@ class Run:
         self.first = None
         self.lanes = []
         self.end = t0
+        self.mem_floor_kib = 0
+        self.low_memory = None  # MemAvailable (KiB) when the ramp was stopped for it
 
     def live_count(self):
         """(established, attempted) so far over every lane, counting the workers now connecting."""
@@ -289,6 +291,13 @@ class Run:
             est += lane.est + lane.w_count
             att += lane.att + lane.w_att
         return est, att
+
+    def check_memory(self, mi):
+        """Stop every lane when MemAvailable falls below the floor: a ramp ends short, never in the OOM killer."""
+        avail = mi.get("MemAvailable")
+        if avail is not None and self.low_memory is None and avail < self.mem_floor_kib:
+            self.low_memory = avail
+            self.stop_others(None)
 
     def stop_others(self, me):
         with self.lock:
@@ -412,6 +421,13 @@ class Lane:
                 break  # EMFILE/ENFILE with not one connection: more workers won't help (ENFILE)
 
 
+def memory_floor_kib(mi):
+    """The MemAvailable below which a connect stops on its own: 2% of MemTotal, at least 128 MiB.
+    The controller refuses a lab that would not fit before it starts (models/scale.ts, with a
+    reserve of 5%); this is the backstop when something else takes the memory meanwhile."""
+    return max(128 * 1024, mi.get("MemTotal", 0) // 50)
+
+
 # When lanes end for different reasons, the connect's: the first that explains why it stopped short.
 REASON_ORDER = ("error", "timeout", "attempts", "released", "full", "exhausted", "count")
 
@@ -435,6 +451,7 @@ def op_connect(rid, args):
     processes = arg(args, "processes", int, None, minimum=1)
     max_attempts = arg(args, "maxAttempts", int, 2 * count, minimum=0)
     lanes = arg(args, "lanes", int, None, minimum=1)
+    mem_floor = arg(args, "memFloorKiB", int, None, minimum=0)
     if lanes is not None and (processes or rate) and lanes > 1:
         raise bad('argument "lanes" above 1 goes with neither "processes" nor "rate"')
     engine = arg(args, "engine", str, "auto")
@@ -455,6 +472,7 @@ def op_connect(rid, args):
     spec = {"pairs": clean, "bind": mode, "noPort": no_port, "localPort": local_port,
             "connectTimeoutMs": cto_ms, "rate": rate, "stopOnError": stop_on_error}
     run = Run(step, rid, spec, helper, cap, deadline, t0)
+    run.mem_floor_kib = memory_floor_kib(meminfo.sample()) if mem_floor is None else mem_floor
     groups = lane_pairs(len(clean), lanes)
     sizes = [len(g) for g in groups]
     counts = lane_shares(count, sizes)
@@ -494,7 +512,9 @@ def op_connect(rid, args):
     reasons = [lane.reason for lane in run.lanes]
     if len(run.lanes) > 1 and run.halt:
         reasons = [r for r in reasons if r != "released"] or reasons  # stopped by another lane
-    if len(run.lanes) > 1 and est >= count:
+    if run.low_memory is not None and est < count:
+        reason = "memory"
+    elif len(run.lanes) > 1 and est >= count:
         reason = "count"
     elif len(run.lanes) > 1 and "exhausted" in reasons and not [r for r in reasons if r in REASON_ORDER[:5]]:
         reason = "exhausted"  # every pair a lane could still use ran out
@@ -503,6 +523,8 @@ def op_connect(rid, args):
     reply = connect_reply(clean, est, att, errors, run.first, max(run.end - t0, 1e-6), len(step.workers), reason, per, ports)
     reply["engine"] = engine
     reply["lanes"] = lanes
+    if reason == "memory":
+        reply["memoryStop"] = {"memAvailableKiB": run.low_memory, "floorKiB": run.mem_floor_kib}
     if helper_problem and engine == "python":
         reply["engineNote"] = helper_problem
     return reply
@@ -520,12 +542,14 @@ def drive(run, lanes):
             break
         alive[0].join(PROGRESS_S)
         now = time.monotonic()
+        mi = meminfo.sample()
+        run.check_memory(mi)
         if now - last_emit >= PROGRESS_S and any(t.is_alive() for t in threads):
             est, att = run.live_count()
             # Failed attempts so far, and the kernel's slab memory: what a long ramp is watched by.
             emit({"id": run.rid, "event": "progress",
                   "data": {"established": est, "failed": att - est,
-                           "slabKiB": meminfo.sample().get("Slab", 0), "elapsedMs": ms_since(run.t0)}})
+                           "slabKiB": mi.get("Slab", 0), "elapsedMs": ms_since(run.t0)}})
             last_emit = now
 
 
