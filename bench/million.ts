@@ -6,13 +6,14 @@
 // itself refuses when MemAvailable cannot hold it).
 // Usage: npm run bench:million [-- COUNT]
 
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { planLab } from '../runner/lab/plan.ts';
 import { readLab } from '../runner/lab/validate.ts';
 import { LocalProvider } from '../runner/run/local-provider.ts';
 import { runPlan, runtimeName } from '../runner/run/run.ts';
+import { MEMORY_SAFETY_FACTOR, socketCost } from '../runner/models/scale.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const count = process.argv[2] ?? '1000000';
@@ -20,6 +21,16 @@ const lab = await readLab(join(ROOT, 'labs/million.yaml'), { count });
 const provider = new LocalProvider(lab);
 await provider.reserve();
 const plan = planLab(lab, provider.bindings());
+// The machine's own meminfo, sampled while the lab runs (both hosts are namespaces of this kernel).
+const meminfo = () => Object.fromEntries(readFileSync('/proc/meminfo', 'utf8').split('\n').filter(Boolean).map((l) => [l.split(':')[0]!, parseInt(l.split(':')[1]!, 10)]));
+const before = meminfo();
+let peakSlabKiB = before.Slab!;
+let minAvailableKiB = before.MemAvailable!;
+const sampler = setInterval(() => {
+  const m = meminfo();
+  peakSlabKiB = Math.max(peakSlabKiB, m.Slab!);
+  minAvailableKiB = Math.min(minAvailableKiB, m.MemAvailable!);
+}, 250);
 let last = 0;
 const result = await runPlan(plan, {
   provider,
@@ -32,7 +43,19 @@ const result = await runPlan(plan, {
     }
   },
 });
+clearInterval(sampler);
 const ramp = result.steps.find((s) => s.name === 'ramp');
+const established = Number(ramp?.metrics.established ?? 0);
+const hostFacts = result.hosts?.find((h) => h.role === 'client')?.facts;
+const priced = hostFacts ? socketCost(hostFacts).bytes : null;
+// Both ends are on this kernel: two sockets per connection.
+const slabPerSocket = established ? Math.round(((peakSlabKiB - before.Slab!) * 1024) / (2 * established)) : null;
+const availablePerSocket = established ? Math.round(((before.MemAvailable! - minAvailableKiB) * 1024) / (2 * established)) : null;
+const memory = {
+  slabBeforeKiB: before.Slab, peakSlabKiB, memAvailableBeforeKiB: before.MemAvailable, minMemAvailableKiB: minAvailableKiB,
+  slabBytesPerSocket: slabPerSocket, memAvailableBytesPerSocket: availablePerSocket, pricedBytesPerSocket: priced,
+  measuredFactor: priced && availablePerSocket ? Number((availablePerSocket / priced).toFixed(3)) : null, modelFactor: MEMORY_SAFETY_FACTOR,
+};
 const release = result.steps.find((s) => s.name === 'release');
 const out = {
   at: new Date().toISOString(),
@@ -44,6 +67,9 @@ const out = {
   releaseMs: release?.durationMs ?? null,
   releaseOk: release?.ok ?? false,
   controllerPeakRssKiB: result.controller?.peakRssKiB ?? 0,
+  lanes: ramp?.metrics.lanes ?? null,
+  workers: ramp?.metrics.workers ?? null,
+  memory,
   stages: result.stages,
   curve: ramp?.series ?? [],
 };
@@ -52,5 +78,9 @@ writeFileSync(join(ROOT, 'reports/bench/million.json'), JSON.stringify(out, null
 console.log(
   `million: ${out.established} in ${((out.rampMs ?? 0) / 1000).toFixed(1)} s (target < 30 s), release ${((out.releaseMs ?? 0) / 1000).toFixed(1)} s (target < 5 s), ` +
     `controller peak RSS ${Math.round(out.controllerPeakRssKiB / 1024)} MiB, verdict ${out.verdict}${out.error ? ` (${out.error.code})` : ''}`,
+);
+console.log(
+  `memory: slab +${(((peakSlabKiB - before.Slab!) * 1024) / 1e9).toFixed(2)} GB, MemAvailable −${(((before.MemAvailable! - minAvailableKiB) * 1024) / 1e9).toFixed(2)} GB: ` +
+    `${slabPerSocket} B slab, ${availablePerSocket} B MemAvailable per socket against ${priced} B priced (× ${memory.measuredFactor}; the model's factor ${MEMORY_SAFETY_FACTOR})`,
 );
 console.log('written: reports/bench/million.json');

@@ -238,6 +238,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
         connectsPerSecond: r.connectsPerSecond,
         durationMs: r.durationMs,
         workers: r.workers,
+        lanes: r.lanes ?? 1,
         distinctLocalPorts: r.localPorts?.distinct ?? 0,
       };
       if (r.firstError) part.labels.firstError = r.firstError.errno;
