@@ -54,7 +54,7 @@ const availablePerSocket = established ? Math.round(((before.MemAvailable! - min
 const memory = {
   slabBeforeKiB: before.Slab, peakSlabKiB, memAvailableBeforeKiB: before.MemAvailable, minMemAvailableKiB: minAvailableKiB,
   slabBytesPerSocket: slabPerSocket, memAvailableBytesPerSocket: availablePerSocket, pricedBytesPerSocket: priced,
-  measuredFactor: priced && availablePerSocket ? Number((availablePerSocket / priced).toFixed(3)) : null, modelFactor: MEMORY_SAFETY_FACTOR,
+  measuredFactor: priced && slabPerSocket ? Number((slabPerSocket / priced).toFixed(3)) : null, modelFactor: MEMORY_SAFETY_FACTOR,
 };
 const release = result.steps.find((s) => s.name === 'release');
 const out = {
@@ -81,6 +81,6 @@ console.log(
 );
 console.log(
   `memory: slab +${(((peakSlabKiB - before.Slab!) * 1024) / 1e9).toFixed(2)} GB, MemAvailable −${(((before.MemAvailable! - minAvailableKiB) * 1024) / 1e9).toFixed(2)} GB: ` +
-    `${slabPerSocket} B slab, ${availablePerSocket} B MemAvailable per socket against ${priced} B priced (× ${memory.measuredFactor}; the model's factor ${MEMORY_SAFETY_FACTOR})`,
+    `${slabPerSocket} B slab, ${availablePerSocket} B MemAvailable per socket against ${priced} B priced (slab × ${memory.measuredFactor}; the model's factor ${MEMORY_SAFETY_FACTOR}; MemAvailable counts half the pinned reclaimable slab as free)`,
 );
 console.log('written: reports/bench/million.json');

@@ -293,8 +293,12 @@ class Run:
         return est, att
 
     def check_memory(self, mi):
-        """Stop every lane when MemAvailable falls below the floor: a ramp ends short, never in the OOM killer."""
+        """Stop every lane when MemAvailable falls below the floor: a ramp ends short, never in the OOM killer.
+        MemAvailable counts half of the reclaimable slab as free, but the sockets' inodes and dentries
+        there are pinned while the ramp holds them: that half is not counted here."""
         avail = mi.get("MemAvailable")
+        if avail is not None:
+            avail -= mi.get("SReclaimable", 0) // 2
         if avail is not None and self.low_memory is None and avail < self.mem_floor_kib:
             self.low_memory = avail
             self.stop_others(None)

@@ -13,6 +13,7 @@ with a minimal C client and server.
 import hashlib
 import os
 import pkgutil
+import shutil
 import subprocess
 import threading
 
@@ -76,6 +77,24 @@ def _build():
                 os.unlink(p)
             except OSError:
                 pass
+
+
+def likely_engine():
+    """The engine a connect or listen will run on, without building the helper:
+    "c" when it is already built or a compiler is on PATH (the facts' guess for
+    the memory check: a C worker is tiny, a Python one holds socket objects)."""
+    with _lock:
+        if _state["done"]:
+            return "c" if _state["path"] else "python"
+    try:
+        digest = hashlib.sha256(_source()).hexdigest()[:16]
+    except OSError:
+        return "python"
+    if os.access(os.path.join(CACHE_DIR, "fastconn-%s" % digest), os.X_OK):
+        return "c"
+    if os.path.isabs(CC):
+        return "c" if os.access(CC, os.X_OK) else "python"
+    return "c" if shutil.which(CC) else "python"
 
 
 def choose(engine):
