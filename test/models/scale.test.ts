@@ -136,7 +136,7 @@ test('with the C helper\'s small workers two million fit on 22 GiB; fds and port
   const two = capacityCheck(planLab(lab(2_000_000), bindings), { client: c, server: c });
   assert.ok(two.ok, capacityRefusal(two));
   assert.equal(two.machines[0]!.check.lines[2], 'workers: 202 processes × 4 MiB (the C helper) = 0.79 GiB');
-  const few = facts({ connectEngine: 'c', fileMax: 1_000_000, nrOpen: 10_000 });
+  const few = facts({ connectEngine: 'c', fileMax: 1_000_000, nrOpen: 10_000, uid: 1000 });
   const fds = capacityCheck(planLab(lab(1_000_000), bindings), { client: few, server: few });
   assert.not.ok(fds.ok);
   const text = capacityRefusal(fds)!;
@@ -144,6 +144,10 @@ test('with the C helper\'s small workers two million fit on 22 GiB; fds and port
   assert.match(text, '    nofile client: 20000 per worker > fs.nr_open 10000');
   assert.match(text, '  Lower the count or nofile, or raise fs.file-max / fs.nr_open');
   assert.not.match(text, 'free memory');
+  // As root the agent passes fs.file-max (CAP_SYS_ADMIN); fs.nr_open still binds setrlimit.
+  const root = capacityCheck(planLab(lab(1_000_000), bindings), { client: { ...few, uid: 0, nrOpen: 1 << 20 }, server: { ...few, uid: 0, nrOpen: 1 << 20 } });
+  assert.ok(root.ok, capacityRefusal(root));
+  assert.match(root.machines[0]!.fds.lines[0]!, '> fs.file-max 1000000 (no limit for the agent as root: CAP_SYS_ADMIN passes it)');
   // A lab's own narrow port range: the plan's sources keep below half of it.
   const ports = capacityCheck(planLab(lab(20_000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings), { client: c, server: c });
   assert.ok(ports.ports.ok);
