@@ -87,6 +87,8 @@ export interface ConnectReply {
   engine: Engine;
   /** worker chains that connected at once */
   lanes: number;
+  /** ms the workers spent in their connect loops (the longest lane; the C helper reports it, else 0): durationMs less forks and hand-overs */
+  loopMs: number;
   /** with stopReason "memory": MemAvailable when the ramp stopped, and the floor it crossed */
   memoryStop?: { memAvailableKiB: number; floorKiB: number };
   /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */

@@ -330,6 +330,7 @@ class Lane:
         self.current = None
         self.reason = "count"
         self.problem = None
+        self.loop_ms = 0.0  # the workers' own connect loops (the C helper reports it)
 
     def run_lane(self):
         try:
@@ -372,7 +373,7 @@ class Lane:
                         base=base, baseAttempted=self.att, maxAttempts=self.max_attempts - self.att)
             helper = run.helper
             if helper:
-                w = FORKER.spawn(lambda c, r: fastconn.become(helper, fastconn.connect_argv(c, r, spec), [c, r]))
+                w = FORKER.spawn_exec(helper, lambda c, r: fastconn.connect_argv(c, r, spec))
             else:
                 w = FORKER.spawn(lambda c, r: connect_worker(c, r, spec))
             with step.lock:
@@ -415,6 +416,7 @@ class Lane:
             self.rr = done["rr"]
             self.ports |= int.from_bytes(zlib.decompress(base64.b64decode(done["ports"])), "big")
             self.reason = done["reason"]
+            self.loop_ms += done.get("loopMs", 0.0)
             k += 1
             if self.reason in ("error", "timeout", "attempts"):
                 run.stop_others(self)
@@ -527,6 +529,7 @@ def op_connect(rid, args):
     reply = connect_reply(clean, est, att, errors, run.first, max(run.end - t0, 1e-6), len(step.workers), reason, per, ports)
     reply["engine"] = engine
     reply["lanes"] = lanes
+    reply["loopMs"] = int(round(max(lane.loop_ms for lane in run.lanes)))
     if reason == "memory":
         reply["memoryStop"] = {"memAvailableKiB": run.low_memory, "floorKiB": run.mem_floor_kib}
     if helper_problem and engine == "python":

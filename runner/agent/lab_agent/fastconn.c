@@ -1,8 +1,8 @@
 /* fastconn: the agent's connect and accept workers in C.
  *
- * The agent forks a worker per batch of connections, as it does for its Python
- * workers, and the child execs this program instead of running the Python
- * loop. It speaks the same worker protocol on the same two pipes (words in on
+ * The agent starts a worker per batch of connections, as it does for its Python
+ * workers, but spawns this program (posix_spawn: no copy of the agent) instead
+ * of forking the Python loop; fds 3, 4 (and 5, the listener) are its pipes. It speaks the same worker protocol on the same two pipes (words in on
  * CTRL, JSON lines out on REP: "p" progress, "d" done, "near"/"full", "c"
  * closed), so the agent treats both alike; only the per-connection loop is C.
  * Why: the connect and accept loops are the hot path of a million-connection
@@ -27,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -241,7 +243,7 @@ static int connect_main(int argc, char **argv) {
   long first_after = 0;
   long est = 0, att = 0, next_poll = 0;
   const char *reason = "count";
-  double last_prog = mono(), next_time = 0;
+  double loop_t0 = mono(), last_prog = loop_t0, next_time = 0;
   int one = 1;
   while (est < quota) {
     double now = mono();
@@ -309,7 +311,7 @@ static int connect_main(int argc, char **argv) {
     if (stop_on_error) { reason = "error"; break; }
     rr++;
   }
-  put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"errors\":{", est, att);
+  put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"loopMs\":%.1f,\"errors\":{", est, att, (mono() - loop_t0) * 1000);
   for (int k = 0; k < nerrs; k++) put("%s\"%s\":%ld", k ? "," : "", errname(errs[k].e), errs[k].n);
   put("},\"first\":");
   if (first_set)
@@ -385,6 +387,13 @@ static int accept_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* Die with the agent (it spawns us from a thread that lives as long as it does);
+   * it may be gone already, before prctl took effect. */
+  const char *agent = getenv("LAB_AGENT_PID");
+  if (agent) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != (pid_t)atol(agent)) _exit(0);
+  }
   out_cap = 1 << 16;
   out = malloc(out_cap);
   if (argc >= 2 && strcmp(argv[1], "connect") == 0) return connect_main(argc, argv);

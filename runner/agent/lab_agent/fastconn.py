@@ -1,6 +1,6 @@
 """The C connect/accept helper (fastconn.c, shipped in this package): compiled
 on the host at first use where a C compiler is, cached by source hash, and
-exec'd by a forked worker in place of the Python loop. It speaks the workers'
+started as a worker (posix_spawn from the agent's forker thread) in place of the Python loop. It speaks the workers'
 protocol on the same two pipes, so the agent treats both alike. Where there is
 no compiler (or it fails), the Python workers are the fallback.
 
@@ -105,14 +105,6 @@ def choose(engine):
     if path is None:
         return None, "python", problem
     return path, "c", None
-
-
-def become(path, argv, fds):
-    """In a forked worker: become the helper. argv holds numbers and addresses
-    the agent validated, never request text run as code."""
-    for fd in fds:
-        os.set_inheritable(fd, True)
-    os.execv(path, [path] + [str(a) for a in argv])
 
 
 def connect_argv(ctrl, rep, spec):
