@@ -344,7 +344,7 @@ test('facts: HostFacts shape, values from the namespace', async () => {
       'hostname', 'kernel', 'python', 'portRange', 'reservedPorts', 'nofileSoft', 'nofileHard', 'canRaiseHardNofile',
       'nrOpen', 'fileMax', 'somaxconn', 'tcpMaxSynBacklog', 'tcpFinTimeout', 'tcpTwReuse', 'memTotalKiB',
       'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
-      'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets',
+      'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets', 'connectEngine',
     ];
     assert.equal(Object.keys(f).sort(), [...keys].sort());
     assert.equal(f.portRange, [41000, 41999]);
@@ -357,6 +357,8 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     assert.ok(f.memTotalKiB > 0 && f.memAvailableKiB > 0 && f.memAvailableKiB <= f.memTotalKiB);
     assert.ok(f.cpus >= 1);
     assert.is(f.uid, 0);
+    // A compiler is on this machine's PATH: the helper's small workers, as the memory check prices them.
+    assert.is(f.connectEngine, 'c');
     // Root reads /proc/slabinfo: every cache, with the ones a socket costs.
     for (const cache of ['TCP', 'sock_inode_cache', 'filp', 'dentry']) {
       assert.ok(f.slabObjectSize[cache]! > 0, `slab cache ${cache}: ${f.slabObjectSize[cache]}`);
