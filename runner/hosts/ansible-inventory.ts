@@ -40,7 +40,7 @@ const CONNECTION_VARS: Record<string, string> = {
 };
 
 /** lab's own words in an Ansible inventory. */
-const LAB_VARS = ['lab_address', 'lab_interface', 'lab_aliases', 'lab_local', 'lab_host_key', 'lab_connect_timeout', 'lab_password_env', 'lab_agent'];
+const LAB_VARS = ['lab_address', 'lab_interface', 'lab_aliases', 'lab_local', 'lab_host_key', 'lab_connect_timeout', 'lab_password_env', 'lab_passphrase_env', 'lab_agent'];
 
 /** Why some Ansible variables cannot be honoured, so the message says what to do instead. */
 const UNSUPPORTED_HINTS: Record<string, string> = {
@@ -313,6 +313,13 @@ function readHost(
     if (s !== undefined && !ENV_NAME.test(s)) c.mustBe(pv, 'lab_password_env', 'the name of an environment variable (letters, digits and "_"), not a password');
     else passwordEnv = s;
   }
+  let passphraseEnv: string | undefined;
+  const ppv = labVar('lab_passphrase_env');
+  if (ppv) {
+    const s = c.string(ppv, 'lab_passphrase_env');
+    if (s !== undefined && !ENV_NAME.test(s)) c.mustBe(ppv, 'lab_passphrase_env', 'the name of an environment variable (letters, digits and "_"), not a passphrase');
+    else passphraseEnv = s;
+  }
   const agv = labVar('lab_agent');
   // Without a key file, ssh (and so Ansible) offers the keys of the running ssh-agent.
   const agent = agv ? (c.bool(agv, 'lab_agent') ?? false) : identity === undefined && passwordEnv === undefined;
@@ -329,6 +336,7 @@ function readHost(
       jump = { address: jAddress, port: jPort, user: jUser, agent, knownHosts, hostKey, connectTimeoutMs };
       if (identity !== undefined) jump.identity = identity;
       if (passwordEnv !== undefined) jump.passwordEnv = passwordEnv;
+      if (passphraseEnv !== undefined) jump.passphraseEnv = passphraseEnv;
     }
   }
 
@@ -351,6 +359,7 @@ function readHost(
   };
   if (identity !== undefined) host.identity = identity;
   if (passwordEnv !== undefined) host.passwordEnv = passwordEnv;
+  if (passphraseEnv !== undefined) host.passphraseEnv = passphraseEnv;
   if (jump) host.jump = jump;
   if (iface !== undefined) host.interface = iface;
   return host;

@@ -26,7 +26,7 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 const ROOT_KEYS = ['defaults', 'hosts', 'groups'];
 /** How to log in: allowed on a host, in `defaults` and (but for `jump` itself) on a jump host. */
-const LOGIN_KEYS = ['port', 'user', 'identity', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
+const LOGIN_KEYS = ['port', 'user', 'identity', 'passphrase_env', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
 const JUMP_KEYS = ['address', ...LOGIN_KEYS];
 const DEFAULT_KEYS = [...LOGIN_KEYS, 'jump', 'sudo', 'interface'];
 const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'aliases', 'local', 'vars'];
@@ -137,6 +137,7 @@ export function inventoryTransport(host: InventoryHost, role: string, options: {
     identity: host.identity,
     agent: host.agent,
     passwordEnv: host.passwordEnv,
+    passphraseEnv: host.passphraseEnv,
     knownHosts: host.knownHosts,
     hostKey: policy(host.hostKey),
     connectTimeoutMs: host.connectTimeoutMs,
@@ -166,6 +167,7 @@ interface LoginFields {
   identity?: string;
   agent?: boolean;
   passwordEnv?: string;
+  passphraseEnv?: string;
   knownHosts?: string;
   hostKey?: HostKeyPolicy;
   connectTimeoutMs?: number;
@@ -245,6 +247,12 @@ function readLogin(ctx: Reading, path: DocPath, body: Mapping): LoginFields {
       ctx.check.mustBe(at('password_env'), 'the name of an environment variable (letters, digits and "_"), not a password', name);
     } else fields.passwordEnv = name;
   }
+  if (body.passphrase_env !== undefined) {
+    const name = ctx.check.string(at('passphrase_env'), body.passphrase_env);
+    if (name !== undefined && !ENV_NAME.test(name)) {
+      ctx.check.mustBe(at('passphrase_env'), 'the name of an environment variable (letters, digits and "_"), not a passphrase', name);
+    } else fields.passphraseEnv = name;
+  }
   if (body.known_hosts !== undefined) fields.knownHosts = ctx.check.filePath(at('known_hosts'), body.known_hosts, ctx.dir, ctx.home);
   if (body.host_key !== undefined) fields.hostKey = ctx.check.choice(at('host_key'), body.host_key, HOST_KEY_POLICIES, 'host_key policy');
   if (body.connect_timeout !== undefined) {
@@ -314,6 +322,9 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
     if (identity !== undefined) jump.identity = identity;
     const passwordEnv = j.passwordEnv ?? login.passwordEnv;
     if (passwordEnv !== undefined) jump.passwordEnv = passwordEnv;
+    // The passphrase belongs to the key: it goes with the identity it came with.
+    const passphraseEnv = j.identity !== undefined ? j.passphraseEnv : (j.passphraseEnv ?? login.passphraseEnv);
+    if (passphraseEnv !== undefined) jump.passphraseEnv = passphraseEnv;
   }
   if (address === undefined || labAddress === undefined) return undefined;
   const host: InventoryHost = {
@@ -346,5 +357,7 @@ function mergeLogin(own: LoginFields, defaults: LoginFields, knownHosts: string)
   if (identity !== undefined) merged.identity = identity;
   const passwordEnv = own.passwordEnv ?? defaults.passwordEnv;
   if (passwordEnv !== undefined) merged.passwordEnv = passwordEnv;
+  const passphraseEnv = own.passphraseEnv ?? defaults.passphraseEnv;
+  if (passphraseEnv !== undefined) merged.passphraseEnv = passphraseEnv;
   return merged;
 }
