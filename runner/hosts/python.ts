@@ -55,7 +55,7 @@ let localPython: Promise<PythonInfo | undefined> | undefined;
  * `python3`, which behind a pyenv shim is a chain of bash scripts: ~0.6 s of
  * CPU, and 9–10 s of a run's 12 s host setup when five runs start at once.
  */
-export const PYTHON_CACHE = '/run/lab/python3.json';
+export const PYTHON_CACHE = '/var/cache/lab/python3.json';
 
 interface PythonCacheEntry {
   info: PythonInfo;
