@@ -1,8 +1,8 @@
 // Security over SSH, against `lab hosts up` hosts (namespaces running a real
 // OpenSSH sshd), through the real CLI: a host key replaced on the host stops
 // the run before anything changes; a non-root user logs in with a password and
-// runs the lab through sudo, a key is unlocked with a passphrase, and neither
-// secret shows up in any output; a connection dropped mid-run (sshd stays up)
+// runs the lab through sudo, a key is unlocked with a passphrase (from the
+// environment, or held by an ssh-agent), and neither secret shows up in any output; a connection dropped mid-run (sshd stays up)
 // ends with the host restored; hostile text from a lab file, a host's hostname
 // and a host-side error is shown, never run, in report.html.
 //
@@ -33,6 +33,9 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { hostsDown, hostsUp, HOSTS_UP_DIR, SSHD } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
+import { readInventory } from '../../runner/hosts/inventory.ts';
+import { SshTransport } from '../../runner/hosts/ssh.ts';
+import { HostError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
 import { Browser } from '../browser.ts';
 import { agentPids, parentPid, readSysctl, ROOT, runCli } from '../helpers.ts';
@@ -339,6 +342,46 @@ test('a missing passphrase variable, a wrong passphrase and sudo that asks for a
     assert.equal(result.hosts.flatMap((h) => h.changes), [], `${name}: nothing changed`);
     await eventuallyClean(`after "${name}"`);
     assert.equal(findSecret([password, passphrase, wrong], { stdout: r.stdout, stderr: r.stderr }, filesUnder(dir)), [], name);
+  }
+});
+
+test('an ssh-agent holding a passphrase-locked key logs in (agent: true), and without SSH_AUTH_SOCK the error says what to do', async () => {
+  const passphrase = `pp-${randomBytes(12).toString('hex')}`;
+  const key = join(work, 'agent_key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-f', key]);
+  appendFileSync(`${stateDir}/authorized_keys`, readFileSync(`${key}.pub`));
+  const sock = join(work, 'agent.sock');
+  const agentOut = execFileSync('ssh-agent', ['-s', '-a', sock], { encoding: 'utf8' });
+  const agentPid = Number(/SSH_AGENT_PID=(\d+)/.exec(agentOut)![1]);
+  try {
+    // The passphrase reaches ssh-add through an askpass program, as a desktop's would.
+    const askpass = join(work, 'askpass.sh');
+    writeFileSync(askpass, '#!/bin/sh\nprintf "%s\\n" "$LAB_TEST_KEY_PASSPHRASE"\n', { mode: 0o700 });
+    execFileSync('ssh-add', [key], {
+      env: { PATH: process.env.PATH, SSH_AUTH_SOCK: sock, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', LAB_TEST_KEY_PASSPHRASE: passphrase },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const inv = await readInventory(inventory);
+    const server = { ...inv.hosts.server!, identity: undefined, agent: true, role: 'server' };
+    const t = new SshTransport({ ...server, env: { SSH_AUTH_SOCK: sock } });
+    try {
+      await t.connect();
+      assert.equal(await t.exec(['id', '-u']), { code: 0, signal: null, stdout: '0\n', stderr: '' });
+    } finally {
+      await t.close();
+    }
+    const none = new SshTransport({ ...server, env: {} });
+    try {
+      await none.connect();
+      assert.unreachable('connected without an agent');
+    } catch (e) {
+      assert.is((e as HostError).code, 'SSH_AUTH');
+      assert.is((e as Error).message, 'server: "agent: true" needs an SSH agent, but SSH_AUTH_SOCK is not set: start ssh-agent, or use "identity"');
+    } finally {
+      await none.close();
+    }
+  } finally {
+    process.kill(agentPid, 'SIGTERM');
   }
 });
 
