@@ -446,7 +446,10 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   // A lab this machine cannot hold is refused, shown and counted as such (summary,
   // JUnit skipped), but no failure of the suite: it is the machine's size, not a
   // moved limit. A baseline that ran it still flags the refusal as a regression.
-  const codes = outcomes.filter((o) => !(suite && isRefusal(o.result) && o.result.restore.ok)).map((o) => o.code);
+  const codes = outcomes.flatMap((o) => {
+    if (!(suite && isRefusal(o.result) && o.result.restore.ok)) return [o.code];
+    return o.result.baseline?.regressions ? [4] : [];
+  });
   if (outcomes.length < labs.length && !codes.includes(130)) codes.push(130);
   for (const code of [130, 3, 1, 4]) if (codes.includes(code)) return code;
   return 0;
