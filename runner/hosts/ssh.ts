@@ -22,7 +22,7 @@ import type {
 import { HostError } from '../errors.ts';
 import { shellQuote } from '../files/quote.ts';
 import { installOverExec } from './artifact.ts';
-import { parsePythonProbe, PYTHON_PROBE, requirePython, type PythonInfo } from './python.ts';
+import { parsePythonProbe, pythonProbe, requirePython, type PythonInfo } from './python.ts';
 import {
   appendKnownHost,
   checkHostKey,
@@ -66,6 +66,8 @@ export interface SshTransportOptions extends SshEndpoint {
   commandTimeoutMs?: number;
   /** where password_env and SSH_AUTH_SOCK are looked up (default: process.env) */
   env?: Record<string, string | undefined>;
+  /** the interpreter the agent runs with (an absolute path); default: `python3` from the login PATH */
+  python?: string;
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
@@ -584,7 +586,8 @@ export class SshTransport implements Transport {
   }
 
   python(): Promise<PythonInfo> {
-    this.pythonInfo ??= this.exec(PYTHON_PROBE).then((r) => requirePython(parsePythonProbe(r), this.role));
+    const interpreter = this.options.python;
+    this.pythonInfo ??= this.exec(pythonProbe(interpreter ?? 'python3')).then((r) => requirePython(parsePythonProbe(r), this.role, interpreter));
     // A failed probe (a lost connection) is asked again next time.
     this.pythonInfo.catch(() => (this.pythonInfo = undefined));
     return this.pythonInfo;

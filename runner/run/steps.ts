@@ -320,11 +320,19 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
     const connects = ctx.done.filter((o) => o.kind === 'connect').reduce((n, o) => n + Number(o.metrics.established ?? 0), 0);
     const held = target.kind === 'connect' ? Number(target.metrics.established ?? 0) : Math.max(Number(target.metrics.accepted ?? 0), connects);
     // On every host of the role the step ran on.
+    const hosts = ctx.plan.roles[target.host] ?? [];
     const replies = await Promise.all(
-      (ctx.plan.roles[target.host] ?? []).map((host) =>
-        ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) })),
-      ),
+      hosts.map((host) => ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) }))),
     );
+    // A listener's accepts go on after its reply, whose events end with it: what each
+    // host closes now is what it accepted and held, the count its observation keeps.
+    if (target.kind === 'listen') {
+      for (const [i, host] of hosts.entries()) {
+        const part = target.hosts?.[host]?.metrics ?? (hosts.length === 1 ? target.metrics : undefined);
+        if (part) part.accepted = Math.max(Number(part.accepted ?? 0), replies[i]!.closed);
+      }
+      if (target.hosts) target.metrics.accepted = Object.values(target.hosts).reduce((n, h) => n + Number(h.metrics.accepted ?? 0), 0);
+    }
     ctx.held.delete(name);
     return replies.reduce((a, r) => a + r.closed, 0);
   };
