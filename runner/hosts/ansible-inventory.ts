@@ -18,6 +18,7 @@ import {
   checkConnectTimeout,
   checkHostKey,
   checkInterface,
+  checkPassphraseEnv,
   checkPasswordEnv,
   checkPython,
   checkUser,
@@ -46,7 +47,7 @@ const CONNECTION_VARS: Record<string, string> = {
 };
 
 /** lab's own words in an Ansible inventory. */
-const LAB_VARS = ['lab_address', 'lab_interface', 'lab_aliases', 'lab_local', 'lab_host_key', 'lab_connect_timeout', 'lab_password_env', 'lab_agent'];
+const LAB_VARS = ['lab_address', 'lab_interface', 'lab_aliases', 'lab_local', 'lab_host_key', 'lab_connect_timeout', 'lab_password_env', 'lab_passphrase_env', 'lab_agent'];
 
 /** Ansible's interpreter discovery: lab's default (the `python3` on the login PATH) stands for it. */
 const PYTHON_DISCOVERY = ['auto', 'auto_silent', 'auto_legacy', 'auto_legacy_silent'];
@@ -235,6 +236,8 @@ function readHost(
   const connectTimeoutMs = (tv && checkConnectTimeout(check, tv.at, tv.value)) ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const pv = labVar('lab_password_env');
   const passwordEnv = pv && checkPasswordEnv(check, pv.at, pv.value);
+  const ppv = labVar('lab_passphrase_env');
+  const passphraseEnv = ppv && checkPassphraseEnv(check, ppv.at, ppv.value);
   const agv = labVar('lab_agent');
   // Without a key file, ssh (and so Ansible) offers the keys of the running ssh-agent.
   const agent = agv ? (check.boolWord(agv.at, agv.value) ?? false) : identity === undefined && passwordEnv === undefined;
@@ -251,6 +254,7 @@ function readHost(
       jump = { address: jAddress, port: jPort, user: jUser, agent, knownHosts, hostKey, connectTimeoutMs };
       if (identity !== undefined) jump.identity = identity;
       if (passwordEnv !== undefined) jump.passwordEnv = passwordEnv;
+      if (passphraseEnv !== undefined) jump.passphraseEnv = passphraseEnv;
     }
   }
 
@@ -273,6 +277,7 @@ function readHost(
   };
   if (identity !== undefined) host.identity = identity;
   if (passwordEnv !== undefined) host.passwordEnv = passwordEnv;
+  if (passphraseEnv !== undefined) host.passphraseEnv = passphraseEnv;
   if (jump) host.jump = jump;
   if (iface !== undefined) host.interface = iface;
   if (python !== undefined) host.python = python;

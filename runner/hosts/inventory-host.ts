@@ -76,6 +76,13 @@ export function checkPasswordEnv(check: Checker, path: DocPath, v: unknown): str
   return s;
 }
 
+export function checkPassphraseEnv(check: Checker, path: DocPath, v: unknown): string | undefined {
+  const s = check.string(path, v);
+  if (s === undefined) return undefined;
+  if (!ENV_NAME.test(s)) return check.mustBe(path, 'the name of an environment variable (letters, digits and "_"), not a passphrase', s);
+  return s;
+}
+
 export function checkConnectTimeout(check: Checker, path: DocPath, v: unknown): number | undefined {
   return check.duration(path, v, MAX_CONNECT_TIMEOUT_MS);
 }

@@ -18,6 +18,7 @@ import {
   checkConnectTimeout,
   checkHostKey,
   checkInterface,
+  checkPassphraseEnv,
   checkPasswordEnv,
   checkPython,
   checkUser,
@@ -31,7 +32,7 @@ export type { Inventory, InventoryHost } from './inventory-host.ts';
 
 const ROOT_KEYS = ['defaults', 'hosts', 'groups'];
 /** How to log in: allowed on a host, in `defaults` and (but for `jump` itself) on a jump host. */
-const LOGIN_KEYS = ['port', 'user', 'identity', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
+const LOGIN_KEYS = ['port', 'user', 'identity', 'passphrase_env', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
 const JUMP_KEYS = ['address', ...LOGIN_KEYS];
 const DEFAULT_KEYS = [...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'python'];
 const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'python', 'aliases', 'local', 'vars'];
@@ -135,6 +136,7 @@ export function inventoryTransport(host: InventoryHost, role: string, options: {
     identity: host.identity,
     agent: host.agent,
     passwordEnv: host.passwordEnv,
+    passphraseEnv: host.passphraseEnv,
     knownHosts: host.knownHosts,
     hostKey: policy(host.hostKey),
     connectTimeoutMs: host.connectTimeoutMs,
@@ -165,6 +167,7 @@ interface LoginFields {
   identity?: string;
   agent?: boolean;
   passwordEnv?: string;
+  passphraseEnv?: string;
   knownHosts?: string;
   hostKey?: HostKeyPolicy;
   connectTimeoutMs?: number;
@@ -232,6 +235,7 @@ function readLogin(ctx: Reading, path: DocPath, body: Mapping): LoginFields {
   if (body.identity !== undefined) fields.identity = ctx.check.filePath(at('identity'), body.identity, ctx.dir, ctx.home);
   if (body.agent !== undefined) fields.agent = ctx.check.bool(at('agent'), body.agent);
   if (body.password_env !== undefined) fields.passwordEnv = checkPasswordEnv(ctx.check, at('password_env'), body.password_env);
+  if (body.passphrase_env !== undefined) fields.passphraseEnv = checkPassphraseEnv(ctx.check, at('passphrase_env'), body.passphrase_env);
   if (body.known_hosts !== undefined) fields.knownHosts = ctx.check.filePath(at('known_hosts'), body.known_hosts, ctx.dir, ctx.home);
   if (body.host_key !== undefined) fields.hostKey = checkHostKey(ctx.check, at('host_key'), body.host_key);
   if (body.connect_timeout !== undefined) fields.connectTimeoutMs = checkConnectTimeout(ctx.check, at('connect_timeout'), body.connect_timeout);
@@ -287,6 +291,9 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
     if (identity !== undefined) jump.identity = identity;
     const passwordEnv = j.passwordEnv ?? login.passwordEnv;
     if (passwordEnv !== undefined) jump.passwordEnv = passwordEnv;
+    // The passphrase belongs to the key: it goes with the identity it came with.
+    const passphraseEnv = j.identity !== undefined ? j.passphraseEnv : (j.passphraseEnv ?? login.passphraseEnv);
+    if (passphraseEnv !== undefined) jump.passphraseEnv = passphraseEnv;
   }
   if (address === undefined || labAddress === undefined) return undefined;
   const host: InventoryHost = {
@@ -321,5 +328,7 @@ function mergeLogin(own: LoginFields, defaults: LoginFields, knownHosts: string)
   if (identity !== undefined) merged.identity = identity;
   const passwordEnv = own.passwordEnv ?? defaults.passwordEnv;
   if (passwordEnv !== undefined) merged.passwordEnv = passwordEnv;
+  const passphraseEnv = own.passphraseEnv ?? defaults.passphraseEnv;
+  if (passphraseEnv !== undefined) merged.passphraseEnv = passphraseEnv;
   return merged;
 }

@@ -44,6 +44,8 @@ export interface SshEndpoint {
   user: string;
   /** absolute path of a private key file */
   identity?: string;
+  /** the name of an environment variable holding the identity's passphrase (never the passphrase itself) */
+  passphraseEnv?: string;
   /** offer the keys of the agent at SSH_AUTH_SOCK */
   agent: boolean;
   /** the name of an environment variable holding the password (never the password itself) */
@@ -302,11 +304,24 @@ export class SshTransport implements Transport {
       } catch (e) {
         throw this.error('SSH_IDENTITY', `Cannot read ${who}identity "${ep.identity}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
       }
-      const parsed = ssh2.utils.parseKey(key);
-      if (parsed instanceof Error) {
-        throw this.error('SSH_IDENTITY', `Cannot use ${who}identity "${ep.identity}": ${parsed.message}: use an unencrypted key or "agent: true"`);
+      let passphrase: string | undefined;
+      if (ep.passphraseEnv) {
+        passphrase = this.env[ep.passphraseEnv];
+        if (passphrase === undefined) {
+          throw this.error('SSH_IDENTITY', `${who}passphrase_env names "${ep.passphraseEnv}", but that environment variable is not set`);
+        }
       }
-      attempts.push({ method: { type: 'publickey', username, key }, label: `publickey (${ep.identity})` });
+      const parsed = ssh2.utils.parseKey(key, passphrase);
+      if (parsed instanceof Error) {
+        // ssh2's own words, which never hold the passphrase: "Encrypted private OpenSSH key detected, but no passphrase given", "bad decrypt"…
+        const hint = passphrase === undefined
+          ? 'name the environment variable holding its passphrase with "passphrase_env", or use "agent: true"'
+          : `check the passphrase in $${ep.passphraseEnv}`;
+        throw this.error('SSH_IDENTITY', `Cannot use ${who}identity "${ep.identity}": ${parsed.message}: ${hint}`);
+      }
+      // The parsed key, not the file: an encrypted key costs a bcrypt derivation (about half a second) each time it is parsed.
+      const method: AnyAuthMethod = { type: 'publickey', username, key: Array.isArray(parsed) ? parsed[0]! : parsed };
+      attempts.push({ method, label: `publickey (${ep.identity}${passphrase === undefined ? '' : `, passphrase from $${ep.passphraseEnv}`})` });
     }
     if (ep.agent) {
       const sock = this.env.SSH_AUTH_SOCK;

@@ -160,7 +160,7 @@ test('loadInventory() reports unknown keys with a guess, each at its line and co
       `${f}:10:34: hosts.client.jump: Unknown key "prot": did you mean "port"?`,
       `${f}:11:5: hosts.client: Unknown key "lab_adress": did you mean "lab_address"?`,
       `${f}:12:3: hosts: Invalid role name "Server": use lowercase letters, digits and "-", starting with a letter`,
-      `${f}:14:5: hosts.Server: Unknown key "foo": expected one of "address", "lab_address", "port", "user", "identity", "agent", "password_env", "known_hosts", "host_key", "connect_timeout", "jump", "sudo", "interface", "python", "aliases", "local", "vars"`,
+      `${f}:14:5: hosts.Server: Unknown key "foo": expected one of "address", "lab_address", "port", "user", "identity", "passphrase_env", "agent", "password_env", "known_hosts", "host_key", "connect_timeout", "jump", "sudo", "interface", "python", "aliases", "local", "vars"`,
     ].join('\n'),
   );
 });
