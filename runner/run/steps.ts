@@ -80,6 +80,9 @@ async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObserva
       case 'release':
         await release(step, obs, ctx);
         break;
+      case 'files':
+        await files(step, obs, ctx);
+        break;
     }
   } catch (e) {
     if (e instanceof Interrupted) throw e;
@@ -340,4 +343,22 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   if (abort) closed = (await Promise.all(step.steps.map(close))).reduce((a, b) => a + b, 0);
   else for (const name of step.steps) closed += await close(name);
   obs.metrics.closed = closed;
+}
+
+/** A machine-wide fd ceiling, observed on each host of the role: the agent sets and puts back the sysctl itself. */
+async function files(step: Step<'files'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  await onHosts(ctx.plan.roles[step.host] ?? [step.host], obs, async (name, part) => {
+    const r = await ctx.bound.guard(
+      agentOf(ctx, name).request('files', { ceiling: step.ceiling, ...(step.count === undefined ? {} : { count: step.count }), ...(step.nrOpen === undefined ? {} : { nrOpen: step.nrOpen }) }),
+    );
+    part.metrics = { reached: r.reached };
+    if (r.windowMs !== undefined) part.metrics.windowMs = r.windowMs;
+    if (r.ceiling === 'file-max') {
+      if (typeof r.headroom === 'number') part.metrics.headroom = r.headroom;
+      if (typeof r.foreignFiles === 'number') part.metrics.foreignFiles = r.foreignFiles;
+      part.metrics.attempts = r.attempts?.length ?? 1;
+    }
+    if (r.firstError) part.labels.firstError = r.firstError;
+    part.detail = { ...r };
+  });
 }
