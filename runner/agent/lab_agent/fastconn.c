@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -109,6 +110,15 @@ static const char *errname(int e) {
   static char buf[16];
   snprintf(buf, sizeof buf, "E%d", e);
   return buf;
+}
+
+/* Hold no fd but stdin, stdout, stderr and ours (the highest is `last`): a worker
+ * holds nofile - 5 sockets (facts.workerFds), whatever the agent was started with. */
+static void close_others(int last) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, (unsigned)last + 1, ~0U, 0) == 0) return;
+#endif
+  for (int fd = last + 1; fd < 65536; fd++) close(fd);
 }
 
 /* Words from the agent on CTRL. Returns a bit set: 1 stop, 2 close, 4 abort, 8 EOF. */
@@ -228,6 +238,7 @@ static int connect_main(int argc, char **argv) {
     src[i].sin_port = htons(reuse ? local_port : 0);
     has_src[i] = reuse || bind_ip;
   }
+  close_others(ctrl > rep_fd ? ctrl : rep_fd);
   int nactive = atoi(argv[a++]);
   if (argc < a + nactive) return 2;
   int *active = calloc(npairs + 1, sizeof(int));
@@ -338,6 +349,7 @@ static int accept_main(int argc, char **argv) {
   rep_fd = atoi(argv[3]);
   int lfd = atoi(argv[4]);
   long cap = atol(argv[5]), margin = atol(argv[6]);
+  close_others(lfd > ctrl ? (lfd > rep_fd ? lfd : rep_fd) : (ctrl > rep_fd ? ctrl : rep_fd));
   int *held = malloc(sizeof(int) * (cap > 0 ? cap : 1));
   long n = 0, sent = 0;
   int near = 0, accepting = 1;

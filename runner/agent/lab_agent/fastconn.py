@@ -107,6 +107,15 @@ def choose(engine):
     return path, "c", None
 
 
+def become(path, argv, fds):
+    """In a forked worker, where os.posix_spawn is missing (Python 3.7): become the helper.
+    argv holds numbers and addresses the agent validated, never request text run as code."""
+    for fd in fds:
+        os.set_inheritable(fd, True)
+    os.environ["LAB_AGENT_PID"] = str(os.getppid())
+    os.execv(path, [path] + [str(a) for a in argv])
+
+
 def connect_argv(ctrl, rep, spec):
     a = ["connect", ctrl, rep, spec["bind"], int(bool(spec["noPort"])), spec["localPort"] or 0,
          spec["connectTimeoutMs"], spec["quota"], spec["maxAttempts"], repr(spec["deadline"]),

@@ -229,7 +229,8 @@ class Forker:
         Why: forking the agent cost 45-90 ms per worker under load (page tables, Python's
         fork handlers), a sizeable share of a short ramp and a second per million."""
         if not hasattr(os, "posix_spawn"):  # Python 3.7: fork, then exec
-            return self.spawn(lambda c, r: _exec(path, make_argv(c, r, *keep), [c, r] + list(keep)), keep=keep)
+            from .fastconn import become
+            return self.spawn(lambda c, r: become(path, make_argv(c, r, *keep), [c, r] + list(keep)), keep=keep)
         req = {"exec": (path, make_argv, list(keep)), "ev": threading.Event()}
         self.q.put(req)
         req["ev"].wait()
@@ -299,6 +300,8 @@ class Forker:
         env = dict(os.environ, LAB_AGENT_PID=str(os.getpid()))
         try:
             with self.lock:
+                # The one spawn: the helper the agent compiled from its own fastconn.c, with an
+                # argv of numbers and addresses it validated (test_dispatch holds this to it).
                 pid = os.posix_spawn(path, argv, env, file_actions=acts)
                 self.pids.add(pid)
         except BaseException:
@@ -309,14 +312,6 @@ class Forker:
             for fd in (c_r, r_w, null):
                 os.close(fd)
         return Worker(pid, c_w, r_r)
-
-
-def _exec(path, argv, fds):
-    """In a forked worker (no posix_spawn): become the program."""
-    for fd in fds:
-        os.set_inheritable(fd, True)
-    os.environ["LAB_AGENT_PID"] = str(os.getppid())
-    os.execv(path, [path] + [str(a) for a in argv])
 
 
 FORKER = Forker()
