@@ -51,6 +51,10 @@ const holders: ChildProcess[] = [];
 const plantedLocks: string[] = [];
 
 test.before(async () => {
+  // What a killed earlier run of this suite may have left: /etc/netns files of namespaces that are gone.
+  for (const d of existsSync('/etc/netns') ? readdirSync('/etc/netns') : []) {
+    if (d.startsWith('lab-') && !existsSync(`/run/netns/${d}`)) rmSync(`/etc/netns/${d}`, { recursive: true, force: true });
+  }
   ({ network } = await hostsUp({ roles: ['client', 'server'], out: inventory }));
   stateDir = `${HOSTS_UP_DIR}/${network.id}`;
 });
