@@ -11,6 +11,8 @@ const needs = [
   { pkg: 'openssh-server', has: () => existsSync('/usr/sbin/sshd') },
   { pkg: 'openssh-client', has: () => ok('ssh-keygen', ['-?'], true) },
   { pkg: 'procps', has: () => ok('ps', ['--version']) },
+  // A non-root SSH user's commands go through `sudo -n` (test/run/ssh-security.test.ts).
+  { pkg: 'sudo', has: () => existsSync('/usr/bin/sudo') },
   // Headless browser for the tests that lay out the HTML reports (test/browser.ts).
   { pkg: 'chromium', has: () => existsSync('/usr/bin/chromium') },
 ];

@@ -60,10 +60,11 @@ for (const name of corpus('labs', '.yaml')) {
 
 // ---- inventories: `lab plan LAB -i INVENTORY`, refused before any host is contacted ----
 
-for (const name of corpus('inventories', '.yaml')) {
+// lab's own format (.yaml) and Ansible's INI (.ini): one checker, one way of refusing.
+for (const name of [...corpus('inventories', '.yaml'), ...corpus('inventories', '.ini')]) {
   const file = `${CORPUS}/inventories/${name}`;
   test(`lab plan -i rejects ${file}`, async () => {
-    await rejects(['plan', 'labs/port-exhaustion.yaml', '-i', file], file.replace(/\.yaml$/, '.expected.txt'), file, true);
+    await rejects(['plan', 'labs/port-exhaustion.yaml', '-i', file], file.replace(/\.(yaml|ini)$/, '.expected.txt'), file, true);
   });
 }
 

@@ -69,6 +69,19 @@ test('a machine-wide sysctl on local hosts is refused unless acknowledged, namin
   assert.is(readFileSync('/proc/sys/fs/file-max', 'utf8'), before, 'nothing was touched');
 });
 
+test('a step that changes a machine-wide sysctl for its own duration needs the acknowledgement too', async () => {
+  const before = readFileSync('/proc/sys/fs/file-max', 'utf8');
+  const r = await cli('run', 'test/fixtures/labs/run/files-unacked.yaml', '--out', '/tmp/lab-cli-test-files-unacked');
+  assert.is(r.code, 2);
+  assert.is(
+    r.err.trim(),
+    'error: test/fixtures/labs/run/files-unacked.yaml changes machine-wide settings on this machine: fs.file-max = files in use + 100, during step "max" (on client). ' +
+      'Every process here shares them until the run restores them. Acknowledge each in the lab file (acknowledge: { fs.file-max: "why" }) ' +
+      'or with --ack fs.file-max [NEEDS_ACK]',
+  );
+  assert.is(readFileSync('/proc/sys/fs/file-max', 'utf8'), before, 'nothing was touched');
+});
+
 test('a missing lab file exits 2 naming it', async () => {
   const r = await cli('validate', 'labs/port-exhaustio.yaml');
   assert.is(r.code, 2);

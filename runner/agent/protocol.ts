@@ -149,6 +149,50 @@ export interface SnapshotReply {
   held: Record<string, { kind: 'listen' | 'connect'; open: number; workers: number }>;
 }
 
+/** `files`: a machine-wide fd ceiling observed (runner/agent/lab_agent/files.py). */
+export interface FilesArgs {
+  ceiling: 'nr_open' | 'file-max';
+  /** file-max: the files the probe needs; fs.file-max is set to those in use plus count for the step */
+  count?: number;
+  /** nr_open: fs.nr_open for the step (put back at once); absent: the host's */
+  nrOpen?: number;
+}
+
+export interface FilesReply {
+  ceiling: 'nr_open' | 'file-max';
+  /** nr_open: the highest nofile setrlimit accepted; file-max: files the unprivileged probe opened */
+  reached: number;
+  /** the errno one above (nr_open) or of the open() that failed (file-max) */
+  firstError: string | null;
+  /** how long the sysctl was changed, ms */
+  windowMs?: number;
+  // nr_open
+  nrOpen?: number;
+  nrOpenBefore?: number;
+  nrOpenAfter?: number;
+  hardBefore?: number;
+  tries?: number;
+  search?: string;
+  // file-max
+  count?: number;
+  allocatedBefore?: number;
+  allocatedAtStart?: number | null;
+  allocatedAtLimit?: number | null;
+  fileMaxSet?: number;
+  fileMaxBefore?: number;
+  fileMaxAfter?: number;
+  /** files in use at the limit less those before: what the kernel let the whole machine add (count, ± the counter's slack) */
+  headroom?: number;
+  /** the others' files, net, while the probe ran (what it could not open): headroom − reached */
+  foreignFiles?: number | null;
+  user?: string;
+  uid?: number;
+  openMs?: number;
+  nofileSoft?: number;
+  /** each try; the probe is tried again (at most 5 times) when others' files moved more than 2% of count */
+  attempts?: Array<{ reached: number; headroom?: number; firstError: string | null; foreignFiles: number | null; windowMs: number }>;
+}
+
 type NoArgs = Record<string, never>;
 
 /** Every op: its arguments, its reply, and the data of its `progress` events (never, for ops without). */
@@ -164,6 +208,7 @@ export interface AgentOps {
   connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
   release: { args: { id: StepId; abort?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
   snapshot: { args: { ports?: number[] }; reply: SnapshotReply; event: never };
+  files: { args: FilesArgs; reply: FilesReply; event: never };
   restore: { args: NoArgs; reply: RestoreReply; event: never };
   restoreJournal: { args: { journal: string }; reply: RestoreReply; event: never };
   shutdown: { args: NoArgs; reply: RestoreReply; event: never };
@@ -177,7 +222,7 @@ export type EventOf<Op extends OpName> = AgentOps[Op]['event'];
 /** The ops a request may name, for tests and for checking an agent's answers. */
 export const OP_NAMES = [
   'hello', 'facts', 'begin', 'sysctlGet', 'sysctlSet', 'addrAdd', 'nofile',
-  'listen', 'connect', 'release', 'snapshot', 'restore', 'restoreJournal', 'shutdown',
+  'listen', 'connect', 'release', 'snapshot', 'files', 'restore', 'restoreJournal', 'shutdown',
 ] as const satisfies readonly OpName[];
 
 // ---------------------------------------------------------------- time bounds
@@ -205,6 +250,8 @@ const REPLY_TIMEOUT_MS: Record<Exclude<OpName, 'connect'>, number> = {
   // release waits up to 60 s in the agent for workers to close their sockets
   release: 90_000,
   snapshot: 30_000,
+  // up to 5 tries of a few hundred ms each, and the agent's own 20 s bound per child
+  files: 60_000,
   restore: 30_000,
   restoreJournal: 60_000,
   shutdown: 15_000,

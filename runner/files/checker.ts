@@ -33,6 +33,8 @@ const DECIMAL = /^\s*-?\d+(\.\d+)?\s*$/;
 
 export class Checker {
   private readonly found: LabProblem[] = [];
+  /** The problems said so far: a value checked twice (a group variable, once per host it reaches) is one mistake. */
+  private readonly said = new Set<string>();
   /**
    * How a value came to be, by path text, when it is not as written: e.g.
    * `from template "{{low}} 40999"`. Messages show it after the value.
@@ -52,17 +54,22 @@ export class Checker {
 
   /** Add problems found elsewhere (a template pass, a second document). */
   add(...problems: LabProblem[]): void {
-    this.found.push(...problems);
+    for (const p of problems) {
+      const key = `${p.file}:${p.line}:${p.col}:${p.path}:${p.message}`;
+      if (this.said.has(key)) continue;
+      this.said.add(key);
+      this.found.push(p);
+    }
   }
 
   at(path: DocPath, message: string): void {
-    this.found.push(this.sd.problem(path, message));
+    this.add(this.sd.problem(path, message));
   }
 
   /** A problem with a mapping key: located on the key, named by its parent's path. */
   atKey(parent: DocPath, key: string, message: string): void {
     const { line, col } = this.sd.locate([...parent, key], true);
-    this.found.push({ file: this.sd.file, line, col, path: pathText(parent), message });
+    this.add({ file: this.sd.file, line, col, path: pathText(parent), message });
   }
 
   /** "file:line:col" of the key (or value) at `path`, for messages made later (at run time). */
@@ -153,6 +160,16 @@ export class Checker {
     if (typeof v === 'boolean') return v;
     if (v === 'true' || v === 'false') return v === 'true';
     return this.mustBe(path, 'true or false', v);
+  }
+
+  /** A boolean as Ansible and YAML 1.1 spell it: true/false, yes/no, on/off, 1/0, any case. */
+  boolWord(path: DocPath, v: unknown): boolean | undefined {
+    if (v === REPORTED) return undefined;
+    if (typeof v === 'boolean') return v;
+    const s = typeof v === 'string' || typeof v === 'number' ? String(v).trim().toLowerCase() : undefined;
+    if (s !== undefined && ['true', 'yes', 'on', '1', 'y', 't'].includes(s)) return true;
+    if (s !== undefined && ['false', 'no', 'off', '0', 'n', 'f'].includes(s)) return false;
+    return this.mustBe(path, 'true or false (or yes/no, on/off, 1/0)', v);
   }
 
   /** A duration in ms, more than 0 and at most `max` (named `maxName` in the message). */

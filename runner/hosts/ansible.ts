@@ -4,24 +4,29 @@
 // precedence is Ansible's: `all`, then parent groups before their children
 // (by depth, then name), then the host's own vars. What the variables mean to
 // `lab` is ansible-inventory.ts's job; this module only reads.
+//
+// Both formats end as a SourceDoc, so the one Checker (files/checker.ts)
+// checks their values as it checks lab's own files: YAML's is the parsed
+// document itself; INI's is built here, a mapping of sections and host lines
+// ("[web:vars]" → vars, "web01" → its vars) with each value's position.
 
 import type { LabProblem, SourcePos } from '../errors.ts';
-import { isMapping, pathText, type DocPath as YamlPath, type SourceDoc } from '../files/document.ts';
+import { isMapping, pathText, PositionTable, setOwn, SourceDoc, type DocPath } from '../files/document.ts';
 import { parseYaml } from '../files/yaml.ts';
 
-/** A variable's value as written (INI values are strings, YAML's native) and where. */
+/** A variable's value as written (INI values are strings, YAML's native) and where, as a path into the doc's SourceDoc. */
 export interface AnsibleVar {
   value: unknown;
-  /** where the variable's name is written */
-  pos: SourcePos;
-  /** where it is written, as messages name it: "[web:vars].x", "web01.x", "all.vars.x" */
-  path: string;
+  /** the value's path in AnsibleDoc.sd: messages name it ("[web:vars].x", "web01.x", "all.vars.x") */
+  at: DocPath;
 }
 
 export interface AnsibleHostDef {
   name: string;
   /** where the host was first named */
   pos: SourcePos;
+  /** the same place as a path in AnsibleDoc.sd (INI: the host's name; YAML: its key under "hosts") */
+  at: DocPath;
   /** vars written on the host itself (INI host line, YAML host mapping) */
   vars: Map<string, AnsibleVar>;
 }
@@ -41,6 +46,8 @@ export interface AnsibleDoc {
   hosts: Map<string, AnsibleHostDef>;
   groups: Map<string, AnsibleGroupDef>;
   problems: LabProblem[];
+  /** the inventory as the Checker reads it: every AnsibleVar's `at` is a path in it */
+  sd: SourceDoc;
 }
 
 /** Every host a range may make, over the whole inventory: a bound against `h[1:99999999]`. */
@@ -57,8 +64,34 @@ const quote = (s: string) => JSON.stringify(s);
 class Builder {
   readonly doc: AnsibleDoc;
   private hostCount = 0;
-  constructor(file: string, format: 'ini' | 'yaml') {
-    this.doc = { file, format, hosts: new Map(), groups: new Map(), problems: [] };
+  /** INI only: the SourceDoc being built, its positions, and where each line starts */
+  private readonly ini?: { value: Record<string, unknown>; table: PositionTable; lineStarts: number[] };
+
+  /** `sd` is YAML's parsed document; without it (INI) the builder makes one from what it records. */
+  constructor(file: string, format: 'ini' | 'yaml', text: string, sd?: SourceDoc) {
+    if (!sd) {
+      const lineStarts = [0];
+      for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lineStarts.push(i + 1);
+      this.ini = { value: {}, table: new PositionTable(), lineStarts };
+      sd = new SourceDoc(file, text, this.ini.value, this.ini.table);
+    }
+    this.doc = { file, format, hosts: new Map(), groups: new Map(), problems: [], sd };
+  }
+
+  /** INI: a value (or, without one, a mapping) at `at`, written at `pos`. YAML's document has it already. */
+  record(at: DocPath, pos: SourcePos, value?: unknown): void {
+    if (!this.ini) return;
+    const { value: root, table, lineStarts } = this.ini;
+    table.set(at, lineStarts[pos.line - 1]! + pos.col - 1);
+    let node = root;
+    for (const [i, key] of at.entries()) {
+      const last = i === at.length - 1;
+      if (last && value !== undefined) setOwn(node, String(key), value);
+      else {
+        if (!isMapping(node[key])) setOwn(node, String(key), {});
+        node = node[key] as Record<string, unknown>;
+      }
+    }
   }
 
   problem(pos: SourcePos, path: string, message: string): void {
@@ -78,8 +111,8 @@ class Builder {
     return g;
   }
 
-  /** Adds the hosts a pattern names to `group`; returns their names. */
-  hosts(group: AnsibleGroupDef, pattern: string, pos: SourcePos, path: string): string[] {
+  /** Adds the hosts a pattern names to `group` (each defined at `at(name)` when new); returns their names. */
+  hosts(group: AnsibleGroupDef, pattern: string, pos: SourcePos, path: string, at: (name: string) => DocPath): string[] {
     const expanded = expandHostPattern(pattern);
     if ('error' in expanded) {
       this.problem(pos, path, expanded.error);
@@ -96,17 +129,22 @@ class Builder {
         continue;
       }
       group.hosts.push(name);
-      if (!this.doc.hosts.has(name)) this.doc.hosts.set(name, { name, pos, vars: new Map() });
+      if (!this.doc.hosts.has(name)) {
+        this.doc.hosts.set(name, { name, pos, at: at(name), vars: new Map() });
+        this.record(at(name), pos);
+      }
     }
     return expanded.names;
   }
 
-  setVar(vars: Map<string, AnsibleVar>, name: string, value: unknown, pos: SourcePos, path: string): void {
+  /** A variable `name` written at `pos`, its value at `at` in the SourceDoc. */
+  setVar(vars: Map<string, AnsibleVar>, name: string, value: unknown, pos: SourcePos, at: DocPath): void {
     if (!VAR_NAME.test(name)) {
-      this.problem(pos, path, `Invalid variable name ${quote(name)}: use letters, digits and "_", starting with a letter or "_"`);
+      this.problem(pos, pathText(at), `Invalid variable name ${quote(name)}: use letters, digits and "_", starting with a letter or "_"`);
       return;
     }
-    vars.set(name, { value, pos, path });
+    this.record(at, pos, value);
+    vars.set(name, { value, at });
   }
 }
 
@@ -225,7 +263,7 @@ function iniValue(raw: string): string {
 }
 
 export function parseAnsibleIni(file: string, text: string): AnsibleDoc {
-  const b = new Builder(file, 'ini');
+  const b = new Builder(file, 'ini', text);
   const at = (line: number, col: number): SourcePos => ({ file, line, col });
   // Hosts before any section are Ansible's "ungrouped".
   let section: { kind: 'hosts' | 'vars' | 'children'; group: AnsibleGroupDef | undefined; name: string } = {
@@ -277,7 +315,7 @@ export function parseAnsibleIni(file: string, text: string): AnsibleDoc {
         continue;
       }
       const name = line.slice(0, eq).trim();
-      b.setVar(group.vars, name, iniValue(line.slice(eq + 1)), at(n, indent + 1), `${where}.${name}`);
+      b.setVar(group.vars, name, iniValue(line.slice(eq + 1)), at(n, indent + 1), [where, name]);
       continue;
     }
     const { words, error } = shellWords(raw);
@@ -293,10 +331,10 @@ export function parseAnsibleIni(file: string, text: string): AnsibleDoc {
       continue;
     }
     const { name: pattern, port } = splitPort(first.text);
-    const names = b.hosts(group, pattern, at(n, first.col), where);
+    const names = b.hosts(group, pattern, at(n, first.col), where, (hostName) => [hostName]);
     for (const hostName of names) {
       const host = b.doc.hosts.get(hostName)!;
-      if (port !== undefined) b.setVar(host.vars, 'ansible_port', port, at(n, first.col + pattern.length + 1), `${hostName}.ansible_port`);
+      if (port !== undefined) b.setVar(host.vars, 'ansible_port', port, at(n, first.col + pattern.length + 1), [hostName, 'ansible_port']);
       for (const w of rest) {
         const eq = w.text.indexOf('=');
         if (eq <= 0) {
@@ -304,7 +342,7 @@ export function parseAnsibleIni(file: string, text: string): AnsibleDoc {
           break;
         }
         const name = w.text.slice(0, eq);
-        b.setVar(host.vars, name, w.text.slice(eq + 1), at(n, w.col), `${hostName}.${name}`);
+        b.setVar(host.vars, name, w.text.slice(eq + 1), at(n, w.col), [hostName, name]);
       }
     }
   }
@@ -319,8 +357,8 @@ export function parseAnsibleIni(file: string, text: string): AnsibleDoc {
 // ---- YAML ----
 
 export function parseAnsibleYaml(file: string, text: string, sd: SourceDoc = parseYaml(file, text)): AnsibleDoc {
-  const b = new Builder(file, 'yaml');
-  const at = (path: YamlPath, key = false): SourcePos => {
+  const b = new Builder(file, 'yaml', text, sd);
+  const at = (path: DocPath, key = false): SourcePos => {
     const { line, col } = sd.locate(path, key);
     return { file, line, col };
   };
@@ -328,7 +366,7 @@ export function parseAnsibleYaml(file: string, text: string, sd: SourceDoc = par
     b.problem(at([]), '', 'Must be a mapping of group names (usually "all:") to "hosts", "vars" and "children"');
     return finish(b);
   }
-  const readGroup = (name: string, path: YamlPath, body: unknown) => {
+  const readGroup = (name: string, path: DocPath, body: unknown) => {
     const group = b.group(name, at(path, true), pathText(path));
     if (!group) return;
     if (body === null || body === undefined) return;
@@ -348,7 +386,7 @@ export function parseAnsibleYaml(file: string, text: string, sd: SourceDoc = par
         continue;
       }
       if (key === 'vars') {
-        for (const [v, val] of Object.entries(value)) b.setVar(group.vars, v, val, at([...kp, v], true), pathText([...kp, v]));
+        for (const [v, val] of Object.entries(value)) b.setVar(group.vars, v, val, at([...kp, v], true), [...kp, v]);
       } else if (key === 'children') {
         for (const [child, childBody] of Object.entries(value)) {
           group.children.push({ name: child, pos: at([...kp, child], true) });
@@ -358,15 +396,16 @@ export function parseAnsibleYaml(file: string, text: string, sd: SourceDoc = par
         for (const [pattern, hostBody] of Object.entries(value)) {
           const hp = [...kp, pattern];
           const { name: p, port } = splitPort(pattern);
-          const names = b.hosts(group, p, at(hp, true), pathText(kp));
+          const names = b.hosts(group, p, at(hp, true), pathText(kp), () => hp);
           if (hostBody !== null && hostBody !== undefined && !isMapping(hostBody)) {
             b.problem(at(hp), pathText(hp), 'Must be a mapping of host variables');
             continue;
           }
           for (const hostName of names) {
             const host = b.doc.hosts.get(hostName)!;
-            if (port !== undefined) b.setVar(host.vars, 'ansible_port', port, at(hp, true), pathText(hp));
-            for (const [v, val] of Object.entries(hostBody ?? {})) b.setVar(host.vars, v, val, at([...hp, v], true), pathText([...hp, v]));
+            // The port is part of the key: a problem with it is shown on the key.
+            if (port !== undefined) b.setVar(host.vars, 'ansible_port', port, at(hp, true), hp);
+            for (const [v, val] of Object.entries(hostBody ?? {})) b.setVar(host.vars, v, val, at([...hp, v], true), [...hp, v]);
           }
         }
       }

@@ -13,29 +13,35 @@ import { readUserFile } from '../files/read.ts';
 import { parseYaml } from '../files/yaml.ts';
 import { parseAnsibleIni, parseAnsibleYaml } from './ansible.ts';
 import { ansibleHosts } from './ansible-inventory.ts';
-import type { Inventory, InventoryHost } from './inventory-host.ts';
+import {
+  checkAlias,
+  checkConnectTimeout,
+  checkHostKey,
+  checkInterface,
+  checkPassphraseEnv,
+  checkPasswordEnv,
+  checkPython,
+  checkUser,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  type Inventory,
+  type InventoryHost,
+} from './inventory-host.ts';
 import { SshTransport, type HostKeyPolicy, type SshEndpoint } from './ssh.ts';
 
 export type { Inventory, InventoryHost } from './inventory-host.ts';
 
-const HOST_KEY_POLICIES = ['check', 'accept-new'] as const satisfies readonly HostKeyPolicy[];
-const MAX_CONNECT_TIMEOUT_MS = 5 * 60_000;
-/** What Linux takes for a device name (at most 15 bytes, no "/", ":" or space), and no leading "-" or ".". */
-const INTERFACE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 const ROOT_KEYS = ['defaults', 'hosts', 'groups'];
 /** How to log in: allowed on a host, in `defaults` and (but for `jump` itself) on a jump host. */
-const LOGIN_KEYS = ['port', 'user', 'identity', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
+const LOGIN_KEYS = ['port', 'user', 'identity', 'passphrase_env', 'agent', 'password_env', 'known_hosts', 'host_key', 'connect_timeout'];
 const JUMP_KEYS = ['address', ...LOGIN_KEYS];
-const DEFAULT_KEYS = [...LOGIN_KEYS, 'jump', 'sudo', 'interface'];
-const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'aliases', 'local', 'vars'];
+const DEFAULT_KEYS = [...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'python'];
+const HOST_KEYS = ['address', 'lab_address', ...LOGIN_KEYS, 'jump', 'sudo', 'interface', 'python', 'aliases', 'local', 'vars'];
 
 const BUILTIN = {
   port: 22,
   user: 'root',
   hostKey: 'check' as HostKeyPolicy,
-  connectTimeoutMs: 10_000,
+  connectTimeoutMs: DEFAULT_CONNECT_TIMEOUT_MS,
 };
 
 export interface InventoryOptions {
@@ -71,21 +77,14 @@ export function loadInventory(file: string, text: string, options: InventoryOpti
   return { file, format: 'lab', hosts, groups };
 }
 
+/** An Ansible inventory's hosts, or its problems (in file order: the Checker sorted them). */
 function checked(
   file: string,
   format: Inventory['format'],
   r: { hosts: Record<string, InventoryHost>; groups: Record<string, string[]>; problems: LabProblem[] },
 ): Inventory {
-  if (r.problems.length) throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, sortProblems(r.problems));
+  if (r.problems.length) throw new LabError('INVENTORY_INVALID', `${file}: invalid inventory`, r.problems);
   return { file, format, hosts: r.hosts, groups: r.groups };
-}
-
-/** Problems in file order, stable for problems at one place. */
-function sortProblems(problems: LabProblem[]): LabProblem[] {
-  return problems
-    .map((p, i) => ({ p, i }))
-    .sort((a, b) => a.p.line - b.p.line || a.p.col - b.p.col || a.i - b.i)
-    .map(({ p }) => p);
 }
 
 /** lab's own format has `hosts:` (and only `defaults:`/`groups:` beside it); an Ansible YAML inventory has groups at the top. */
@@ -137,12 +136,14 @@ export function inventoryTransport(host: InventoryHost, role: string, options: {
     identity: host.identity,
     agent: host.agent,
     passwordEnv: host.passwordEnv,
+    passphraseEnv: host.passphraseEnv,
     knownHosts: host.knownHosts,
     hostKey: policy(host.hostKey),
     connectTimeoutMs: host.connectTimeoutMs,
     jump: host.jump && { ...host.jump, hostKey: policy(host.jump.hostKey) },
     sudo: host.sudo,
     localNamespace: host.local,
+    ...(host.python !== undefined ? { python: host.python } : {}),
   });
 }
 
@@ -166,6 +167,7 @@ interface LoginFields {
   identity?: string;
   agent?: boolean;
   passwordEnv?: string;
+  passphraseEnv?: string;
   knownHosts?: string;
   hostKey?: HostKeyPolicy;
   connectTimeoutMs?: number;
@@ -175,6 +177,7 @@ interface SectionFields extends LoginFields {
   jump?: { fields: LoginFields & { address?: string }; path: DocPath };
   sudo?: boolean;
   interface?: string;
+  python?: string;
 }
 
 function readDocument(ctx: Reading, value: unknown): Record<string, InventoryHost> {
@@ -219,12 +222,8 @@ function readSection(ctx: Reading, path: DocPath, body: Mapping): SectionFields 
     }
   }
   if (body.sudo !== undefined) fields.sudo = ctx.check.bool([...path, 'sudo'], body.sudo);
-  if (body.interface !== undefined) {
-    const name = ctx.check.string([...path, 'interface'], body.interface);
-    if (name !== undefined && !INTERFACE_NAME.test(name)) {
-      ctx.check.mustBe([...path, 'interface'], 'an interface name (up to 15 letters, digits, "_", ".", "-", not starting with "-" or ".")', name);
-    } else fields.interface = name;
-  }
+  if (body.interface !== undefined) fields.interface = checkInterface(ctx.check, [...path, 'interface'], body.interface);
+  if (body.python !== undefined) fields.python = checkPython(ctx.check, [...path, 'python'], body.python);
   return fields;
 }
 
@@ -232,24 +231,14 @@ function readLogin(ctx: Reading, path: DocPath, body: Mapping): LoginFields {
   const at = (key: string): DocPath => [...path, key];
   const fields: LoginFields = {};
   if (body.port !== undefined) fields.port = ctx.check.int(at('port'), body.port, 1, 65535);
-  if (body.user !== undefined) {
-    const user = ctx.check.line(at('user'), body.user);
-    if (user !== undefined && !/^[^\s@:]+$/.test(user)) ctx.check.mustBe(at('user'), 'a user name without spaces, "@" or ":"', user);
-    else fields.user = user;
-  }
+  if (body.user !== undefined) fields.user = checkUser(ctx.check, at('user'), body.user);
   if (body.identity !== undefined) fields.identity = ctx.check.filePath(at('identity'), body.identity, ctx.dir, ctx.home);
   if (body.agent !== undefined) fields.agent = ctx.check.bool(at('agent'), body.agent);
-  if (body.password_env !== undefined) {
-    const name = ctx.check.string(at('password_env'), body.password_env);
-    if (name !== undefined && !ENV_NAME.test(name)) {
-      ctx.check.mustBe(at('password_env'), 'the name of an environment variable (letters, digits and "_"), not a password', name);
-    } else fields.passwordEnv = name;
-  }
+  if (body.password_env !== undefined) fields.passwordEnv = checkPasswordEnv(ctx.check, at('password_env'), body.password_env);
+  if (body.passphrase_env !== undefined) fields.passphraseEnv = checkPassphraseEnv(ctx.check, at('passphrase_env'), body.passphrase_env);
   if (body.known_hosts !== undefined) fields.knownHosts = ctx.check.filePath(at('known_hosts'), body.known_hosts, ctx.dir, ctx.home);
-  if (body.host_key !== undefined) fields.hostKey = ctx.check.choice(at('host_key'), body.host_key, HOST_KEY_POLICIES, 'host_key policy');
-  if (body.connect_timeout !== undefined) {
-    fields.connectTimeoutMs = ctx.check.duration(at('connect_timeout'), body.connect_timeout, MAX_CONNECT_TIMEOUT_MS);
-  }
+  if (body.host_key !== undefined) fields.hostKey = checkHostKey(ctx.check, at('host_key'), body.host_key);
+  if (body.connect_timeout !== undefined) fields.connectTimeoutMs = checkConnectTimeout(ctx.check, at('connect_timeout'), body.connect_timeout);
   return fields;
 }
 
@@ -266,19 +255,7 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
   const aliases: string[] = [];
   if (body.aliases !== undefined && body.aliases !== null) {
     if (!Array.isArray(body.aliases)) ctx.check.mustBe([...path, 'aliases'], 'a list of IPv4 addresses', body.aliases);
-    else {
-      const seen = new Set<string>();
-      for (const [i, a] of body.aliases.entries()) {
-        const alias = ctx.check.ipv4([...path, 'aliases', i], a);
-        if (alias === undefined) continue;
-        const owner = ctx.aliasOwner.get(alias);
-        if (seen.has(alias)) ctx.check.at([...path, 'aliases', i], `Alias ${quote(alias)} is listed twice`);
-        else if (owner !== undefined) ctx.check.at([...path, 'aliases', i], `Alias ${quote(alias)} is already an alias of host ${quote(owner)}`);
-        seen.add(alias);
-        ctx.aliasOwner.set(alias, role);
-        aliases.push(alias);
-      }
-    }
+    else for (const [i, a] of body.aliases.entries()) checkAlias(ctx.check, [...path, 'aliases', i], a, role, aliases, ctx.aliasOwner);
   }
   const local = body.local === undefined ? false : ctx.check.bool([...path, 'local'], body.local);
   const vars: Record<string, string> = {};
@@ -314,6 +291,9 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
     if (identity !== undefined) jump.identity = identity;
     const passwordEnv = j.passwordEnv ?? login.passwordEnv;
     if (passwordEnv !== undefined) jump.passwordEnv = passwordEnv;
+    // The passphrase belongs to the key: it goes with the identity it came with.
+    const passphraseEnv = j.identity !== undefined ? j.passphraseEnv : (j.passphraseEnv ?? login.passphraseEnv);
+    if (passphraseEnv !== undefined) jump.passphraseEnv = passphraseEnv;
   }
   if (address === undefined || labAddress === undefined) return undefined;
   const host: InventoryHost = {
@@ -330,6 +310,8 @@ function readHost(ctx: Reading, path: DocPath, role: string, value: unknown, def
   if (jump) host.jump = jump;
   const iface = own.interface ?? defaults.interface;
   if (iface !== undefined) host.interface = iface;
+  const python = own.python ?? defaults.python;
+  if (python !== undefined) host.python = python;
   return host;
 }
 
@@ -346,5 +328,7 @@ function mergeLogin(own: LoginFields, defaults: LoginFields, knownHosts: string)
   if (identity !== undefined) merged.identity = identity;
   const passwordEnv = own.passwordEnv ?? defaults.passwordEnv;
   if (passwordEnv !== undefined) merged.passwordEnv = passwordEnv;
+  const passphraseEnv = own.passphraseEnv ?? defaults.passphraseEnv;
+  if (passphraseEnv !== undefined) merged.passphraseEnv = passphraseEnv;
   return merged;
 }

@@ -281,8 +281,8 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
       await batch([`netns add ${sw}`]);
       const hosts = network.hosts.map((h) => `ip netns add ${h.namespace}`).join(' && ');
       const script = `old=$(cat ${CHILD_EHASH}) && echo ${spec.ehashEntries} > ${CHILD_EHASH} && { ${hosts}; rc=$?; echo $old > ${CHILD_EHASH}; exit $rc; }`;
-      await mkdir(LOCAL_JOURNAL_DIR, { recursive: true });
-      await mustRunLocal(['flock', `${LOCAL_JOURNAL_DIR}/child-ehash.lock`, 'sh', '-c', script]);
+      // The lock is on the sysctl file itself: nothing is left behind to clean up.
+      await mustRunLocal(['flock', CHILD_EHASH, 'sh', '-c', script]);
     } else {
       await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
     }

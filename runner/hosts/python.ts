@@ -18,7 +18,12 @@ export interface PythonInfo {
 export const MIN_PYTHON: [number, number] = [3, 7];
 
 /** The command that finds a host's python3 interpreter and version; parsePythonProbe reads its output. */
-export const PYTHON_PROBE = ['python3', '-c', 'import sys; print(sys.executable); print("%d.%d" % sys.version_info[:2])'];
+export const PYTHON_PROBE = pythonProbe('python3');
+
+/** The probe run with `interpreter` (an inventory's `python`, `ansible_python_interpreter`). */
+export function pythonProbe(interpreter: string): string[] {
+  return [interpreter, '-c', 'import sys; print(sys.executable); print("%d.%d" % sys.version_info[:2])'];
+}
 
 export function parsePythonProbe(r: ExecResult): PythonInfo | undefined {
   if (r.code !== 0) return undefined;
@@ -29,17 +34,16 @@ export function parsePythonProbe(r: ExecResult): PythonInfo | undefined {
 }
 
 /** The interpreter, when it is new enough; a HostError that says what to install otherwise. */
-export function requirePython(python: PythonInfo | undefined, role?: string): PythonInfo {
+export function requirePython(python: PythonInfo | undefined, role?: string, interpreter?: string): PythonInfo {
   if (!python) {
-    throw new HostError(
-      'HOST_NO_PYTHON',
-      'Cannot run "python3", which the probe agent needs: install it (Debian/Ubuntu: apt-get install python3; RHEL: dnf install python3)',
-      role,
-    );
+    const how = interpreter
+      ? `Cannot run "${interpreter}" (the inventory's python interpreter), which the probe agent needs: install python3 there or fix the path`
+      : 'Cannot run "python3", which the probe agent needs: install it (Debian/Ubuntu: apt-get install python3; RHEL: dnf install python3)';
+    throw new HostError('HOST_NO_PYTHON', how, role);
   }
   const [major, minor] = python.version;
   if (major < MIN_PYTHON[0] || (major === MIN_PYTHON[0] && minor < MIN_PYTHON[1])) {
-    throw new HostError('HOST_OLD_PYTHON', `python3 is ${major}.${minor}: the probe agent needs ${MIN_PYTHON.join('.')} or newer`, role);
+    throw new HostError('HOST_OLD_PYTHON', `${interpreter ?? 'python3'} is ${major}.${minor}: the probe agent needs ${MIN_PYTHON.join('.')} or newer`, role);
   }
   return python;
 }
@@ -51,7 +55,7 @@ let localPython: Promise<PythonInfo | undefined> | undefined;
  * `python3`, which behind a pyenv shim is a chain of bash scripts: ~0.6 s of
  * CPU, and 9–10 s of a run's 12 s host setup when five runs start at once.
  */
-export const PYTHON_CACHE = '/run/lab/python3.json';
+export const PYTHON_CACHE = '/var/cache/lab/python3.json';
 
 interface PythonCacheEntry {
   info: PythonInfo;

@@ -22,7 +22,7 @@ import type {
 import { HostError } from '../errors.ts';
 import { shellQuote } from '../files/quote.ts';
 import { installOverExec } from './artifact.ts';
-import { parsePythonProbe, PYTHON_PROBE, requirePython, type PythonInfo } from './python.ts';
+import { parsePythonProbe, pythonProbe, requirePython, type PythonInfo } from './python.ts';
 import {
   appendKnownHost,
   checkHostKey,
@@ -44,6 +44,8 @@ export interface SshEndpoint {
   user: string;
   /** absolute path of a private key file */
   identity?: string;
+  /** the name of an environment variable holding the identity's passphrase (never the passphrase itself) */
+  passphraseEnv?: string;
   /** offer the keys of the agent at SSH_AUTH_SOCK */
   agent: boolean;
   /** the name of an environment variable holding the password (never the password itself) */
@@ -66,6 +68,8 @@ export interface SshTransportOptions extends SshEndpoint {
   commandTimeoutMs?: number;
   /** where password_env and SSH_AUTH_SOCK are looked up (default: process.env) */
   env?: Record<string, string | undefined>;
+  /** the interpreter the agent runs with (an absolute path); default: `python3` from the login PATH */
+  python?: string;
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
@@ -300,11 +304,24 @@ export class SshTransport implements Transport {
       } catch (e) {
         throw this.error('SSH_IDENTITY', `Cannot read ${who}identity "${ep.identity}": ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, e);
       }
-      const parsed = ssh2.utils.parseKey(key);
-      if (parsed instanceof Error) {
-        throw this.error('SSH_IDENTITY', `Cannot use ${who}identity "${ep.identity}": ${parsed.message}: use an unencrypted key or "agent: true"`);
+      let passphrase: string | undefined;
+      if (ep.passphraseEnv) {
+        passphrase = this.env[ep.passphraseEnv];
+        if (passphrase === undefined) {
+          throw this.error('SSH_IDENTITY', `${who}passphrase_env names "${ep.passphraseEnv}", but that environment variable is not set`);
+        }
       }
-      attempts.push({ method: { type: 'publickey', username, key }, label: `publickey (${ep.identity})` });
+      const parsed = ssh2.utils.parseKey(key, passphrase);
+      if (parsed instanceof Error) {
+        // ssh2's own words, which never hold the passphrase: "Encrypted private OpenSSH key detected, but no passphrase given", "bad decrypt"…
+        const hint = passphrase === undefined
+          ? 'name the environment variable holding its passphrase with "passphrase_env", or use "agent: true"'
+          : `check the passphrase in $${ep.passphraseEnv}`;
+        throw this.error('SSH_IDENTITY', `Cannot use ${who}identity "${ep.identity}": ${parsed.message}: ${hint}`);
+      }
+      // The parsed key, not the file: an encrypted key costs a bcrypt derivation (about half a second) each time it is parsed.
+      const method: AnyAuthMethod = { type: 'publickey', username, key: Array.isArray(parsed) ? parsed[0]! : parsed };
+      attempts.push({ method, label: `publickey (${ep.identity}${passphrase === undefined ? '' : `, passphrase from $${ep.passphraseEnv}`})` });
     }
     if (ep.agent) {
       const sock = this.env.SSH_AUTH_SOCK;
@@ -584,7 +601,8 @@ export class SshTransport implements Transport {
   }
 
   python(): Promise<PythonInfo> {
-    this.pythonInfo ??= this.exec(PYTHON_PROBE).then((r) => requirePython(parsePythonProbe(r), this.role));
+    const interpreter = this.options.python;
+    this.pythonInfo ??= this.exec(pythonProbe(interpreter ?? 'python3')).then((r) => requirePython(parsePythonProbe(r), this.role, interpreter));
     // A failed probe (a lost connection) is asked again next time.
     this.pythonInfo.catch(() => (this.pythonInfo = undefined));
     return this.pythonInfo;

@@ -4,7 +4,7 @@
 
 import { LabError } from '../errors.ts';
 import { AUTO_PORT_RANGE, sourcesFor } from './sources.ts';
-import type { Lab, Step } from './types.ts';
+import { stepSysctl, type Lab, type Step } from './types.ts';
 
 /** How a host of a lab role is reached, before anything is created. A role may have several hosts. */
 export interface HostBinding {
@@ -182,7 +182,15 @@ export function planLab(given: Lab, bindings: HostBinding[]): Plan {
  */
 export function unacknowledgedGlobals(plan: Plan, acks: string[]): Array<{ role: string; name: string; value: string }> {
   const ok = new Set([...Object.keys(plan.lab.acknowledge), ...acks]);
-  return plan.hosts.flatMap((h) =>
+  const byHosts = plan.hosts.flatMap((h) =>
     h.local ? h.sysctls.filter((s) => s.scope === 'global' && !ok.has(s.name)).map((s) => ({ role: h.role, name: s.name, value: s.value })) : [],
   );
+  // A step that changes a machine-wide sysctl for its own duration (files: fs.file-max, fs.nr_open).
+  const bySteps = plan.lab.steps.flatMap((s) => {
+    const name = stepSysctl(s);
+    if (!name || ok.has(name) || !('host' in s) || !plan.hosts.some((h) => h.role === s.host && h.local)) return [];
+    const value = s.kind === 'files' && s.ceiling === 'file-max' ? `files in use + ${s.count}, during step "${s.name}"` : `${s.kind === 'files' ? s.nrOpen : ''}, during step "${s.name}"`;
+    return [{ role: s.host, name, value }];
+  });
+  return [...byHosts, ...bySteps];
 }

@@ -5,11 +5,12 @@
 // `schema/lab.schema.json` is this object written out by scripts/write-lab-schema.ts.
 
 import { MAX_ALIASES, ROLE_NAME } from '../files/names.ts';
-import { FIT_UNITS, MODEL_NAMES, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
+import { FD_CEILINGS, FIT_UNITS, MODEL_NAMES, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
 import {
   BIND_MODES,
   LAB_NAME,
   MAX_COUNT,
+  MAX_FILES_COUNT,
   MAX_NOFILE,
   MAX_DEFER_ACCEPT_MS,
   MAX_PROCESSES,
@@ -18,6 +19,7 @@ import {
   MAX_TOLERANCE,
   MAX_TOLERANCE_PERCENT,
   MIN_FIT_SNAPSHOTS,
+  NR_OPEN_RANGE,
   STEP_NAME,
   SYSCTL_NAME,
 } from './validate.ts';
@@ -217,6 +219,19 @@ export const labSchema = {
           description: 'What to count memory per: connection (the lab\'s connections held; default) or time-wait (the host\'s TIME_WAIT sockets)',
           ...templated({ enum: FIT_UNITS }),
         },
+      },
+    },
+    files: {
+      type: 'object',
+      description:
+        'Observe a machine-wide fd ceiling on a host: nr_open (the highest nofile setrlimit accepts) or file-max (an unprivileged process opens files until ENFILE); the sysctl the step changes is put back as soon as it ends',
+      required: ['host', 'ceiling'],
+      additionalProperties: false,
+      properties: {
+        host: { $ref: '#/$defs/role' },
+        ceiling: { description: 'nr_open or file-max', ...templated({ enum: FD_CEILINGS }) },
+        count: integer(1, MAX_FILES_COUNT, 'file-max: the files the step needs; fs.file-max is set to the files in use plus count for the step'),
+        nr_open: integer(NR_OPEN_RANGE[0], NR_OPEN_RANGE[1], 'nr_open: fs.nr_open for the step (default: the host\'s)'),
       },
     },
     release: {

@@ -100,7 +100,26 @@ export type Step =
   | { name: string; kind: 'snapshot'; host: string }
   /** least-squares fit of slab memory against connections held, over earlier snapshots of one host */
   | { name: string; kind: 'fit'; host: string; snapshots: string[]; per: FitUnit }
-  | { name: string; kind: 'release'; steps: string[] };
+  | { name: string; kind: 'release'; steps: string[] }
+  /**
+   * A machine-wide fd ceiling, observed on one host: `nr_open` (the highest
+   * nofile setrlimit accepts, with fs.nr_open set to `nrOpen` for the step
+   * when given) or `file-max` (an unprivileged process opens files until
+   * ENFILE, fs.file-max set to the files in use plus `count` for the step).
+   * Either sysctl is put back as soon as the step ends.
+   */
+  | { name: string; kind: 'files'; host: string; ceiling: FdCeiling; count?: number; nrOpen?: number };
+
+/** The fd ceilings a `files` step observes. */
+export type FdCeiling = 'nr_open' | 'file-max';
+export const FD_CEILINGS = ['nr_open', 'file-max'] as const satisfies readonly FdCeiling[];
+
+/** The machine-wide sysctl a `files` step changes while it runs, if any. */
+export function stepSysctl(step: Step): string | undefined {
+  if (step.kind !== 'files') return undefined;
+  if (step.ceiling === 'file-max') return 'fs.file-max';
+  return step.nrOpen === undefined ? undefined : 'fs.nr_open';
+}
 
 export type StepKind = Step['kind'];
 
@@ -116,7 +135,7 @@ export interface Expectation {
 }
 
 /** The step kinds, in the order docs and messages list them. */
-export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'fit', 'release'] as const satisfies readonly StepKind[];
+export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'fit', 'release', 'files'] as const satisfies readonly StepKind[];
 
 /**
  * The metrics each step kind measures, as named in `expect[].metric`
@@ -140,12 +159,13 @@ export const STEP_METRICS = {
     'bufferBytesPerConnection',
   ],
   release: [],
+  files: ['reached', 'firstError', 'headroom', 'foreignFiles', 'attempts', 'windowMs'],
 } as const satisfies Record<StepKind, readonly string[]>;
 
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
 
 /** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
-export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'buffer-memory'] as const;
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings', 'buffer-memory'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
@@ -163,6 +183,7 @@ export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKi
   // Also needs every destination to be a listen step with accept: false; the model says so at run time.
   'accept-queue': { connect: ['established', 'firstError'], snapshot: ['acceptQueue', 'acceptQueueMax', 'establishedSockets'] },
   capacity: { connect: ['established'] },
+  'fd-ceilings': { files: ['reached', 'firstError', 'headroom'] },
   'buffer-memory': { fit: ['bufferBytesPerConnection'] },
 };
 
@@ -189,6 +210,10 @@ export function modelProblem(model: ModelName, step: Step, metric: string): stri
   // Unread data is per connection: a TIME_WAIT socket holds none.
   if (model === 'buffer-memory' && step.kind === 'fit' && step.per === 'time-wait') {
     return 'a TIME_WAIT socket holds no data: fit per connection';
+  }
+  // Only the file-max probe fills the kernel's files: the nofile ceiling opens none.
+  if (model === 'fd-ceilings' && step.kind === 'files' && metric === 'headroom' && step.ceiling !== 'file-max') {
+    return `"headroom" is the files the kernel let the machine add before ENFILE: a files step with ceiling "file-max" measures it, "${step.name}" has ceiling "${step.ceiling}"`;
   }
   return undefined;
 }

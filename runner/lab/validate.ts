@@ -13,11 +13,13 @@ import { readUserFile } from '../files/read.ts';
 import { parseYaml } from '../files/yaml.ts';
 import { mergeVars, renderTree, VAR_NAME, type TemplateVars } from './template.ts';
 import {
+  FD_CEILINGS,
   FIT_UNITS,
   MODEL_NAMES,
   modelProblem,
   RELEASE_MODES,
   STEP_KINDS,
+  stepSysctl,
   STEP_METRICS,
   type BindMode,
   type Destination,
@@ -73,6 +75,11 @@ const CONNECT_KEYS = [
 ];
 const SNAPSHOT_KEYS = ['host'];
 const FIT_KEYS = ['snapshots', 'per'];
+const FILES_KEYS = ['host', 'ceiling', 'count', 'nr_open'];
+/** The most files a `files` step with ceiling file-max may ask for (the agent's bound too). */
+export const MAX_FILES_COUNT = 100_000;
+/** fs.nr_open's range on a 64-bit kernel: BITS_PER_LONG .. sysctl_nr_open_max. */
+export const NR_OPEN_RANGE = [64, 2_147_483_584] as const;
 const EXPECT_KEYS = ['metric', 'model', 'value', 'tolerance'];
 
 /**
@@ -138,7 +145,6 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
   const release = root.release === undefined ? 'abort' : (ctx.choice(['release'], root.release, RELEASE_MODES, 'release mode') ?? 'abort');
 
   const hosts = root.hosts === undefined ? [] : readHosts(ctx, root.hosts);
-  const acknowledge = root.acknowledge === undefined ? {} : readAcknowledge(ctx, root.acknowledge, hosts);
   const state: StepState = {
     seen: new Map(),
     listening: new Map(),
@@ -149,6 +155,7 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
     unreadable: new Set(),
   };
   const steps = root.steps === undefined ? [] : readSteps(ctx, root.steps, hosts, timeoutMs, state);
+  const acknowledge = root.acknowledge === undefined ? {} : readAcknowledge(ctx, root.acknowledge, hosts, root.steps);
   // Expectations name steps as written, so a step that had its own problem is no second one here.
   const expect = root.expect === undefined || root.expect === null ? [] : readExpectations(ctx, root.expect, state, steps);
 
@@ -168,10 +175,11 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
 }
 
 /** `acknowledge: { fs.file-max: "why" }`: machine-wide sysctls the lab sets, each with a reason. */
-function readAcknowledge(ctx: Checker, value: unknown, hosts: LabHost[]): Record<string, string> {
+function readAcknowledge(ctx: Checker, value: unknown, hosts: LabHost[], steps: unknown): Record<string, string> {
   const path = ['acknowledge'];
-  // Only sysctls the lab sets can be acknowledged: any other name is an unknown key, with a guess.
-  const set = [...new Set(hosts.flatMap((h) => Object.keys(h.sysctls)))];
+  // Only sysctls the lab sets (on a host, or in a step) can be acknowledged: any other name is an unknown key, with a guess.
+  // Steps as written: a step with a problem of its own still names what it would change.
+  const set = [...new Set([...hosts.flatMap((h) => Object.keys(h.sysctls)), ...stepSysctlsAsWritten(steps)])];
   const m = ctx.mapping(path, value, set, [], 'a mapping of sysctl name to the reason it may change machine-wide');
   const out: Record<string, string> = {};
   if (!m) return out;
@@ -184,6 +192,17 @@ function readAcknowledge(ctx: Checker, value: unknown, hosts: LabHost[]): Record
     else out[name] = reason;
   }
   return out;
+}
+
+/** The machine-wide sysctls steps change (files: fs.file-max, fs.nr_open), read from the steps as written. */
+function stepSysctlsAsWritten(steps: unknown): string[] {
+  if (!Array.isArray(steps)) return [];
+  return steps.flatMap((item) => {
+    const body = isMapping(item) && isMapping(item.files) ? item.files : undefined;
+    if (!body) return [];
+    const ceiling = body.ceiling === 'nr_open' ? 'nr_open' : 'file-max';
+    return stepSysctl({ name: '', kind: 'files', host: '', ceiling, ...(body.nr_open === undefined ? {} : { nrOpen: 0 }) }) ?? [];
+  });
 }
 
 function readHosts(ctx: Checker, value: unknown): LabHost[] {
@@ -360,6 +379,9 @@ function readStep(
       break;
     case 'release':
       step = readRelease(ctx, at, name, body, state, allNames);
+      break;
+    case 'files':
+      step = readFiles(ctx, at, name, body, roles);
       break;
   }
   if (kind === 'snapshot' && step) state.snapshotHost.set(name, (step as { host: string }).host);
@@ -648,6 +670,46 @@ function readRelease(
     steps.push(target);
   }
   return ok ? { name, kind: 'release', steps } : undefined;
+}
+
+/**
+ * `files: { host: ROLE, ceiling: nr_open, nr_open: N }` or
+ * `files: { host: ROLE, ceiling: file-max, count: N }`: a machine-wide fd ceiling.
+ */
+function readFiles(ctx: Checker, path: DocPath, name: string, value: unknown, roles: string[]): Step | undefined {
+  const b = ctx.mapping(path, value, FILES_KEYS, ['host', 'ceiling'], 'a mapping like { host: ROLE, ceiling: file-max, count: 4000 }');
+  if (!b) return undefined;
+  const host = b.host === undefined ? undefined : readRole(ctx, [...path, 'host'], b.host, roles);
+  const ceiling = b.ceiling === undefined ? undefined : ctx.choice([...path, 'ceiling'], b.ceiling, FD_CEILINGS, 'fd ceiling');
+  let count: number | undefined;
+  let nrOpen: number | undefined;
+  let ok = true;
+  if (b.count !== undefined) {
+    if (ceiling === 'nr_open') {
+      ctx.atKey(path, 'count', 'Only allowed with ceiling "file-max": the nr_open probe opens no files');
+      ok = false;
+    } else {
+      count = ctx.int([...path, 'count'], b.count, 1, MAX_FILES_COUNT);
+      if (count === undefined) ok = false;
+    }
+  } else if (ceiling === 'file-max') {
+    ctx.at(path, 'Missing required key "count": the files the step needs; fs.file-max is set to the files in use plus count');
+    ok = false;
+  }
+  if (b.nr_open !== undefined) {
+    if (ceiling === 'file-max') {
+      ctx.atKey(path, 'nr_open', 'Only allowed with ceiling "nr_open"');
+      ok = false;
+    } else {
+      nrOpen = ctx.int([...path, 'nr_open'], b.nr_open, NR_OPEN_RANGE[0], NR_OPEN_RANGE[1]);
+      if (nrOpen === undefined) ok = false;
+    }
+  }
+  if (!ok || host === undefined || ceiling === undefined) return undefined;
+  const step: Step = { name, kind: 'files', host, ceiling };
+  if (count !== undefined) step.count = count;
+  if (nrOpen !== undefined) step.nrOpen = nrOpen;
+  return step;
 }
 
 /** `fit: { snapshots: [s0, s1, …], per: connection | time-wait }`: earlier snapshot steps, all of one host. */

@@ -102,7 +102,8 @@ function predict(exp: Expectation, ctx: ModelContext, observed: number | string 
   } else {
     out = { value: exp.value ?? null, derivation: `stated in the lab: ${JSON.stringify(exp.value)}`, explanation: '' };
   }
-  const tolerance = exp.tolerancePercent && typeof out.value === 'number' ? Math.abs(out.value) * (exp.tolerance / 100) : exp.tolerance;
+  // A percentage of the prediction, without binary-float noise (226.08, not 226.07999999999998).
+  const tolerance = exp.tolerancePercent && typeof out.value === 'number' ? Number((Math.abs(out.value) * (exp.tolerance / 100)).toPrecision(12)) : exp.tolerance;
   const prediction: Prediction = {
     metric: exp.metric,
     model: exp.model ?? 'literal',

@@ -88,6 +88,12 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
       case 'release':
         what = `release ${s.steps.join(', ')}${plan.lab.release === 'graceful' ? ' (graceful: FIN, TIME_WAIT)' : ''}`;
         break;
+      case 'files':
+        what =
+          s.ceiling === 'nr_open'
+            ? `find the nofile ceiling on ${s.host}${s.nrOpen === undefined ? '' : ` with fs.nr_open ${s.nrOpen} for the step (put back at once)`}`
+            : `open files as an unprivileged user on ${s.host} until ENFILE, fs.file-max = files in use + ${s.count} for the step (put back at once)`;
+        break;
     }
     lines.push(`    ${i + 1}. ${s.name}: ${what}`);
     if (s.kind === 'connect' && s.autoPlan) lines.push(`       ${s.autoPlan}`);

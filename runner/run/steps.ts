@@ -80,6 +80,9 @@ async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObserva
       case 'release':
         await release(step, obs, ctx);
         break;
+      case 'files':
+        await files(step, obs, ctx);
+        break;
     }
   } catch (e) {
     if (e instanceof Interrupted) throw e;
@@ -344,11 +347,19 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
     const connects = ctx.done.filter((o) => o.kind === 'connect').reduce((n, o) => n + Number(o.metrics.established ?? 0), 0);
     const held = target.kind === 'connect' ? Number(target.metrics.established ?? 0) : Math.max(Number(target.metrics.accepted ?? 0), connects);
     // On every host of the role the step ran on.
+    const hosts = ctx.plan.roles[target.host] ?? [];
     const replies = await Promise.all(
-      (ctx.plan.roles[target.host] ?? []).map((host) =>
-        ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) })),
-      ),
+      hosts.map((host) => ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) }))),
     );
+    // A listener's accepts go on after its reply, whose events end with it: what each
+    // host closes now is what it accepted and held, the count its observation keeps.
+    if (target.kind === 'listen') {
+      for (const [i, host] of hosts.entries()) {
+        const part = target.hosts?.[host]?.metrics ?? (hosts.length === 1 ? target.metrics : undefined);
+        if (part) part.accepted = Math.max(Number(part.accepted ?? 0), replies[i]!.closed);
+      }
+      if (target.hosts) target.metrics.accepted = Object.values(target.hosts).reduce((n, h) => n + Number(h.metrics.accepted ?? 0), 0);
+    }
     ctx.held.delete(name);
     return replies.reduce((a, r) => a + r.closed, 0);
   };
@@ -359,4 +370,22 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   if (abort) closed = (await Promise.all(step.steps.map(close))).reduce((a, b) => a + b, 0);
   else for (const name of step.steps) closed += await close(name);
   obs.metrics.closed = closed;
+}
+
+/** A machine-wide fd ceiling, observed on each host of the role: the agent sets and puts back the sysctl itself. */
+async function files(step: Step<'files'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  await onHosts(ctx.plan.roles[step.host] ?? [step.host], obs, async (name, part) => {
+    const r = await ctx.bound.guard(
+      agentOf(ctx, name).request('files', { ceiling: step.ceiling, ...(step.count === undefined ? {} : { count: step.count }), ...(step.nrOpen === undefined ? {} : { nrOpen: step.nrOpen }) }),
+    );
+    part.metrics = { reached: r.reached };
+    if (r.windowMs !== undefined) part.metrics.windowMs = r.windowMs;
+    if (r.ceiling === 'file-max') {
+      if (typeof r.headroom === 'number') part.metrics.headroom = r.headroom;
+      if (typeof r.foreignFiles === 'number') part.metrics.foreignFiles = r.foreignFiles;
+      part.metrics.attempts = r.attempts?.length ?? 1;
+    }
+    if (r.firstError) part.labels.firstError = r.firstError;
+    part.detail = { ...r };
+  });
 }

@@ -145,6 +145,27 @@ test('roleHosts() gives each role the group of its name, or the one --role names
   );
 });
 
+test('ansible_python_interpreter is the agent\'s interpreter; Ansible\'s discovery words mean lab\'s default', () => {
+  const text = '[client]\nc1 ansible_host=198.18.0.1 ansible_python_interpreter=/opt/py/bin/python3.11\nc2 ansible_host=198.18.0.2 ansible_python_interpreter=auto_silent\nc3 ansible_host=198.18.0.3\n';
+  const inv = loadInventory('py.ini', text, { home: '/home/lab' });
+  assert.equal(['c1', 'c2', 'c3'].map((h) => inv.hosts[h]!.python), ['/opt/py/bin/python3.11', undefined, undefined]);
+});
+
+test('lab\'s format and an Ansible inventory say one mistake in the same words: one Checker, one rule', () => {
+  const message = (file: string, text: string) => {
+    try {
+      loadInventory(file, text, { home: '/home/lab' });
+    } catch (e) {
+      return (e as LabError).problems.map((p) => p.message);
+    }
+    return [];
+  };
+  const lab = message('i.yaml', 'hosts:\n  c1: { address: 198.18.0.1, agent: true, user: "a b", interface: "-x", python: "python3" }\n');
+  const ini = message('i.ini', '[c]\nc1 ansible_host=198.18.0.1 ansible_user="a b" lab_interface=-x ansible_python_interpreter=python3\n');
+  assert.equal(ini, lab);
+  assert.is(lab.length, 3);
+});
+
 const corpus = readdirSync(resolve(ROOT, DIR)).filter((f) => f.endsWith('.expected')).map((f) => f.replace(/\.expected$/, ''));
 
 for (const name of corpus) {

@@ -106,6 +106,7 @@ test('loadInventory() merges defaults under each host and resolves paths against
         hostKey: 'accept-new',
         connectTimeoutMs: 1500,
         identity: resolve(DIR, '../keys/edge'),
+        passphraseEnv: 'LAB_EDGE_KEY_PASSPHRASE',
         passwordEnv: 'LAB_SSH_PASSWORD',
         sudo: false,
         aliases: [],
@@ -114,6 +115,7 @@ test('loadInventory() merges defaults under each host and resolves paths against
         jump: {
           ...bastion,
           identity: resolve(DIR, '../keys/edge'),
+          passphraseEnv: 'LAB_EDGE_KEY_PASSPHRASE',
           passwordEnv: 'LAB_SSH_PASSWORD',
           knownHosts: '/var/lib/lab/known_hosts',
           hostKey: 'accept-new',
@@ -160,7 +162,7 @@ test('loadInventory() reports unknown keys with a guess, each at its line and co
       `${f}:10:34: hosts.client.jump: Unknown key "prot": did you mean "port"?`,
       `${f}:11:5: hosts.client: Unknown key "lab_adress": did you mean "lab_address"?`,
       `${f}:12:3: hosts: Invalid role name "Server": use lowercase letters, digits and "-", starting with a letter`,
-      `${f}:14:5: hosts.Server: Unknown key "foo": expected one of "address", "lab_address", "port", "user", "identity", "agent", "password_env", "known_hosts", "host_key", "connect_timeout", "jump", "sudo", "interface", "aliases", "local", "vars"`,
+      `${f}:14:5: hosts.Server: Unknown key "foo": expected one of "address", "lab_address", "port", "user", "identity", "passphrase_env", "agent", "password_env", "known_hosts", "host_key", "connect_timeout", "jump", "sudo", "interface", "python", "aliases", "local", "vars"`,
     ].join('\n'),
   );
 });
@@ -174,7 +176,7 @@ test('loadInventory() reports every bad value, and never echoes a password back 
     [
       `${f}:3:20: defaults.connect_timeout: Must be a duration like "500ms", "30s", "5m" or "1h", or a number of seconds: got "soon"`,
       `${f}:7:11: hosts.client.port: Must be an integer from 1 to 65535: got 70000`,
-      `${f}:8:11: hosts.client.user: Must be a user name without spaces, "@" or ":": got "lab user"`,
+      `${f}:8:11: hosts.client.user: Must be a user name (letters, digits, "_", ".", "-"): got "lab user"`,
       `${f}:9:15: hosts.client.host_key: Unknown host_key policy "acept-new": did you mean "accept-new"?`,
       `${f}:10:19: hosts.client.password_env: Must be the name of an environment variable (letters, digits and "_"), not a password: got "hunter2 is my password"`,
       `${f}:11:11: hosts.client.sudo: Must be true or false: got "yes"`,

@@ -10,6 +10,7 @@ from .changes import op_addr_add, op_begin, op_nofile, op_restore, op_restore_jo
 from .connect import op_connect
 from .errors import OpError, errname
 from .facts import op_facts, op_hello
+from .files import op_files
 from .listen import op_listen
 from .snapshot import op_snapshot
 from .steps import op_release
@@ -32,6 +33,7 @@ OPS = {
     "connect": (op_connect, True),
     "release": (op_release, True),
     "snapshot": (op_snapshot, True),
+    "files": (op_files, True),
     "restore": (op_restore, True),
     "restoreJournal": (op_restore_journal, True),
 }
