@@ -326,8 +326,13 @@ test('requests outside the protocol are refused, and no text in them runs as cod
     assert.is((await a.request('connect', { id: code, pairs: [{ address: `$(touch ${marker})`, port: 1 }], count: 1 })).ok, false);
     // An oversized line (2 MiB) is refused by its length, read to its end, and the agent goes on.
     a.proc.stdin.write(`{"id": 99, "op": "hello", "args": {"pad": "${'x'.repeat(2 << 20)}"}}\n`);
+    // JSON nested deeper than the parser's stack (under the length limit) is refused too, and the agent goes on.
+    a.proc.stdin.write(`{"id": 98, "op": "hello", "args": {"a": ${'['.repeat(100_000)}${']'.repeat(100_000)}}}\n`);
     assert.is((await a.ok('hello')).version, 1);
-    assert.equal(a.orphanReplies, [{ id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'a request line may hold at most 1048576 bytes' } }]);
+    assert.equal(a.orphanReplies, [
+      { id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'a request line may hold at most 1048576 bytes' } },
+      { id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'not a JSON line: nested too deeply' } },
+    ]);
     assert.not.ok(existsSync(marker), 'no request text was run');
   } finally {
     await a.close();
