@@ -413,8 +413,9 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   const outcomes: LabOutcome[] = [];
   let teardownProblems: string[] = [];
   try {
-    for (const [i, { lab, provider }] of plans.entries()) {
+    for (const [i, { lab, provider: planned }] of plans.entries()) {
       if (io.signal?.aborted) break;
+      const provider = await pool.current(lab, planned);
       // A local run's addresses are its own slice of 198.18.0.0/16, known once reserved
       // (a kept network keeps its slice); the pool gives it back at the end.
       await provider.reserve();
@@ -515,7 +516,9 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[]): string {
     const failed = r.predictions.length - passed;
     const verdict = isRefusal(r) ? 'REFUSED' : r.error ? (r.error.code === 'INTERRUPTED' ? 'INTERRUPTED' : 'ERROR') : r.verdict.toUpperCase();
     const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : '';
-    return [r.lab.name, verdict, String(passed), String(failed), baseline, `${(r.durationMs / 1000).toFixed(1)} s`];
+    // A refused lab ran nothing: no prediction passed or failed.
+    const counts = isRefusal(r) ? ['—', '—'] : [String(passed), String(failed)];
+    return [r.lab.name, verdict, ...counts, baseline, `${(r.durationMs / 1000).toFixed(1)} s`];
   });
   for (const lab of labs.slice(outcomes.length)) rows.push([lab.name, 'NOT RUN', '', '', '', '']);
   // The baseline column only when there was a baseline.

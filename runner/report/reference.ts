@@ -41,7 +41,7 @@ export function referenceReadme(results: RunResult[]): string {
     '|---|---|--:|---|---|',
     ...results.map((r) => {
       const passed = r.predictions.filter((p) => p.verdict === 'pass').length;
-      return `| ${r.lab.name} | ${r.verdict === 'pass' ? '✅ pass' : isRefusal(r) ? `⏸ refused: ${refusalReason(r)}` : '❌ fail'} | ${passed}/${r.predictions.length} | ${r.startedAt} | [report.md](${r.lab.name}/report.md) |`;
+      return `| ${r.lab.name} | ${r.verdict === 'pass' ? '✅ pass' : isRefusal(r) ? `⏸ refused: ${refusalReason(r)}` : '❌ fail'} | ${isRefusal(r) ? '—' : `${passed}/${r.predictions.length}`} | ${r.startedAt} | [report.md](${r.lab.name}/report.md) |`;
     }),
     '',
     '## The machine',

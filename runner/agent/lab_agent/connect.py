@@ -27,6 +27,9 @@ FULL = (errno.EMFILE, errno.ENFILE)
 PROGRESS_S = 0.2  # agent -> controller progress events, at most this often
 WORKER_PROGRESS_S = 0.1  # worker -> agent
 BIND_MODES = ("none", "ip", "ip-no-port", "reuseaddr")
+# The most bytes a connect may write on each connection it opens (argument "send"):
+# the data waits unread in the peer's receive queue, count times over.
+MAX_SEND_BYTES = 65536
 
 
 # ---------------------------------------------------------------- the worker (child side)
@@ -63,6 +66,8 @@ def connect_worker(ctrl, rep, spec):
     base = spec["base"]
     base_att = spec["baseAttempted"]
     stop_on_error = spec["stopOnError"]
+    payload = b"x" * spec.get("send", 0)
+    sent = 0
     per = [0] * len(pairs)
     ports = bytearray(65536)
     held = []
@@ -119,6 +124,14 @@ def connect_worker(ctrl, rep, spec):
             if b is not None:
                 s.bind(b)
             code = s.connect_ex(dsts[i])
+            if code == 0 and payload:
+                # Blocking, bounded by SO_SNDTIMEO: a short count means the time ran out.
+                n = s.send(payload)
+                if n < len(payload):
+                    sent += n
+                    code = errno.ETIMEDOUT
+                else:
+                    sent += n
         except OSError as e:
             code = e.errno or errno.EIO
         if code == 0:
@@ -146,7 +159,7 @@ def connect_worker(ctrl, rep, spec):
             reason = "error"
             break
         rr += 1
-    wsend(rep, {"t": "d", "n": est, "a": att, "errors": errors, "first": first, "per": per,
+    wsend(rep, {"t": "d", "n": est, "a": att, "sent": sent, "errors": errors, "first": first, "per": per,
                 "active": active, "rr": rr, "reason": reason,
                 "ports": base64.b64encode(zlib.compress(bytes(ports))).decode("ascii")})
     del ports
@@ -325,7 +338,7 @@ class Lane:
         self.per = [0] * npairs
         self.errors = {}
         self.ports = 0
-        self.est = self.att = 0
+        self.est = self.att = self.sent = 0
         self.w_count = self.w_att = 0
         self.current = None
         self.reason = "count"
@@ -404,6 +417,7 @@ class Lane:
                 w.count = done["n"]
                 self.est += done["n"]
                 self.att += done["a"]
+                self.sent += done.get("sent", 0)
                 self.w_count = self.w_att = 0
                 run.end = max(run.end, time.monotonic())
                 if run.first is None and done["first"] is not None:
@@ -460,6 +474,9 @@ def op_connect(rid, args):
     mem_floor = arg(args, "memFloorKiB", int, None, minimum=0)
     if lanes is not None and (processes or rate) and lanes > 1:
         raise bad('argument "lanes" above 1 goes with neither "processes" nor "rate"')
+    send = arg(args, "send", int, 0, minimum=0)
+    if send > MAX_SEND_BYTES:
+        raise bad('argument "send" must be at most %d bytes, got %d' % (MAX_SEND_BYTES, send))
     engine = arg(args, "engine", str, "auto")
     if engine not in fastconn.ENGINES:
         raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
@@ -476,7 +493,7 @@ def op_connect(rid, args):
     deadline = t0 + timeout_ms / 1000.0
     cap = sockets_per_worker(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     spec = {"pairs": clean, "bind": mode, "noPort": no_port, "localPort": local_port,
-            "connectTimeoutMs": cto_ms, "rate": rate, "stopOnError": stop_on_error}
+            "connectTimeoutMs": cto_ms, "rate": rate, "stopOnError": stop_on_error, "send": send}
     run = Run(step, rid, spec, helper, cap, deadline, t0)
     run.mem_floor_kib = memory_floor_kib(meminfo.sample()) if mem_floor is None else mem_floor
     groups = lane_pairs(len(clean), lanes)
@@ -527,6 +544,7 @@ def op_connect(rid, args):
     else:
         reason = min(reasons, key=REASON_ORDER.index) if len(run.lanes) > 1 else reasons[0]
     reply = connect_reply(clean, est, att, errors, run.first, max(run.end - t0, 1e-6), len(step.workers), reason, per, ports)
+    reply["bytesSent"] = sum(lane.sent for lane in run.lanes)
     reply["engine"] = engine
     reply["lanes"] = lanes
     reply["loopMs"] = int(round(max(lane.loop_ms for lane in run.lanes)))

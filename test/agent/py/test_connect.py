@@ -101,6 +101,8 @@ class RefusedBeforeForkTest(unittest.TestCase):
         self.refused(dict(base, lanes=0), 'argument "lanes" must be >= 1, got 0')
         self.refused(dict(base, lanes=2, processes=2), 'argument "lanes" above 1 goes with neither "processes" nor "rate"')
         self.refused(dict(base, lanes=2, rate=10), 'argument "lanes" above 1 goes with neither "processes" nor "rate"')
+        self.refused(dict(base, send=-1), 'argument "send" must be >= 0, got -1')
+        self.refused(dict(base, send=65537), 'argument "send" must be at most 65536 bytes, got 65537')
         self.refused({"pairs": [PAIR], "count": 1}, 'argument "id" (the step id) must be a non-empty string or an integer')
 
 
