@@ -42,6 +42,8 @@ export interface LabHost {
   aliases: number;
   /** nofile soft limit for the agent's workers; hard too when the host allows */
   nofile?: number;
+  /** connection tracking on in the host's network namespace (an nftables table matching `ct state`) */
+  conntrack?: boolean;
 }
 
 export type BindMode =
@@ -135,7 +137,7 @@ export const STEP_METRICS = {
   listen: ['accepted'],
   connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts'],
   sleep: [],
-  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
+  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB', 'conntrackCount'],
   fit: [
     'bytesPerConnection',
     'clientBytesPerSocket',
@@ -153,7 +155,7 @@ export const STEP_METRICS = {
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
 
 /** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
-export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings'] as const;
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings', 'conntrack'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
@@ -172,6 +174,7 @@ export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKi
   'accept-queue': { connect: ['established', 'firstError'] },
   capacity: { connect: ['established'] },
   'fd-ceilings': { files: ['reached', 'firstError', 'headroom'] },
+  conntrack: { connect: ['established', 'firstError'], snapshot: ['conntrackCount'] },
 };
 
 /**

@@ -4,7 +4,7 @@
 import type { HostFacts } from '../result.ts';
 import type { ModelName, ReleaseMode, Step } from '../lab/types.ts';
 import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sameKernel, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
-import { fdCeilings } from './ceilings.ts';
+import { conntrack, fdCeilings } from './ceilings.ts';
 // The most worker processes a connect step may use: the lab file's `processes` bound.
 import { MAX_PROCESSES } from '../lab/validate.ts';
 
@@ -476,4 +476,5 @@ export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'accept-queue': acceptQueue,
   capacity,
   'fd-ceilings': (ctx) => fdCeilings(ctx),
+  conntrack: (ctx) => conntrack(ctx),
 };

@@ -267,6 +267,7 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
       slabBytes,
       memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
     };
+    if (typeof snap.conntrack?.count === 'number') part.metrics.conntrackCount = snap.conntrack.count;
     part.detail = { ...snap };
   });
   // Connections the run holds at this point, on every host: counted once, not per host.

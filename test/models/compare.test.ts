@@ -77,7 +77,11 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
     snap,
     fit('perConnection', 'connection'),
     fit('perTimeWait', 'time-wait'),
+    { name: 'nofile', kind: 'files', host: 'client', ceiling: 'nr_open' },
+    { name: 'fileMax', kind: 'files', host: 'client', ceiling: 'file-max', count: 100 },
   ];
+  // The server's namespace tracks connections (conntrack: true), with room for the ramps.
+  const tracked: HostFacts = { ...facts, conntrackOn: true, conntrackCount: 0, conntrackMax: 1000 };
   let applicable = 0;
   for (const model of MODEL_NAMES) {
     for (const step of steps) {
@@ -85,7 +89,7 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
         if (modelProblem(model, step, metric)) continue;
         applicable++;
         try {
-          MODELS[model]({ step, metric, steps, release: 'graceful', facts: { client: facts, server: facts }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
+          MODELS[model]({ step, metric, steps, release: 'graceful', facts: { client: facts, server: tracked }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
         } catch (e) {
           if (e instanceof ModelNotApplicable) assert.unreachable(`${model} on ${step.name}.${metric}: ${e.message}`);
           throw e;
@@ -94,8 +98,8 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
     }
   }
   // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2, memory-per-connection 3 + 1, time-wait 2 × 2 + 1,
-  // accept-queue 2 × 2, capacity 2
-  assert.is(applicable, 25);
+  // accept-queue 2 × 2, capacity 2, fd-ceilings 2 + 3, conntrack 2 × 2 + 1
+  assert.is(applicable, 35);
 });
 
 test.run();

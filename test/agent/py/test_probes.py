@@ -63,7 +63,7 @@ class RegistryTest(unittest.TestCase):
 
     def test_sample_all_keys_are_the_probe_names_the_snapshot_reply_promises(self):
         # runner/agent/protocol.ts SnapshotReply: meminfo, slab, sockstat
-        self.assertEqual(sorted(probes.sample_all()), ["meminfo", "slab", "sockstat"])
+        self.assertEqual(sorted(probes.sample_all()), ["conntrack", "meminfo", "slab", "sockstat"])
 
 
 if __name__ == "__main__":
