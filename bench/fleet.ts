@@ -4,7 +4,7 @@
 // connected, provisioned and restored `--forks` at a time, so the time should
 // grow far slower than the number of hosts. Prints each time and its ratio to
 // the one-host run, measured in this one run.
-// Usage: node --import tsx bench/fleet.ts [FORKS] [SIZES…]   (as root, under flock /tmp/lab-heavy.lock)
+// Usage: node --import tsx bench/fleet.ts [FORKS] [SIZES…]   (as root, under flock /tmp/lab-ssh.lock: it makes `lab hosts up` networks)
 
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';

@@ -21,7 +21,7 @@ import { openProvider } from './run/provider.ts';
 import { runPlan, runtimeName } from './run/run.ts';
 import { writeReports, renderSuiteJunit } from './report/write.ts';
 import { writeEachReports } from './report/each.ts';
-import { predictionLabel } from './report/helpers.ts';
+import { isRefusal, predictionLabel, refusalReason } from './report/helpers.ts';
 import { readResult } from './report/read.ts';
 import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, readBaseline, type BaselineOptions } from './report/baseline.ts';
 import { isRegression } from './report/helpers.ts';
@@ -443,7 +443,13 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     io.err(`error: removing the local hosts left problems:\n  ${teardownProblems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
     return 3;
   }
-  const codes = outcomes.map((o) => o.code);
+  // A lab this machine cannot hold is refused, shown and counted as such (summary,
+  // JUnit skipped), but no failure of the suite: it is the machine's size, not a
+  // moved limit. A baseline that ran it still flags the refusal as a regression.
+  const codes = outcomes.flatMap((o) => {
+    if (!(suite && isRefusal(o.result) && o.result.restore.ok)) return [o.code];
+    return o.result.baseline?.regressions ? [4] : [];
+  });
   if (outcomes.length < labs.length && !codes.includes(130)) codes.push(130);
   for (const code of [130, 3, 1, 4]) if (codes.includes(code)) return code;
   return 0;
@@ -507,9 +513,11 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[]): string {
   const rows = outcomes.map(({ result: r }) => {
     const passed = r.predictions.filter((p) => p.verdict === 'pass').length;
     const failed = r.predictions.length - passed;
-    const verdict = r.error ? (r.error.code === 'INTERRUPTED' ? 'INTERRUPTED' : 'ERROR') : r.verdict.toUpperCase();
+    const verdict = isRefusal(r) ? 'REFUSED' : r.error ? (r.error.code === 'INTERRUPTED' ? 'INTERRUPTED' : 'ERROR') : r.verdict.toUpperCase();
     const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : '';
-    return [r.lab.name, verdict, String(passed), String(failed), baseline, `${(r.durationMs / 1000).toFixed(1)} s`];
+    // A refused lab ran nothing: no prediction passed or failed.
+    const counts = isRefusal(r) ? ['—', '—'] : [String(passed), String(failed)];
+    return [r.lab.name, verdict, ...counts, baseline, `${(r.durationMs / 1000).toFixed(1)} s`];
   });
   for (const lab of labs.slice(outcomes.length)) rows.push([lab.name, 'NOT RUN', '', '', '', '']);
   // The baseline column only when there was a baseline.
@@ -520,11 +528,16 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[]): string {
   const fmt = (cells: string[]) => '  ' + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   const total = outcomes.reduce((a, o) => a + o.result.durationMs, 0);
   const passed = outcomes.filter((o) => o.result.verdict === 'pass' && !o.result.baseline?.regressions).length;
+  const refused = outcomes.filter((o) => isRefusal(o.result));
+  const counted = [`${passed} passed`];
+  if (refused.length) counted.push(`${refused.length} refused (this machine cannot hold ${refused.length > 1 ? 'them' : 'it'})`);
+  counted.push(`${labs.length - passed - refused.length} did not`);
   return [
-    `\nsuite: ${labs.length} labs, ${passed} passed, ${labs.length - passed} did not, in ${(total / 1000).toFixed(1)} s`,
+    `\nsuite: ${labs.length} labs, ${counted.join(', ')}, in ${(total / 1000).toFixed(1)} s`,
     fmt(head),
     fmt(widths.map((w) => '─'.repeat(w))),
     ...body.map(fmt),
+    ...refused.map((o) => `  ${o.result.lab.name}: refused, not started: ${refusalReason(o.result)} [${o.result.error!.code}]`),
   ].join('\n');
 }
 
@@ -748,7 +761,8 @@ export function verdictTable(r: RunResult): string {
   const notApplicable = r.predictions.filter((p) => p.verdict === 'not-applicable').length;
   // not-applicable is a failure the table alone would not explain: say it in the headline.
   const why = notApplicable ? ` (${notApplicable} prediction${notApplicable > 1 ? 's' : ''} not applicable)` : '';
-  const lines = [`\n${r.lab.name}: ${r.verdict.toUpperCase()}${why} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
+  const verdict = isRefusal(r) ? 'REFUSED (the hosts cannot hold it; not started)' : r.verdict.toUpperCase();
+  const lines = [`\n${r.lab.name}: ${verdict}${why} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
   for (const [i, row] of rows.entries()) {
     lines.push(fmt(row));
     lines.push(`      ${r.predictions[i]!.derivation}`);

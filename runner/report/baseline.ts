@@ -121,6 +121,8 @@ export function compareWithBaseline(
 
 function compareLimit(metric: string, baseline: number | string | null, observed: number | string | null, tolerance: number): MetricComparison {
   const m = { metric, kind: 'limit' as const, baseline, observed };
+  // A lab refused (or stopped) in the baseline and again now: nothing moved.
+  if (observed === null && baseline === null) return { ...m, status: 'same', rule: 'not measured in the baseline, nor now' };
   if (observed === null) return { ...m, status: 'regression', rule: 'measured in the baseline, not measured now' };
   if (baseline === null) return { ...m, status: 'improved', rule: 'not measured in the baseline, measured now' };
   if (typeof baseline === 'number' && typeof observed === 'number') {

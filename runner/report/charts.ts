@@ -259,9 +259,19 @@ export interface HistoryPoint {
   value: number;
   predicted?: number;
   verdict?: string;
+  /** the machine the run ran on (baseline.ts machineOf): one line per machine */
+  machine?: string;
 }
 
-/** One metric across runs: observed values (coloured by verdict) and the predicted value. */
+/** Line colours for machines; the points keep the verdict colours. */
+const MACHINE_COLORS = [BLUE, '#8250df', '#1b7c83', '#bf3989', '#953800', '#57606a'];
+
+/**
+ * One metric across runs: each machine's observed values as its own line
+ * (machines differ, so one line through all of them would zigzag between
+ * kernels, not show a trend), points coloured by verdict, and the predicted
+ * value per machine.
+ */
 export function historySpec(metric: string, points: HistoryPoint[], name = `history-${slug(metric)}`): ChartSpec | undefined {
   if (!points.length) return undefined;
   const title = `${metric} across runs`;
@@ -280,8 +290,21 @@ export function historySpec(metric: string, points: HistoryPoint[], name = `hist
     axis: { format: '%Y-%m-%d %H:%M', tickCount: 4, labelOverlap: true },
   };
   const yScale = { domain: [Math.floor(lo - pad), Math.ceil(hi + pad)], nice: false };
+  const rows = points.map((p) => ({ ...p, machine: p.machine ?? 'this machine' }));
+  const machines = [...new Set(rows.map((p) => p.machine))];
+  const machineColor = {
+    field: 'machine',
+    type: 'nominal',
+    scale: { domain: machines, range: machines.map((_, i) => MACHINE_COLORS[i % MACHINE_COLORS.length]) },
+    // One machine needs no key; several are told apart by it.
+    legend: machines.length > 1 ? { title: 'machine', orient: 'bottom' } : null,
+  };
   const layers: Record<string, unknown>[] = [
-    { data: { values: points }, mark: { type: 'line', color: BLUE }, encoding: { x, y: { field: 'value', type: 'quantitative', title: metric, scale: yScale, axis: { format: ',~r', tickCount: 5 } } } },
+    {
+      data: { values: rows },
+      mark: { type: 'line' },
+      encoding: { x, y: { field: 'value', type: 'quantitative', title: metric, scale: yScale, axis: { format: ',~r', tickCount: 5 } }, color: machineColor },
+    },
     {
       data: { values: points.map((p) => ({ ...p, verdict: p.verdict ?? 'pass' })) },
       mark: { type: 'point', filled: true, size: 60 },
@@ -294,9 +317,11 @@ export function historySpec(metric: string, points: HistoryPoint[], name = `hist
   ];
   const predicted = points.filter((p) => p.predicted !== undefined);
   if (predicted.length) {
-    layers.unshift({ data: { values: predicted }, mark: { type: 'line', color: AMBER, strokeDash: [6, 4], interpolate: 'step-after' }, encoding: { x, y: { field: 'predicted', type: 'quantitative' } } });
+    const values = rows.filter((p) => p.predicted !== undefined);
+    layers.unshift({ data: { values }, mark: { type: 'line', color: AMBER, strokeDash: [6, 4], interpolate: 'step-after' }, encoding: { x, y: { field: 'predicted', type: 'quantitative' }, detail: { field: 'machine', type: 'nominal' } } });
   }
-  return { name, title, spec: base(title, { height: 160, layer: layers }) };
+  // Machines and verdicts each keep their own colours and key.
+  return { name, title, spec: base(title, { height: 160, layer: layers, resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } } }) };
 }
 
 // ── rendering ──────────────────────────────────────────────────────────────

@@ -68,6 +68,21 @@ export function stepOf(result: RunResult, metric: string) {
   return result.steps.find((s) => s.name === name);
 }
 
+/**
+ * A run the hosts could not hold (models/scale.ts): refused before any change,
+ * so it measured nothing and claimed nothing. A suite shows it as its own
+ * verdict, REFUSED; JUnit as skipped, with the arithmetic as the reason.
+ */
+export function isRefusal(result: RunResult): boolean {
+  return result.error?.code === 'CAPACITY';
+}
+
+/** A refusal in one line: its arithmetic's conclusion ("need … > MemAvailable …") when it has one. */
+export function refusalReason(result: RunResult): string {
+  const lines = (result.error?.message ?? '').split('\n').map((l) => l.trim());
+  return lines.find((l) => l.startsWith('need ')) ?? lines[0] ?? '';
+}
+
 export function verdictCounts(result: RunResult) {
   const count = (v: Verdict) => result.predictions.filter((p) => p.verdict === v).length;
   return {
@@ -132,6 +147,7 @@ export function reportView(result: RunResult) {
   return {
     ...result,
     counts: verdictCounts(result),
+    refused: isRefusal(result),
     // The charts not drawn under a step: predicted vs observed, memory, slab.
     charts: charts.filter((c) => !c.name.startsWith('ramp-')),
     baseline: result.baseline && {

@@ -3,7 +3,7 @@
 // suite's runs go into one file.
 
 import type { Prediction, RunResult } from '../result.ts';
-import { escapeXml, formatTolerance, formatValue, predictionLabel, stepOf, verdictCounts } from './helpers.ts';
+import { escapeXml, formatTolerance, formatValue, isRefusal, predictionLabel, refusalReason, stepOf, verdictCounts } from './helpers.ts';
 
 /** junit.xml of one run: a testsuites element holding its one testsuite. */
 export function renderJunit(result: RunResult): string {
@@ -25,6 +25,7 @@ export function renderSuiteJunit(results: RunResult[]): string {
 }
 
 function testsuite(result: RunResult): { xml: string; counts: { tests: number; failures: number; errors: number; skipped: number } } {
+  if (isRefusal(result)) return refusedSuite(result);
   const suite = result.lab.name;
   const counts = verdictCounts(result);
   const regressions = result.baseline?.regressions ?? 0;
@@ -90,6 +91,35 @@ function testsuite(result: RunResult): { xml: string; counts: { tests: number; f
     '  </testsuite>',
   ].join('\n');
   return { xml, counts: { tests, failures, errors, skipped } };
+}
+
+/**
+ * A lab the hosts could not hold: nothing ran, so nothing passed or failed.
+ * Its testcases are all there (the count stays the same from night to
+ * night), each skipped with the refusal's arithmetic: CI shows a skip with
+ * its reason, never a pass. Not-measured predictions of a run that did start
+ * stay errors (above); this is the one skip.
+ */
+function refusedSuite(result: RunResult): { xml: string; counts: { tests: number; failures: number; errors: number; skipped: number } } {
+  const suite = result.lab.name;
+  const reason = `refused: the hosts cannot hold this lab: ${refusalReason(result)} [${result.error!.code}]`;
+  const skip = (name: string) =>
+    `<testcase classname="${x(suite)}" name="${x(name)}" time="0.000">\n      <skipped message="${x(reason)}">${x(result.error!.message)}</skipped>\n    </testcase>`;
+  const cases = [...result.predictions.map((p) => skip(predictionLabel(p))), skip('run')];
+  const restore = `<testcase classname="${x(suite)}" name="restore" time="${seconds(result.stages['restore'] ?? 0)}"`;
+  const restored = result.restore.ok;
+  cases.push(restored ? `${restore}/>` : `${restore}>\n      <failure message="restore left changes on a host" type="restore">${x(result.restore.problems.join('\n'))}</failure>\n    </testcase>`);
+  const counts = { tests: cases.length, failures: restored ? 0 : 1, errors: 0, skipped: cases.length - 1 };
+  const xml = [
+    `  <testsuite name="${x(suite)}" tests="${counts.tests}" failures="${counts.failures}" errors="0" skipped="${counts.skipped}" time="${seconds(result.durationMs)}" timestamp="${x(result.startedAt)}">`,
+    '    <properties>',
+    `      <property name="lab.file" value="${x(result.lab.file)}"/>`,
+    `      <property name="refused" value="${x(result.error!.code)}"/>`,
+    '    </properties>',
+    ...cases.map((c) => `    ${c}`),
+    '  </testsuite>',
+  ].join('\n');
+  return { xml, counts };
 }
 
 function failureText(p: Prediction): string {

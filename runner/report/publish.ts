@@ -12,7 +12,7 @@ import { LabError } from '../errors.ts';
 import type { RunResult } from '../result.ts';
 import { findResults, machineOf, performanceFigures } from './baseline.ts';
 import { historySpec, inlineSvg, renderCharts, slug, type Chart, type HistoryPoint } from './charts.ts';
-import { escapeXml, formatDuration, formatValue, isRegression, verdictCounts } from './helpers.ts';
+import { escapeXml, formatDuration, formatValue, isRefusal, isRegression, refusalReason, verdictCounts } from './helpers.ts';
 import { readResult } from './read.ts';
 import { writeReports } from './write.ts';
 
@@ -100,12 +100,12 @@ interface LabSection {
 function historySpecs(runs: Run[]) {
   const series = new Map<string, HistoryPoint[]>();
   const add = (metric: string, point: HistoryPoint) => series.set(metric, [...(series.get(metric) ?? []), point]);
-  for (const { result } of runs) {
+  for (const { result, machine } of runs) {
     for (const p of result.predictions) {
       if (typeof p.observed !== 'number') continue;
-      add(p.metric, { at: result.startedAt, value: p.observed, verdict: p.verdict, ...(typeof p.predicted === 'number' ? { predicted: p.predicted } : {}) });
+      add(p.metric, { at: result.startedAt, machine, value: p.observed, verdict: p.verdict, ...(typeof p.predicted === 'number' ? { predicted: p.predicted } : {}) });
     }
-    for (const [metric, figure] of performanceFigures(result)) add(metric, { at: result.startedAt, value: figure.value, verdict: 'pass' });
+    for (const [metric, figure] of performanceFigures(result)) add(metric, { at: result.startedAt, machine, value: figure.value, verdict: 'pass' });
   }
   return [...series.entries()].map(([metric, points]) => historySpec(metric, points)!).filter(Boolean);
 }
@@ -117,7 +117,8 @@ function latestPerMachine(runs: Run[]): Run[] {
   return [...latest.values()].sort((a, b) => b.result.startedAt.localeCompare(a.result.startedAt));
 }
 
-function status(result: RunResult): { text: string; cls: 'pass' | 'fail' } {
+function status(result: RunResult): { text: string; cls: 'pass' | 'fail' | 'refused' } {
+  if (isRefusal(result)) return { text: `refused: ${refusalReason(result)}`, cls: 'refused' };
   if (result.error) return { text: `error ${result.error.code}`, cls: 'fail' };
   if (result.verdict !== 'pass') return { text: 'fail', cls: 'fail' };
   if (result.baseline?.regressions) return { text: `regressed (${result.baseline.metrics.filter(isRegression).map((m) => m.metric).join(', ')})`, cls: 'fail' };
@@ -143,6 +144,7 @@ th { background: #f6f8fa; }
 .scroll { overflow-x: auto; }
 .pass { color: var(--pass); font-weight: 600; }
 .fail { color: var(--fail); font-weight: 600; }
+.refused { color: var(--muted, #6e7781); font-weight: 600; }
 .muted { color: var(--muted); }
 figure { margin: .5rem 0 1rem; }
 figcaption { color: var(--muted); font-size: .9em; }
@@ -174,7 +176,7 @@ function runsTable(runs: Run[], from: string, ext: 'html' | 'md'): string[] {
     return [
       '| lab | machine | verdict | predictions passed | started | duration | report |',
       '|---|---|---|--:|---|--:|---|',
-      ...runs.map((r) => `| ${cell(r.result.lab.name)} | ${cell(r.machine)} | ${status(r.result).cls === 'pass' ? '✅' : '❌'} ${cell(status(r.result).text)} | ${predictionsLine(r.result)} | ${r.result.startedAt} | ${formatDuration(r.result.durationMs)} | [report](${link(r)}) |`),
+      ...runs.map((r) => `| ${cell(r.result.lab.name)} | ${cell(r.machine)} | ${{ pass: '✅', fail: '❌', refused: '⏸' }[status(r.result).cls]} ${cell(status(r.result).text)} | ${predictionsLine(r.result)} | ${r.result.startedAt} | ${formatDuration(r.result.durationMs)} | [report](${link(r)}) |`),
     ];
   }
   return [

@@ -5,7 +5,7 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { RunResult } from '../result.ts';
-import { formatKiB } from './helpers.ts';
+import { formatKiB, isRefusal, refusalReason } from './helpers.ts';
 import { readResult } from './read.ts';
 
 /** The reference runs: reports/<lab>/result.json, by lab name. */
@@ -41,7 +41,7 @@ export function referenceReadme(results: RunResult[]): string {
     '|---|---|--:|---|---|',
     ...results.map((r) => {
       const passed = r.predictions.filter((p) => p.verdict === 'pass').length;
-      return `| ${r.lab.name} | ${r.verdict === 'pass' ? '✅ pass' : '❌ fail'} | ${passed}/${r.predictions.length} | ${r.startedAt} | [report.md](${r.lab.name}/report.md) |`;
+      return `| ${r.lab.name} | ${r.verdict === 'pass' ? '✅ pass' : isRefusal(r) ? `⏸ refused: ${refusalReason(r)}` : '❌ fail'} | ${isRefusal(r) ? '—' : `${passed}/${r.predictions.length}`} | ${r.startedAt} | [report.md](${r.lab.name}/report.md) |`;
     }),
     '',
     '## The machine',

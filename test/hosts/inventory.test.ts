@@ -106,6 +106,7 @@ test('loadInventory() merges defaults under each host and resolves paths against
         hostKey: 'accept-new',
         connectTimeoutMs: 1500,
         identity: resolve(DIR, '../keys/edge'),
+        passphraseEnv: 'LAB_EDGE_KEY_PASSPHRASE',
         passwordEnv: 'LAB_SSH_PASSWORD',
         sudo: false,
         aliases: [],
@@ -114,6 +115,7 @@ test('loadInventory() merges defaults under each host and resolves paths against
         jump: {
           ...bastion,
           identity: resolve(DIR, '../keys/edge'),
+          passphraseEnv: 'LAB_EDGE_KEY_PASSPHRASE',
           passwordEnv: 'LAB_SSH_PASSWORD',
           knownHosts: '/var/lib/lab/known_hosts',
           hostKey: 'accept-new',

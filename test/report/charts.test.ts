@@ -61,4 +61,24 @@ test('historySpec() keeps readable axes for a single run', async () => {
   assert.not.match(chart.svg, /\d\.0000/);
 });
 
+test('historySpec() draws one line per machine, each in its own colour, with a key naming them', async () => {
+  const at = (h: number) => `2026-01-0${h}T02:00:00.000Z`;
+  const points = [
+    { at: at(1), value: 1000, machine: 'bench-07' },
+    { at: at(2), value: 1010, machine: 'ci-runner' },
+    { at: at(3), value: 1000, machine: 'bench-07' },
+    { at: at(4), value: 1020, machine: 'ci-runner' },
+  ];
+  const spec = historySpec('ramp.established', points)!;
+  const chart = await renderChart(spec);
+  // One path per machine's line: two lines, not one zigzag through both.
+  const lines = [...chart.svg.matchAll(/<path[^>]*aria-roledescription="line mark"[^>]*>/g)];
+  assert.is(lines.length, 2, chart.svg.slice(0, 400));
+  assert.match(chart.svg, />bench-07</);
+  assert.match(chart.svg, />ci-runner</);
+  // One machine needs no key.
+  const one = await renderChart(historySpec('ramp.established', points.filter((p) => p.machine === 'bench-07'))!);
+  assert.not.match(one.svg, />bench-07</);
+});
+
 test.run();

@@ -100,6 +100,41 @@ test('renderSuiteJunit() holds one testsuite per lab and totals them', async () 
   assert.match(xml, /<testsuites name="lab" tests="9" failures="2" errors="2" skipped="0" time="[\d.]+">/);
 });
 
+/** A run the hosts could not hold: refused before any change, as models/scale.ts words it. */
+async function refused(): Promise<RunResult> {
+  const r = await load('pass');
+  r.lab.name = 'two-million';
+  r.verdict = 'fail';
+  r.steps = [];
+  for (const p of r.predictions) Object.assign(p, { observed: null, verdict: 'not-measured' });
+  r.error = {
+    code: 'CAPACITY',
+    message: 'The hosts cannot hold this lab: not started, nothing was changed\n  client + server (one kernel):\n    need 21.77 GiB + 3.16 GiB + 1.18 GiB = 26.10 GiB > MemAvailable 18.28 GiB\n  Lower the count, or free memory on the host (MemAvailable)',
+  };
+  return r;
+}
+
+test('renderSuiteJunit() shows a refused lab as skipped with the arithmetic, every testcase kept, none passed', async () => {
+  const xml = renderSuiteJunit([await load('pass'), await refused()]);
+  assertWellFormed(xml);
+  assert.match(xml, /<testsuite name="two-million" tests="4" failures="0" errors="0" skipped="3" /);
+  const reason = 'refused: the hosts cannot hold this lab: need 21.77 GiB + 3.16 GiB + 1.18 GiB = 26.10 GiB &gt; MemAvailable 18.28 GiB [CAPACITY]';
+  const skipped = [...xml.matchAll(/<testcase classname="two-million" name="([^"]+)" time="0.000">\n\s*<skipped message="([^"]+)"/g)];
+  assert.equal(skipped.map((m) => m[1]), ['ramp.established', 'ramp.firstError', 'run']);
+  assert.ok(skipped.every((m) => m[2] === reason), skipped.map((m) => m[2]).join('\n'));
+  assert.match(xml, /<testcase classname="two-million" name="restore" time="[\d.]+"\/>/);
+  assert.match(xml, /<testsuites name="lab" tests="8" failures="0" errors="0" skipped="3" /);
+});
+
+test('a refused run\'s reports say refused, not fail', async () => {
+  const out = await mkdtemp(join(tmpdir(), 'lab-refused-'));
+  await writeReports(await refused(), out);
+  const md = await readFile(join(out, 'report.md'), 'utf8');
+  assert.match(md, /^# two-million: ⏸ refused \(the hosts cannot hold it\)\n/);
+  assert.match(md, '> **Not started: the hosts cannot hold this lab.** `CAPACITY`');
+  assert.match(await readFile(join(out, 'report.html'), 'utf8'), '<h1>two-million <span class="badge not-measured">refused</span>');
+});
+
 test('renderJunit() fails a "baseline" testcase naming each regressed metric', async () => {
   const r = await load('pass');
   r.baseline = {

@@ -1,8 +1,8 @@
 // Security over SSH, against `lab hosts up` hosts (namespaces running a real
 // OpenSSH sshd), through the real CLI: a host key replaced on the host stops
 // the run before anything changes; a non-root user logs in with a password and
-// runs the lab through sudo, a key is unlocked with a passphrase, and neither
-// secret shows up in any output; a connection dropped mid-run (sshd stays up)
+// runs the lab through sudo, a key is unlocked with a passphrase (from the
+// environment, or held by an ssh-agent), and neither secret shows up in any output; a connection dropped mid-run (sshd stays up)
 // ends with the host restored; hostile text from a lab file, a host's hostname
 // and a host-side error is shown, never run, in report.html.
 //
@@ -33,6 +33,9 @@ import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { hostsDown, hostsUp, HOSTS_UP_DIR, SSHD } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
+import { readInventory } from '../../runner/hosts/inventory.ts';
+import { SshTransport } from '../../runner/hosts/ssh.ts';
+import { HostError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
 import { Browser } from '../browser.ts';
 import { agentPids, parentPid, readSysctl, ROOT, runCli } from '../helpers.ts';
@@ -44,14 +47,21 @@ let stateDir: string;
 /** /etc/netns/<namespace> directories this suite made, removed afterwards. */
 const netnsEtc: string[] = [];
 const holders: ChildProcess[] = [];
+/** Lock files this suite planted on the hosts, removed afterwards. */
+const plantedLocks: string[] = [];
 
 test.before(async () => {
+  // What a killed earlier run of this suite may have left: /etc/netns files of namespaces that are gone.
+  for (const d of existsSync('/etc/netns') ? readdirSync('/etc/netns') : []) {
+    if (d.startsWith('lab-') && !existsSync(`/run/netns/${d}`)) rmSync(`/etc/netns/${d}`, { recursive: true, force: true });
+  }
   ({ network } = await hostsUp({ roles: ['client', 'server'], out: inventory }));
   stateDir = `${HOSTS_UP_DIR}/${network.id}`;
 });
 
 test.after(async () => {
   for (const h of holders) h.kill('SIGKILL');
+  for (const l of plantedLocks) rmSync(l, { force: true });
   const problems = await hostsDown();
   for (const d of netnsEtc) rmSync(d, { recursive: true, force: true });
   rmSync(work, { recursive: true, force: true });
@@ -342,6 +352,46 @@ test('a missing passphrase variable, a wrong passphrase and sudo that asks for a
   }
 });
 
+test('an ssh-agent holding a passphrase-locked key logs in (agent: true), and without SSH_AUTH_SOCK the error says what to do', async () => {
+  const passphrase = `pp-${randomBytes(12).toString('hex')}`;
+  const key = join(work, 'agent_key');
+  execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-f', key]);
+  appendFileSync(`${stateDir}/authorized_keys`, readFileSync(`${key}.pub`));
+  const sock = join(work, 'agent.sock');
+  const agentOut = execFileSync('ssh-agent', ['-s', '-a', sock], { encoding: 'utf8' });
+  const agentPid = Number(/SSH_AGENT_PID=(\d+)/.exec(agentOut)![1]);
+  try {
+    // The passphrase reaches ssh-add through an askpass program, as a desktop's would.
+    const askpass = join(work, 'askpass.sh');
+    writeFileSync(askpass, '#!/bin/sh\nprintf "%s\\n" "$LAB_TEST_KEY_PASSPHRASE"\n', { mode: 0o700 });
+    execFileSync('ssh-add', [key], {
+      env: { PATH: process.env.PATH, SSH_AUTH_SOCK: sock, SSH_ASKPASS: askpass, SSH_ASKPASS_REQUIRE: 'force', LAB_TEST_KEY_PASSPHRASE: passphrase },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const inv = await readInventory(inventory);
+    const server = { ...inv.hosts.server!, identity: undefined, agent: true, role: 'server' };
+    const t = new SshTransport({ ...server, env: { SSH_AUTH_SOCK: sock } });
+    try {
+      await t.connect();
+      assert.equal(await t.exec(['id', '-u']), { code: 0, signal: null, stdout: '0\n', stderr: '' });
+    } finally {
+      await t.close();
+    }
+    const none = new SshTransport({ ...server, env: {} });
+    try {
+      await none.connect();
+      assert.unreachable('connected without an agent');
+    } catch (e) {
+      assert.is((e as HostError).code, 'SSH_AUTH');
+      assert.is((e as Error).message, 'server: "agent: true" needs an SSH agent, but SSH_AUTH_SOCK is not set: start ssh-agent, or use "identity"');
+    } finally {
+      await none.close();
+    }
+  } finally {
+    process.kill(agentPid, 'SIGTERM');
+  }
+});
+
 // ---------------------------------------------------------------------------
 
 test('report.html shows, and never runs, markup from a lab file, a host\'s hostname and a host-side error', async () => {
@@ -355,54 +405,46 @@ test('report.html shows, and never runs, markup from a lab file, a host\'s hostn
   lab.description = `Hostile: ${fromLab}`;
   const labFile = join(work, 'hostile.yaml');
   writeFileSync(labFile, stringify(lab));
+  const lock = `/run/lab/host/${addressOf('server')}.journal.lock`;
+  const dir = join(work, 'hostile');
+  // The server's lock is held by another process, which wrote its own description there, as a holder does:
+  // the run reads both hosts' facts, then stops at the server's lock, quoting that text.
+  mkdirSync('/run/lab/host', { recursive: true });
+  writeFileSync(lock, `${fromError}\n`);
+  plantedLocks.push(lock);
+  // One process holds the lock (no child to outlive it), and says so once it does.
+  const holder = spawn('python3', ['-c', 'import fcntl, sys, time\nf = open(sys.argv[1], "a")\nfcntl.flock(f, fcntl.LOCK_EX)\nprint("held", flush=True)\ntime.sleep(60)', lock]);
+  holders.push(holder);
   const browser = await Browser.launch();
   try {
-    // One run measures the client (its facts hold the hostname); one stops on the server's lock,
-    // held by another process that wrote its own description there, as a holder does.
-    const ok = join(work, 'hostile-ok');
-    const r1 = await runCli(['run', labFile, '-i', inventory, '--out', ok]);
-    assert.is(r1.code, 0, r1.stderr);
-    const client = readResult(ok).hosts.find((h) => h.role === 'client')!;
-    assert.is(client.facts.hostname, fromHostname, 'the hostname came from the host');
-
-    const lock = `/run/lab/host/${addressOf('server')}.journal.lock`;
-    mkdirSync('/run/lab/host', { recursive: true });
-    writeFileSync(lock, `${fromError}\n`);
-    const holder = spawn('flock', [lock, 'sleep', '60'], { stdio: 'ignore' });
-    holders.push(holder);
-    let failedDir = '';
     try {
-      // Wait until the lock is held.
-      for (let i = 0; i < 50 && execFileSync('sh', ['-c', 'flock -n "$0" true; echo $?', lock], { encoding: 'utf8' }).trim() === '0'; i++) {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      failedDir = join(work, 'hostile-locked');
-      const r2 = await runCli(['run', labFile, '-i', inventory, '--out', failedDir]);
-      assert.is(r2.code, 3, r2.stderr);
-      assert.match(r2.stderr, `${lock}: held by ${fromError} [LOCKED]`);
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.once('data', () => resolve());
+        holder.once('exit', (code) => reject(new Error(`the lock holder exited (${code})`)));
+      });
+      const r = await runCli(['run', labFile, '-i', inventory, '--out', dir]);
+      assert.is(r.code, 3, r.stderr);
+      assert.match(r.stderr, `${lock}: held by ${fromError} [LOCKED]`);
     } finally {
       holder.kill('SIGKILL');
       rmSync(lock, { force: true });
     }
-    for (const [dir, texts] of [
-      [ok, [fromLab, fromHostname]],
-      [failedDir, [fromLab, fromError]],
-    ] as const) {
-      const html = join(dir, 'report.html');
-      const page = await browser.open(html);
-      try {
-        assert.equal(page.dialogs, [], `${html}: dialogs`);
-        assert.is(page.scripts, 0, `${html}: ran a script`);
-        assert.equal(page.blockedRequests, [], `${html}: asked for a resource`);
-        assert.equal(page.consoleErrors, [], `${html}: console errors`);
-        const title = await page.evaluate<string>('document.title');
-        assert.not.match(title, /pwned/);
-        assert.is(await page.evaluate<number>('document.querySelectorAll("script, img").length'), 0, `${html}: markup became elements`);
-        const text = await page.evaluate<string>('document.body.innerText');
-        for (const t of texts) assert.ok(text.includes(t), `${html} shows ${t} as text`);
-      } finally {
-        await page.close();
-      }
+    const result = readResult(dir);
+    assert.is(result.hosts.find((h) => h.role === 'client')?.facts.hostname, fromHostname, 'the hostname came from the host');
+    assert.ok(result.error?.message.includes(fromError), 'the error quotes the host');
+    const html = join(dir, 'report.html');
+    const page = await browser.open(html);
+    try {
+      assert.equal(page.dialogs, [], 'dialogs');
+      assert.is(page.scripts, 0, 'ran a script');
+      assert.equal(page.blockedRequests, [], 'asked for a resource');
+      assert.equal(page.consoleErrors, [], 'console errors');
+      assert.not.match(await page.evaluate<string>('document.title'), /pwned/);
+      assert.is(await page.evaluate<number>('document.querySelectorAll("script, img").length'), 0, 'markup became elements');
+      const text = await page.evaluate<string>('document.body.innerText');
+      for (const t of [fromLab, fromHostname, fromError]) assert.ok(text.includes(t), `report.html shows ${t} as text`);
+    } finally {
+      await page.close();
     }
   } finally {
     await browser.close();
