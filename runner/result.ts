@@ -49,6 +49,17 @@ export interface HostFacts {
   /** net.ipv4.tcp_tw_reuse_delay in ms (6.13+), and net.ipv4.tcp_max_tw_buckets, when the agent reads them */
   tcpTwReuseDelayMs?: number;
   tcpMaxTwBuckets?: number;
+  /** net.ipv4.tcp_abort_on_overflow and net.ipv4.tcp_syncookies (per namespace), when the agent reads them */
+  tcpAbortOnOverflow?: number;
+  tcpSyncookies?: number;
+  /** the page size in bytes: /proc/net/sockstat counts TCP buffer memory ("mem") in pages */
+  pageSize?: number;
+  /** net.ipv4.tcp_rmem and tcp_wmem (min, default, max bytes per socket), tcp_mem (min, pressure, max pages, kernel-wide) */
+  tcpRmem?: number[];
+  tcpWmem?: number[];
+  tcpMem?: number[];
+  /** net.core.mem_pcpu_rsv: pages each CPU may charge before the kernel-wide counter sees them; null where the kernel has no such sysctl */
+  memPcpuRsv?: number | null;
   /** /proc/sys/kernel/random/boot_id: two hosts with one boot id share one kernel (namespaces) */
   bootId?: string;
   /** addresses on the host, "ip/prefix" */

@@ -56,6 +56,8 @@ export interface ConnectArgs {
   /** exactly this many workers share count; absent: each worker holds facts.socketsPerWorker */
   processes?: number;
   maxAttempts?: number;
+  /** bytes to write on each connection once it is established (at most 65536; absent or 0: none) */
+  send?: number;
   /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
   engine?: Engine | 'auto';
 }
@@ -77,6 +79,8 @@ export interface ConnectReply {
   stopReason: StopReason;
   perPair: Array<ConnectPair & { established: number }>;
   localPorts: { min: number; max: number; distinct: number } | null;
+  /** bytes written in all, on the connections established (send × established when every write went through) */
+  bytesSent?: number;
   engine: Engine;
   /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */
   engineNote?: string;
@@ -97,6 +101,8 @@ export interface ListenArgs {
   port: number;
   backlog?: number;
   accept?: boolean;
+  /** TCP_DEFER_ACCEPT in seconds (at most 60): a bare last ACK waits in the SYN queue for data or for this long */
+  deferAcceptS?: number;
   engine?: Engine | 'auto';
 }
 
@@ -105,6 +111,7 @@ export interface ListenReply {
   port: number;
   backlog: number;
   engine: Engine;
+  deferAcceptS?: number;
 }
 
 export interface ListenProgress {
@@ -126,6 +133,15 @@ export interface SnapshotReply {
   slab: Record<string, SlabCache>;
   /** /proc/net/sockstat: {"TCP": {"inuse": …, "tw": …, "mem": …}, "sockets": {"used": …}, …} */
   sockstat: Record<string, Record<string, number>>;
+  /**
+   * The host's listening TCP sockets, as `ss -lnt` shows them (sock_diag
+   * netlink): `queue` is the accept queue's current length, `backlog` the most
+   * it holds (listen()'s backlog capped at somaxconn); null where netlink was
+   * refused and /proc/net/tcp, which lacks it, was read. Absent from agents that predate it.
+   */
+  listeners?: Array<{ address: string; port: number; queue: number; backlog: number | null }>;
+  /** per port asked for (args.ports): ESTABLISHED sockets of the host whose local or remote port it is */
+  established?: Record<string, number>;
   /** open fds of the agent and all its workers */
   fds: number;
   /** the agent plus its workers */
@@ -195,7 +211,7 @@ export interface AgentOps {
   listen: { args: ListenArgs; reply: ListenReply; event: ListenProgress };
   connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
   release: { args: { id: StepId; abort?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
-  snapshot: { args: NoArgs; reply: SnapshotReply; event: never };
+  snapshot: { args: { ports?: number[] }; reply: SnapshotReply; event: never };
   files: { args: FilesArgs; reply: FilesReply; event: never };
   restore: { args: NoArgs; reply: RestoreReply; event: never };
   restoreJournal: { args: { journal: string }; reply: RestoreReply; event: never };

@@ -326,8 +326,13 @@ test('requests outside the protocol are refused, and no text in them runs as cod
     assert.is((await a.request('connect', { id: code, pairs: [{ address: `$(touch ${marker})`, port: 1 }], count: 1 })).ok, false);
     // An oversized line (2 MiB) is refused by its length, read to its end, and the agent goes on.
     a.proc.stdin.write(`{"id": 99, "op": "hello", "args": {"pad": "${'x'.repeat(2 << 20)}"}}\n`);
+    // JSON nested deeper than the parser's stack (under the length limit) is refused too, and the agent goes on.
+    a.proc.stdin.write(`{"id": 98, "op": "hello", "args": {"a": ${'['.repeat(100_000)}${']'.repeat(100_000)}}}\n`);
     assert.is((await a.ok('hello')).version, 1);
-    assert.equal(a.orphanReplies, [{ id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'a request line may hold at most 1048576 bytes' } }]);
+    assert.equal(a.orphanReplies, [
+      { id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'a request line may hold at most 1048576 bytes' } },
+      { id: null, ok: false, error: { code: 'BAD_REQUEST', message: 'not a JSON line: nested too deeply' } },
+    ]);
     assert.not.ok(existsSync(marker), 'no request text was run');
   } finally {
     await a.close();
@@ -345,6 +350,7 @@ test('facts: HostFacts shape, values from the namespace', async () => {
       'nrOpen', 'fileMax', 'somaxconn', 'tcpMaxSynBacklog', 'tcpFinTimeout', 'tcpTwReuse', 'memTotalKiB',
       'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
       'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets',
+      'tcpAbortOnOverflow', 'tcpSyncookies', 'pageSize', 'tcpRmem', 'tcpWmem', 'tcpMem', 'memPcpuRsv',
     ];
     assert.equal(Object.keys(f).sort(), [...keys].sort());
     assert.equal(f.portRange, [41000, 41999]);
@@ -357,6 +363,11 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     assert.ok(f.memTotalKiB > 0 && f.memAvailableKiB > 0 && f.memAvailableKiB <= f.memTotalKiB);
     assert.ok(f.cpus >= 1);
     assert.is(f.uid, 0);
+    // What data in flight is charged against: per-namespace buffers; tcp_mem is machine-wide, not shown in a namespace.
+    assert.equal(f.tcpRmem, readSysctl('net.ipv4.tcp_rmem', NS_CLIENT).split(/\s+/).map(Number));
+    assert.ok(f.pageSize! > 0 && f.tcpWmem!.length === 3);
+    assert.equal(f.tcpMem, []);
+    assert.is(f.tcpSyncookies, Number(readSysctl('net.ipv4.tcp_syncookies', NS_CLIENT)));
     // Root reads /proc/slabinfo: every cache, with the ones a socket costs.
     for (const cache of ['TCP', 'sock_inode_cache', 'filp', 'dentry']) {
       assert.ok(f.slabObjectSize[cache]! > 0, `slab cache ${cache}: ${f.slabObjectSize[cache]}`);

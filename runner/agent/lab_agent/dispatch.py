@@ -77,6 +77,9 @@ def parse_request(line):
         req = json.loads(line.decode("utf-8"))
     except ValueError as e:  # also UnicodeDecodeError
         return error_line(None, "BAD_REQUEST", "not a JSON line: %s" % e)
+    except RecursionError:
+        # "[[[[…" deeper than the parser's stack: refused like any other bad line, and the agent goes on.
+        return error_line(None, "BAD_REQUEST", "not a JSON line: nested too deeply")
     if not isinstance(req, dict):
         return error_line(None, "BAD_REQUEST", "a request must be a JSON object")
     rid = req.get("id")

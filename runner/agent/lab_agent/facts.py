@@ -29,6 +29,14 @@ def can_raise_hard_nofile():
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
 
 
+def sysctl_ints(name):
+    """A sysctl of several integers ("4096 131072 6291456"), or [] when unreadable."""
+    try:
+        return [int(x) for x in sysctl_read(name).split()]
+    except Exception:
+        return []
+
+
 def boot_id():
     try:
         return read_text("/proc/sys/kernel/random/boot_id").strip()
@@ -82,6 +90,16 @@ def op_facts(rid, args):
         "bootId": boot_id(),
         "tcpTwReuseDelayMs": sysctl_int("net.ipv4.tcp_tw_reuse_delay", 1000),
         "tcpMaxTwBuckets": sysctl_int("net.ipv4.tcp_max_tw_buckets"),
+        # The accept queue's neighbours: what a SYN meets when the queue or the SYN queue is full.
+        "tcpAbortOnOverflow": sysctl_int("net.ipv4.tcp_abort_on_overflow"),
+        "tcpSyncookies": sysctl_int("net.ipv4.tcp_syncookies", 1),
+        # What data in flight is charged against: socket buffers (min default max, bytes),
+        # tcp_mem (pages, kernel-wide), and the per-CPU slack of its counter (pages; 6.6+).
+        "pageSize": os.sysconf("SC_PAGE_SIZE"),
+        "tcpRmem": sysctl_ints("net.ipv4.tcp_rmem"),
+        "tcpWmem": sysctl_ints("net.ipv4.tcp_wmem"),
+        "tcpMem": sysctl_ints("net.ipv4.tcp_mem"),
+        "memPcpuRsv": sysctl_int("net.core.mem_pcpu_rsv", 0) or None,
         "addresses": ["%s/%d" % (ip, prefix) for ip, prefix, _ in ipv4_addresses()],
         "cpus": cpus,
         "uid": os.getuid(),

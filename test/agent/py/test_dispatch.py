@@ -40,6 +40,8 @@ class ParseRequestTest(unittest.TestCase):
             (b'{"id": 1, "op": ["hello"]}', 1, 'unknown op ["hello"]'),
             (b'{"id": 1}', 1, "unknown op null"),
             (b'{"id": 1, "op": "__class__"}', 1, 'unknown op "__class__"'),
+            (b"[" * 100000, None, "not a JSON line: nested too deeply"),
+            (b'{"id": 1, "op": "hello", "args": {"a": ' + b"[" * 100000 + b"]" * 100000 + b"}}", None, "not a JSON line: nested too deeply"),
         ]
         for line, rid, message in cases:
             r = refusal(line)
