@@ -351,6 +351,7 @@ test('facts: HostFacts shape, values from the namespace', async () => {
       'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
       'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets', 'connectEngine',
       'tcpAbortOnOverflow', 'tcpSyncookies', 'pageSize', 'tcpRmem', 'tcpWmem', 'tcpMem', 'memPcpuRsv',
+      'conntrackOn', 'conntrackCount', 'conntrackMax',
     ];
     assert.equal(Object.keys(f).sort(), [...keys].sort());
     assert.equal(f.portRange, [41000, 41999]);
