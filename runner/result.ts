@@ -26,6 +26,11 @@ export interface HostFacts {
   /** true when setrlimit may raise the hard nofile limit (CAP_SYS_RESOURCE) */
   canRaiseHardNofile: boolean;
   nrOpen: number; // fs.nr_open
+  /** entries in this namespace's conntrack table after provisioning, and net.netfilter.nf_conntrack_max (the machine's); null without conntrack */
+  conntrackCount?: number | null;
+  /** true when this run's agent turned connection tracking on in the host's namespace (`conntrack: true`) */
+  conntrackOn?: boolean;
+  conntrackMax?: number | null;
   fileMax: number; // fs.file-max
   somaxconn: number;
   tcpMaxSynBacklog: number;
@@ -44,6 +49,17 @@ export interface HostFacts {
   /** net.ipv4.tcp_tw_reuse_delay in ms (6.13+), and net.ipv4.tcp_max_tw_buckets, when the agent reads them */
   tcpTwReuseDelayMs?: number;
   tcpMaxTwBuckets?: number;
+  /** net.ipv4.tcp_abort_on_overflow and net.ipv4.tcp_syncookies (per namespace), when the agent reads them */
+  tcpAbortOnOverflow?: number;
+  tcpSyncookies?: number;
+  /** the page size in bytes: /proc/net/sockstat counts TCP buffer memory ("mem") in pages */
+  pageSize?: number;
+  /** net.ipv4.tcp_rmem and tcp_wmem (min, default, max bytes per socket), tcp_mem (min, pressure, max pages, kernel-wide) */
+  tcpRmem?: number[];
+  tcpWmem?: number[];
+  tcpMem?: number[];
+  /** net.core.mem_pcpu_rsv: pages each CPU may charge before the kernel-wide counter sees them; null where the kernel has no such sysctl */
+  memPcpuRsv?: number | null;
   /** /proc/sys/kernel/random/boot_id: two hosts with one boot id share one kernel (namespaces) */
   bootId?: string;
   /** addresses on the host, "ip/prefix" */
@@ -74,7 +90,9 @@ export interface HostResult {
 export type Change =
   | { kind: 'sysctl'; name: string; old: string; new: string; scope: 'namespace' | 'global' }
   | { kind: 'address'; address: string; device: string }
-  | { kind: 'rlimit'; name: 'nofile'; old: [number, number]; new: [number, number] };
+  | { kind: 'rlimit'; name: 'nofile'; old: [number, number]; new: [number, number] }
+  /** an nftables table the run added ("inet lab_conntrack": connection tracking on in the namespace) */
+  | { kind: 'nftables'; table: string };
 
 export interface ErrnoCount {
   errno: string; // symbolic, e.g. "EADDRNOTAVAIL"

@@ -25,7 +25,8 @@ export interface HelloReply {
 /** A journal entry as the agent writes it (and hands back from restore). */
 export type JournalEntry =
   | { kind: 'sysctl'; name: string; old: string }
-  | { kind: 'address'; address: string; prefix: number; device: string };
+  | { kind: 'address'; address: string; prefix: number; device: string }
+  | { kind: 'nft-table'; family: string; table: string };
 
 export interface RestoreReply {
   undone: JournalEntry[];
@@ -55,6 +56,8 @@ export interface ConnectArgs {
   /** exactly this many workers share count; absent: each worker holds facts.socketsPerWorker */
   processes?: number;
   maxAttempts?: number;
+  /** bytes to write on each connection once it is established (at most 65536; absent or 0: none) */
+  send?: number;
   /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
   engine?: Engine | 'auto';
 }
@@ -76,6 +79,8 @@ export interface ConnectReply {
   stopReason: StopReason;
   perPair: Array<ConnectPair & { established: number }>;
   localPorts: { min: number; max: number; distinct: number } | null;
+  /** bytes written in all, on the connections established (send × established when every write went through) */
+  bytesSent?: number;
   engine: Engine;
   /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */
   engineNote?: string;
@@ -96,6 +101,8 @@ export interface ListenArgs {
   port: number;
   backlog?: number;
   accept?: boolean;
+  /** TCP_DEFER_ACCEPT in seconds (at most 60): a bare last ACK waits in the SYN queue for data or for this long */
+  deferAcceptS?: number;
   engine?: Engine | 'auto';
 }
 
@@ -104,6 +111,7 @@ export interface ListenReply {
   port: number;
   backlog: number;
   engine: Engine;
+  deferAcceptS?: number;
 }
 
 export interface ListenProgress {
@@ -125,10 +133,21 @@ export interface SnapshotReply {
   slab: Record<string, SlabCache>;
   /** /proc/net/sockstat: {"TCP": {"inuse": …, "tw": …, "mem": …}, "sockets": {"used": …}, …} */
   sockstat: Record<string, Record<string, number>>;
+  /**
+   * The host's listening TCP sockets, as `ss -lnt` shows them (sock_diag
+   * netlink): `queue` is the accept queue's current length, `backlog` the most
+   * it holds (listen()'s backlog capped at somaxconn); null where netlink was
+   * refused and /proc/net/tcp, which lacks it, was read. Absent from agents that predate it.
+   */
+  listeners?: Array<{ address: string; port: number; queue: number; backlog: number | null }>;
+  /** per port asked for (args.ports): ESTABLISHED sockets of the host whose local or remote port it is */
+  established?: Record<string, number>;
   /** open fds of the agent and all its workers */
   fds: number;
   /** the agent plus its workers */
   processes: number;
+  /** this namespace's conntrack table: entries and nf_conntrack_max; empty without conntrack */
+  conntrack?: { count?: number; max?: number };
   /** per open step id */
   held: Record<string, { kind: 'listen' | 'connect'; open: number; workers: number }>;
 }
@@ -188,10 +207,11 @@ export interface AgentOps {
   sysctlSet: { args: { name: string; value: string | number }; reply: { old: string; new: string }; event: never };
   addrAdd: { args: { address: string; prefix?: number; device: string }; reply: Record<string, never>; event: never };
   nofile: { args: { soft: number; hard?: number }; reply: { old: [number, number]; new: [number, number] }; event: never };
+  conntrack: { args: NoArgs; reply: { family: string; table: string }; event: never };
   listen: { args: ListenArgs; reply: ListenReply; event: ListenProgress };
   connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
   release: { args: { id: StepId; abort?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
-  snapshot: { args: NoArgs; reply: SnapshotReply; event: never };
+  snapshot: { args: { ports?: number[] }; reply: SnapshotReply; event: never };
   files: { args: FilesArgs; reply: FilesReply; event: never };
   restore: { args: NoArgs; reply: RestoreReply; event: never };
   restoreJournal: { args: { journal: string }; reply: RestoreReply; event: never };
@@ -205,7 +225,7 @@ export type EventOf<Op extends OpName> = AgentOps[Op]['event'];
 
 /** The ops a request may name, for tests and for checking an agent's answers. */
 export const OP_NAMES = [
-  'hello', 'facts', 'begin', 'sysctlGet', 'sysctlSet', 'addrAdd', 'nofile',
+  'hello', 'facts', 'begin', 'sysctlGet', 'sysctlSet', 'addrAdd', 'nofile', 'conntrack',
   'listen', 'connect', 'release', 'snapshot', 'files', 'restore', 'restoreJournal', 'shutdown',
 ] as const satisfies readonly OpName[];
 
@@ -230,6 +250,7 @@ const REPLY_TIMEOUT_MS: Record<Exclude<OpName, 'connect'>, number> = {
   sysctlSet: 30_000,
   addrAdd: 30_000,
   nofile: 30_000,
+  conntrack: 30_000,
   listen: 30_000,
   // release waits up to 60 s in the agent for workers to close their sockets
   release: 90_000,

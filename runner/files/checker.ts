@@ -11,6 +11,7 @@ import { resolve } from 'node:path';
 import type { LabProblem } from '../errors.ts';
 import { describe, isMapping, pathText, sortProblems, type DocPath, type SourceDoc } from './document.ts';
 import { DURATION_SHAPE, formatDuration, parseDuration } from './durations.ts';
+import { formatSize, parseSize, SIZE_SHAPE } from './sizes.ts';
 import { didYouMean, roleNameProblem } from './names.ts';
 import { quote } from './quote.ts';
 
@@ -179,6 +180,15 @@ export class Checker {
     if (ms <= 0) return this.mustBe(path, 'more than 0', v);
     if (ms > max) return this.mustBe(path, `at most ${maxName}`, v);
     return ms;
+  }
+
+  /** A size in bytes, from `min` to `max` (`why` explains the bound). */
+  size(path: DocPath, v: unknown, min: number, max: number, why = ''): number | undefined {
+    if (v === REPORTED) return undefined;
+    const n = parseSize(v);
+    if (n === undefined) return this.mustBe(path, SIZE_SHAPE, v);
+    if (n < min || n > max) return this.mustBe(path, `from ${formatSize(min)} to ${formatSize(max)}${why}`, v);
+    return n;
   }
 
   /** One of `choices`, with a guess when the value is close to one. */

@@ -12,7 +12,10 @@ import {
   MAX_COUNT,
   MAX_FILES_COUNT,
   MAX_NOFILE,
+  MAX_DEFER_ACCEPT_MS,
   MAX_PROCESSES,
+  MAX_SEND_BYTES,
+  MAX_SEND_TOTAL_BYTES,
   MAX_TOLERANCE,
   MAX_TOLERANCE_PERCENT,
   MIN_FIT_SNAPSHOTS,
@@ -21,6 +24,7 @@ import {
   SYSCTL_NAME,
 } from './validate.ts';
 import { VAR_NAME } from './template.ts';
+import { formatSize } from '../files/sizes.ts';
 
 type Schema = Record<string, unknown>;
 
@@ -118,6 +122,7 @@ export const labSchema = {
         },
         aliases: integer(0, MAX_ALIASES, 'Extra IPv4 addresses on the lab interface'),
         nofile: integer(1, MAX_NOFILE, 'Soft nofile limit for the agent\'s workers'),
+        conntrack: { $ref: '#/$defs/boolean', description: 'Connection tracking on in the host\'s network namespace (an nftables table matching ct state; needs nft on the host)' },
       },
     },
     step: {
@@ -145,6 +150,10 @@ export const labSchema = {
         port: { $ref: '#/$defs/port' },
         backlog: integer(0, 2147483647, 'listen() backlog (default 4096); the kernel caps it at somaxconn'),
         accept: { $ref: '#/$defs/boolean', description: 'Accept connections (default true)' },
+        defer_accept: {
+          $ref: '#/$defs/duration',
+          description: `TCP_DEFER_ACCEPT, whole seconds up to ${MAX_DEFER_ACCEPT_MS / 1000}: a handshake's bare last ACK waits in the SYN queue for data, or this long (default off)`,
+        },
       },
     },
     connect: {
@@ -176,6 +185,10 @@ export const labSchema = {
         connect_timeout: { $ref: '#/$defs/duration', description: 'Bound on each connect() (default 3s)' },
         processes: integer(1, MAX_PROCESSES, 'Exact worker process count (default: as the fd limit needs)'),
         stop_on_error: { $ref: '#/$defs/boolean', description: 'Stop at the first error (default true)' },
+        send: {
+          description: `Bytes to write on each connection once established, left unread by the peer: "4KiB", "512B", or a number of bytes, at most ${formatSize(MAX_SEND_BYTES)}, and ${formatSize(MAX_SEND_TOTAL_BYTES)} over the step (count × send)`,
+          anyOf: [{ type: 'integer', minimum: 1, maximum: MAX_SEND_BYTES }, { type: 'string', pattern: '^\\s*\\d+\\s*(B|KiB|MiB|GiB)?\\s*$' }, TEMPLATE],
+        },
       },
       // `port` goes with bind: reuseaddr, and only with it.
       if: { required: ['bind'], properties: { bind: { const: 'reuseaddr' } } },

@@ -42,6 +42,8 @@ export interface LabHost {
   aliases: number;
   /** nofile soft limit for the agent's workers; hard too when the host allows */
   nofile?: number;
+  /** connection tracking on in the host's network namespace (an nftables table matching `ct state`) */
+  conntrack?: boolean;
 }
 
 export type BindMode =
@@ -60,7 +62,16 @@ export interface Destination {
 }
 
 export type Step =
-  | { name: string; kind: 'listen'; host: string; port: number; backlog: number; accept: boolean }
+  | {
+      name: string;
+      kind: 'listen';
+      host: string;
+      port: number;
+      backlog: number;
+      accept: boolean;
+      /** TCP_DEFER_ACCEPT in whole seconds: a handshake's bare last ACK is ignored until data or this long; absent = off */
+      deferAcceptS?: number;
+    }
   | {
       name: string;
       kind: 'connect';
@@ -84,6 +95,8 @@ export type Step =
       processes?: number;
       /** stop at the first error (default) or keep trying the remaining count */
       stopOnError: boolean;
+      /** bytes written on each connection once established, left unread by the peer; absent = none */
+      send?: number;
     }
   | { name: string; kind: 'sleep'; durationMs: number }
   | { name: string; kind: 'snapshot'; host: string }
@@ -133,9 +146,9 @@ export const STEP_KINDS = ['listen', 'connect', 'sleep', 'snapshot', 'fit', 'rel
  */
 export const STEP_METRICS = {
   listen: ['accepted'],
-  connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts'],
+  connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts', 'bytesSent'],
   sleep: [],
-  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB'],
+  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB', 'acceptQueue', 'acceptQueueMax', 'establishedSockets', 'conntrackCount'],
   fit: [
     'bytesPerConnection',
     'clientBytesPerSocket',
@@ -145,6 +158,7 @@ export const STEP_METRICS = {
     'slabBytesPerConnection',
     'residualPercent',
     'foreignSockets',
+    'bufferBytesPerConnection',
   ],
   release: [],
   files: ['reached', 'firstError', 'headroom', 'foreignFiles', 'attempts', 'windowMs'],
@@ -153,7 +167,7 @@ export const STEP_METRICS = {
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
 
 /** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
-export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings'] as const;
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings', 'buffer-memory', 'conntrack'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
@@ -169,9 +183,11 @@ export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKi
   'memory-per-connection': { fit: ['bytesPerConnection', 'clientBytesPerSocket', 'serverBytesPerSocket'] },
   'time-wait': { connect: ['established', 'firstError'], snapshot: ['tcpTw'] },
   // Also needs every destination to be a listen step with accept: false; the model says so at run time.
-  'accept-queue': { connect: ['established', 'firstError'] },
+  'accept-queue': { connect: ['established', 'firstError'], snapshot: ['acceptQueue', 'acceptQueueMax', 'establishedSockets'] },
   capacity: { connect: ['established'] },
   'fd-ceilings': { files: ['reached', 'firstError', 'headroom'] },
+  'buffer-memory': { fit: ['bufferBytesPerConnection'] },
+  conntrack: { connect: ['established', 'firstError'], snapshot: ['conntrackCount'] },
 };
 
 /**
@@ -193,6 +209,10 @@ export function modelProblem(model: ModelName, step: Step, metric: string): stri
   // A TIME_WAIT socket is one side's: there is no client and server share to tell apart.
   if (model === 'memory-per-connection' && step.kind === 'fit' && step.per === 'time-wait' && metric !== 'bytesPerConnection') {
     return `a fit per TIME_WAIT socket has one side: predict "bytesPerConnection"`;
+  }
+  // Unread data is per connection: a TIME_WAIT socket holds none.
+  if (model === 'buffer-memory' && step.kind === 'fit' && step.per === 'time-wait') {
+    return 'a TIME_WAIT socket holds no data: fit per connection';
   }
   // Only the file-max probe fills the kernel's files: the nofile ceiling opens none.
   if (model === 'fd-ceilings' && step.kind === 'files' && metric === 'headroom' && step.ceiling !== 'file-max') {

@@ -6,6 +6,7 @@ import { LabError } from '../errors.ts';
 import { Checker, REPORTED } from '../files/checker.ts';
 import { isMapping, setOwn, type DocPath } from '../files/document.ts';
 import { formatDuration } from '../files/durations.ts';
+import { formatSize } from '../files/sizes.ts';
 import { didYouMean, MAX_ALIASES } from '../files/names.ts';
 import { quote } from '../files/quote.ts';
 import { readUserFile } from '../files/read.ts';
@@ -34,6 +35,10 @@ export const MAX_TIMEOUT_MS = 60 * 60_000;
 export const MAX_COUNT = 2_000_000;
 export const MAX_NOFILE = 1_048_576;
 export const MAX_PROCESSES = 1024;
+/** `send` on a connect: bytes written on each connection, left unread in the peer's receive queue (the agent's MAX_SEND_BYTES). */
+export const MAX_SEND_BYTES = 65536;
+/** count × send: the kernel memory a connect step may fill with unread data, at most. */
+export const MAX_SEND_TOTAL_BYTES = 1024 * 1024 * 1024;
 /** The widest tolerance, as a share of the prediction (see readTolerance). */
 export const MAX_TOLERANCE_PERCENT = 25;
 /** The widest absolute tolerance against a model's prediction; "N%" scales with the prediction instead. */
@@ -49,9 +54,11 @@ export const SYSCTL_NAME = /^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/;
 const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
 
 const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'acknowledge', 'vars', 'hosts', 'steps', 'expect'];
-const HOST_KEYS = ['sysctls', 'aliases', 'nofile'];
+const HOST_KEYS = ['sysctls', 'aliases', 'nofile', 'conntrack'];
 const STEP_KEYS = ['name', ...STEP_KINDS];
-const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept'];
+const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept', 'defer_accept'];
+/** TCP_DEFER_ACCEPT is set in whole seconds; the agent's bound (MAX_DEFER_ACCEPT_S). */
+export const MAX_DEFER_ACCEPT_MS = 60_000;
 const CONNECT_KEYS = [
   'from',
   'to',
@@ -64,6 +71,7 @@ const CONNECT_KEYS = [
   'connect_timeout',
   'processes',
   'stop_on_error',
+  'send',
 ];
 const SNAPSHOT_KEYS = ['host'];
 const FIT_KEYS = ['snapshots', 'per'];
@@ -223,6 +231,10 @@ function readHost(ctx: Checker, path: DocPath, role: string, value: unknown): La
   if (body.nofile !== undefined) {
     const nofile = ctx.int([...path, 'nofile'], body.nofile, 1, MAX_NOFILE);
     if (nofile !== undefined) host.nofile = nofile;
+  }
+  if (body.conntrack !== undefined) {
+    const on = ctx.bool([...path, 'conntrack'], body.conntrack);
+    if (on) host.conntrack = true;
   }
   return host;
 }
@@ -441,6 +453,12 @@ function readListen(
   // Read before giving up on the step, so their problems are reported with the others.
   const backlog = b?.backlog === undefined ? 4096 : ctx.int([...path, 'backlog'], b.backlog, 0, 2147483647);
   const accept = b?.accept === undefined ? true : ctx.bool([...path, 'accept'], b.accept);
+  let deferMs = b?.defer_accept === undefined ? 0 : ctx.duration([...path, 'defer_accept'], b.defer_accept, MAX_DEFER_ACCEPT_MS);
+  if (deferMs !== undefined && deferMs % 1000 !== 0) {
+    // The socket option takes seconds: a fraction would be rounded by the kernel, silently.
+    ctx.mustBe([...path, 'defer_accept'], 'a whole number of seconds (TCP_DEFER_ACCEPT counts seconds)', b!.defer_accept);
+    deferMs = undefined;
+  }
   if (!b || host === undefined || port === undefined) {
     state.uncertain = true;
     return undefined;
@@ -452,8 +470,10 @@ function readListen(
     state.listening.set(where, name);
     state.listenedOn.set(name, where);
   }
-  if (backlog === undefined || accept === undefined) return undefined;
-  return { name, kind: 'listen', host, port, backlog, accept };
+  if (backlog === undefined || accept === undefined || deferMs === undefined) return undefined;
+  const step: Step = { name, kind: 'listen', host, port, backlog, accept };
+  if (deferMs) step.deferAcceptS = deferMs / 1000;
+  return step;
 }
 
 function readConnect(
@@ -503,6 +523,12 @@ function readConnect(
     b.connect_timeout === undefined ? 3000 : ctx.duration(p('connect_timeout'), b.connect_timeout, MAX_TIMEOUT_MS);
   const processes = b.processes === undefined ? undefined : ctx.int(p('processes'), b.processes, 1, MAX_PROCESSES);
   const stopOnError = b.stop_on_error === undefined ? true : ctx.bool(p('stop_on_error'), b.stop_on_error);
+  let send = b.send === undefined ? 0 : ctx.size(p('send'), b.send, 1, MAX_SEND_BYTES, ' per connection');
+  if (send !== undefined && count !== undefined && send * count > MAX_SEND_TOTAL_BYTES) {
+    // Unread data is kernel memory held until release: bound what one step may pin.
+    ctx.mustBe(p('send'), `at most ${formatSize(MAX_SEND_TOTAL_BYTES)} over the step's ${count} connections (count × send)`, b.send);
+    send = undefined;
+  }
 
   if (
     from === undefined ||
@@ -514,6 +540,7 @@ function readConnect(
     timeoutMs === undefined ||
     connectTimeoutMs === undefined ||
     stopOnError === undefined ||
+    send === undefined ||
     (b.processes !== undefined && processes === undefined)
   ) {
     return undefined;
@@ -521,6 +548,7 @@ function readConnect(
   const step: Step = { name, kind: 'connect', host: from, to, count, sources, bind, rate, timeoutMs, connectTimeoutMs, stopOnError };
   if (port !== undefined) step.port = port;
   if (processes !== undefined) step.processes = processes;
+  if (send) step.send = send;
   if (autoSources) step.autoSources = true;
   return step;
 }

@@ -4,7 +4,8 @@
 import type { HostFacts } from '../result.ts';
 import type { ModelName, ReleaseMode, Step } from '../lab/types.ts';
 import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sameKernel, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
-import { fdCeilings } from './ceilings.ts';
+import { bufferMemory } from './buffers.ts';
+import { conntrack, fdCeilings } from './ceilings.ts';
 // The most worker processes a connect step may use: the lab file's `processes` bound.
 import { MAX_PROCESSES } from '../lab/validate.ts';
 
@@ -365,40 +366,246 @@ function listenFor(ctx: ModelContext, before: number, dest: string, port: number
   return listen && { ...listen, host: dest };
 }
 
+/** TCP_TIMEOUT_INIT and TCP_RTO_MAX in seconds: the SYN-ACK's retransmission timer, doubling up to its cap. */
+const SYNACK_TIMEOUT_INIT_S = 1;
+const RTO_MAX_S = 120;
+
 /**
- * The accept queue of a listener that never accepts: listen() caps the
- * backlog at net.core.somaxconn, and the queue counts as full only when it
- * holds more than that (sk_acceptq_is_full: ack_backlog > max_ack_backlog),
- * so it holds min(backlog, somaxconn) + 1 before the listener drops SYNs.
+ * When a deferred handshake completes: TCP_DEFER_ACCEPT's seconds become a
+ * count of SYN-ACK retransmissions (secs_to_retrans in
+ * net/ipv4/inet_connection_sock.c), and the listener takes the client's ACK
+ * only once the request has timed out that many times, so after the sum of
+ * those timeouts: 1 s for defer_accept 1, 3 s for 2 or 3, 7 s for 4 to 7.
+ */
+export function deferredAfterS(deferS: number): number {
+  if (deferS <= 0) return 0;
+  let timeout = SYNACK_TIMEOUT_INIT_S;
+  let period = timeout;
+  let n = 1;
+  while (deferS > period && n < 255) {
+    n++;
+    timeout = Math.min(timeout * 2, RTO_MAX_S);
+    period += timeout;
+  }
+  return period;
+}
+
+/** What `offered` sequential connects meet at a listener that never accepts (one handshake at a time). */
+export interface QueueOutcome {
+  /** connects that complete on the client */
+  established: number;
+  /** connections in the accept queue once every deferred handshake has ended */
+  queued: number;
+  /** connections the client saw established and the listener then reset (tcp_abort_on_overflow = 1) */
+  reset: number;
+  /** connections the client saw established and the listener never took (their last ACK dropped) */
+  orphaned: number;
+  /** seconds after the connects when deferred handshakes end (0: none deferred) */
+  settledAfterS: number;
+  formula: string;
+}
+
+/**
+ * The accept queue holds min(backlog, somaxconn) + 1: listen() caps the
+ * backlog at net.core.somaxconn, and the kernel calls the queue full only
+ * when it holds more (sk_acceptq_is_full: ack_backlog > max_ack_backlog); a
+ * SYN that finds it full is dropped (tcp_conn_request), so the client's
+ * connect() times out. Without TCP_DEFER_ACCEPT a handshake completes inside
+ * the client's connect() (one machine: no time between SYN and last ACK), so
+ * the queue never overflows at the last ACK and tcp_abort_on_overflow has
+ * nothing to act on. With it, the listener ignores the bare last ACK and keeps
+ * the request in its SYN queue (at most min(backlog, somaxconn) + 1 requests;
+ * with syncookies off also at most tcp_max_syn_backlog − tcp_max_syn_backlog/4
+ * + 1, for peers it has no TCP metrics for) while the client already counts
+ * the connection established. Once the SYN queue is full, syncookies = 1 answers
+ * SYNs with a cookie: no request, no deferral, the connection goes straight
+ * into the accept queue. When the deferral ends, the requests' ACKs meet the
+ * accept queue: what no longer fits overflows at the last ACK, and the
+ * listener resets it (tcp_abort_on_overflow = 1) or drops the ACK, leaving the
+ * client with a connection the server never had (0).
+ */
+export function queueOutcome(l: ListenStep, f: HostFacts, offered: number): QueueOutcome {
+  const max = Math.min(l.backlog, f.somaxconn);
+  const holds = max + 1;
+  const base = `min(backlog ${l.backlog}, somaxconn ${f.somaxconn}) + 1 = ${holds}`;
+  const cookies = f.tcpSyncookies ?? 1;
+  const abort = (f.tcpAbortOnOverflow ?? 0) === 1;
+  if (!l.deferAcceptS || cookies === 2) {
+    const est = Math.min(offered, holds);
+    const why = l.deferAcceptS ? ' (tcp_syncookies = 2: every SYN gets a cookie, no request waits, nothing is deferred)' : '';
+    return { established: est, queued: est, reset: 0, orphaned: 0, settledAfterS: 0, formula: `${base}${why}` };
+  }
+  const msb = f.tcpMaxSynBacklog;
+  const bySynBacklog = msb - (msb >> 2) + 1;
+  const synQueue = cookies === 0 ? Math.min(holds, bySynBacklog) : holds;
+  const deferred = Math.min(offered, synQueue);
+  const cookied = cookies === 1 ? Math.min(offered - deferred, holds) : 0;
+  const room = holds - cookied;
+  const entering = Math.min(deferred, room);
+  const overflow = deferred - entering;
+  const after = deferredAfterS(l.deferAcceptS);
+  const synText =
+    cookies === 0
+      ? `SYN queue min(${holds}, tcp_max_syn_backlog ${msb} − ${msb >> 2} + 1 = ${bySynBacklog}) = ${synQueue} deferred (syncookies off)`
+      : `SYN queue ${holds} deferred`;
+  const formula =
+    `${base}; defer_accept ${l.deferAcceptS} s: ${synText}` +
+    (cookies === 1 ? ` + ${cookied} by syncookie straight into the accept queue` : '') +
+    ` = ${deferred + cookied} established on the client; after ${after} s the ${deferred} deferred meet ${room} free place${room === 1 ? '' : 's'}: ${overflow} overflow` +
+    (overflow ? (abort ? ', reset (tcp_abort_on_overflow 1)' : ', their ACK dropped (tcp_abort_on_overflow 0): the client keeps them') : '');
+  return {
+    established: deferred + cookied,
+    queued: cookied + entering,
+    reset: abort ? overflow : 0,
+    orphaned: abort ? 0 : overflow,
+    settledAfterS: after,
+    formula,
+  };
+}
+
+const ACCEPT_QUEUE_EXPLANATION =
+  'A connection whose handshake completes waits in the listener\'s accept queue until accept() takes it. listen() caps the backlog at ' +
+  'net.core.somaxconn, and the kernel drops a SYN once the queue holds more than that; the client, connecting one at a time, retransmits ' +
+  'the SYN until its connect timeout. Without TCP_DEFER_ACCEPT the handshake completes inside connect(), so the queue only ever overflows at a SYN: ' +
+  'tcp_max_syn_backlog (handshakes in flight: one) and tcp_abort_on_overflow (acts on a last ACK that overflows) do not matter. With it, ' +
+  'requests wait in the SYN queue (syncookies take over when it is full) and their last ACKs meet the accept queue later, all at once: ' +
+  'what overflows then is reset (tcp_abort_on_overflow 1) or silently kept by the client only (0)';
+
+/** Connects from this lab to listener `l` between it and step `upTo`, and the connections they offer it. */
+function offeredTo(ctx: ModelContext, l: ListenStep, upTo: number): { connects: ConnectStep[]; offered: number } {
+  const li = ctx.steps.findIndex((s) => s.name === l.name);
+  const connects = ctx.steps
+    .slice(li + 1, upTo)
+    .filter((s): s is ConnectStep => s.kind === 'connect' && s.to.some((d) => d.role.split('/')[0] === l.host.split('/')[0] && d.port === l.port));
+  if (connects.some((c) => c.to.length > 1)) throw new ModelNotApplicable(`A connect to "${l.name}" has several destinations: its share of the queue is not known`);
+  return { connects, offered: connects.reduce((n, c) => n + c.count, 0) };
+}
+
+/** Seconds slept between step `from` and step `to` (sleep steps only: a lower bound on the time between them). */
+function sleptBetween(ctx: ModelContext, from: number, to: number): number {
+  return ctx.steps.slice(from + 1, to).reduce((n, s) => n + (s.kind === 'sleep' ? s.durationMs / 1000 : 0), 0);
+}
+
+/**
+ * The accept queue of a listener that never accepts: what sequential connects
+ * see (established, then ETIMEDOUT), and what a snapshot reads afterwards
+ * (see queueOutcome).
  */
 export function acceptQueue(ctx: ModelContext): ModelOutput {
   // By name: a fleet gives each host a copy of the step with its share of the count.
   const index = ctx.steps.findIndex((s) => s.name === ctx.step.name);
-  const queueOf = (l: ListenStep) => {
-    const f = ctx.facts[l.host];
-    if (!f) throw new ModelNotApplicable(`No facts for host "${l.host}"`);
-    const max = Math.min(l.backlog, f.somaxconn);
-    return { max, holds: max + 1, formula: `min(backlog ${l.backlog}, somaxconn ${f.somaxconn}) + 1 = ${max + 1}` };
-  };
-  const explanation =
-    'A connection whose handshake completes waits in the listener\'s accept queue until accept() takes it. listen() caps the backlog at ' +
-    'net.core.somaxconn, and the kernel drops a SYN once the queue holds more than that; the client, connecting one at a time, retransmits ' +
-    'the SYN until its connect timeout. tcp_max_syn_backlog bounds handshakes in flight (one here) and tcp_abort_on_overflow resets only ' +
-    'when a handshake\'s last ACK overflows the queue, which a dropped SYN never reaches';
+  if (ctx.step.kind === 'snapshot') return acceptQueueSnapshot(ctx, index);
   const step = connectStep(ctx, 'accept-queue');
   const targets = step.to.map((d) => listenFor(ctx, index, d.role, d.port));
   if (targets.some((l) => !l || l.accept)) throw new ModelNotApplicable('Model "accept-queue" needs every destination to be a listen step with accept: false');
-  const qs = targets.map((l) => queueOf(l!));
-  const capacity = qs.reduce((n, q) => n + q.holds, 0) * step.sources;
-  const formula = `${qs.map((q) => q.formula).join(' + ')}${step.sources > 1 ? ` × ${step.sources} sources` : ''}`;
+  const outs = targets.map((l) => {
+    const f = ctx.facts[l!.host];
+    if (!f) throw new ModelNotApplicable(`No facts for host "${l!.host}"`);
+    // Connects before this one to the same listener took their places first.
+    const earlier = offeredTo(ctx, l!, index).offered;
+    // What the listener can still take: its whole outcome, less what earlier connects got.
+    const all = queueOutcome(l!, f, Number.MAX_SAFE_INTEGER);
+    const before = queueOutcome(l!, f, earlier);
+    return { holds: all.established - before.established, formula: `${all.formula}${earlier ? ` − ${before.established} taken by earlier connects` : ''}` };
+  });
+  const capacity = outs.reduce((n, q) => n + q.holds, 0);
+  const formula = outs.map((q) => q.formula).join(' + ');
   if (ctx.metric === 'firstError') {
     const err = step.count > capacity ? 'ETIMEDOUT' : null;
-    return { value: err, derivation: `${formula} ${step.count > capacity ? '<' : '≥'} count ${step.count} → ${err ?? 'no error'}`, explanation };
+    return { value: err, derivation: `${formula} ${step.count > capacity ? '<' : '≥'} count ${step.count} → ${err ?? 'no error'}`, explanation: ACCEPT_QUEUE_EXPLANATION };
   }
   if (ctx.metric !== 'established') throw new ModelNotApplicable(`Model "accept-queue" predicts "established" or "firstError" of a connect step, not "${ctx.metric}"`);
   const value = Math.min(step.count, capacity);
-  return { value, derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}` : ''}`, explanation };
+  return { value, derivation: `${formula}${step.count < capacity ? `; the step opens at most ${step.count}` : ''}`, explanation: ACCEPT_QUEUE_EXPLANATION };
 }
+
+/** Listen steps on `role` still open at step `upTo` (not released before it). */
+function openListens(ctx: ModelContext, role: string, upTo: number): ListenStep[] {
+  const before = ctx.steps.slice(0, upTo);
+  const released = new Set(before.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  return before.filter((s): s is ListenStep => s.kind === 'listen' && s.host === role && !released.has(s.name));
+}
+
+/**
+ * A snapshot's view of the accept queue, as `ss` shows it: on the listening
+ * host the queue's length (Recv-Q of a LISTEN socket) and the most it holds
+ * (Send-Q: the backlog capped at somaxconn); on any host, the ESTABLISHED
+ * sockets to or from the lab's listen ports (a client's, after the resets).
+ */
+function acceptQueueSnapshot(ctx: ModelContext, index: number): ModelOutput {
+  const step = ctx.step as Extract<Step, { kind: 'snapshot' }>;
+  const f = ctx.facts[step.host];
+  if (!f) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
+  const released = new Set(ctx.steps.slice(0, index).flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  // Each listener's outcome, checked to be settled by the time of this snapshot.
+  const settled = (l: ListenStep, f: HostFacts) => {
+    const { connects, offered } = offeredTo(ctx, l, index);
+    const o = queueOutcome(l, f, offered);
+    if (o.settledAfterS && connects.length) {
+      const last = Math.max(...connects.map((c) => ctx.steps.indexOf(c)));
+      const slept = sleptBetween(ctx, last, index);
+      if (slept < o.settledAfterS) {
+        throw new ModelNotApplicable(`Deferred handshakes to "${l.name}" end ${o.settledAfterS} s after the connects, and "${step.name}" comes ${slept} s after: sleep longer before it`);
+      }
+    }
+    return o;
+  };
+  if (ctx.metric === 'establishedSockets') {
+    const parts: Array<{ value: number; text: string }> = [];
+    const connects = ctx.steps.slice(0, index).filter((s): s is ConnectStep => s.kind === 'connect' && s.host === step.host && !released.has(s.name));
+    for (const c of connects) {
+      if (c.to.length > 1) throw new ModelNotApplicable(`Connect "${c.name}" has several destinations: the model follows one listener`);
+      const l = listenFor(ctx, ctx.steps.indexOf(c), c.to[0]!.role, c.to[0]!.port);
+      if (!l || l.accept || released.has(l.name)) throw new ModelNotApplicable(`Connect "${c.name}" does not go to an open listen step with accept: false`);
+      const lf = ctx.facts[l.host];
+      if (!lf) throw new ModelNotApplicable(`No facts for host "${l.host}"`);
+      const o = settled(l, lf);
+      const alive = o.established - o.reset;
+      parts.push({ value: alive, text: `${c.name}: ${o.formula}${o.reset ? `; ${o.established} − ${o.reset} reset = ${alive}` : `; ${alive} still established`}` });
+    }
+    for (const l of openListens(ctx, step.host, index)) {
+      if (l.accept) throw new ModelNotApplicable(`"${l.name}" on "${step.host}" accepts: the model does not know how many it has taken`);
+      const o = settled(l, f);
+      if (o.queued) parts.push({ value: o.queued, text: `${l.name}: ${o.queued} queued connection${o.queued === 1 ? '' : 's'} on the server side` });
+    }
+    if (!parts.length) throw new ModelNotApplicable(`Snapshot "${step.name}": "${step.host}" holds no connection the model follows`);
+    const value = parts.reduce((n, p) => n + p.value, 0);
+    return {
+      value,
+      derivation: parts.map((p) => p.text).join(' + ') + (parts.length > 1 ? ` = ${value}` : ''),
+      explanation:
+        'ESTABLISHED TCP sockets of the host to or from the lab\'s listen ports (/proc/net/tcp): a connection the listener reset is gone from the client ' +
+        '(its socket is closed, ECONNRESET), one whose last ACK was dropped is still established there though the server never queued it',
+    };
+  }
+  const listens = openListens(ctx, step.host, index);
+  if (!listens.length) throw new ModelNotApplicable(`No listen step of "${step.host}" is open at snapshot "${step.name}"`);
+  const max = (l: ListenStep) => Math.min(l.backlog, f.somaxconn);
+  if (ctx.metric === 'acceptQueueMax') {
+    const value = listens.reduce((n, l) => n + max(l), 0);
+    return {
+      value,
+      derivation: listens.map((l) => `${l.name} (port ${l.port}): min(backlog ${l.backlog}, somaxconn ${f.somaxconn}) = ${max(l)}`).join(' + ') + (listens.length > 1 ? ` = ${value}` : ''),
+      explanation: 'listen() caps the backlog at net.core.somaxconn and stores it as the queue\'s limit (sk_max_ack_backlog): what `ss -lnt` shows as Send-Q of a LISTEN socket',
+    };
+  }
+  if (ctx.metric !== 'acceptQueue') throw new ModelNotApplicable(`Model "accept-queue" predicts a snapshot's "acceptQueue", "acceptQueueMax" or "establishedSockets", not "${ctx.metric}"`);
+  const parts = listens.map((l) => {
+    if (l.accept) return { value: 0, text: `${l.name} (port ${l.port}) accepts: its queue is emptied as it fills, 0` };
+    const { offered } = offeredTo(ctx, l, index);
+    const o = settled(l, f);
+    return { value: o.queued, text: `${l.name} (port ${l.port}), ${offered} connecting: ${o.formula} → ${o.queued} queued` };
+  });
+  const value = parts.reduce((n, p) => n + p.value, 0);
+  return {
+    value,
+    derivation: parts.map((p) => p.text).join(' + ') + (parts.length > 1 ? ` = ${value}` : ''),
+    explanation:
+      'Connections whose handshake completed wait in the accept queue until accept() takes it (Recv-Q of a LISTEN socket in `ss -lnt`). ' +
+      'A listener that never accepts keeps every one of them, up to one more than its limit: the kernel calls the queue full only when it holds more than the limit',
+  };
+}
+
 
 /**
  * Every ceiling on how many connections a connect step can hold, each from
@@ -475,5 +682,7 @@ export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'time-wait': timeWait,
   'accept-queue': acceptQueue,
   capacity,
+  'buffer-memory': bufferMemory,
   'fd-ceilings': (ctx) => fdCeilings(ctx),
+  conntrack: (ctx) => conntrack(ctx),
 };

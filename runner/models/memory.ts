@@ -142,6 +142,8 @@ export interface FitPoint {
   tcpAlloc?: number;
   /** connections the lab held, when `connections` counts something else (TIME_WAIT sockets) */
   held?: number;
+  /** /proc/net/sockstat "TCP: mem" in bytes (pages × page size): socket buffers of the whole kernel */
+  tcpMemBytes?: number;
 }
 
 export interface CacheCost {
@@ -180,6 +182,8 @@ export interface MemoryFit {
   foreignCorrected: boolean;
   /** what the fit found one foreign socket costs (a check: about one end of a connection), when corrected */
   foreignBytesPerSocket: number | null;
+  /** the slope of "TCP: mem" (socket buffer memory, pages × page size) in bytes per connection; null when a snapshot lacks it */
+  bufferBytesPerConnection: number | null;
   /** attributed caches, largest first */
   attributed: CacheCost[];
   /** other caches that moved by at least 1 byte per connection, largest first */
@@ -293,6 +297,10 @@ export function fitMemory(
     foreignSockets,
     foreignCorrected: corrected,
     foreignBytesPerSocket: corrected ? round1(foreignBytes) : null,
+    // Plainly on connections: idle sockets of others hold no buffers, so there is nothing foreign to take out.
+    bufferBytesPerConnection: points.every((p) => p.tcpMemBytes !== undefined)
+      ? round1(leastSquares(x, points.map((p) => p.tcpMemBytes!)).slope)
+      : null,
     attributed: attributed.map((a) => ({ ...a, objects: Math.round(a.objects * 1000) / 1000, bytes: round1(a.bytes) })).sort(byBytes),
     other: other.map((a) => ({ ...a, objects: Math.round(a.objects * 1000) / 1000, bytes: round1(a.bytes) })).sort(byBytes),
   };

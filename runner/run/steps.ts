@@ -168,7 +168,10 @@ async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepConte
       const r = await ctx.bound.guard(
         agentOf(ctx, name).request(
           'listen',
-          { id: step.name, address, port: step.port, backlog: step.backlog, accept: step.accept },
+          {
+            id: step.name, address, port: step.port, backlog: step.backlog, accept: step.accept,
+            ...(step.deferAcceptS ? { deferAcceptS: step.deferAcceptS } : {}),
+          },
           {
             timeoutMs: RUN_TIMEOUTS.requestMs,
             // Accepts go on after the reply; the observation keeps counting.
@@ -212,6 +215,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
             connectTimeoutMs: step.connectTimeoutMs,
             stopOnError: step.stopOnError,
             processes: step.processes,
+            ...(step.send ? { send: step.send } : {}),
           },
           {
             timeoutMs: step.timeoutMs + RUN_TIMEOUTS.connectSlackMs,
@@ -243,6 +247,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
         workers: r.workers,
         distinctLocalPorts: r.localPorts?.distinct ?? 0,
       };
+      if (step.send) part.metrics.bytesSent = r.bytesSent ?? 0;
       if (r.firstError) part.labels.firstError = r.firstError.errno;
       part.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count }));
       part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
@@ -254,8 +259,17 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
 }
 
 async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepContext): Promise<void> {
+  const ports = new Set(
+    ctx.plan.steps
+      .slice(0, ctx.plan.steps.indexOf(step))
+      .flatMap((s) => (s.kind === 'listen' && s.host === step.host ? [s.port] : [])),
+  );
   await onHosts(step.hosts, obs, async (name, part) => {
-    const snap = await ctx.bound.guard(agentOf(ctx, name).request('snapshot', {}, { timeoutMs: RUN_TIMEOUTS.requestMs }));
+    // The lab's listen ports on any role: this host's connections to them (a client) or from them (a server).
+    const labPorts = [...new Set(ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).flatMap((s) => (s.kind === 'listen' ? [s.port] : [])))];
+    const snap = await ctx.bound.guard(
+      agentOf(ctx, name).request('snapshot', labPorts.length ? { ports: labPorts } : {}, { timeoutMs: RUN_TIMEOUTS.requestMs }),
+    );
     const tcp = snap.sockstat?.TCP ?? {};
     let slabBytes = 0;
     for (const c of Object.values(snap.slab ?? {})) slabBytes += c.activeObjs * c.objSize;
@@ -267,6 +281,14 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
       slabBytes,
       memAvailableKiB: snap.meminfo?.MemAvailable ?? 0,
     };
+    // The accept queues of the lab's own listeners on this role (not sshd's, say), as `ss -lnt` shows them.
+    if (snap.listeners) {
+      const mine = snap.listeners.filter((l) => ports.has(l.port));
+      part.metrics.acceptQueue = mine.reduce((n, l) => n + l.queue, 0);
+      if (mine.every((l) => l.backlog !== null)) part.metrics.acceptQueueMax = mine.reduce((n, l) => n + l.backlog!, 0);
+    }
+    if (snap.established) part.metrics.establishedSockets = Object.values(snap.established).reduce((a, b) => a + b, 0);
+    if (typeof snap.conntrack?.count === 'number') part.metrics.conntrackCount = snap.conntrack.count;
     part.detail = { ...snap };
   });
   // Connections the run holds at this point, on every host: counted once, not per host.
@@ -280,7 +302,12 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
     const d = o.detail as Partial<SnapshotReply>;
     // Per TIME_WAIT socket, the count is the host's own (sockstat "tw" is per network namespace).
     const count = step.per === 'time-wait' ? o.metrics.tcpTw : o.metrics.connections;
-    return { connections: count ?? 0, held: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc };
+    const memPages = d.sockstat?.TCP?.mem;
+    const pageSize = ctx.sessions.get(ctx.plan.roles[step.host]?.[0] ?? step.host)?.facts?.pageSize;
+    return {
+      connections: count ?? 0, held: o.metrics.connections ?? 0, slab: d.slab ?? {}, meminfo: d.meminfo ?? {}, tcpAlloc: d.sockstat?.TCP?.alloc,
+      ...(memPages !== undefined && pageSize ? { tcpMemBytes: memPages * pageSize } : {}),
+    };
   });
   // By role, from each role's first host: the fit looks at one host of a role.
   const facts: Record<string, HostFacts> = {};
@@ -302,6 +329,7 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
     residualPercent: f.residualPercent,
     foreignSockets: f.foreignSockets,
   };
+  if (f.bufferBytesPerConnection !== null && step.per === 'connection') obs.metrics.bufferBytesPerConnection = f.bufferBytesPerConnection;
   // A side the measured kernel does not hold is not measured, not zero; TIME_WAIT has one side.
   if (step.per === 'time-wait') f.clientBytesPerSocket = f.serverBytesPerSocket = null;
   if (f.clientBytesPerSocket !== null) obs.metrics.clientBytesPerSocket = f.clientBytesPerSocket;

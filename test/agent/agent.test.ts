@@ -350,6 +350,7 @@ test('facts: HostFacts shape, values from the namespace', async () => {
       'nrOpen', 'fileMax', 'somaxconn', 'tcpMaxSynBacklog', 'tcpFinTimeout', 'tcpTwReuse', 'memTotalKiB',
       'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
       'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets',
+      'tcpAbortOnOverflow', 'tcpSyncookies', 'pageSize', 'tcpRmem', 'tcpWmem', 'tcpMem', 'memPcpuRsv',
     ];
     assert.equal(Object.keys(f).sort(), [...keys].sort());
     assert.equal(f.portRange, [41000, 41999]);
@@ -362,6 +363,11 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     assert.ok(f.memTotalKiB > 0 && f.memAvailableKiB > 0 && f.memAvailableKiB <= f.memTotalKiB);
     assert.ok(f.cpus >= 1);
     assert.is(f.uid, 0);
+    // What data in flight is charged against: per-namespace buffers; tcp_mem is machine-wide, not shown in a namespace.
+    assert.equal(f.tcpRmem, readSysctl('net.ipv4.tcp_rmem', NS_CLIENT).split(/\s+/).map(Number));
+    assert.ok(f.pageSize! > 0 && f.tcpWmem!.length === 3);
+    assert.equal(f.tcpMem, []);
+    assert.is(f.tcpSyncookies, Number(readSysctl('net.ipv4.tcp_syncookies', NS_CLIENT)));
     // Root reads /proc/slabinfo: every cache, with the ones a socket costs.
     for (const cache of ['TCP', 'sock_inode_cache', 'filp', 'dentry']) {
       assert.ok(f.slabObjectSize[cache]! > 0, `slab cache ${cache}: ${f.slabObjectSize[cache]}`);

@@ -2,6 +2,7 @@
 // compiled on the host at first use, cached by source hash, and the Python
 // workers as the fallback where no compiler is. Real namespaces, real kernel.
 
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -123,6 +124,65 @@ test('engine "python" runs the Python workers where the helper is available', as
     assert.is(r.engine, 'python');
     assert.is(r.engineNote, undefined);
     assert.is(r.established, 1000);
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+});
+
+/** Bytes waiting unread in `ns`'s ESTABLISHED sockets on local port `port` (rx_queue of /proc/net/tcp). */
+function unreadBytes(ns: string, port: number): number {
+  const text = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/tcp'], { encoding: 'utf8' });
+  let n = 0;
+  for (const line of text.trim().split('\n').slice(1)) {
+    const p = line.trim().split(/\s+/);
+    if (p[3] === '01' && parseInt(p[1]!.split(':')[1]!, 16) === port) n += parseInt(p[4]!.split(':')[1]!, 16);
+  }
+  return n;
+}
+
+test('send: the C helper and the Python workers write the bytes on each connection, and the peer holds them unread', async () => {
+  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
+  try {
+    const [c, s] = net.hosts;
+    for (const [engine, port] of [['c', 8105], ['python', 8106]] as const) {
+      await server.request('listen', { id: `l${port}`, address: s!.address, port, backlog: 4096, accept: true, engine });
+      const r = await client.request('connect', {
+        id: `c${port}`, pairs: [{ source: c!.address, address: s!.address, port }], count: 200, bind: 'none', rate: 0,
+        timeoutMs: 30_000, connectTimeoutMs: 3000, stopOnError: true, send: 1000, engine,
+      });
+      assert.is(r.engine, engine);
+      assert.is(r.established, 200);
+      assert.is(r.bytesSent, 200 * 1000);
+      // The accepting side never reads: every byte is still in its receive queues.
+      assert.is(unreadBytes(s!.namespace, port), 200 * 1000, engine);
+      await client.request('release', { id: `c${port}`, abort: true });
+      await server.request('release', { id: `l${port}`, abort: true });
+    }
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+});
+
+test('snapshot: the listener\'s accept queue and its limit as ss -lnt shows them, and the ESTABLISHED sockets per port', async () => {
+  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
+  try {
+    const [c, s] = net.hosts;
+    await server.request('listen', { id: 'q', address: s!.address, port: 8107, backlog: 3, accept: false });
+    const r = await client.request('connect', {
+      id: 'cq', pairs: [{ source: c!.address, address: s!.address, port: 8107 }], count: 10, bind: 'none', rate: 0,
+      timeoutMs: 30_000, connectTimeoutMs: 300, stopOnError: true,
+    });
+    assert.is(r.established, 4, 'backlog 3 holds 3 + 1');
+    const ss = await server.request('snapshot', { ports: [8107] });
+    assert.equal(ss.listeners!.filter((l) => l.port === 8107), [{ address: s!.address, port: 8107, queue: 4, backlog: 3 }]);
+    assert.equal(ss.established, { '8107': 4 });
+    const cs = await client.request('snapshot', { ports: [8107] });
+    assert.equal(cs.established, { '8107': 4 });
+    assert.is((await client.request('snapshot', {})).established, undefined, 'no ports asked, none counted');
+    await client.request('release', { id: 'cq', abort: true });
+    await server.request('release', { id: 'q', abort: true });
   } finally {
     await client.shutdown();
     await server.shutdown();

@@ -3,7 +3,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { acceptQueue, capacity, timeWait, type ModelContext } from '../../runner/models/connections.ts';
+import { acceptQueue, capacity, deferredAfterS, queueOutcome, timeWait, type ModelContext } from '../../runner/models/connections.ts';
+import { bufferMemory, chargedPages, skbTruesize } from '../../runner/models/buffers.ts';
 import type { HostFacts } from '../../runner/result.ts';
 import type { Step } from '../../runner/lab/types.ts';
 
@@ -55,6 +56,49 @@ test('acceptQueue() holds min(backlog, somaxconn) + 1, then ETIMEDOUT', () => {
   assert.is(acceptQueue(ctx(steps, ramp, 'established')).value, 9);
   assert.is(acceptQueue(ctx(steps, ramp, 'established', facts({ somaxconn: 4 }))).value, 5);
   assert.is(acceptQueue(ctx(steps, ramp, 'firstError')).value, 'ETIMEDOUT');
+});
+
+test('acceptQueue() on snapshots: the queue and its limit on the server, the live connections on the client', () => {
+  const ramp = connect({ count: 20 });
+  const queue: Step = { name: 'queue', kind: 'snapshot', host: 'server' };
+  const seen: Step = { name: 'seen', kind: 'snapshot', host: 'client' };
+  const steps = [listen({ backlog: 8, accept: false }), ramp, queue, seen];
+  assert.is(acceptQueue(ctx(steps, queue, 'acceptQueue')).value, 9);
+  assert.is(acceptQueue(ctx(steps, queue, 'acceptQueueMax', facts({ somaxconn: 4 }))).value, 4);
+  assert.is(acceptQueue(ctx(steps, seen, 'establishedSockets')).value, 9);
+  // Nothing deferred: tcp_abort_on_overflow changes nothing, the overflow is at the SYN.
+  assert.is(acceptQueue(ctx(steps, seen, 'establishedSockets', facts({ tcpAbortOnOverflow: 1 }))).value, 9);
+});
+
+test('queueOutcome() with TCP_DEFER_ACCEPT: SYN queue, syncookies, then the overflow at the last ACK', () => {
+  const l = listen({ backlog: 4, accept: false, deferAcceptS: 1 }) as Extract<Step, { kind: 'listen' }>;
+  const on = queueOutcome(l, facts({ tcpSyncookies: 1, tcpAbortOnOverflow: 1 }), 20);
+  assert.equal([on.established, on.queued, on.reset, on.orphaned, on.settledAfterS], [10, 5, 5, 0, 1]);
+  const kept = queueOutcome(l, facts({ tcpSyncookies: 1, tcpAbortOnOverflow: 0 }), 20);
+  assert.equal([kept.established, kept.queued, kept.reset, kept.orphaned], [10, 5, 0, 5]);
+  const off = queueOutcome(l, facts({ tcpSyncookies: 0, tcpMaxSynBacklog: 4 }), 20);
+  assert.equal([off.established, off.queued, off.reset], [4, 4, 0]);
+  const always = queueOutcome(l, facts({ tcpSyncookies: 2 }), 20);
+  assert.equal([always.established, always.queued], [5, 5]);
+  assert.equal([1, 2, 3, 4, 7, 8].map(deferredAfterS), [1, 3, 3, 7, 7, 15]);
+  // A snapshot before the deferral ends has no prediction.
+  const ramp = connect({ count: 20 });
+  const seen: Step = { name: 'seen', kind: 'snapshot', host: 'client' };
+  assert.throws(() => acceptQueue(ctx([l, ramp, seen], seen, 'establishedSockets')), /sleep longer/);
+  assert.is(acceptQueue(ctx([l, ramp, { name: 'z', kind: 'sleep', durationMs: 2000 }, seen], seen, 'establishedSockets', facts({ tcpAbortOnOverflow: 1 }))).value, 5);
+});
+
+test('bufferMemory(): one sk_buff per connection, its truesize from this kernel\'s caches, charged in whole pages', () => {
+  const f = facts({ pageSize: 4096, slabObjectSize: { skbuff_small_head: 576, skbuff_head_cache: 256 }, tcpRmem: [4096, 131072, 6291456], tcpWmem: [4096, 16384, 4194304], tcpMem: [] });
+  assert.is(skbTruesize(f, 4096)!.truesize, 4928);
+  assert.equal([chargedPages(4928, 4096), chargedPages(4096, 4096), chargedPages(4097, 4096)], [2, 1, 2]);
+  const fit: Step = { name: 'buffers', kind: 'fit', host: 'server', snapshots: ['a', 'b'], per: 'connection' };
+  const steps = (send?: number): Step[] => [listen(), connect(send ? { send } : {}), fit];
+  assert.is(bufferMemory(ctx(steps(4096), fit, 'bufferBytesPerConnection', f)).value, 8192);
+  assert.is(bufferMemory(ctx(steps(1000), fit, 'bufferBytesPerConnection', f)).value, 4096);
+  assert.throws(() => bufferMemory(ctx(steps(), fit, 'bufferBytesPerConnection', f)), /needs a connect step with "send"/);
+  assert.throws(() => bufferMemory(ctx(steps(20000), fit, 'bufferBytesPerConnection', f)), /at most the first flight/);
+  assert.throws(() => bufferMemory(ctx(steps(4096), fit, 'bufferBytesPerConnection', facts({ pageSize: 4096 }))), /no skbuff_small_head/);
 });
 
 test.run();

@@ -72,12 +72,17 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
   const steps: Step[] = [
     // accept: false, which accept-queue needs of its destinations (a condition only the run checks).
     { name: 'l', kind: 'listen', host: 'server', port: 8080, backlog: 1, accept: false },
-    ramp(),
-    { ...ramp(2), name: 'ramp2' },
+    // send, which buffer-memory needs of the connects before its fit (also a run-time condition).
+    { ...ramp(), send: 4096 } as Step,
+    { ...ramp(2), name: 'ramp2', send: 4096 } as Step,
     snap,
     fit('perConnection', 'connection'),
     fit('perTimeWait', 'time-wait'),
+    { name: 'nofile', kind: 'files', host: 'client', ceiling: 'nr_open' },
+    { name: 'fileMax', kind: 'files', host: 'client', ceiling: 'file-max', count: 100 },
   ];
+  // The server's namespace tracks connections (conntrack: true), with room for the ramps.
+  const tracked: Partial<HostFacts> = { conntrackOn: true, conntrackCount: 0, conntrackMax: 1000 };
   let applicable = 0;
   for (const model of MODEL_NAMES) {
     for (const step of steps) {
@@ -85,7 +90,9 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
         if (modelProblem(model, step, metric)) continue;
         applicable++;
         try {
-          MODELS[model]({ step, metric, steps, release: 'graceful', facts: { client: facts, server: facts }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
+          // The sizes buffer-memory prices an sk_buff with.
+          const f = { ...facts, pageSize: 4096, slabObjectSize: { ...facts.slabObjectSize, skbuff_small_head: 576, skbuff_head_cache: 256 } };
+          MODELS[model]({ step, metric, steps, release: 'graceful', facts: { client: f, server: { ...f, ...tracked } }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
         } catch (e) {
           if (e instanceof ModelNotApplicable) assert.unreachable(`${model} on ${step.name}.${metric}: ${e.message}`);
           throw e;
@@ -94,8 +101,9 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
     }
   }
   // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2, memory-per-connection 3 + 1, time-wait 2 × 2 + 1,
-  // accept-queue 2 × 2, capacity 2
-  assert.is(applicable, 25);
+  // accept-queue 2 × 2 + 3 (the snapshot's queue, its limit, the live connections), capacity 2, buffer-memory 1,
+  // fd-ceilings 2 + 3, conntrack 2 × 2 + 1
+  assert.is(applicable, 39);
 });
 
 test.run();

@@ -44,10 +44,34 @@ test('time-wait: too short a wait for tcp_tw_reuse_delay reuses nothing even wit
 });
 
 test('accept-queue: somaxconn below the backlog caps the queue: min(8, 4) + 1 = 5 complete, the next SYN is dropped', async () => {
-  // (The queue's own length, read by the agent from the listener, is not measured yet.)
   const result = await runLab('labs/accept-queue.yaml', ['somaxconn=4'], 'aq-somaxconn-4');
   assert.is(observed(result, 'ramp.established'), 5);
   assert.is(observed(result, 'ramp.firstError'), 'ETIMEDOUT');
+  // The queue as ss -lnt shows it: 5 waiting, a limit of 4; the client still holds all 5.
+  assert.is(observed(result, 'queue.acceptQueue'), 5);
+  assert.is(observed(result, 'queue.acceptQueueMax'), 4);
+  assert.is(observed(result, 'seen.establishedSockets'), 5);
+});
+
+test('accept-queue-overflow: with tcp_abort_on_overflow = 0 the overflowing ACKs are dropped, and the client keeps connections the server never had', async () => {
+  const result = await runLab('labs/accept-queue-overflow.yaml', ['abort_on_overflow=0'], 'aqo-abort-0');
+  assert.is(observed(result, 'ramp.established'), 10);
+  assert.is(observed(result, 'seen.establishedSockets'), 10);
+  assert.is(observed(result, 'queue.acceptQueue'), 5);
+});
+
+test('accept-queue-overflow: without syncookies the SYN queue is the limit, tcp_max_syn_backlog − 1/4 of it below the backlog, and nothing overflows', async () => {
+  const result = await runLab('labs/accept-queue-overflow.yaml', ['syncookies=0', 'max_syn_backlog=4', 'backlog=8'], 'aqo-cookies-0');
+  // 4 − 4/4 + 1 = 4 requests wait; the rest of the SYNs are dropped; all 4 then fit the queue of 9.
+  assert.is(observed(result, 'ramp.established'), 4);
+  assert.is(observed(result, 'seen.establishedSockets'), 4);
+  assert.is(observed(result, 'queue.acceptQueue'), 4);
+});
+
+test('memory-in-flight: 1 KiB per connection still costs the receiver a whole page', async () => {
+  const result = await runLab('labs/memory-in-flight.yaml', ['send=1KiB', 'count=5000'], 'mif-1k');
+  const p = result.predictions.find((x) => x.metric === 'buffers.bufferBytesPerConnection')!;
+  assert.is(p.predicted, 4096);
 });
 
 test.run();

@@ -27,6 +27,9 @@ FULL = (errno.EMFILE, errno.ENFILE)
 PROGRESS_S = 0.2  # agent -> controller progress events, at most this often
 WORKER_PROGRESS_S = 0.1  # worker -> agent
 BIND_MODES = ("none", "ip", "ip-no-port", "reuseaddr")
+# The most bytes a connect may write on each connection it opens (argument "send"):
+# the data waits unread in the peer's receive queue, count times over.
+MAX_SEND_BYTES = 65536
 
 
 # ---------------------------------------------------------------- the worker (child side)
@@ -63,6 +66,8 @@ def connect_worker(ctrl, rep, spec):
     base = spec["base"]
     base_att = spec["baseAttempted"]
     stop_on_error = spec["stopOnError"]
+    payload = b"x" * spec.get("send", 0)
+    sent = 0
     per = [0] * len(pairs)
     ports = bytearray(65536)
     held = []
@@ -119,6 +124,14 @@ def connect_worker(ctrl, rep, spec):
             if b is not None:
                 s.bind(b)
             code = s.connect_ex(dsts[i])
+            if code == 0 and payload:
+                # Blocking, bounded by SO_SNDTIMEO: a short count means the time ran out.
+                n = s.send(payload)
+                if n < len(payload):
+                    sent += n
+                    code = errno.ETIMEDOUT
+                else:
+                    sent += n
         except OSError as e:
             code = e.errno or errno.EIO
         if code == 0:
@@ -146,7 +159,7 @@ def connect_worker(ctrl, rep, spec):
             reason = "error"
             break
         rr += 1
-    wsend(rep, {"t": "d", "n": est, "a": att, "errors": errors, "first": first, "per": per,
+    wsend(rep, {"t": "d", "n": est, "a": att, "sent": sent, "errors": errors, "first": first, "per": per,
                 "active": active, "rr": rr, "reason": reason,
                 "ports": base64.b64encode(zlib.compress(bytes(ports))).decode("ascii")})
     del ports
@@ -243,6 +256,9 @@ def op_connect(rid, args):
     stop_on_error = arg(args, "stopOnError", bool, True)
     processes = arg(args, "processes", int, None, minimum=1)
     max_attempts = arg(args, "maxAttempts", int, 2 * count, minimum=0)
+    send = arg(args, "send", int, 0, minimum=0)
+    if send > MAX_SEND_BYTES:
+        raise bad('argument "send" must be at most %d bytes, got %d' % (MAX_SEND_BYTES, send))
     engine = arg(args, "engine", str, "auto")
     if engine not in fastconn.ENGINES:
         raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
@@ -256,7 +272,7 @@ def op_connect(rid, args):
     deadline = t0 + timeout_ms / 1000.0
     cap = sockets_per_worker(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     quotas = worker_quotas(count, processes) if processes else None
-    est = att = 0
+    est = att = sent = 0
     errors = {}
     first = None
     per = [0] * len(clean)
@@ -294,7 +310,7 @@ def op_connect(rid, args):
                     "connectTimeoutMs": cto_ms, "active": active, "rr": rr, "quota": quota,
                     "deadline": deadline, "rate": rate, "t0": t0, "base": est, "baseAttempted": att,
                     "maxAttempts": max_attempts - att,
-                    "stopOnError": stop_on_error}
+                    "stopOnError": stop_on_error, "send": send}
             if helper:
                 w = FORKER.spawn(lambda c, r: fastconn.become(helper, fastconn.connect_argv(c, r, spec), [c, r]))
             else:
@@ -328,6 +344,7 @@ def op_connect(rid, args):
             w.count = done["n"]
             est += done["n"]
             att += done["a"]
+            sent += done.get("sent", 0)
             for name, c in done["errors"].items():
                 errors[name] = errors.get(name, 0) + c
             if first is None and done["first"] is not None:
@@ -351,6 +368,7 @@ def op_connect(rid, args):
         step.current = None
         step.done.set()
     reply = connect_reply(clean, est, att, errors, first, max(end - t0, 1e-6), len(step.workers), reason, per, ports)
+    reply["bytesSent"] = sent
     reply["engine"] = engine
     if helper_problem and engine == "python":
         reply["engineNote"] = helper_problem

@@ -7,7 +7,8 @@ import resource
 import socket
 
 from . import VERSION
-from .probes import meminfo, slabinfo
+from .changes import CONNTRACK_ON
+from .probes import conntrack, meminfo, slabinfo
 from .procfs import ipv4_addresses, read_text, sysctl_int, sysctl_read
 from .workers import WORKER_FDS, sockets_per_worker
 
@@ -26,6 +27,14 @@ def can_raise_hard_nofile():
             os._exit(1)
     _, status = os.waitpid(pid, 0)
     return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+def sysctl_ints(name):
+    """A sysctl of several integers ("4096 131072 6291456"), or [] when unreadable."""
+    try:
+        return [int(x) for x in sysctl_read(name).split()]
+    except Exception:
+        return []
 
 
 def boot_id():
@@ -52,7 +61,12 @@ def op_facts(rid, args):
         reserved = read_text("/proc/sys/net/ipv4/ip_local_reserved_ports").strip()
     except OSError:
         reserved = ""
+    ct = conntrack.sample()
     return {
+        # Connection tracking in this namespace: entries now (after provisioning), and the machine's table size.
+        "conntrackOn": bool(CONNTRACK_ON),
+        "conntrackCount": ct.get("count"),
+        "conntrackMax": ct.get("max"),
         "hostname": socket.gethostname(),
         "kernel": platform.release(),
         "python": platform.python_version(),
@@ -76,6 +90,16 @@ def op_facts(rid, args):
         "bootId": boot_id(),
         "tcpTwReuseDelayMs": sysctl_int("net.ipv4.tcp_tw_reuse_delay", 1000),
         "tcpMaxTwBuckets": sysctl_int("net.ipv4.tcp_max_tw_buckets"),
+        # The accept queue's neighbours: what a SYN meets when the queue or the SYN queue is full.
+        "tcpAbortOnOverflow": sysctl_int("net.ipv4.tcp_abort_on_overflow"),
+        "tcpSyncookies": sysctl_int("net.ipv4.tcp_syncookies", 1),
+        # What data in flight is charged against: socket buffers (min default max, bytes),
+        # tcp_mem (pages, kernel-wide), and the per-CPU slack of its counter (pages; 6.6+).
+        "pageSize": os.sysconf("SC_PAGE_SIZE"),
+        "tcpRmem": sysctl_ints("net.ipv4.tcp_rmem"),
+        "tcpWmem": sysctl_ints("net.ipv4.tcp_wmem"),
+        "tcpMem": sysctl_ints("net.ipv4.tcp_mem"),
+        "memPcpuRsv": sysctl_int("net.core.mem_pcpu_rsv", 0) or None,
         "addresses": ["%s/%d" % (ip, prefix) for ip, prefix, _ in ipv4_addresses()],
         "cpus": cpus,
         "uid": os.getuid(),

@@ -10,12 +10,13 @@
  * collector walking every held socket object.
  *
  *   fastconn connect CTRL REP MODE NOPORT LOCALPORT CTO_MS QUOTA MAXATT DEADLINE
- *                    RATE T0 BASE BASEATT STOPONERR RR NPAIRS (SRC DST PORT)...
+ *                    RATE T0 BASE BASEATT STOPONERR SEND RR NPAIRS (SRC DST PORT)...
  *                    NACTIVE I...
  *   fastconn accept CTRL REP LFD CAP MARGIN
  *
  * DEADLINE and T0 are CLOCK_MONOTONIC seconds (Python's time.monotonic());
- * SRC is "-" for none; MODE is none, ip, ip-no-port or reuseaddr.
+ * SRC is "-" for none; MODE is none, ip, ip-no-port or reuseaddr; SEND is the
+ * bytes written on each connection once it is established (0: none).
  * Plain C99 + POSIX + Linux, no libraries: it is compiled on the host. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -192,7 +193,7 @@ struct err_count { int e; long n; };
 
 static int connect_main(int argc, char **argv) {
   int a = 2;
-  if (argc < 19) return 2;
+  if (argc < 20) return 2;
   int ctrl = atoi(argv[a++]);
   rep_fd = atoi(argv[a++]);
   const char *mode = argv[a++];
@@ -207,6 +208,7 @@ static int connect_main(int argc, char **argv) {
   long base = atol(argv[a++]);
   long base_att = atol(argv[a++]);
   int stop_on_error = atoi(argv[a++]);
+  long send_len = atol(argv[a++]);
   long rr = atol(argv[a++]);
   int npairs = atoi(argv[a++]);
   if (npairs < 1 || argc < a + 3 * npairs + 1) return 2;
@@ -243,6 +245,13 @@ static int connect_main(int argc, char **argv) {
   const char *reason = "count";
   double last_prog = mono(), next_time = 0;
   int one = 1;
+  char *payload = NULL;
+  long sent = 0;
+  if (send_len > 0) {
+    payload = malloc((size_t)send_len);
+    if (!payload) _exit(3);
+    memset(payload, 'x', (size_t)send_len);
+  }
   while (est < quota) {
     double now = mono();
     if (now >= deadline) { reason = "timeout"; break; }
@@ -282,6 +291,15 @@ static int connect_main(int argc, char **argv) {
     else if (!reuse && no_port && setsockopt(s, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) < 0) code = errno;
     else if (has_src[i] && bind(s, (struct sockaddr *)&src[i], sizeof src[i]) < 0) code = errno;
     else if (connect(s, (struct sockaddr *)&dst[i], sizeof dst[i]) < 0) code = errno;
+    else if (send_len > 0) {
+      /* Blocking, bounded by SO_SNDTIMEO: a short count means the time ran out. */
+      ssize_t n = send(s, payload, (size_t)send_len, MSG_NOSIGNAL);
+      if (n < 0) code = errno;
+      else {
+        sent += n;
+        if (n < send_len) code = ETIMEDOUT;
+      }
+    }
     if (code == 0) {
       held[est++] = s;
       per[i]++;
@@ -309,7 +327,7 @@ static int connect_main(int argc, char **argv) {
     if (stop_on_error) { reason = "error"; break; }
     rr++;
   }
-  put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"errors\":{", est, att);
+  put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"sent\":%ld,\"errors\":{", est, att, sent);
   for (int k = 0; k < nerrs; k++) put("%s\"%s\":%ld", k ? "," : "", errname(errs[k].e), errs[k].n);
   put("},\"first\":");
   if (first_set)
@@ -326,6 +344,7 @@ static int connect_main(int argc, char **argv) {
   put("\"}");
   flush_line();
   free(ports);
+  free(payload);
   hold(ctrl, held, est);
   return 0;
 }

@@ -100,7 +100,7 @@ def connect_argv(ctrl, rep, spec):
     a = ["connect", ctrl, rep, spec["bind"], int(bool(spec["noPort"])), spec["localPort"] or 0,
          spec["connectTimeoutMs"], spec["quota"], spec["maxAttempts"], repr(spec["deadline"]),
          repr(float(spec["rate"])), repr(spec["t0"]), spec["base"], spec["baseAttempted"],
-         int(bool(spec["stopOnError"])), spec["rr"], len(spec["pairs"])]
+         int(bool(spec["stopOnError"])), spec.get("send", 0), spec["rr"], len(spec["pairs"])]
     for p in spec["pairs"]:
         a += [p.get("source") or "-", p["address"], p["port"]]
     return a + [len(spec["active"])] + list(spec["active"])

@@ -18,6 +18,7 @@ from .util import LineReader, Reply, emit, log, ms_since, wsend
 from .workers import FORKER, close_held, ctrl_words, current_sockets_per_worker
 
 MAX_ACCEPT_WORKERS = 4096
+MAX_DEFER_ACCEPT_S = 60
 
 
 def handover_margin(cap):
@@ -237,6 +238,11 @@ def op_listen(rid, args):
         raise bad('argument "port" must be 0..65535, got %d' % port)
     backlog = arg(args, "backlog", int, sysctl_int("net.core.somaxconn", 4096), minimum=0)
     accept = arg(args, "accept", bool, True)
+    # TCP_DEFER_ACCEPT: a handshake's bare last ACK is ignored until data comes or this many
+    # seconds pass; the connection waits in the SYN queue meanwhile, not in the accept queue.
+    defer_s = arg(args, "deferAcceptS", int, 0, minimum=0)
+    if defer_s > MAX_DEFER_ACCEPT_S:
+        raise bad('argument "deferAcceptS" must be at most %d, got %d' % (MAX_DEFER_ACCEPT_S, defer_s))
     engine = arg(args, "engine", str, "auto")
     if engine not in fastconn.ENGINES:
         raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
@@ -247,6 +253,8 @@ def op_listen(rid, args):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if defer_s:
+            s.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_DEFER_ACCEPT", 9), defer_s)
         try:
             s.bind((address, port))
         except OSError as e:
@@ -274,4 +282,6 @@ def op_listen(rid, args):
         unregister_step(step)
         raise
     result = {"address": address, "port": s.getsockname()[1], "backlog": backlog, "engine": engine}
+    if defer_s:
+        result["deferAcceptS"] = defer_s
     return Reply(result, step.start_monitor)

@@ -78,6 +78,8 @@ class RefusedBeforeForkTest(unittest.TestCase):
         self.refused(dict(base, count="10"), 'argument "count" must be int, got "10"')
         self.refused(dict(base, processes=0), 'argument "processes" must be >= 1, got 0')
         self.refused(dict(base, stopOnError="no"), 'argument "stopOnError" must be bool, got "no"')
+        self.refused(dict(base, send=-1), 'argument "send" must be >= 0, got -1')
+        self.refused(dict(base, send=65537), 'argument "send" must be at most 65536 bytes, got 65537')
         self.refused({"pairs": [PAIR], "count": 1}, 'argument "id" (the step id) must be a non-empty string or an integer')
 
 
