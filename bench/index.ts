@@ -15,6 +15,7 @@ import { AgentClient } from '../runner/agent/client.ts';
 import type { NetnsTransport } from '../runner/hosts/netns.ts';
 import { median, PAIRS, rampPairs, type Pair, type Side } from './ramp-pairs.ts';
 import { sshStep } from './ssh-request.ts';
+import { MEMORY_SAFETY_FACTOR } from '../runner/models/scale.ts';
 
 const ROUNDS = Number(process.argv[2] ?? 5);
 const N = Number(process.argv[3] ?? 15000);
@@ -77,8 +78,8 @@ if (m) {
   add({ name: 'controller peak RSS (1M run)', value: Math.round(m.controllerPeakRssKiB / 1024), unit: 'MiB', target: 'flat', met: null, how: when });
   if (m.memory?.measuredFactor) {
     add({
-      name: 'memory model at 1M: slab / priced', value: m.memory.measuredFactor, unit: '×', target: `≤ ${m.memory.modelFactor}`, met: m.memory.measuredFactor <= m.memory.modelFactor,
-      how: `the machine's Slab grew ${m.memory.slabBytesPerSocket} B per socket against ${m.memory.pricedBytesPerSocket} B priced; the refusal multiplies by ${m.memory.modelFactor}`,
+      name: 'memory model at 1M: slab / priced', value: m.memory.measuredFactor, unit: '×', target: `≤ ${MEMORY_SAFETY_FACTOR}`, met: m.memory.measuredFactor <= MEMORY_SAFETY_FACTOR,
+      how: `the machine's Slab grew ${m.memory.slabBytesPerSocket} B per socket against ${m.memory.pricedBytesPerSocket} B priced; the refusal multiplies by ${MEMORY_SAFETY_FACTOR} (models/scale.ts)`,
     });
   }
 } else {
@@ -86,7 +87,11 @@ if (m) {
 }
 const t = scaleRun('two-million.json');
 if (t && t.established >= 2_000_000) {
-  add({ name: 'ramp to 2,000,000', value: t.rampMs / 1000, unit: 's', target: '< 70 s', met: t.rampMs < 70_000, how: `from npm run bench:million -- 2000000 at ${t.at}` });
+  const load = t.loadavg ? `, load ${t.loadavg.before[0]}→${t.loadavg.after[0]}` : '';
+  add({
+    name: 'ramp to 2,000,000', value: t.rampMs / 1000, unit: 's', target: '< 70 s', met: t.rampMs < 70_000,
+    how: `from npm run bench:million -- 2000000 at ${t.at}${load}: ${t.verdict}, ${t.lanes ?? 1} lane(s), ${t.workers ?? '?'} workers; release ${(t.releaseMs / 1000).toFixed(1)} s; slab ${t.memory?.slabBytesPerSocket ?? '?'} B per socket (× ${t.memory?.measuredFactor ?? '?'} of priced)`,
+  });
 } else {
   add({
     name: 'ramp to 2,000,000', value: null, unit: 's', target: '< 70 s', met: null,
