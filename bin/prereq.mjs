@@ -13,6 +13,8 @@ const needs = [
   { pkg: 'procps', has: () => ok('ps', ['--version']) },
   // A non-root SSH user's commands go through `sudo -n` (test/run/ssh-security.test.ts).
   { pkg: 'sudo', has: () => existsSync('/usr/bin/sudo') },
+  // nft: labs/conntrack.yaml turns connection tracking on in the server's namespace.
+  { pkg: 'nftables', has: () => ok('nft', ['--version']) },
   // Headless browser for the tests that lay out the HTML reports (test/browser.ts).
   { pkg: 'chromium', has: () => existsSync('/usr/bin/chromium') },
 ];

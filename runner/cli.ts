@@ -413,8 +413,9 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   const outcomes: LabOutcome[] = [];
   let teardownProblems: string[] = [];
   try {
-    for (const [i, { lab, provider }] of plans.entries()) {
+    for (const [i, { lab, provider: planned }] of plans.entries()) {
       if (io.signal?.aborted) break;
+      const provider = await pool.current(lab, planned);
       // A local run's addresses are its own slice of 198.18.0.0/16, known once reserved
       // (a kept network keeps its slice); the pool gives it back at the end.
       await provider.reserve();

@@ -26,6 +26,11 @@ export interface HostFacts {
   /** true when setrlimit may raise the hard nofile limit (CAP_SYS_RESOURCE) */
   canRaiseHardNofile: boolean;
   nrOpen: number; // fs.nr_open
+  /** entries in this namespace's conntrack table after provisioning, and net.netfilter.nf_conntrack_max (the machine's); null without conntrack */
+  conntrackCount?: number | null;
+  /** true when this run's agent turned connection tracking on in the host's namespace (`conntrack: true`) */
+  conntrackOn?: boolean;
+  conntrackMax?: number | null;
   fileMax: number; // fs.file-max
   somaxconn: number;
   tcpMaxSynBacklog: number;
@@ -85,7 +90,9 @@ export interface HostResult {
 export type Change =
   | { kind: 'sysctl'; name: string; old: string; new: string; scope: 'namespace' | 'global' }
   | { kind: 'address'; address: string; device: string }
-  | { kind: 'rlimit'; name: 'nofile'; old: [number, number]; new: [number, number] };
+  | { kind: 'rlimit'; name: 'nofile'; old: [number, number]; new: [number, number] }
+  /** an nftables table the run added ("inet lab_conntrack": connection tracking on in the namespace) */
+  | { kind: 'nftables'; table: string };
 
 export interface ErrnoCount {
   errno: string; // symbolic, e.g. "EADDRNOTAVAIL"

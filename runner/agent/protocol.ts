@@ -25,7 +25,8 @@ export interface HelloReply {
 /** A journal entry as the agent writes it (and hands back from restore). */
 export type JournalEntry =
   | { kind: 'sysctl'; name: string; old: string }
-  | { kind: 'address'; address: string; prefix: number; device: string };
+  | { kind: 'address'; address: string; prefix: number; device: string }
+  | { kind: 'nft-table'; family: string; table: string };
 
 export interface RestoreReply {
   undone: JournalEntry[];
@@ -145,6 +146,8 @@ export interface SnapshotReply {
   fds: number;
   /** the agent plus its workers */
   processes: number;
+  /** this namespace's conntrack table: entries and nf_conntrack_max; empty without conntrack */
+  conntrack?: { count?: number; max?: number };
   /** per open step id */
   held: Record<string, { kind: 'listen' | 'connect'; open: number; workers: number }>;
 }
@@ -204,6 +207,7 @@ export interface AgentOps {
   sysctlSet: { args: { name: string; value: string | number }; reply: { old: string; new: string }; event: never };
   addrAdd: { args: { address: string; prefix?: number; device: string }; reply: Record<string, never>; event: never };
   nofile: { args: { soft: number; hard?: number }; reply: { old: [number, number]; new: [number, number] }; event: never };
+  conntrack: { args: NoArgs; reply: { family: string; table: string }; event: never };
   listen: { args: ListenArgs; reply: ListenReply; event: ListenProgress };
   connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
   release: { args: { id: StepId; abort?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
@@ -221,7 +225,7 @@ export type EventOf<Op extends OpName> = AgentOps[Op]['event'];
 
 /** The ops a request may name, for tests and for checking an agent's answers. */
 export const OP_NAMES = [
-  'hello', 'facts', 'begin', 'sysctlGet', 'sysctlSet', 'addrAdd', 'nofile',
+  'hello', 'facts', 'begin', 'sysctlGet', 'sysctlSet', 'addrAdd', 'nofile', 'conntrack',
   'listen', 'connect', 'release', 'snapshot', 'files', 'restore', 'restoreJournal', 'shutdown',
 ] as const satisfies readonly OpName[];
 
@@ -246,6 +250,7 @@ const REPLY_TIMEOUT_MS: Record<Exclude<OpName, 'connect'>, number> = {
   sysctlSet: 30_000,
   addrAdd: 30_000,
   nofile: 30_000,
+  conntrack: 30_000,
   listen: 30_000,
   // release waits up to 60 s in the agent for workers to close their sockets
   release: 90_000,

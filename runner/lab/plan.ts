@@ -40,6 +40,8 @@ export interface PlannedHost extends HostBinding {
   aliases: string[];
   sysctls: PlannedSysctl[];
   nofile?: number;
+  /** connection tracking on in the host's namespace (nftables) */
+  conntrack?: boolean;
 }
 
 export interface Pair {
@@ -80,7 +82,7 @@ export interface Plan {
  */
 export function sysctlScope(name: string): SysctlScope {
   if (/^(fs|vm|kernel)\./.test(name)) return 'global';
-  if (['net.ipv4.tcp_mem', 'net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem', 'net.core.netdev_max_backlog', 'net.core.rmem_max', 'net.core.wmem_max', 'net.ipv4.udp_mem'].includes(name)) {
+  if (['net.ipv4.tcp_mem', 'net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem', 'net.core.netdev_max_backlog', 'net.core.rmem_max', 'net.core.wmem_max', 'net.ipv4.udp_mem', 'net.netfilter.nf_conntrack_max'].includes(name)) {
     return 'global';
   }
   return 'namespace';
@@ -146,6 +148,7 @@ export function planLab(given: Lab, bindings: HostBinding[]): Plan {
         aliases: b.aliasPool.slice(0, h.aliases),
         sysctls: Object.entries(h.sysctls).map(([name, value]) => ({ name, value, scope: sysctlScope(name) })),
         nofile: h.nofile,
+        ...(h.conntrack ? { conntrack: true } : {}),
       });
     }
   }

@@ -122,6 +122,7 @@ export const labSchema = {
         },
         aliases: integer(0, MAX_ALIASES, 'Extra IPv4 addresses on the lab interface'),
         nofile: integer(1, MAX_NOFILE, 'Soft nofile limit for the agent\'s workers'),
+        conntrack: { $ref: '#/$defs/boolean', description: 'Connection tracking on in the host\'s network namespace (an nftables table matching ct state; needs nft on the host)' },
       },
     },
     step: {

@@ -42,6 +42,8 @@ export interface LabHost {
   aliases: number;
   /** nofile soft limit for the agent's workers; hard too when the host allows */
   nofile?: number;
+  /** connection tracking on in the host's network namespace (an nftables table matching `ct state`) */
+  conntrack?: boolean;
 }
 
 export type BindMode =
@@ -146,7 +148,7 @@ export const STEP_METRICS = {
   listen: ['accepted'],
   connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts', 'bytesSent'],
   sleep: [],
-  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB', 'acceptQueue', 'acceptQueueMax', 'establishedSockets'],
+  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB', 'acceptQueue', 'acceptQueueMax', 'establishedSockets', 'conntrackCount'],
   fit: [
     'bytesPerConnection',
     'clientBytesPerSocket',
@@ -165,7 +167,7 @@ export const STEP_METRICS = {
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
 
 /** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
-export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings', 'buffer-memory'] as const;
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings', 'buffer-memory', 'conntrack'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
@@ -185,6 +187,7 @@ export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKi
   capacity: { connect: ['established'] },
   'fd-ceilings': { files: ['reached', 'firstError', 'headroom'] },
   'buffer-memory': { fit: ['bufferBytesPerConnection'] },
+  conntrack: { connect: ['established', 'firstError'], snapshot: ['conntrackCount'] },
 };
 
 /**

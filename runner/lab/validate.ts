@@ -54,7 +54,7 @@ export const SYSCTL_NAME = /^[a-z0-9_-]+(\.[a-z0-9_-]+)+$/;
 const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
 
 const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'acknowledge', 'vars', 'hosts', 'steps', 'expect'];
-const HOST_KEYS = ['sysctls', 'aliases', 'nofile'];
+const HOST_KEYS = ['sysctls', 'aliases', 'nofile', 'conntrack'];
 const STEP_KEYS = ['name', ...STEP_KINDS];
 const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept', 'defer_accept'];
 /** TCP_DEFER_ACCEPT is set in whole seconds; the agent's bound (MAX_DEFER_ACCEPT_S). */
@@ -231,6 +231,10 @@ function readHost(ctx: Checker, path: DocPath, role: string, value: unknown): La
   if (body.nofile !== undefined) {
     const nofile = ctx.int([...path, 'nofile'], body.nofile, 1, MAX_NOFILE);
     if (nofile !== undefined) host.nofile = nofile;
+  }
+  if (body.conntrack !== undefined) {
+    const on = ctx.bool([...path, 'conntrack'], body.conntrack);
+    if (on) host.conntrack = true;
   }
   return host;
 }

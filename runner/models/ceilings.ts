@@ -1,5 +1,5 @@
 // Machine-wide ceilings a lab observes directly: the fd ceilings (fs.nr_open,
-// fs.file-max). Pure functions of a step's settings and the host's facts.
+// fs.file-max) and the conntrack table (net.netfilter.nf_conntrack_max). Pure functions of a step's settings and the host's facts.
 
 import type { ModelContext, ModelOutput } from './connections.ts';
 import { ModelNotApplicable } from './connections.ts';
@@ -72,3 +72,60 @@ export function fdCeilings(ctx: ModelContext): ModelOutput {
       'fs.file-max counts struct files kernel-wide: the probe gets the headroom between what is in use and the limit, less what other processes open meanwhile.',
   };
 }
+
+/**
+ * `conntrack`: with connection tracking on in a namespace, every connection
+ * it sees takes an entry in its table; past net.netfilter.nf_conntrack_max
+ * entries (the machine's one setting, against each namespace's own count)
+ * the kernel drops the packet that would make a new one ("nf_conntrack:
+ * table full, dropping packet"). An established TCP entry is "assured" and
+ * never evicted early, so a server's namespace holds max − (entries it had)
+ * connections; the next client SYN is dropped, retransmitted, and connect()
+ * times out.
+ */
+export function conntrack(ctx: ModelContext): ModelOutput {
+  const step = ctx.step;
+  if (step.kind === 'snapshot') {
+    const f = ctx.facts[step.host];
+    if (!f || typeof f.conntrackMax !== 'number' || typeof f.conntrackCount !== 'number') {
+      throw new ModelNotApplicable(`Host "${step.host}" has no conntrack table (no /proc/sys/net/netfilter)`);
+    }
+    if (!f.conntrackOn) throw new ModelNotApplicable(`Host "${step.host}" does not turn connection tracking on ("conntrack: true")`);
+    return {
+      value: f.conntrackMax,
+      derivation: `the table fills: nf_conntrack_max ${f.conntrackMax} entries in ${step.host}'s namespace`,
+      explanation: 'Once the table holds nf_conntrack_max entries, the kernel makes no new one: the count stays at the maximum.',
+    };
+  }
+  if (step.kind !== 'connect') throw new ModelNotApplicable(`Model "conntrack" applies to connect and snapshot steps, not "${step.kind}"`);
+  // The destinations' namespaces that track connections, each with its own room left.
+  const rooms: Array<{ role: string; room: number; text: string }> = [];
+  for (const role of new Set(step.to.map((d) => d.role))) {
+    const f = ctx.facts[role];
+    if (!f?.conntrackOn) continue;
+    if (!f || typeof f.conntrackMax !== 'number' || typeof f.conntrackCount !== 'number') {
+      throw new ModelNotApplicable(`Host "${role}" has no conntrack table (no /proc/sys/net/netfilter)`);
+    }
+    const room = Math.max(0, f.conntrackMax - f.conntrackCount);
+    // A connect step's destinations are "role/host" (models/fleet.ts): name the host.
+    const host = role.includes('/') ? role.slice(role.indexOf('/') + 1) : role;
+    rooms.push({ role, room, text: `nf_conntrack_max ${f.conntrackMax} − ${f.conntrackCount} entries ${host}'s namespace held as the run began = ${room}` });
+  }
+  if (!rooms.length) throw new ModelNotApplicable(`No destination of step "${step.name}" turns connection tracking on ("conntrack: true")`);
+  if (rooms.length > 1 || step.to.length > 1) throw new ModelNotApplicable(`Model "conntrack" predicts a step toward one destination; "${step.name}" has ${step.to.length}`);
+  const { room, text } = rooms[0]!;
+  const value = Math.min(step.count, room);
+  if (ctx.metric === 'firstError') {
+    return {
+      value: step.count > room ? 'ETIMEDOUT' : null,
+      derivation: step.count > room ? `${text} < count ${step.count}: the next SYN is dropped, connect() times out → ETIMEDOUT` : `${text} ≥ count ${step.count}: no error`,
+      explanation: 'A SYN the conntrack table has no room for is dropped, not refused: the client retransmits until its connect timeout.',
+    };
+  }
+  return {
+    value,
+    derivation: `min(count ${step.count}, ${text}) = ${value}`,
+    explanation: 'Each connection takes one conntrack entry in the server\'s namespace; nf_conntrack_max bounds the entries, so it bounds the connections.',
+  };
+}
+

@@ -5,7 +5,7 @@ import type { HostFacts } from '../result.ts';
 import type { ModelName, ReleaseMode, Step } from '../lab/types.ts';
 import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sameKernel, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
 import { bufferMemory } from './buffers.ts';
-import { fdCeilings } from './ceilings.ts';
+import { conntrack, fdCeilings } from './ceilings.ts';
 // The most worker processes a connect step may use: the lab file's `processes` bound.
 import { MAX_PROCESSES } from '../lab/validate.ts';
 
@@ -684,4 +684,5 @@ export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   capacity,
   'buffer-memory': bufferMemory,
   'fd-ceilings': (ctx) => fdCeilings(ctx),
+  conntrack: (ctx) => conntrack(ctx),
 };

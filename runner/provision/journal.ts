@@ -67,5 +67,7 @@ export async function replayJournal(transport: Transport, journal: string, optio
 
 /** One line per undone entry, for a user: "sysctl net.ipv4.ip_local_port_range = 32768 60999". */
 export function describeUndone(u: UndoneEntry): string {
-  return u.kind === 'sysctl' ? `sysctl ${u.name} = ${u.old}` : `removed address ${u.address} from ${u.device}`;
+  if (u.kind === 'sysctl') return `sysctl ${u.name} = ${u.old}`;
+  if (u.kind === 'nft-table') return `removed nftables table ${u.family} ${u.table}`;
+  return `removed address ${u.address} from ${u.device}`;
 }

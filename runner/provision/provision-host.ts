@@ -1,5 +1,5 @@
 // Provisioning: put one host in the state its lab role declares (sysctls,
-// IP aliases, the nofile limit), through the agent, which journals each change
+// IP aliases, the nofile limit, connection tracking), through the agent, which journals each change
 // on the host before making it, so it can always be undone (see journal.ts).
 
 import type { AgentClient } from '../agent/client.ts';
@@ -23,6 +23,10 @@ export async function provisionHost(
   for (const address of host.aliases) {
     await agent.request('addrAdd', { address, prefix: 32, device: host.device! });
     changes.push({ kind: 'address', address, device: host.device! });
+  }
+  if (host.conntrack) {
+    const r = await agent.request('conntrack', {});
+    changes.push({ kind: 'nftables', table: `${r.family} ${r.table}` });
   }
   if (host.nofile !== undefined) {
     const r = await agent.request('nofile', { soft: host.nofile });

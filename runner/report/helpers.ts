@@ -58,6 +58,7 @@ export function formatChange(c: Change): string {
     case 'sysctl': return `sysctl ${c.name}: "${c.old}" → "${c.new}" (${c.scope})`;
     case 'address': return `address ${c.address} added on ${c.device}`;
     case 'rlimit': return `rlimit ${c.name} soft/hard: ${c.old[0]}/${c.old[1]} → ${c.new[0]}/${c.new[1]}`;
+    case 'nftables': return `nftables table ${c.table} added (connection tracking on)`;
   }
 }
 

@@ -65,6 +65,7 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
       lines.push(`    sysctl ${s.name}: ${change}${global}`);
     }
     if (h.nofile !== undefined) lines.push(`    nofile (agent workers): soft ${h.nofile}`);
+    if (h.conntrack) lines.push('    connection tracking: on (nftables table inet lab_conntrack, removed at restore)');
   }
   lines.push('  steps:');
   for (const [i, s] of plan.steps.entries()) {

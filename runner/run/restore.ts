@@ -92,12 +92,13 @@ async function replayLostJournal(s: HostSession, provider: HostProvider): Promis
   }
 }
 
-/** What a host's journal undoes, in words: sysctls and addresses (an rlimit dies with the agent). */
+/** What a host's journal undoes, in words: sysctls, addresses and nftables tables (an rlimit dies with the agent). */
 function describeChanges(changes: Change[]): string {
   return changes
     .flatMap((c) => {
       if (c.kind === 'sysctl') return [`sysctl ${c.name} is ${c.new} (was ${c.old})`];
       if (c.kind === 'address') return [`address ${c.address} on ${c.device}`];
+      if (c.kind === 'nftables') return [`nftables table ${c.table}`];
       return [];
     })
     .join('; ');

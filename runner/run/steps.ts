@@ -289,6 +289,7 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
       if (mine.every((l) => l.backlog !== null)) part.metrics.acceptQueueMax = mine.reduce((n, l) => n + l.backlog!, 0);
     }
     if (snap.established) part.metrics.establishedSockets = Object.values(snap.established).reduce((a, b) => a + b, 0);
+    if (typeof snap.conntrack?.count === 'number') part.metrics.conntrackCount = snap.conntrack.count;
     part.detail = { ...snap };
   });
   // Connections the run holds at this point, on every host: counted once, not per host.

@@ -135,6 +135,16 @@ export class HostPool {
   }
 
   /**
+   * The provider `lab` runs on now. Labs are planned before any runs, but a lab
+   * that ran before may have had its kept hosts discarded (a graceful release,
+   * an error): a later lab with the same roles then gets new hosts, not the
+   * removed ones. With an inventory, the provider planned is the one to run on.
+   */
+  async current(lab: Lab, planned: HostProvider): Promise<HostProvider> {
+    return this.options.inventory ? planned : this.provider(lab);
+  }
+
+  /**
    * Removes the hosts `lab` ran on: after a lab that stopped early or did not
    * restore cleanly, the next lab must not inherit what it may have left.
    */

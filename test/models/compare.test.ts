@@ -78,7 +78,11 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
     snap,
     fit('perConnection', 'connection'),
     fit('perTimeWait', 'time-wait'),
+    { name: 'nofile', kind: 'files', host: 'client', ceiling: 'nr_open' },
+    { name: 'fileMax', kind: 'files', host: 'client', ceiling: 'file-max', count: 100 },
   ];
+  // The server's namespace tracks connections (conntrack: true), with room for the ramps.
+  const tracked: Partial<HostFacts> = { conntrackOn: true, conntrackCount: 0, conntrackMax: 1000 };
   let applicable = 0;
   for (const model of MODEL_NAMES) {
     for (const step of steps) {
@@ -88,7 +92,7 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
         try {
           // The sizes buffer-memory prices an sk_buff with.
           const f = { ...facts, pageSize: 4096, slabObjectSize: { ...facts.slabObjectSize, skbuff_small_head: 576, skbuff_head_cache: 256 } };
-          MODELS[model]({ step, metric, steps, release: 'graceful', facts: { client: f, server: f }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
+          MODELS[model]({ step, metric, steps, release: 'graceful', facts: { client: f, server: { ...f, ...tracked } }, addresses: { client: ['198.18.0.1'], server: ['198.18.0.2'] } });
         } catch (e) {
           if (e instanceof ModelNotApplicable) assert.unreachable(`${model} on ${step.name}.${metric}: ${e.message}`);
           throw e;
@@ -97,8 +101,9 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
     }
   }
   // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2, memory-per-connection 3 + 1, time-wait 2 × 2 + 1,
-  // accept-queue 2 × 2 + 3 (the snapshot's queue, its limit, the live connections), capacity 2, buffer-memory 1
-  assert.is(applicable, 29);
+  // accept-queue 2 × 2 + 3 (the snapshot's queue, its limit, the live connections), capacity 2, buffer-memory 1,
+  // fd-ceilings 2 + 3, conntrack 2 × 2 + 1
+  assert.is(applicable, 39);
 });
 
 test.run();

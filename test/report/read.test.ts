@@ -79,7 +79,7 @@ test('readResult() lists every bad field', async () => {
       `  missing field "restore"\n` +
       `  field "durationMs" must be a number: got "4213"\n` +
       `  field "hosts[0].facts.portRange" must have 2 items: got 1\n` +
-      `  field "hosts[1].changes[0].kind" must be one of "sysctl", "address", "rlimit": got "mount"\n` +
+      `  field "hosts[1].changes[0].kind" must be one of "sysctl", "address", "nftables", "rlimit": got "mount"\n` +
       `  field "steps[1].labels.firstError" must be a string: got null\n` +
       `  field "predictions[0].verdict" must be one of "pass", "fail", "not-measured", "not-applicable": got "maybe"`,
   );

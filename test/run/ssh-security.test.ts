@@ -305,8 +305,14 @@ test('a non-root user logs in with a password from the environment, the lab runs
   const agentEnv = Object.entries(midRun).find(([k]) => k.endsWith('environ'))![1];
   assert.not.ok(/LAB_TEST_SSH_PASSWORD|LAB_TEST_KEY_PASSPHRASE/.test(agentEnv), 'the variables themselves never reach the host');
   assertHostsClean('after the run through sudo');
-  // Every output: the terminal, every report file, the journals and agents seen mid-run, every file under /run/lab (sshd logs too).
-  const outputs = [...filesUnder(dir), ...filesUnder('/run/lab'), ...filesUnder(work).filter((f) => !f.startsWith(lockedKey))];
+  // Every output: the terminal, every report file, the journals and agents seen mid-run, every file under /run/lab (sshd logs too) and /var/tmp/lab-agent.
+  const outputs = [
+    ...filesUnder(dir),
+    ...filesUnder('/run/lab'),
+    // What the run puts on the hosts (the agent, its compiled helper); namespaces share this machine's files.
+    ...filesUnder('/var/tmp/lab-agent'),
+    ...filesUnder(work).filter((f) => !f.startsWith(lockedKey)),
+  ];
   assert.ok(['result.json', 'report.md', 'report.html', 'junit.xml'].every((f) => outputs.includes(join(dir, f))), readdirSync(dir).join(', '));
   assert.equal(findSecret([password, passphrase], { stdout: r.stdout, stderr: r.stderr, ...midRun }, outputs), []);
 });

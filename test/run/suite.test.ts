@@ -84,6 +84,18 @@ test('a narrower port range is a regression: exit 4, and the terminal, report an
   assert.match(readFileSync(join(dir, 'report.html'), 'utf8'), /<span class="badge fail">regressed<\/span>/);
 });
 
+test('a lab after one whose kept hosts were discarded (a graceful release) runs on new hosts', async () => {
+  const dir = join(out, 'after-discard');
+  const r = await runCli(['run', 'labs/time-wait.yaml', 'labs/port-exhaustion.yaml', '--out', dir]);
+  const tw = read(dir, 'time-wait');
+  const pe = read(dir, 'port-exhaustion');
+  // time-wait's memory fit may be disturbed by other runs on this machine; port-exhaustion's counts may not.
+  assert.is(pe.error, undefined, r.stderr + r.stdout);
+  assert.is(pe.verdict, 'pass', r.stderr + r.stdout);
+  assert.is.not(pe.hosts[0]!.target, tw.hosts[0]!.target, 'new namespaces after the graceful release');
+  assert.ok(r.code === 0 || r.code === 1, r.stderr);
+});
+
 test('a bad baseline or a bad lab in a suite stops it before any host is touched', async () => {
   const missing = await runCli(['run', 'labs/', '--baseline', join(out, 'nope')]);
   assert.is(missing.code, 2, missing.stderr);

@@ -114,6 +114,50 @@ def op_nofile(rid, args):
     return {"old": list(old), "new": list(resource.getrlimit(resource.RLIMIT_NOFILE))}
 
 
+# The table connection tracking is turned on with: any `ct` expression makes
+# the kernel track every connection of the namespace (nf_ct_netns_get).
+CONNTRACK_TABLE = ("inet", "lab_conntrack")
+# Set once this agent turned tracking on (facts reports it).
+CONNTRACK_ON = []
+CONNTRACK_RULES = """table inet lab_conntrack {
+  chain input {
+    type filter hook input priority filter; policy accept;
+    ct state new,established,related counter accept
+  }
+}
+"""
+
+
+def op_conntrack(rid, args):
+    """Turn connection tracking on in this host's network namespace: an nftables table
+    whose rule matches on `ct state` (every packet accepted), journaled so restore deletes it."""
+    family, table = CONNTRACK_TABLE
+    with JOURNAL.lock:
+        if JOURNAL.path is None:
+            raise bad("begin must come before any change")
+        try:
+            r = subprocess.run(["nft", "list", "table", family, table], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=10)
+        except FileNotFoundError:
+            raise OpError("ENOENT", "connection tracking needs nft: install nftables (Debian/Ubuntu: apt-get install nftables)")
+        except (OSError, subprocess.SubprocessError) as e:
+            raise OpError("EIO", "nft list table %s %s: %s" % (family, table, e))
+        if r.returncode == 0:
+            raise OpError("EEXIST", "nftables table %s %s is already there; lab adds only a table it can remove" % (family, table))
+        journal_append({"kind": "nft-table", "family": family, "table": table})
+        try:
+            r = subprocess.run(["nft", "-f", "-"], input=CONNTRACK_RULES.encode(), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=10)
+        except (OSError, subprocess.SubprocessError) as e:
+            journal_pop()
+            raise OpError("EIO", "nft -f -: %s" % e)
+        if r.returncode != 0:
+            journal_pop()
+            raise OpError("EIO", "nft -f - (table %s %s): %s" % (family, table, r.stderr.decode("utf-8", "replace").strip()))
+        CONNTRACK_ON.append(table)
+        return {"family": family, "table": table}
+
+
 def op_restore(rid, args):
     undone, problems = journal_restore()
     return {"undone": undone, "problems": problems}

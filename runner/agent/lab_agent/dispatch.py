@@ -6,7 +6,7 @@ import json
 import threading
 import traceback
 
-from .changes import op_addr_add, op_begin, op_nofile, op_restore, op_restore_journal, op_sysctl_get, op_sysctl_set
+from .changes import op_addr_add, op_begin, op_conntrack, op_nofile, op_restore, op_restore_journal, op_sysctl_get, op_sysctl_set
 from .connect import op_connect
 from .errors import OpError, errname
 from .facts import op_facts, op_hello
@@ -29,6 +29,7 @@ OPS = {
     "sysctlSet": (op_sysctl_set, False),
     "addrAdd": (op_addr_add, False),
     "nofile": (op_nofile, False),
+    "conntrack": (op_conntrack, False),
     "listen": (op_listen, False),
     "connect": (op_connect, True),
     "release": (op_release, True),

@@ -7,7 +7,8 @@ import resource
 import socket
 
 from . import VERSION
-from .probes import meminfo, slabinfo
+from .changes import CONNTRACK_ON
+from .probes import conntrack, meminfo, slabinfo
 from .procfs import ipv4_addresses, read_text, sysctl_int, sysctl_read
 from .workers import WORKER_FDS, sockets_per_worker
 
@@ -60,7 +61,12 @@ def op_facts(rid, args):
         reserved = read_text("/proc/sys/net/ipv4/ip_local_reserved_ports").strip()
     except OSError:
         reserved = ""
+    ct = conntrack.sample()
     return {
+        # Connection tracking in this namespace: entries now (after provisioning), and the machine's table size.
+        "conntrackOn": bool(CONNTRACK_ON),
+        "conntrackCount": ct.get("count"),
+        "conntrackMax": ct.get("max"),
         "hostname": socket.gethostname(),
         "kernel": platform.release(),
         "python": platform.python_version(),

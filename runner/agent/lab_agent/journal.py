@@ -148,8 +148,22 @@ def undo_entry(e):
         if r.returncode != 0:
             raise OpError("EIO", "ip addr del %s dev %s: %s" % (
                 spec, e["device"], r.stderr.decode("utf-8", "replace").strip()))
+    elif kind == "nft-table":
+        nft_delete_table(e["family"], e["table"])
     else:
         raise OpError("BAD_REQUEST", "unknown journal entry kind %s" % json.dumps(kind))
+
+
+def nft_delete_table(family, table):
+    """Remove an nftables table the agent added; one already gone is no problem."""
+    try:
+        r = subprocess.run(["nft", "delete", "table", family, table], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+    except (OSError, subprocess.SubprocessError) as ex:
+        raise OpError("EIO", "nft delete table %s %s: %s" % (family, table, ex))
+    msg = r.stderr.decode("utf-8", "replace").strip()
+    if r.returncode != 0 and "No such file" not in msg:
+        raise OpError("EIO", "nft delete table %s %s: %s" % (family, table, msg))
 
 
 def undo(entries, undo_one=undo_entry):

@@ -91,8 +91,8 @@ class RegistryTest(unittest.TestCase):
             self.assertTrue(callable(p.sample) and callable(p.parse), p.__name__)
 
     def test_sample_all_keys_are_the_probe_names_the_snapshot_reply_promises(self):
-        # runner/agent/protocol.ts SnapshotReply: meminfo, slab, sockstat, listeners
-        self.assertEqual(sorted(probes.sample_all()), ["listeners", "meminfo", "slab", "sockstat"])
+        # runner/agent/protocol.ts SnapshotReply: meminfo, slab, sockstat, listeners, conntrack
+        self.assertEqual(sorted(probes.sample_all()), ["conntrack", "listeners", "meminfo", "slab", "sockstat"])
 
 
 class SnapshotPortsTest(unittest.TestCase):

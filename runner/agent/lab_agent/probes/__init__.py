@@ -3,13 +3,14 @@ snapshot reply) and sample() (a JSON-able value, empty when the source is
 unreadable); parsing lives in a pure parse(text) beside it, so it can be unit
 tested on captured text. A new probe is one module here plus one line below."""
 
-from . import listeners, meminfo, slabinfo, sockstat
+from . import conntrack, listeners, meminfo, slabinfo, sockstat
 
 PROBES = (
     meminfo,
     slabinfo,
     sockstat,
     listeners,
+    conntrack,
 )
 
 
