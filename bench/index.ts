@@ -38,7 +38,10 @@ const add = (f: Figure) => {
   console.log(`      ${f.how}`);
 };
 
-console.log(`lab bench on ${hostname()} (${cpus().length} CPUs, ${Math.round(totalmem() / 1024 ** 3)} GiB, Linux ${release()}), node ${process.versions.node}`);
+const loadavg = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
+const loadBefore = loadavg();
+const startedAt = new Date().toISOString();
+console.log(`lab bench on ${hostname()} (${cpus().length} CPUs, ${Math.round(totalmem() / 1024 ** 3)} GiB, Linux ${release()}), node ${process.versions.node}, ${startedAt}, load average ${loadBefore.join(' ')}`);
 
 // 1. Ramp: each half of the agent against C, and the agent's Python fallback.
 // The same agent, asked to use its Python workers (what a host without a compiler gets).
@@ -63,16 +66,32 @@ if (typeof ramp === 'string') {
   add({ name: `release ${N} (client side, RST)`, value: Math.round(rel), unit: 'ms', target: `C: ${Math.round(relC)} ms`, met: null, how: 'the agent closing its connect workers\' sockets, against the C client closing the same count' });
 }
 
-// 2. The million: from the latest `npm run bench:million`.
-const millionFile = join(BENCH_DIR, 'million.json');
-if (existsSync(millionFile)) {
-  const m = JSON.parse(readFileSync(millionFile, 'utf8'));
-  const when = `from npm run bench:million at ${m.at} (${m.engine ?? 'agent'})`;
-  add({ name: 'ramp to 1,000,000', value: m.rampMs / 1000, unit: 's', target: '< 30 s', met: m.rampMs < 30_000, how: `${when}: ${m.established} established` });
-  add({ name: 'release of 1,000,000', value: m.releaseMs / 1000, unit: 's', target: '< 5 s', met: m.releaseMs < 5_000, how: when });
+// 2. The million and the two million: from the latest `npm run bench:million [-- 2000000]`.
+const scaleRun = (file: string) => (existsSync(join(BENCH_DIR, file)) ? JSON.parse(readFileSync(join(BENCH_DIR, file), 'utf8')) : undefined);
+const m = scaleRun('million.json');
+if (m) {
+  const load = m.loadavg ? `, load ${m.loadavg.before[0]}→${m.loadavg.after[0]}` : '';
+  const when = `from npm run bench:million at ${m.at}${load}: ${m.established} established, ${m.lanes ?? 1} lane(s), ${m.workers ?? '?'} workers`;
+  add({ name: 'ramp to 1,000,000', value: m.rampMs / 1000, unit: 's', target: '< 30 s', met: m.rampMs < 30_000, how: when });
+  add({ name: 'release of 1,000,000 (both ends)', value: m.releaseMs / 1000, unit: 's', target: '< 5 s', met: m.releaseMs < 5_000, how: `${when}; release closes both ends (2M sockets) by RST` });
   add({ name: 'controller peak RSS (1M run)', value: Math.round(m.controllerPeakRssKiB / 1024), unit: 'MiB', target: 'flat', met: null, how: when });
+  if (m.memory?.measuredFactor) {
+    add({
+      name: 'memory model at 1M: slab / priced', value: m.memory.measuredFactor, unit: '×', target: `≤ ${m.memory.modelFactor}`, met: m.memory.measuredFactor <= m.memory.modelFactor,
+      how: `the machine's Slab grew ${m.memory.slabBytesPerSocket} B per socket against ${m.memory.pricedBytesPerSocket} B priced; the refusal multiplies by ${m.memory.modelFactor}`,
+    });
+  }
 } else {
   add({ name: 'ramp to 1,000,000', value: null, unit: 's', target: '< 30 s', met: null, how: 'run npm run bench:million (minutes, ~10 GiB): it writes reports/bench/million.json' });
+}
+const t = scaleRun('two-million.json');
+if (t && t.established >= 2_000_000) {
+  add({ name: 'ramp to 2,000,000', value: t.rampMs / 1000, unit: 's', target: '< 70 s', met: t.rampMs < 70_000, how: `from npm run bench:million -- 2000000 at ${t.at}` });
+} else {
+  add({
+    name: 'ramp to 2,000,000', value: null, unit: 's', target: '< 70 s', met: null,
+    how: t ? `${t.at}: ${t.error ? `${t.error.code}: ${String(t.error.message).split('\n')[0]}` : `${t.established} established`}` : 'run npm run bench:million -- 2000000 (~19 GiB): it writes reports/bench/two-million.json',
+  });
 }
 
 // 3. A step over SSH.
@@ -104,5 +123,7 @@ try {
 
 mkdirSync(BENCH_DIR, { recursive: true });
 const out = join(BENCH_DIR, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ at: new Date().toISOString(), host: hostname(), cpus: cpus().length, kernel: release(), rounds: ROUNDS, n: N, figures, ramp }, null, 2) + '\n');
+const loadAfter = loadavg();
+console.log(`\nload average ${loadBefore.join(' ')} at the start, ${loadAfter.join(' ')} at the end`);
+writeFileSync(out, JSON.stringify({ at: startedAt, endedAt: new Date().toISOString(), loadavg: { before: loadBefore, after: loadAfter }, host: hostname(), cpus: cpus().length, kernel: release(), rounds: ROUNDS, n: N, figures, ramp }, null, 2) + '\n');
 console.log(`\nwritten: ${out}`);

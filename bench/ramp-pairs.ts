@@ -26,8 +26,10 @@ class Peer {
   private lines: string[] = [];
   private waiters: ((l: string) => void)[] = [];
   readonly child: ChildProcessWithoutNullStreams;
+  private readonly closed: Promise<unknown>;
   constructor(namespace: string, argv: string[]) {
     this.child = spawn('ip', ['netns', 'exec', namespace, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.closed = new Promise((r) => this.child.once('close', r));
     createInterface({ input: this.child.stdout }).on('line', (l) => {
       const w = this.waiters.shift();
       if (w) w(l);
@@ -47,9 +49,8 @@ class Peer {
     this.child.stdin.write(s + '\n');
   }
   async end(): Promise<void> {
-    const done = new Promise((r) => this.child.once('close', r));
     this.child.stdin.end();
-    await done;
+    await this.closed;
   }
 }
 
@@ -140,11 +141,16 @@ export async function rampPairs(pairs: Pair[], rounds: number, n: number, accept
           await sa.request('listen', { id: `l${port}`, address: server.address, port, backlog: 4096, accept: true, ...engine(pair.server) });
         }
         let rate: number;
+        let overhead = '';
         if (!pair.client.start) {
           const cc = new Peer(client.namespace, [peers.connect, server.address, String(port), String(n)]);
           const [ok, secs, err] = (await cc.line()).split(' ');
           if (Number(ok) !== n) throw new Error(`${pair.name}: C client opened ${ok} of ${n}: ${err}`);
           rate = n / Number(secs);
+          // It closes by RST when its stdin ends, and says how long that took.
+          cc.child.stdin.end();
+          const closed = (await cc.line()).split(' ');
+          if (closed[0] === 'closed') (releaseMs[pair.client.name] ??= []).push(Number(closed[1]) * 1000);
           await cc.end();
         } else {
           const ca = await agentOf(pair.client, client);
@@ -154,6 +160,8 @@ export async function rampPairs(pairs: Pair[], rounds: number, n: number, accept
           });
           if (r.established !== n) throw new Error(`${pair.name}: agent opened ${r.established} of ${n}: ${JSON.stringify(r.firstError)}`);
           rate = n / (r.durationMs / 1000);
+          // The step's time beyond its workers' loops: starting them, handing over, replying.
+          overhead = `  (${r.durationMs - r.loopMs} ms outside the connect loops)`;
           const t = performance.now();
           await ca.request('release', { id: `c${port}`, abort: true });
           (releaseMs[pair.client.name] ??= []).push(performance.now() - t);
@@ -161,7 +169,7 @@ export async function rampPairs(pairs: Pair[], rounds: number, n: number, accept
         if (cs) await cs.end();
         else await sa!.request('release', { id: `l${port}`, abort: true });
         rates[pair.name]!.push(rate);
-        log(`  round ${round + 1} ${pair.name.padEnd(22)} ${Math.round(rate)}/s`);
+        log(`  round ${round + 1} ${pair.name.padEnd(22)} ${Math.round(rate)}/s${overhead}`);
       }
     }
   } finally {

@@ -70,6 +70,8 @@ export interface HostFacts {
   workerFds: number;
   /** sockets the agent puts in each worker when a step leaves "processes" unset (its rule, under nofileSoft) */
   socketsPerWorker: number;
+  /** where connect and accept loops will run: "c" (the agent's helper: built, or a compiler on PATH) or "python"; absent from older agents */
+  connectEngine?: 'c' | 'python';
 }
 
 export interface HostResult {

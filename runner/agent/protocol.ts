@@ -56,6 +56,14 @@ export interface ConnectArgs {
   /** exactly this many workers share count; absent: each worker holds facts.socketsPerWorker */
   processes?: number;
   maxAttempts?: number;
+  /**
+   * worker chains connecting at once, each over its own share of the pairs;
+   * absent: one per CPU (at most 4) for 65536 connections or more over two
+   * pairs or more without processes or rate, else 1
+   */
+  lanes?: number;
+  /** stop (reason "memory") when MemAvailable falls below this; default 2% of MemTotal, at least 128 MiB */
+  memFloorKiB?: number;
   /** bytes to write on each connection once it is established (at most 65536; absent or 0: none) */
   send?: number;
   /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
@@ -65,7 +73,7 @@ export interface ConnectArgs {
 /** Where a step's per-connection loop runs: the agent's C helper (fastconn.c) or its Python workers. */
 export type Engine = 'c' | 'python';
 
-export type StopReason = 'count' | 'exhausted' | 'error' | 'timeout' | 'attempts' | 'released' | 'full';
+export type StopReason = 'count' | 'exhausted' | 'error' | 'timeout' | 'attempts' | 'released' | 'full' | 'memory';
 
 export interface ConnectReply {
   established: number;
@@ -82,6 +90,12 @@ export interface ConnectReply {
   /** bytes written in all, on the connections established (send × established when every write went through) */
   bytesSent?: number;
   engine: Engine;
+  /** worker chains that connected at once */
+  lanes: number;
+  /** ms the workers spent in their connect loops (the longest lane; the C helper reports it, else 0): durationMs less forks and hand-overs */
+  loopMs: number;
+  /** with stopReason "memory": MemAvailable when the ramp stopped, and the floor it crossed */
+  memoryStop?: { memAvailableKiB: number; floorKiB: number };
   /** why the Python workers ran when the helper was wanted (no compiler, a failed build) */
   engineNote?: string;
 }

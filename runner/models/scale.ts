@@ -11,6 +11,7 @@ import { objectsFormula, predictedBytes } from './memory.ts';
 // How many source addresses a count needs is lab vocabulary (the plan resolves
 // `sources: auto` with it); re-exported here for the checks below and their callers.
 export { AUTO_PORT_RANGE, PORT_SHARE, portsPerSource, sourcesFor, type SourcePlan } from '../lab/sources.ts';
+import { AUTO_PORT_RANGE, portsPerSource } from '../lab/sources.ts';
 
 /** Worker processes one side needs when each holds `perWorker` sockets. */
 export function workersFor(count: number, perWorker: number): number {
@@ -23,14 +24,31 @@ export function workersFor(count: number, perWorker: number): number {
  * What comes on top of the priced objects in practice, as a factor: slab
  * pages are never full, other caches move a little with the connections, and
  * a proc inode with its dentry comes for every fd that anything on the
- * machine lists in /proc/<pid>/fd. Measured on 6.18 here: 10.1 KB per
- * connection in all caches against 7.8 KB priced (2 × 3896 B), 1.30. The
- * factor is above it, so a refusal errs toward not starting.
+ * machine lists in /proc/<pid>/fd. Measured on 6.18 here at 1,000,000
+ * connections (2,000,000 sockets on one kernel, `npm run bench:million`,
+ * reports/bench/million.json): the machine's Slab grew by 4.7 KB per socket
+ * on an idle machine and 4.9 KB under other sessions' load (whose own slab
+ * growth it includes), against 3896 B priced: 1.21–1.26. 1.3 is above both,
+ * so a refusal errs toward not starting; the agent's memory floor (connect's
+ * memFloorKiB) stops a ramp that would still run short. (MemAvailable fell by
+ * less: it counts half of the reclaimable slab, the sockets' inodes and
+ * dentries, as free, though a held socket pins them.)
  */
-export const MEMORY_SAFETY_FACTOR = 1.5;
+export const MEMORY_SAFETY_FACTOR = 1.3;
 
-/** User memory of one worker process that holds its sockets (a Python worker with ~20000 socket objects). */
-export const WORKER_BYTES = 16 * 1024 * 1024;
+/**
+ * User and kernel memory of one worker process that holds its sockets, by
+ * where its loop runs: a C helper worker is ~2 MB resident (its fd array,
+ * libc) plus its fd table in the kernel; a Python worker holds ~20000 socket
+ * objects in a forked interpreter.
+ */
+export const WORKER_BYTES: Record<'c' | 'python', number> = { c: 4 * 1024 * 1024, python: 16 * 1024 * 1024 };
+
+/** The worker memory of a host: its agent's C helper where it reports one, else the Python workers. */
+export function workerBytes(facts: Pick<HostFacts, 'connectEngine'>): { bytes: number; engine: 'c' | 'python' } {
+  const engine = facts.connectEngine === 'c' ? 'c' : 'python';
+  return { bytes: WORKER_BYTES[engine], engine };
+}
 
 /** Memory kept free for everything else on the machine: 5% of MemTotal, at least 256 MiB. */
 export function reserveBytes(memTotalKiB: number): number {
@@ -84,7 +102,8 @@ export interface MemoryCheck {
 export function memoryCheck(load: MachineLoad): MemoryCheck {
   const cost = socketCost(load.facts);
   const kernel = Math.round(load.sockets * cost.bytes * MEMORY_SAFETY_FACTOR);
-  const workers = load.workers * WORKER_BYTES;
+  const wb = workerBytes(load.facts);
+  const workers = load.workers * wb.bytes;
   const reserve = reserveBytes(load.facts.memTotalKiB);
   const need = kernel + workers + reserve;
   const available = load.facts.memAvailableKiB * 1024;
@@ -93,7 +112,7 @@ export function memoryCheck(load: MachineLoad): MemoryCheck {
   const lines = [
     `per socket: ${cost.formula} = ${cost.bytes} B of slab objects (this kernel's sizes, models/memory.ts)${cost.missing.length ? `; no cache here for ${cost.missing.join(', ')}` : ''}`,
     `kernel: ${load.sockets} sockets on ${who} × ${cost.bytes} B × ${MEMORY_SAFETY_FACTOR} (slab pages never full, proc inodes, other caches) = ${GiB(kernel)}`,
-    `workers: ${load.workers} processes × ${WORKER_BYTES / 1024 ** 2} MiB = ${GiB(workers)}`,
+    `workers: ${load.workers} processes × ${wb.bytes / 1024 ** 2} MiB (${wb.engine === 'c' ? 'the C helper' : 'Python workers'}) = ${GiB(workers)}`,
     `reserve: 5% of MemTotal ${GiB(load.facts.memTotalKiB * 1024)}, at least 256 MiB = ${GiB(reserve)}`,
     `need ${GiB(kernel)} + ${GiB(workers)} + ${GiB(reserve)} = ${GiB(need)} ${ok ? '≤' : '>'} MemAvailable ${GiB(available)}`,
   ];
@@ -103,7 +122,7 @@ export function memoryCheck(load: MachineLoad): MemoryCheck {
 /** The largest number of connections a machine holding both ends of each could take under memoryCheck. */
 export function memoryCeiling(facts: HostFacts, socketsPerConnection: number, perWorker: number): number {
   const cost = socketCost(facts).bytes * MEMORY_SAFETY_FACTOR;
-  const perConn = socketsPerConnection * (cost + WORKER_BYTES / Math.max(1, perWorker));
+  const perConn = socketsPerConnection * (cost + workerBytes(facts).bytes / Math.max(1, perWorker));
   const room = facts.memAvailableKiB * 1024 - reserveBytes(facts.memTotalKiB);
   return room > 0 && perConn > 0 ? Math.floor(room / perConn) : 0;
 }
@@ -168,16 +187,75 @@ export function peakLoads(plan: Plan, facts: Record<string, HostFacts>): Machine
   return [...peak.values()];
 }
 
-export interface CapacityCheck {
+export interface Check {
   ok: boolean;
-  /** per machine: its memory arithmetic */
-  machines: Array<{ roles: string[]; check: MemoryCheck }>;
+  lines: string[];
 }
 
-/** Whether every machine can hold its peak load (memoryCheck), with the arithmetic. */
+/**
+ * Whether a machine has the fds for its sockets: every socket and each
+ * worker's own few fds against fs.file-max (the kernel's, shared by its
+ * namespaces), and each role's nofile against fs.nr_open (setrlimit fails above it).
+ */
+export function fdsCheck(load: MachineLoad, nofiles: Record<string, number>): Check {
+  const f = load.facts;
+  const workerFds = f.workerFds ?? 5;
+  const need = load.sockets + load.workers * workerFds;
+  // alloc_empty_file() lets a process with CAP_SYS_ADMIN past fs.file-max: the agent runs as root.
+  const root = f.uid === 0;
+  const lines = [
+    `fds: ${load.sockets} sockets + ${load.workers} workers × ${workerFds} = ${need} ${need <= f.fileMax ? '≤' : '>'} fs.file-max ${f.fileMax}` +
+      (root && need > f.fileMax ? ' (no limit for the agent as root: CAP_SYS_ADMIN passes it)' : ''),
+  ];
+  let ok = root || need <= f.fileMax;
+  for (const role of load.roles) {
+    const n = nofiles[role];
+    if (n === undefined) continue;
+    lines.push(`nofile ${role}: ${n} per worker ${n <= f.nrOpen ? '≤' : '>'} fs.nr_open ${f.nrOpen}`);
+    ok &&= n <= f.nrOpen;
+  }
+  return { ok, lines };
+}
+
+/**
+ * Whether each connect step with \`sources: auto\` keeps every (source,
+ * destination) below half its port range, as planned (a lab that names its
+ * sources may run out of ports on purpose: that is what it measures).
+ */
+export function portsCheck(plan: Plan, facts: Record<string, HostFacts>): Check {
+  const lines: string[] = [];
+  let ok = true;
+  for (const s of plan.steps) {
+    if (s.kind !== 'connect' || !s.autoSources) continue;
+    const host = plan.hosts.find((h) => h.role === s.host);
+    const set = host?.sysctls.find((x) => x.name === 'net.ipv4.ip_local_port_range')?.value.split(/\s+/).map(Number);
+    const range: [number, number] = set && set.length === 2 ? [set[0]!, set[1]!] : (facts[s.host]?.portRange ?? AUTO_PORT_RANGE);
+    const pairs = Math.max(1, s.pairs.length);
+    const per = Math.ceil(s.count / pairs);
+    const budget = portsPerSource(range);
+    lines.push(`ports ${s.name}: ${s.count} connections ÷ ${pairs} (source, destination) pairs = ${per} per pair ${per <= budget ? '≤' : '>'} ${budget} (half of ${range[0]}–${range[1]})`);
+    ok &&= per <= budget;
+  }
+  return { ok, lines };
+}
+
+export interface CapacityCheck {
+  ok: boolean;
+  /** per machine: its memory and fd arithmetic */
+  machines: Array<{ roles: string[]; check: MemoryCheck; fds: Check }>;
+  ports: Check;
+}
+
+/** Whether every machine can hold its peak load (memory, fds) and every auto-planned step has its ports, with the arithmetic. */
 export function capacityCheck(plan: Plan, facts: Record<string, HostFacts>): CapacityCheck {
-  const machines = peakLoads(plan, facts).map((load) => ({ roles: load.roles, check: memoryCheck(load) }));
-  return { ok: machines.every((m) => m.check.ok), machines };
+  const nofiles: Record<string, number> = {};
+  for (const h of plan.hosts) {
+    const n = h.nofile ?? facts[h.role]?.nofileSoft;
+    if (n !== undefined) nofiles[h.role] = n;
+  }
+  const machines = peakLoads(plan, facts).map((load) => ({ roles: load.roles, check: memoryCheck(load), fds: fdsCheck(load, nofiles) }));
+  const ports = portsCheck(plan, facts);
+  return { ok: machines.every((m) => m.check.ok && m.fds.ok) && ports.ok, machines, ports };
 }
 
 /** The refusal a run prints when capacityCheck fails; undefined when it passes. */
@@ -186,8 +264,13 @@ export function capacityRefusal(check: CapacityCheck): string | undefined {
   const lines = ['The hosts cannot hold this lab: not started, nothing was changed'];
   for (const m of check.machines) {
     lines.push(`  ${m.roles.join(' + ')} (one kernel):`);
-    for (const l of m.check.lines) lines.push(`    ${l}`);
+    for (const l of [...m.check.lines, ...m.fds.lines]) lines.push(`    ${l}`);
   }
-  lines.push('  Lower the count, or free memory on the host (MemAvailable)');
+  for (const l of check.ports.lines) lines.push(`  ${l}`);
+  const hints: string[] = [];
+  if (check.machines.some((m) => !m.check.ok)) hints.push('Lower the count, or free memory on the host (MemAvailable)');
+  if (check.machines.some((m) => !m.fds.ok)) hints.push('Lower the count or nofile, or raise fs.file-max / fs.nr_open');
+  if (!check.ports.ok) hints.push('Lower the count, or widen the port range');
+  for (const h of hints) lines.push(`  ${h}`);
   return lines.join('\n');
 }

@@ -1,7 +1,9 @@
 // `lab plan`: a dry run that describes a plan with each host's current values
 // (sysctls old → new), the steps and the expectations. Reads, changes nothing.
 
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { hostname, release } from 'node:os';
 import { runLocal } from '../hosts/local.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
@@ -104,8 +106,9 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
     const facts = await thisMachineFacts();
     if (facts) {
       const check = capacityCheck(plan, Object.fromEntries(plan.hosts.map((h) => [h.role, facts])));
-      lines.push(`  memory (checked again when the run starts; ${check.ok ? 'fits' : 'does NOT fit: the run will refuse'}):`);
-      for (const m of check.machines) for (const l of m.check.lines) lines.push(`    ${l}`);
+      lines.push(`  capacity (checked again when the run starts; ${check.ok ? 'fits' : 'does NOT fit: the run will refuse'}):`);
+      for (const m of check.machines) for (const l of [...m.check.lines, ...m.fds.lines]) lines.push(`    ${l}`);
+      for (const l of check.ports.lines) lines.push(`    ${l}`);
     }
   }
   if (plan.lab.expect.length) {
@@ -141,13 +144,16 @@ async function thisMachineFacts(): Promise<HostFacts | undefined> {
     } catch {
       // not root: the socket cost is then unknown, and the check says which caches it missed
     }
+    const sysctl = async (name: string) => Number((await readFile(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').catch(() => '0')).split(/\s+/)[0]);
+    // The agent's guess (fastconn.likely_engine): a C compiler on PATH means its small C workers.
+    const cc = (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'cc')));
     return {
       hostname: hostname(), kernel: release(), python: '', portRange: [32768, 60999], reservedPorts: '',
-      nofileSoft: 1024, nofileHard: 1024, canRaiseHardNofile: false, nrOpen: 0, fileMax: 0, somaxconn: 0,
+      nofileSoft: 1024, nofileHard: 1024, canRaiseHardNofile: false, nrOpen: await sysctl('fs.nr_open'), fileMax: await sysctl('fs.file-max'), somaxconn: 0,
       tcpMaxSynBacklog: 0, tcpFinTimeout: 0, tcpTwReuse: 0,
-      memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, addresses: [], cpus: 0, uid: 0,
-      // No agent here: the memory check reads neither.
-      workerFds: 0, socketsPerWorker: 0,
+      memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, addresses: [], cpus: 0, uid: process.getuid?.() ?? 0,
+      // No agent here: the capacity check reads neither (workerFds: the agent's WORKER_FDS).
+      workerFds: 5, socketsPerWorker: 0, connectEngine: cc ? 'c' : 'python',
     };
   } catch {
     return undefined;

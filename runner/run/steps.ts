@@ -245,12 +245,13 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
         connectsPerSecond: r.connectsPerSecond,
         durationMs: r.durationMs,
         workers: r.workers,
+        lanes: r.lanes ?? 1,
         distinctLocalPorts: r.localPorts?.distinct ?? 0,
       };
       if (step.send) part.metrics.bytesSent = r.bytesSent ?? 0;
       if (r.firstError) part.labels.firstError = r.firstError.errno;
       part.errors = Object.entries(r.errors ?? {}).map(([errno, count]) => ({ errno, count }));
-      part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts };
+      part.detail = { firstError: r.firstError, perPair: r.perPair, localPorts: r.localPorts, stopReason: r.stopReason, ...(r.memoryStop ? { memoryStop: r.memoryStop } : {}) };
     },
   );
   series.push([obs.metrics.durationMs ?? 0, obs.metrics.established ?? 0]);

@@ -349,8 +349,9 @@ test('facts: HostFacts shape, values from the namespace', async () => {
       'hostname', 'kernel', 'python', 'portRange', 'reservedPorts', 'nofileSoft', 'nofileHard', 'canRaiseHardNofile',
       'nrOpen', 'fileMax', 'somaxconn', 'tcpMaxSynBacklog', 'tcpFinTimeout', 'tcpTwReuse', 'memTotalKiB',
       'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
-      'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets',
+      'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets', 'connectEngine',
       'tcpAbortOnOverflow', 'tcpSyncookies', 'pageSize', 'tcpRmem', 'tcpWmem', 'tcpMem', 'memPcpuRsv',
+      'conntrackOn', 'conntrackCount', 'conntrackMax',
     ];
     assert.equal(Object.keys(f).sort(), [...keys].sort());
     assert.equal(f.portRange, [41000, 41999]);
@@ -363,6 +364,8 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     assert.ok(f.memTotalKiB > 0 && f.memAvailableKiB > 0 && f.memAvailableKiB <= f.memTotalKiB);
     assert.ok(f.cpus >= 1);
     assert.is(f.uid, 0);
+    // A compiler is on this machine's PATH: the helper's small workers, as the memory check prices them.
+    assert.is(f.connectEngine, 'c');
     // What data in flight is charged against: per-namespace buffers; tcp_mem is machine-wide, not shown in a namespace.
     assert.equal(f.tcpRmem, readSysctl('net.ipv4.tcp_rmem', NS_CLIENT).split(/\s+/).map(Number));
     assert.ok(f.pageSize! > 0 && f.tcpWmem!.length === 3);

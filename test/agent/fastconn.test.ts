@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AgentClient } from '../../runner/agent/client.ts';
+import { mustRunLocal } from '../../runner/hosts/local.ts';
 import { createLocalNetwork, destroyLocalNetwork, NetnsTransport, type LocalNetwork } from '../../runner/hosts/netns.ts';
 
 let net: LocalNetwork;
@@ -183,6 +184,47 @@ test('snapshot: the listener\'s accept queue and its limit as ss -lnt shows them
     assert.is((await client.request('snapshot', {})).established, undefined, 'no ports asked, none counted');
     await client.request('release', { id: 'cq', abort: true });
     await server.request('release', { id: 'q', abort: true });
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+});
+
+test('lanes: two chains of workers connect at once, each over its own pairs, and the reply adds them up', async () => {
+  const cache = freshCache();
+  const [client, server] = await agents({ LAB_AGENT_CACHE: cache });
+  const [c, s] = net.hosts;
+  const sources = c!.aliasPool.slice(0, 3);
+  await mustRunLocal(['ip', '-n', c!.namespace, '-batch', '-'], { input: sources.map((a) => `addr add ${a}/${c!.prefix} dev ${c!.device}`).join('\n') + '\n' });
+  try {
+    await client.request('begin', { journal: join(cache, 'client.journal'), holder: 'fastconn test' });
+    await client.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '40000 40099' });
+    await server.request('listen', { id: 'ln', address: s!.address, port: 8115, backlog: 4096, accept: true });
+    const pairs = sources.map((source) => ({ source, address: s!.address, port: 8115 }));
+    const args = { pairs, bind: 'none' as const, rate: 0, timeoutMs: 30_000, connectTimeoutMs: 3000, stopOnError: true, lanes: 2 };
+    const r = await client.request('connect', { id: 'cn', count: 250, ...args });
+    assert.is(r.lanes, 2);
+    assert.is(r.established, 250);
+    assert.is(r.stopReason, 'count');
+    // pairs 0 and 2 in one lane (2/3 of the count), pair 1 in the other
+    assert.equal(r.perPair.map((p) => p.established), [84, 83, 83]);
+    await client.request('release', { id: 'cn', abort: true });
+    // Past the ports of every pair (100 each): each lane exhausts its own pairs.
+    const x = await client.request('connect', { id: 'cx', count: 500, ...args });
+    assert.is(x.established, 300);
+    assert.equal(x.errors, { EADDRNOTAVAIL: 3 });
+    assert.is(x.stopReason, 'exhausted');
+    assert.equal(x.perPair.map((p) => p.established), [100, 100, 100]);
+    await client.request('release', { id: 'cx', abort: true });
+    // Below the memory floor (here: above any machine's MemAvailable) every lane stops: short, never the OOM killer.
+    await client.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '10000 65000' });
+    const m = await client.request('connect', { id: 'cm', count: 90_000, ...args, memFloorKiB: 2 ** 40 });
+    assert.is(m.stopReason, 'memory');
+    assert.ok(m.established < 90_000, `stopped short: ${m.established}`);
+    assert.is(m.memoryStop!.floorKiB, 2 ** 40);
+    assert.ok(m.memoryStop!.memAvailableKiB > 0);
+    await client.request('release', { id: 'cm', abort: true });
+    await server.request('release', { id: 'ln', abort: true });
   } finally {
     await client.shutdown();
     await server.shutdown();

@@ -106,7 +106,7 @@ test('peakLoads() counts both ends on one machine, and a released step no more',
   assert.equal(apart.map((l) => l.sockets), [100_000, 100_000]);
 });
 
-test('capacityCheck() fits a million on 22 GiB and refuses two million, with the arithmetic', () => {
+test('capacityCheck() fits a million on 22 GiB and refuses two million with Python workers, with the arithmetic', () => {
   const one = capacityCheck(planLab(lab(1_000_000), bindings), { client: facts(), server: facts() });
   assert.ok(one.ok);
   assert.is(capacityRefusal(one), undefined);
@@ -118,18 +118,45 @@ test('capacityCheck() fits a million on 22 GiB and refuses two million, with the
       'The hosts cannot hold this lab: not started, nothing was changed',
       '  client + server (one kernel):',
       '    per socket: TCP 2368 + sock_inode_cache 832 + filp 192 + dentry 192 + lsm_inode_cache 32 + lsm_file_cache 24 + tcp_bind_bucket (in eventpoll_epi) 128 + tcp_bind2_bucket (in eventpoll_epi) 128 = 3896 B of slab objects (this kernel\'s sizes, models/memory.ts)',
-      '    kernel: 4000000 sockets on client + server × 3896 B × 1.5 (slab pages never full, proc inodes, other caches) = 21.77 GiB',
-      '    workers: 202 processes × 16 MiB = 3.16 GiB',
+      '    kernel: 4000000 sockets on client + server × 3896 B × 1.3 (slab pages never full, proc inodes, other caches) = 18.87 GiB',
+      '    workers: 202 processes × 16 MiB (Python workers) = 3.16 GiB',
       '    reserve: 5% of MemTotal 24.00 GiB, at least 256 MiB = 1.20 GiB',
-      '    need 21.77 GiB + 3.16 GiB + 1.20 GiB = 26.13 GiB > MemAvailable 22.00 GiB',
+      '    need 18.87 GiB + 3.16 GiB + 1.20 GiB = 23.22 GiB > MemAvailable 22.00 GiB',
+      '    fds: 4000000 sockets + 202 workers × 5 = 4001010 ≤ fs.file-max 1073741824',
+      '    nofile client: 20000 per worker ≤ fs.nr_open 1048576',
+      '    nofile server: 20000 per worker ≤ fs.nr_open 1048576',
+      '  ports ramp: 2000000 connections ÷ 63 (source, destination) pairs = 31747 per pair ≤ 32256 (half of 1024–65535)',
       '  Lower the count, or free memory on the host (MemAvailable)',
     ].join('\n'),
   );
 });
 
+test('with the C helper\'s small workers two million fit on 22 GiB; fds and ports refuse with their arithmetic', () => {
+  const c = facts({ connectEngine: 'c' });
+  const two = capacityCheck(planLab(lab(2_000_000), bindings), { client: c, server: c });
+  assert.ok(two.ok, capacityRefusal(two));
+  assert.equal(two.machines[0]!.check.lines[2], 'workers: 202 processes × 4 MiB (the C helper) = 0.79 GiB');
+  const few = facts({ connectEngine: 'c', fileMax: 1_000_000, nrOpen: 10_000, uid: 1000 });
+  const fds = capacityCheck(planLab(lab(1_000_000), bindings), { client: few, server: few });
+  assert.not.ok(fds.ok);
+  const text = capacityRefusal(fds)!;
+  assert.match(text, '    fds: 2000000 sockets + 102 workers × 5 = 2000510 > fs.file-max 1000000');
+  assert.match(text, '    nofile client: 20000 per worker > fs.nr_open 10000');
+  assert.match(text, '  Lower the count or nofile, or raise fs.file-max / fs.nr_open');
+  assert.not.match(text, 'free memory');
+  // As root the agent passes fs.file-max (CAP_SYS_ADMIN); fs.nr_open still binds setrlimit.
+  const root = capacityCheck(planLab(lab(1_000_000), bindings), { client: { ...few, uid: 0, nrOpen: 1 << 20 }, server: { ...few, uid: 0, nrOpen: 1 << 20 } });
+  assert.ok(root.ok, capacityRefusal(root));
+  assert.match(root.machines[0]!.fds.lines[0]!, '> fs.file-max 1000000 (no limit for the agent as root: CAP_SYS_ADMIN passes it)');
+  // A lab's own narrow port range: the plan's sources keep below half of it.
+  const ports = capacityCheck(planLab(lab(20_000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings), { client: c, server: c });
+  assert.ok(ports.ports.ok);
+  assert.match(ports.ports.lines[0]!, /= 500 per pair ≤ 500 \(half of 40000–40999\)/);
+});
+
 test('memoryCheck() needs MemAvailable for kernel objects, workers and a reserve', () => {
   const m = memoryCheck({ roles: ['a'], facts: facts({ memAvailableKiB: 1.5 * 1024 * 1024 }), sockets: 100_000, workers: 6 });
-  assert.is(m.needBytes, Math.round(100_000 * 3896 * 1.5) + 6 * 16 * 1024 ** 2 + Math.round(24 * GiB * 0.05));
+  assert.is(m.needBytes, Math.round(100_000 * 3896 * 1.3) + 6 * 16 * 1024 ** 2 + Math.round(24 * GiB * 0.05));
   assert.is(m.availableBytes, 1.5 * GiB);
   assert.not.ok(m.ok);
 });

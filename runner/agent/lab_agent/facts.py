@@ -6,7 +6,7 @@ import platform
 import resource
 import socket
 
-from . import VERSION
+from . import VERSION, fastconn
 from .changes import CONNTRACK_ON
 from .probes import conntrack, meminfo, slabinfo
 from .procfs import ipv4_addresses, read_text, sysctl_int, sysctl_read
@@ -106,4 +106,6 @@ def op_facts(rid, args):
         # How the agent spreads connections over workers, under this soft limit.
         "workerFds": WORKER_FDS,
         "socketsPerWorker": sockets_per_worker(soft),
+        # Where connect and accept loops will run: the C helper or the Python workers.
+        "connectEngine": fastconn.likely_engine(),
     }

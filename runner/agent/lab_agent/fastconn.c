@@ -1,8 +1,8 @@
 /* fastconn: the agent's connect and accept workers in C.
  *
- * The agent forks a worker per batch of connections, as it does for its Python
- * workers, and the child execs this program instead of running the Python
- * loop. It speaks the same worker protocol on the same two pipes (words in on
+ * The agent starts a worker per batch of connections, as it does for its Python
+ * workers, but spawns this program (posix_spawn: no copy of the agent) instead
+ * of forking the Python loop; fds 3, 4 (and 5, the listener) are its pipes. It speaks the same worker protocol on the same two pipes (words in on
  * CTRL, JSON lines out on REP: "p" progress, "d" done, "near"/"full", "c"
  * closed), so the agent treats both alike; only the per-connection loop is C.
  * Why: the connect and accept loops are the hot path of a million-connection
@@ -28,7 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -108,6 +111,15 @@ static const char *errname(int e) {
   static char buf[16];
   snprintf(buf, sizeof buf, "E%d", e);
   return buf;
+}
+
+/* Hold no fd but stdin, stdout, stderr and ours (the highest is `last`): a worker
+ * holds nofile - 5 sockets (facts.workerFds), whatever the agent was started with. */
+static void close_others(int last) {
+#ifdef SYS_close_range
+  if (syscall(SYS_close_range, (unsigned)last + 1, ~0U, 0) == 0) return;
+#endif
+  for (int fd = last + 1; fd < 65536; fd++) close(fd);
 }
 
 /* Words from the agent on CTRL. Returns a bit set: 1 stop, 2 close, 4 abort, 8 EOF. */
@@ -228,6 +240,7 @@ static int connect_main(int argc, char **argv) {
     src[i].sin_port = htons(reuse ? local_port : 0);
     has_src[i] = reuse || bind_ip;
   }
+  close_others(ctrl > rep_fd ? ctrl : rep_fd);
   int nactive = atoi(argv[a++]);
   if (argc < a + nactive) return 2;
   int *active = calloc(npairs + 1, sizeof(int));
@@ -243,7 +256,7 @@ static int connect_main(int argc, char **argv) {
   long first_after = 0;
   long est = 0, att = 0, next_poll = 0;
   const char *reason = "count";
-  double last_prog = mono(), next_time = 0;
+  double loop_t0 = mono(), last_prog = loop_t0, next_time = 0;
   int one = 1;
   char *payload = NULL;
   long sent = 0;
@@ -327,7 +340,7 @@ static int connect_main(int argc, char **argv) {
     if (stop_on_error) { reason = "error"; break; }
     rr++;
   }
-  put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"sent\":%ld,\"errors\":{", est, att, sent);
+  put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"sent\":%ld,\"loopMs\":%.1f,\"errors\":{", est, att, sent, (mono() - loop_t0) * 1000);
   for (int k = 0; k < nerrs; k++) put("%s\"%s\":%ld", k ? "," : "", errname(errs[k].e), errs[k].n);
   put("},\"first\":");
   if (first_set)
@@ -355,6 +368,7 @@ static int accept_main(int argc, char **argv) {
   rep_fd = atoi(argv[3]);
   int lfd = atoi(argv[4]);
   long cap = atol(argv[5]), margin = atol(argv[6]);
+  close_others(lfd > ctrl ? (lfd > rep_fd ? lfd : rep_fd) : (ctrl > rep_fd ? ctrl : rep_fd));
   int *held = malloc(sizeof(int) * (cap > 0 ? cap : 1));
   long n = 0, sent = 0;
   int near = 0, accepting = 1;
@@ -404,6 +418,13 @@ static int accept_main(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* Die with the agent (it spawns us from a thread that lives as long as it does);
+   * it may be gone already, before prctl took effect. */
+  const char *agent = getenv("LAB_AGENT_PID");
+  if (agent) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != (pid_t)atol(agent)) _exit(0);
+  }
   out_cap = 1 << 16;
   out = malloc(out_cap);
   if (argc >= 2 && strcmp(argv[1], "connect") == 0) return connect_main(argc, argv);

@@ -1,6 +1,6 @@
 """The C connect/accept helper (fastconn.c, shipped in this package): compiled
 on the host at first use where a C compiler is, cached by source hash, and
-exec'd by a forked worker in place of the Python loop. It speaks the workers'
+started as a worker (posix_spawn from the agent's forker thread) in place of the Python loop. It speaks the workers'
 protocol on the same two pipes, so the agent treats both alike. Where there is
 no compiler (or it fails), the Python workers are the fallback.
 
@@ -13,6 +13,7 @@ with a minimal C client and server.
 import hashlib
 import os
 import pkgutil
+import shutil
 import subprocess
 import threading
 
@@ -78,6 +79,24 @@ def _build():
                 pass
 
 
+def likely_engine():
+    """The engine a connect or listen will run on, without building the helper:
+    "c" when it is already built or a compiler is on PATH (the facts' guess for
+    the memory check: a C worker is tiny, a Python one holds socket objects)."""
+    with _lock:
+        if _state["done"]:
+            return "c" if _state["path"] else "python"
+    try:
+        digest = hashlib.sha256(_source()).hexdigest()[:16]
+    except OSError:
+        return "python"
+    if os.access(os.path.join(CACHE_DIR, "fastconn-%s" % digest), os.X_OK):
+        return "c"
+    if os.path.isabs(CC):
+        return "c" if os.access(CC, os.X_OK) else "python"
+    return "c" if shutil.which(CC) else "python"
+
+
 def choose(engine):
     """The engine a step runs on: (path or None, "c" or "python", why the Python workers)."""
     if engine == "python":
@@ -89,10 +108,11 @@ def choose(engine):
 
 
 def become(path, argv, fds):
-    """In a forked worker: become the helper. argv holds numbers and addresses
-    the agent validated, never request text run as code."""
+    """In a forked worker, where os.posix_spawn is missing (Python 3.7): become the helper.
+    argv holds numbers and addresses the agent validated, never request text run as code."""
     for fd in fds:
         os.set_inheritable(fd, True)
+    os.environ["LAB_AGENT_PID"] = str(os.getppid())
     os.execv(path, [path] + [str(a) for a in argv])
 
 

@@ -136,8 +136,7 @@ class ListenStep:
         sock, cap, margin, helper = self.sock, self.cap, self.margin, self.helper
         if helper:
             lfd = sock.fileno()
-            w = FORKER.spawn(lambda c, r: fastconn.become(helper, fastconn.accept_argv(c, r, lfd, cap, margin), [c, r, lfd]),
-                             keep=[lfd])
+            w = FORKER.spawn_exec(helper, lambda c, r, l: fastconn.accept_argv(c, r, l, cap, margin), keep=[lfd])
         else:
             w = FORKER.spawn(lambda c, r: accept_worker(c, r, sock, cap, margin), keep=[sock.fileno()])
         self.workers.append(w)

@@ -3,7 +3,8 @@
 import unittest
 
 from lab_agent import steps
-from lab_agent.connect import connect_pairs, connect_reply, local_ports, op_connect, worker_quotas
+from lab_agent.connect import (LANES_MIN_COUNT, MAX_LANES, connect_pairs, connect_reply, default_lanes, lane_pairs,
+                               lane_shares, local_ports, op_connect, worker_quotas)
 from lab_agent.errors import OpError
 from lab_agent.workers import FD_MARGIN, WORKER_FDS, sockets_per_worker
 
@@ -23,6 +24,25 @@ class WorkerRuleTest(unittest.TestCase):
         self.assertEqual(worker_quotas(10, 3), [4, 3, 3])
         self.assertEqual(worker_quotas(2, 4), [1, 1, 0, 0])
         self.assertEqual(sum(worker_quotas(20001, 7)), 20001)
+
+
+class LanesTest(unittest.TestCase):
+    def test_lanes_only_for_large_connects_over_several_pairs_without_processes_or_rate(self):
+        big = LANES_MIN_COUNT
+        self.assertEqual(default_lanes(big, 32, 0, None, 2), 2)
+        self.assertEqual(default_lanes(big, 32, 0, None, 64), MAX_LANES)
+        self.assertEqual(default_lanes(big, 3, 0, None, 8), 3, "no more lanes than pairs")
+        self.assertEqual(default_lanes(big - 1, 32, 0, None, 2), 1, "small labs keep one chain of workers")
+        self.assertEqual(default_lanes(big, 1, 0, None, 2), 1)
+        self.assertEqual(default_lanes(big, 32, 100.0, None, 2), 1, "a rate is paced by one chain")
+        self.assertEqual(default_lanes(big, 32, 0, 4, 2), 1, "fixed processes keep their quotas")
+
+    def test_pairs_are_dealt_to_lanes_in_turn_and_counts_follow_the_pairs(self):
+        self.assertEqual(lane_pairs(5, 2), [[0, 2, 4], [1, 3]])
+        self.assertEqual(lane_pairs(3, 1), [[0, 1, 2]])
+        self.assertEqual(lane_shares(1000, [3, 2]), [600, 400])
+        self.assertEqual(lane_shares(7, [1, 1]), [4, 3])
+        self.assertEqual(sum(lane_shares(1000001, [16, 16])), 1000001)
 
 
 class PairsTest(unittest.TestCase):
@@ -78,6 +98,9 @@ class RefusedBeforeForkTest(unittest.TestCase):
         self.refused(dict(base, count="10"), 'argument "count" must be int, got "10"')
         self.refused(dict(base, processes=0), 'argument "processes" must be >= 1, got 0')
         self.refused(dict(base, stopOnError="no"), 'argument "stopOnError" must be bool, got "no"')
+        self.refused(dict(base, lanes=0), 'argument "lanes" must be >= 1, got 0')
+        self.refused(dict(base, lanes=2, processes=2), 'argument "lanes" above 1 goes with neither "processes" nor "rate"')
+        self.refused(dict(base, lanes=2, rate=10), 'argument "lanes" above 1 goes with neither "processes" nor "rate"')
         self.refused(dict(base, send=-1), 'argument "send" must be >= 0, got -1')
         self.refused(dict(base, send=65537), 'argument "send" must be at most 65536 bytes, got 65537')
         self.refused({"pairs": [PAIR], "count": 1}, 'argument "id" (the step id) must be a non-empty string or an integer')
