@@ -269,7 +269,8 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
   );
   await onHosts(step.hosts, obs, async (name, part) => {
     // The lab's listen ports on any role: this host's connections to them (a client) or from them (a server).
-    const labPorts = [...new Set(ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).flatMap((s) => (s.kind === 'listen' ? [s.port] : [])))];
+    // (At most the 64 the agent takes: no lab listens on more.)
+    const labPorts = [...new Set(ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).flatMap((s) => (s.kind === 'listen' ? [s.port] : [])))].slice(0, 64);
     const snap = await ctx.bound.guard(
       agentOf(ctx, name).request('snapshot', labPorts.length ? { ports: labPorts } : {}, { timeoutMs: RUN_TIMEOUTS.requestMs }),
     );
