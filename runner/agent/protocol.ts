@@ -118,6 +118,10 @@ export interface ListenArgs {
   /** TCP_DEFER_ACCEPT in seconds (at most 60): a bare last ACK waits in the SYN queue for data or for this long */
   deferAcceptS?: number;
   engine?: Engine | 'auto';
+  /** hold accepted connections with a thread each, or in one epoll loop (runner/agent/lab_agent/servers.py) */
+  server?: 'threads' | 'epoll';
+  /** the threads server's thread stack, bytes (default 256 KiB) */
+  stackBytes?: number;
 }
 
 export interface ListenReply {
@@ -162,8 +166,8 @@ export interface SnapshotReply {
   processes: number;
   /** this namespace's conntrack table: entries and nf_conntrack_max; empty without conntrack */
   conntrack?: { count?: number; max?: number };
-  /** per open step id */
-  held: Record<string, { kind: 'listen' | 'connect'; open: number; workers: number }>;
+  /** per open step id; a listen step with `server` also has what its server processes use now and used before their first accept */
+  held: Record<string, { kind: 'listen' | 'connect'; open: number; workers: number; server?: ServerUse }>;
 }
 
 /** `files`: a machine-wide fd ceiling observed (runner/agent/lab_agent/files.py). */
@@ -208,6 +212,15 @@ export interface FilesReply {
   nofileSoft?: number;
   /** each try; the probe is tried again (at most 5 times) when others' files moved more than 2% of count */
   attempts?: Array<{ reached: number; headroom?: number; firstError: string | null; foreignFiles: number | null; windowMs: number }>;
+}
+
+export interface ServerUse {
+  mode: 'threads' | 'epoll';
+  stackBytes: number;
+  now: { threads?: number; vmSizeKiB?: number; rssKiB?: number };
+  base: { threads?: number; vmSizeKiB?: number; rssKiB?: number };
+  /** glibc's malloc arenas were limited to one (mallopt), so threads add no 64 MiB arena reservations */
+  oneArena: boolean;
 }
 
 type NoArgs = Record<string, never>;

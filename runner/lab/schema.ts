@@ -5,7 +5,7 @@
 // `schema/lab.schema.json` is this object written out by scripts/write-lab-schema.ts.
 
 import { MAX_ALIASES, ROLE_NAME } from '../files/names.ts';
-import { FD_CEILINGS, FIT_UNITS, MODEL_NAMES, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
+import { FD_CEILINGS, FIT_UNITS, MODEL_NAMES, SERVER_MODES, RELEASE_MODES, STEP_KINDS, STEP_METRICS } from './types.ts';
 import {
   BIND_MODES,
   LAB_NAME,
@@ -20,6 +20,7 @@ import {
   MAX_TOLERANCE_PERCENT,
   MIN_FIT_SNAPSHOTS,
   NR_OPEN_RANGE,
+  STACK_RANGE,
   STEP_NAME,
   SYSCTL_NAME,
 } from './validate.ts';
@@ -150,6 +151,11 @@ export const labSchema = {
         port: { $ref: '#/$defs/port' },
         backlog: integer(0, 2147483647, 'listen() backlog (default 4096); the kernel caps it at somaxconn'),
         accept: { $ref: '#/$defs/boolean', description: 'Accept connections (default true)' },
+        server: {
+          description: 'Who holds the accepted connections: threads (a thread per connection) or epoll (one event loop); default: the agent\'s accept workers',
+          ...templated({ enum: SERVER_MODES }),
+        },
+        stack: integer(STACK_RANGE[0], STACK_RANGE[1], 'server threads: the thread stack size in bytes, whole pages (default 262144)'),
         defer_accept: {
           $ref: '#/$defs/duration',
           description: `TCP_DEFER_ACCEPT, whole seconds up to ${MAX_DEFER_ACCEPT_MS / 1000}: a handshake's bare last ACK waits in the SYN queue for data, or this long (default off)`,

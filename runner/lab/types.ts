@@ -71,6 +71,10 @@ export type Step =
       accept: boolean;
       /** TCP_DEFER_ACCEPT in whole seconds: a handshake's bare last ACK is ignored until data or this long; absent = off */
       deferAcceptS?: number;
+      /** who holds the accepted connections: a thread per connection, or one epoll loop (absent: the agent's accept workers) */
+      server?: ServerMode;
+      /** the threads server's thread stack size in bytes */
+      stack?: number;
     }
   | {
       name: string;
@@ -112,6 +116,10 @@ export type Step =
    */
   | { name: string; kind: 'files'; host: string; ceiling: FdCeiling; count?: number; nrOpen?: number };
 
+/** The two servers a listen step may compare (runner/agent/lab_agent/servers.py). */
+export type ServerMode = 'threads' | 'epoll';
+export const SERVER_MODES = ['threads', 'epoll'] as const satisfies readonly ServerMode[];
+
 /** The fd ceilings a `files` step observes. */
 export type FdCeiling = 'nr_open' | 'file-max';
 export const FD_CEILINGS = ['nr_open', 'file-max'] as const satisfies readonly FdCeiling[];
@@ -148,7 +156,7 @@ export const STEP_METRICS = {
   listen: ['accepted'],
   connect: ['established', 'attempted', 'firstError', 'connectsPerSecond', 'durationMs', 'workers', 'distinctLocalPorts', 'bytesSent'],
   sleep: [],
-  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB', 'acceptQueue', 'acceptQueueMax', 'establishedSockets', 'conntrackCount'],
+  snapshot: ['connections', 'tcpInuse', 'tcpTw', 'tcpMemPages', 'slabBytes', 'memAvailableKiB', 'acceptQueue', 'acceptQueueMax', 'establishedSockets', 'conntrackCount', 'serverThreads', 'serverThreadsPerConnection', 'serverVmBytesPerConnection', 'serverRssBytesPerConnection', 'kernelStackKiB'],
   fit: [
     'bytesPerConnection',
     'clientBytesPerSocket',
@@ -167,7 +175,7 @@ export const STEP_METRICS = {
 export type StepMetric<K extends StepKind = StepKind> = (typeof STEP_METRICS)[K][number];
 
 /** The prediction models a lab may cite in `expect[].model` (their code is in runner/models/). */
-export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings', 'buffer-memory', 'conntrack'] as const;
+export const MODEL_NAMES = ['ephemeral-ports', 'fd-limit', 'connection-ceiling', 'memory-per-connection', 'time-wait', 'accept-queue', 'capacity', 'fd-ceilings', 'buffer-memory', 'conntrack', 'server-memory'] as const;
 export type ModelName = (typeof MODEL_NAMES)[number];
 
 /**
@@ -188,6 +196,8 @@ export const MODEL_METRICS: { readonly [M in ModelName]: { readonly [K in StepKi
   'fd-ceilings': { files: ['reached', 'firstError', 'headroom'] },
   'buffer-memory': { fit: ['bufferBytesPerConnection'] },
   conntrack: { connect: ['established', 'firstError'], snapshot: ['conntrackCount'] },
+  // Also needs the snapshot's host to hold listen steps with `server`; the model says so at run time.
+  'server-memory': { snapshot: ['serverThreadsPerConnection', 'serverVmBytesPerConnection'] },
 };
 
 /**

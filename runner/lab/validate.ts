@@ -18,6 +18,7 @@ import {
   MODEL_NAMES,
   modelProblem,
   RELEASE_MODES,
+  SERVER_MODES,
   STEP_KINDS,
   stepSysctl,
   STEP_METRICS,
@@ -56,7 +57,9 @@ const PORT_RANGE_SYSCTL = 'net.ipv4.ip_local_port_range';
 const ROOT_KEYS = ['name', 'description', 'timeout', 'release', 'acknowledge', 'vars', 'hosts', 'steps', 'expect'];
 const HOST_KEYS = ['sysctls', 'aliases', 'nofile', 'conntrack'];
 const STEP_KEYS = ['name', ...STEP_KINDS];
-const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept', 'defer_accept'];
+const LISTEN_KEYS = ['host', 'port', 'backlog', 'accept', 'defer_accept', 'server', 'stack'];
+/** The threads server's stack: threading.stack_size() takes 32 KiB at least, in pages. */
+export const STACK_RANGE = [32 * 1024, 64 * 1024 * 1024] as const;
 /** TCP_DEFER_ACCEPT is set in whole seconds; the agent's bound (MAX_DEFER_ACCEPT_S). */
 export const MAX_DEFER_ACCEPT_MS = 60_000;
 const CONNECT_KEYS = [
@@ -470,9 +473,26 @@ function readListen(
     state.listening.set(where, name);
     state.listenedOn.set(name, where);
   }
-  if (backlog === undefined || accept === undefined || deferMs === undefined) return undefined;
+  const server = b.server === undefined ? undefined : ctx.choice([...path, 'server'], b.server, SERVER_MODES, 'server');
+  let stack: number | undefined;
+  if (b.stack !== undefined) {
+    if (server !== 'threads') {
+      if (b.server !== undefined && server === undefined) return undefined;
+      ctx.atKey(path, 'stack', 'Only allowed with server "threads": the thread stack size');
+      return undefined;
+    }
+    stack = ctx.int([...path, 'stack'], b.stack, STACK_RANGE[0], STACK_RANGE[1]);
+    if (stack === undefined) return undefined;
+    if (stack % 4096) {
+      ctx.mustBe([...path, 'stack'], 'a multiple of 4096 (whole pages)', b.stack);
+      return undefined;
+    }
+  }
+  if (backlog === undefined || accept === undefined || deferMs === undefined || (b.server !== undefined && server === undefined)) return undefined;
   const step: Step = { name, kind: 'listen', host, port, backlog, accept };
   if (deferMs) step.deferAcceptS = deferMs / 1000;
+  if (server) step.server = server;
+  if (stack !== undefined) step.stack = stack;
   return step;
 }
 

@@ -1,5 +1,6 @@
 // Machine-wide ceilings a lab observes directly: the fd ceilings (fs.nr_open,
-// fs.file-max) and the conntrack table (net.netfilter.nf_conntrack_max). Pure functions of a step's settings and the host's facts.
+// fs.file-max), the conntrack table (net.netfilter.nf_conntrack_max), and
+// what a connection costs a thread-per-connection server against an event loop. Pure functions of a step's settings and the host's facts.
 
 import type { ModelContext, ModelOutput } from './connections.ts';
 import { ModelNotApplicable } from './connections.ts';
@@ -129,3 +130,50 @@ export function conntrack(ctx: ModelContext): ModelOutput {
   };
 }
 
+
+/** CPython 3.11+ gives each thread its first frame ("data stack") chunk, 16 KiB, mapped on its own. */
+export const PY_DATA_STACK_CHUNK = 16 * 1024;
+
+/**
+ * `server-memory`, of a snapshot of a host whose open listen steps all use one
+ * `server`. threads: each connection is a thread, so 1 thread per connection,
+ * and its address space grows by the thread's stack mapping, the stack size
+ * plus one guard page (glibc adds the guard to the mapping), plus CPython's
+ * first frame chunk of the thread (16 KiB, since 3.11); the interpreter's
+ * heap per thread (its thread state and objects, a few KiB) is not modelled
+ * and stays inside the lab's tolerance. epoll: no thread per connection.
+ */
+export function serverMemory(ctx: ModelContext): ModelOutput {
+  const step = ctx.step;
+  if (step.kind !== 'snapshot') throw new ModelNotApplicable(`Model "server-memory" applies to snapshot steps, not "${step.kind}"`);
+  const at = ctx.steps.findIndex((s) => s.name === step.name);
+  const released = new Set(ctx.steps.slice(0, at).flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const open = ctx.steps.slice(0, at).filter((s): s is Extract<typeof s, { kind: 'listen' }> => s.kind === 'listen' && s.host === step.host && !released.has(s.name));
+  if (!open.length || open.some((l) => !l.server)) {
+    throw new ModelNotApplicable(`Snapshot "${step.name}" of ${step.host}: every open listen step there must set "server" (threads or epoll)`);
+  }
+  const modes = new Set(open.map((l) => l.server));
+  const stacks = new Set(open.map((l) => l.stack ?? 262144));
+  if (modes.size > 1 || stacks.size > 1) throw new ModelNotApplicable(`Snapshot "${step.name}": the open listen steps of ${step.host} mix servers or stacks`);
+  const mode = open[0]!.server!;
+  const names = open.map((l) => l.name).join(', ');
+  if (ctx.metric === 'serverThreadsPerConnection') {
+    return mode === 'threads'
+      ? { value: 1, derivation: `server threads (${names}): one thread per connection`, explanation: 'A thread-per-connection server starts a thread for every connection it accepts.' }
+      : { value: 0, derivation: `server epoll (${names}): one loop holds every connection, no thread per connection`, explanation: 'An event-loop server holds every connection in one epoll set, on the thread it already has.' };
+  }
+  if (mode !== 'threads') throw new ModelNotApplicable(`Snapshot "${step.name}": an epoll server's address space grows only with its heap (sockets, the epoll set), which the model does not price`);
+  const f = ctx.facts[step.host];
+  if (!f) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
+  const page = f.pageSize ?? 4096;
+  const stack = [...stacks][0]!;
+  const [major, minor] = f.python.split('.').map(Number);
+  const chunk = major! > 3 || (major === 3 && minor! >= 11) ? PY_DATA_STACK_CHUNK : 0;
+  const value = stack + page + chunk;
+  return {
+    value,
+    derivation: `stack ${stack} B + guard page ${page} B${chunk ? ` + CPython ${f.python}'s frame chunk ${chunk} B` : ''} = ${value} B of address space per connection (glibc malloc held to one arena)`,
+    explanation:
+      'Each thread maps its own stack (and a guard page): a thread-per-connection server pays that for every connection, an event loop does not. Most of it is never touched: RSS grows far less than VmSize.',
+  };
+}

@@ -20,7 +20,7 @@ export interface CompareInput {
 }
 
 /** Metrics that add up over a role's hosts (the others, like durationMs, do not). */
-const ADDITIVE = new Set(['established', 'attempted', 'workers', 'distinctLocalPorts', 'connectsPerSecond', 'accepted', 'closed']);
+const ADDITIVE = new Set(['established', 'attempted', 'workers', 'distinctLocalPorts', 'connectsPerSecond', 'accepted', 'closed', 'bytesSent']);
 
 function observedValue(obs: Pick<StepObservation, 'metrics' | 'labels'> & { ok?: boolean } | undefined, metric: string): number | string | null | undefined {
   if (!obs || obs.ok === false) return undefined;

@@ -5,7 +5,7 @@ import type { HostFacts } from '../result.ts';
 import type { ModelName, ReleaseMode, Step } from '../lab/types.ts';
 import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sameKernel, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
 import { bufferMemory } from './buffers.ts';
-import { conntrack, fdCeilings } from './ceilings.ts';
+import { conntrack, fdCeilings, serverMemory } from './ceilings.ts';
 // The most worker processes a connect step may use: the lab file's `processes` bound.
 import { MAX_PROCESSES } from '../lab/validate.ts';
 
@@ -685,4 +685,5 @@ export const MODELS: Record<ModelName, (ctx: ModelContext) => ModelOutput> = {
   'buffer-memory': bufferMemory,
   'fd-ceilings': (ctx) => fdCeilings(ctx),
   conntrack: (ctx) => conntrack(ctx),
+  'server-memory': (ctx) => serverMemory(ctx),
 };

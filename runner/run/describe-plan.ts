@@ -5,6 +5,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostname, release } from 'node:os';
+import { formatSize } from '../files/sizes.ts';
 import { runLocal } from '../hosts/local.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { capacityCheck } from '../models/scale.ts';
@@ -74,10 +75,10 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
     let what: string;
     switch (s.kind) {
       case 'listen':
-        what = `listen on ${s.host} ${s.listeners.map((l) => `${l.address}:${s.port}`).join(', ')}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}`;
+        what = `listen on ${s.host} ${s.listeners.map((l) => `${l.address}:${s.port}`).join(', ')}, backlog ${s.backlog}${s.accept ? '' : ', not accepting'}${s.deferAcceptS ? `, TCP_DEFER_ACCEPT ${s.deferAcceptS} s` : ''}`;
         break;
       case 'connect':
-        what = `connect from ${s.host}${s.parts.length > 1 ? ` (${s.parts.length} hosts, the count shared out by each host's capacity)` : ''}: ${pairsText(s.parts.flatMap((part) => part.pairs))}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}, timeout ${s.timeoutMs / 1000} s`;
+        what = `connect from ${s.host}${s.parts.length > 1 ? ` (${s.parts.length} hosts, the count shared out by each host's capacity)` : ''}: ${pairsText(s.parts.flatMap((part) => part.pairs))}; at most ${s.count}, bind ${s.bind}${s.processes ? `, ${s.processes} process${s.processes > 1 ? 'es' : ''}` : ''}${s.send ? `, ${formatSize(s.send)} sent on each (left unread)` : ''}, timeout ${s.timeoutMs / 1000} s`;
         break;
       case 'sleep':
         what = `sleep ${s.durationMs / 1000} s`;

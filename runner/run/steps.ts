@@ -171,6 +171,8 @@ async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepConte
           {
             id: step.name, address, port: step.port, backlog: step.backlog, accept: step.accept,
             ...(step.deferAcceptS ? { deferAcceptS: step.deferAcceptS } : {}),
+            ...(step.server ? { server: step.server } : {}),
+            ...(step.stack ? { stackBytes: step.stack } : {}),
           },
           {
             timeoutMs: RUN_TIMEOUTS.requestMs,
@@ -267,7 +269,8 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
   );
   await onHosts(step.hosts, obs, async (name, part) => {
     // The lab's listen ports on any role: this host's connections to them (a client) or from them (a server).
-    const labPorts = [...new Set(ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).flatMap((s) => (s.kind === 'listen' ? [s.port] : [])))];
+    // (At most the 64 the agent takes: no lab listens on more.)
+    const labPorts = [...new Set(ctx.plan.steps.slice(0, ctx.plan.steps.indexOf(step)).flatMap((s) => (s.kind === 'listen' ? [s.port] : [])))].slice(0, 64);
     const snap = await ctx.bound.guard(
       agentOf(ctx, name).request('snapshot', labPorts.length ? { ports: labPorts } : {}, { timeoutMs: RUN_TIMEOUTS.requestMs }),
     );
@@ -290,6 +293,19 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
     }
     if (snap.established) part.metrics.establishedSockets = Object.values(snap.established).reduce((a, b) => a + b, 0);
     if (typeof snap.conntrack?.count === 'number') part.metrics.conntrackCount = snap.conntrack.count;
+    if (typeof snap.meminfo?.KernelStack === 'number') part.metrics.kernelStackKiB = snap.meminfo.KernelStack;
+    // The lab's servers (listen steps with `server`): what their processes added since before their first accept, per connection.
+    const servers = Object.values(snap.held ?? {}).filter((h) => h.server);
+    if (servers.length) {
+      const open = servers.reduce((n, h) => n + h.open, 0);
+      const grew = (k: 'threads' | 'vmSizeKiB' | 'rssKiB') => servers.reduce((n, h) => n + (h.server!.now[k] ?? 0) - (h.server!.base[k] ?? 0), 0);
+      part.metrics.serverThreads = servers.reduce((n, h) => n + (h.server!.now.threads ?? 0), 0);
+      if (open > 0) {
+        part.metrics.serverThreadsPerConnection = Math.round((grew('threads') / open) * 1000) / 1000;
+        part.metrics.serverVmBytesPerConnection = Math.round((grew('vmSizeKiB') * 1024) / open);
+        part.metrics.serverRssBytesPerConnection = Math.round((grew('rssKiB') * 1024) / open);
+      }
+    }
     part.detail = { ...snap };
   });
   // Connections the run holds at this point, on every host: counted once, not per host.

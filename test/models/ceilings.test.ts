@@ -3,7 +3,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { conntrack, fdCeilings } from '../../runner/models/ceilings.ts';
+import { conntrack, fdCeilings, serverMemory } from '../../runner/models/ceilings.ts';
 import { ModelNotApplicable, type ModelContext } from '../../runner/models/connections.ts';
 import type { HostFacts } from '../../runner/result.ts';
 import type { Step } from '../../runner/lab/types.ts';
@@ -54,6 +54,24 @@ test('conntrack(): the server namespace holds nf_conntrack_max less the entries 
   // Tracking off in the server's namespace: nothing to predict.
   const off = { ...on, server: facts({ conntrackOn: false, conntrackMax: 200, conntrackCount: 0 }) };
   assert.throws(() => conntrack(ctx(ramp, 'established', off)), (e: unknown) => e instanceof ModelNotApplicable);
+});
+
+test('serverMemory(): a thread per connection costs its stack, a guard page and CPython 3.11+\'s frame chunk; an epoll loop no thread', () => {
+  const listen = (name: string, port: number, server?: 'threads' | 'epoll', stack?: number): Step => ({
+    name, kind: 'listen', host: 'server', port, backlog: 4096, accept: true, ...(server ? { server } : {}), ...(stack ? { stack } : {}),
+  });
+  const snap = (name: string): Step => ({ name, kind: 'snapshot', host: 'server' });
+  const steps: Step[] = [listen('t', 8080, 'threads', 1048576), snap('s1'), { name: 'r', kind: 'release', steps: ['t'] }, listen('e', 8081, 'epoll'), snap('s2')];
+  const c = (step: Step, metric: string, python = '3.11.7'): ModelContext => ({ ...ctx(step, metric, { server: facts({ python, pageSize: 4096 }) }), steps });
+  assert.is(serverMemory(c(steps[1]!, 'serverThreadsPerConnection')).value, 1);
+  assert.is(serverMemory(c(steps[1]!, 'serverVmBytesPerConnection')).value, 1048576 + 4096 + 16384);
+  assert.is(serverMemory(c(steps[1]!, 'serverVmBytesPerConnection', '3.10.12')).value, 1048576 + 4096);
+  // After the release only the epoll server is open.
+  assert.is(serverMemory(c(steps[4]!, 'serverThreadsPerConnection')).value, 0);
+  assert.throws(() => serverMemory(c(steps[4]!, 'serverVmBytesPerConnection')), (e: unknown) => e instanceof ModelNotApplicable);
+  // A plain listen (the agent's accept workers) is no server to price.
+  const plain = [listen('p', 8080), snap('s')];
+  assert.throws(() => serverMemory({ ...c(plain[1]!, 'serverThreadsPerConnection'), steps: plain }), (e: unknown) => e instanceof ModelNotApplicable);
 });
 
 test.run();

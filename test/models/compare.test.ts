@@ -71,7 +71,8 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
   const fit = (name: string, per: 'connection' | 'time-wait'): Step => ({ name, kind: 'fit', host: 'server', snapshots: ['snap'], per });
   const steps: Step[] = [
     // accept: false, which accept-queue needs of its destinations (a condition only the run checks).
-    { name: 'l', kind: 'listen', host: 'server', port: 8080, backlog: 1, accept: false },
+    // server: threads, which server-memory needs of the listens open at its snapshot (a run-time condition).
+    { name: 'l', kind: 'listen', host: 'server', port: 8080, backlog: 1, accept: false, server: 'threads' },
     // send, which buffer-memory needs of the connects before its fit (also a run-time condition).
     { ...ramp(), send: 4096 } as Step,
     { ...ramp(2), name: 'ramp2', send: 4096 } as Step,
@@ -102,8 +103,8 @@ test('modelProblem() agrees with the models: where it finds no problem, the mode
   }
   // ephemeral-ports 2 × 2, fd-limit 1 + 3, connection-ceiling 2, memory-per-connection 3 + 1, time-wait 2 × 2 + 1,
   // accept-queue 2 × 2 + 3 (the snapshot's queue, its limit, the live connections), capacity 2, buffer-memory 1,
-  // fd-ceilings 2 + 3, conntrack 2 × 2 + 1
-  assert.is(applicable, 39);
+  // fd-ceilings 2 + 3, conntrack 2 × 2 + 1, server-memory 2
+  assert.is(applicable, 41);
 });
 
 test.run();

@@ -4,7 +4,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
@@ -72,6 +72,39 @@ test('memory-in-flight: 1 KiB per connection still costs the receiver a whole pa
   const result = await runLab('labs/memory-in-flight.yaml', ['send=1KiB', 'count=5000'], 'mif-1k');
   const p = result.predictions.find((x) => x.metric === 'buffers.bufferBytesPerConnection')!;
   assert.is(p.predicted, 4096);
+});
+
+const globals = () => ['fs/file-max', 'fs/nr_open', 'net/netfilter/nf_conntrack_max'].map((f) => readFileSync(`/proc/sys/${f}`, 'utf8'));
+
+test('fd-ceilings: fs.nr_open 1000 caps nofile at 1000; fs.file-max gives 1000 files of headroom; both put back', async () => {
+  const before = globals();
+  const result = await runLab('labs/fd-ceilings.yaml', ['nr_open=1000', 'files=1000'], 'fd-ceilings-1000');
+  assert.is(observed(result, 'nr-open.reached'), 1000);
+  assert.is(observed(result, 'file-max.firstError'), 'ENFILE');
+  assert.equal(globals(), before, 'fs.file-max, fs.nr_open and nf_conntrack_max as they were');
+  // Changed for its step only: the run's own changes list none of them.
+  assert.equal(result.hosts.flatMap((h) => h.changes), []);
+});
+
+test('conntrack: nf_conntrack_max 50 lets 50 connections in, then the SYN is dropped; the setting and the table go', async () => {
+  const before = globals();
+  const result = await runLab('labs/conntrack.yaml', ['max=50', 'count=80'], 'conntrack-50');
+  assert.is(observed(result, 'ramp.established'), 50);
+  assert.is(observed(result, 'ramp.firstError'), 'ETIMEDOUT');
+  assert.is(observed(result, 'table.conntrackCount'), 50);
+  assert.equal(globals(), before, 'nf_conntrack_max as it was');
+  const server = result.hosts.find((h) => h.role === 'server')!;
+  assert.ok(server.changes.some((c) => c.kind === 'nftables'), 'the nftables table was a change, undone at restore');
+});
+
+test('threads-vs-epoll: a 2 MiB stack per thread is what each connection costs the threaded server in address space', async () => {
+  const result = await runLab('labs/threads-vs-epoll.yaml', ['stack=2097152', 'count=300'], 'threads-2m');
+  assert.is(observed(result, 't.serverThreadsPerConnection'), 1);
+  // CPython 3.11+ maps a 16 KiB frame chunk per thread too.
+  const [major, minor] = result.hosts.find((h) => h.role === 'server')!.facts.python.split('.').map(Number);
+  const chunk = major! > 3 || (major === 3 && minor! >= 11) ? 16384 : 0;
+  assert.is(result.predictions.find((p) => p.metric === 't.serverVmBytesPerConnection')!.predicted, 2097152 + 4096 + chunk);
+  assert.is(observed(result, 'e.serverThreadsPerConnection'), 0);
 });
 
 test.run();

@@ -127,11 +127,9 @@ def connect_worker(ctrl, rep, spec):
             if code == 0 and payload:
                 # Blocking, bounded by SO_SNDTIMEO: a short count means the time ran out.
                 n = s.send(payload)
+                sent += n
                 if n < len(payload):
-                    sent += n
                     code = errno.ETIMEDOUT
-                else:
-                    sent += n
         except OSError as e:
             code = e.errno or errno.EIO
         if code == 0:

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from . import fastconn
+from . import fastconn, servers
 from .args import arg, ipv4, step_id
 from .connect import FULL, PROGRESS_S, WORKER_PROGRESS_S
 from .errors import OpError, bad, sys_error
@@ -109,6 +109,9 @@ class ListenStep:
         self.thread = None
         self.problem = None
         self.cap = self.margin = 0
+        # `server: threads|epoll`: the Python servers of servers.py instead of the plain accept workers
+        self.server = None
+        self.stack = 0
 
     def open_count(self):
         return sum(w.count for w in self.workers)
@@ -134,7 +137,10 @@ class ListenStep:
             self.problem = "stopped at %d accept workers" % MAX_ACCEPT_WORKERS
             return None
         sock, cap, margin, helper = self.sock, self.cap, self.margin, self.helper
-        if helper:
+        if self.server:
+            mode, stack = self.server, self.stack
+            w = FORKER.spawn(lambda c, r: servers.serve(c, r, sock, cap, mode, stack), keep=[sock.fileno()])
+        elif helper:
             lfd = sock.fileno()
             w = FORKER.spawn_exec(helper, lambda c, r, l: fastconn.accept_argv(c, r, l, cap, margin), keep=[lfd])
         else:
@@ -169,6 +175,8 @@ class ListenStep:
                         w.count = m.get("n", w.count)
                     if t == "full":
                         w.full = True
+                    if t == "base":
+                        w.base = m.get("status") or {}
                     if t in ("near", "full") and w is self.workers[-1] and not self.stopping:
                         if t == "full" and w.count == 0:
                             self.problem = "an accept worker could not accept a single connection (EMFILE)"
@@ -245,7 +253,18 @@ def op_listen(rid, args):
     engine = arg(args, "engine", str, "auto")
     if engine not in fastconn.ENGINES:
         raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
+    server = arg(args, "server", str, "")
+    if server and server not in servers.MODES:
+        raise bad('argument "server" must be threads or epoll, got %s' % json.dumps(server))
+    stack = arg(args, "stackBytes", int, 0, minimum=0)
+    if stack and (server != "threads" or not servers.MIN_STACK <= stack <= servers.MAX_STACK or stack % 4096):
+        raise bad('argument "stackBytes" goes with server "threads": a multiple of 4096 from %d to %d, got %d'
+                  % (servers.MIN_STACK, servers.MAX_STACK, stack))
     helper, engine, _ = fastconn.choose(engine)
+    if server:
+        helper, engine = None, "python"
+        if server == "threads" and not stack:
+            stack = 256 * 1024
     with STEPS_LOCK:
         if sid in STEPS:
             raise bad('a listen or connect with id "%s" is still open; release it first' % sid)
@@ -269,6 +288,7 @@ def op_listen(rid, args):
         raise
     step = ListenStep(sid, rid, s, accept)
     step.helper = helper
+    step.server, step.stack = server or None, stack
     try:
         register_step(step)
     except OpError:
@@ -283,4 +303,8 @@ def op_listen(rid, args):
     result = {"address": address, "port": s.getsockname()[1], "backlog": backlog, "engine": engine}
     if defer_s:
         result["deferAcceptS"] = defer_s
+    if server:
+        result["server"] = server
+        if stack:
+            result["stackBytes"] = stack
     return Reply(result, step.start_monitor)
