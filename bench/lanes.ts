@@ -2,6 +2,7 @@
 // side by side in one run: N connections from S source addresses between two
 // namespaces, agent → agent, the order alternated, medians.
 // Usage: npm run bench:lanes -- [ROUNDS] [N] [SOURCES]   (N above 100k: under flock /tmp/lab-big.lock)
+// RELEASE_ORDER=alternate: every other round releases the connect side first, then the listen side.
 
 import { fileURLToPath } from 'node:url';
 import { AgentClient } from '../runner/agent/client.ts';
@@ -45,11 +46,19 @@ export async function rampLanes(rounds: number, n: number, sources: number, log:
         if (r.established !== n) throw new Error(`lanes ${lanes}: ${r.established} of ${n}: ${JSON.stringify(r.firstError)}`);
         const rate = n / (r.durationMs / 1000);
         const t = performance.now();
-        await Promise.all([ca.request('release', { id: `c${port}`, abort: true }), sa.request('release', { id: `l${port}`, abort: true })]);
+        let order = 'both at once';
+        if (process.env.RELEASE_ORDER === 'alternate' && round % 2 === 1) {
+          // The connect side first: its RSTs reset the accepted sockets, which then close sending nothing.
+          order = 'connect, then listen';
+          await ca.request('release', { id: `c${port}`, abort: true });
+          await sa.request('release', { id: `l${port}`, abort: true });
+        } else {
+          await Promise.all([ca.request('release', { id: `c${port}`, abort: true }), sa.request('release', { id: `l${port}`, abort: true })]);
+        }
         const rel = performance.now() - t;
         rates[lanes]!.push(rate);
         releaseMs[lanes]!.push(rel);
-        log(`  round ${round + 1} lanes ${lanes.padEnd(4)} (${r.lanes}) ${Math.round(rate)}/s, ${r.workers} workers, release ${Math.round(rel)} ms`);
+        log(`  round ${round + 1} lanes ${lanes.padEnd(4)} (${r.lanes}) ${Math.round(rate)}/s, ${r.workers} workers, release ${Math.round(rel)} ms (${order})`);
       }
     }
   } finally {
