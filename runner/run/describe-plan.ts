@@ -8,7 +8,7 @@ import { hostname, release } from 'node:os';
 import { formatSize } from '../files/sizes.ts';
 import { runLocal } from '../hosts/local.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
-import { capacityCheck } from '../models/scale.ts';
+import { capacityCheck, WORKER_FD_MARGIN } from '../models/scale.ts';
 import { sysctlReadCommand } from '../provision/sysctl-read.ts';
 import { mapLimit } from '../hosts/forks.ts';
 import type { HostFacts } from '../result.ts';
@@ -153,8 +153,9 @@ async function thisMachineFacts(): Promise<HostFacts | undefined> {
       nofileSoft: 1024, nofileHard: 1024, canRaiseHardNofile: false, nrOpen: await sysctl('fs.nr_open'), fileMax: await sysctl('fs.file-max'), somaxconn: 0,
       tcpMaxSynBacklog: 0, tcpFinTimeout: 0, tcpTwReuse: 0,
       memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, addresses: [], cpus: 0, uid: process.getuid?.() ?? 0,
-      // No agent here: the capacity check reads neither (workerFds: the agent's WORKER_FDS).
-      workerFds: 5, socketsPerWorker: 0, connectEngine: cc ? 'c' : 'python',
+      // No agent here: its rule at this nofile (workerFds: the agent's WORKER_FDS; socketsPerWorker: nofile − FD_MARGIN),
+      // so that a lab without nofile is planned with the workers the agent would start.
+      workerFds: 5, socketsPerWorker: 1024 - WORKER_FD_MARGIN, connectEngine: cc ? 'c' : 'python',
     };
   } catch {
     return undefined;

@@ -69,7 +69,7 @@ test('accept-queue-overflow: without syncookies the SYN queue is the limit, tcp_
 });
 
 test('memory-in-flight: 1 KiB per connection still costs the receiver a whole page', async () => {
-  const result = await runLab('labs/memory-in-flight.yaml', ['send=1KiB', 'count=5000'], 'mif-1k');
+  const result = await runLab('labs/memory-in-flight.yaml', ['send=1KiB', 'count=20000'], 'mif-1k');
   const p = result.predictions.find((x) => x.metric === 'buffers.bufferBytesPerConnection')!;
   assert.is(p.predicted, 4096);
 });
