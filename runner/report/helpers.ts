@@ -71,7 +71,7 @@ export function stepOf(result: RunResult, metric: string) {
 /**
  * A run the hosts could not hold (models/scale.ts): refused before any change,
  * so it measured nothing and claimed nothing. A suite shows it as its own
- * verdict, REFUSED; JUnit as skipped, with the arithmetic as the reason.
+ * verdict, REFUSED; JUnit as errors, with the arithmetic as the message.
  */
 export function isRefusal(result: RunResult): boolean {
   return result.error?.code === 'CAPACITY';

@@ -96,22 +96,23 @@ function testsuite(result: RunResult): { xml: string; counts: { tests: number; f
 /**
  * A lab the hosts could not hold: nothing ran, so nothing passed or failed.
  * Its testcases are all there (the count stays the same from night to
- * night), each skipped with the refusal's arithmetic: CI shows a skip with
- * its reason, never a pass. Not-measured predictions of a run that did start
- * stay errors (above); this is the one skip.
+ * night), each an error with the refusal's arithmetic, as every prediction
+ * that could not be measured is: CI shows red with the reason, never a pass
+ * or a skip that a moved limit (a kernel whose sockets cost more) could hide
+ * behind.
  */
 function refusedSuite(result: RunResult): { xml: string; counts: { tests: number; failures: number; errors: number; skipped: number } } {
   const suite = result.lab.name;
   const reason = `refused: the hosts cannot hold this lab: ${refusalReason(result)} [${result.error!.code}]`;
-  const skip = (name: string) =>
-    `<testcase classname="${x(suite)}" name="${x(name)}" time="0.000">\n      <skipped message="${x(reason)}">${x(result.error!.message)}</skipped>\n    </testcase>`;
-  const cases = [...result.predictions.map((p) => skip(predictionLabel(p))), skip('run')];
+  const refused = (name: string) =>
+    `<testcase classname="${x(suite)}" name="${x(name)}" time="0.000">\n      <error message="${x(reason)}" type="${x(result.error!.code)}">${x(result.error!.message)}</error>\n    </testcase>`;
+  const cases = [...result.predictions.map((p) => refused(predictionLabel(p))), refused('run')];
   const restore = `<testcase classname="${x(suite)}" name="restore" time="${seconds(result.stages['restore'] ?? 0)}"`;
   const restored = result.restore.ok;
   cases.push(restored ? `${restore}/>` : `${restore}>\n      <failure message="restore left changes on a host" type="restore">${x(result.restore.problems.join('\n'))}</failure>\n    </testcase>`);
-  const counts = { tests: cases.length, failures: restored ? 0 : 1, errors: 0, skipped: cases.length - 1 };
+  const counts = { tests: cases.length, failures: restored ? 0 : 1, errors: cases.length - 1, skipped: 0 };
   const xml = [
-    `  <testsuite name="${x(suite)}" tests="${counts.tests}" failures="${counts.failures}" errors="0" skipped="${counts.skipped}" time="${seconds(result.durationMs)}" timestamp="${x(result.startedAt)}">`,
+    `  <testsuite name="${x(suite)}" tests="${counts.tests}" failures="${counts.failures}" errors="${counts.errors}" skipped="0" time="${seconds(result.durationMs)}" timestamp="${x(result.startedAt)}">`,
     '    <properties>',
     `      <property name="lab.file" value="${x(result.lab.file)}"/>`,
     `      <property name="refused" value="${x(result.error!.code)}"/>`,

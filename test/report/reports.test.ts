@@ -114,16 +114,17 @@ async function refused(): Promise<RunResult> {
   return r;
 }
 
-test('renderSuiteJunit() shows a refused lab as skipped with the arithmetic, every testcase kept, none passed', async () => {
+test('renderSuiteJunit() shows a refused lab as errors with the arithmetic, every testcase kept, none passed or skipped', async () => {
   const xml = renderSuiteJunit([await load('pass'), await refused()]);
   assertWellFormed(xml);
-  assert.match(xml, /<testsuite name="two-million" tests="4" failures="0" errors="0" skipped="3" /);
+  assert.match(xml, /<testsuite name="two-million" tests="4" failures="0" errors="3" skipped="0" /);
   const reason = 'refused: the hosts cannot hold this lab: need 21.77 GiB + 3.16 GiB + 1.18 GiB = 26.10 GiB &gt; MemAvailable 18.28 GiB [CAPACITY]';
-  const skipped = [...xml.matchAll(/<testcase classname="two-million" name="([^"]+)" time="0.000">\n\s*<skipped message="([^"]+)"/g)];
-  assert.equal(skipped.map((m) => m[1]), ['ramp.established', 'ramp.firstError', 'run']);
-  assert.ok(skipped.every((m) => m[2] === reason), skipped.map((m) => m[2]).join('\n'));
+  const errors = [...xml.matchAll(/<testcase classname="two-million" name="([^"]+)" time="0.000">\n\s*<error message="([^"]+)" type="CAPACITY"/g)];
+  assert.equal(errors.map((m) => m[1]), ['ramp.established', 'ramp.firstError', 'run']);
+  assert.ok(errors.every((m) => m[2] === reason), errors.map((m) => m[2]).join('\n'));
+  assert.not.match(xml, /<skipped/);
   assert.match(xml, /<testcase classname="two-million" name="restore" time="[\d.]+"\/>/);
-  assert.match(xml, /<testsuites name="lab" tests="8" failures="0" errors="0" skipped="3" /);
+  assert.match(xml, /<testsuites name="lab" tests="8" failures="0" errors="3" skipped="0" /);
 });
 
 test('a refused run\'s reports say refused, not fail', async () => {

@@ -96,6 +96,22 @@ test('a lab after one whose kept hosts were discarded (a graceful release) runs 
   assert.ok(r.code === 0 || r.code === 1, r.stderr);
 });
 
+test('a lab the machine cannot hold is REFUSED in a suite: its arithmetic, JUnit errors (no skip), exit 3', async () => {
+  // too-big.yaml holds 6M connections at once (~62 GiB): refused on any machine below that.
+  const dir = join(out, 'refused');
+  const junit = join(out, 'refused.xml');
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', 'test/fixtures/labs/run/too-big.yaml', '--out', dir, '--junit', junit]);
+  assert.is(r.code, 3, r.stderr + r.stdout);
+  assert.is(read(dir, 'port-exhaustion').verdict, 'pass', r.stderr + r.stdout);
+  assert.match(r.stdout, /\nsuite: 2 labs, 1 passed, 1 refused \(this machine cannot hold it\), 0 did not, in /);
+  assert.match(r.stdout, /too-big +REFUSED/);
+  assert.match(r.stdout, /too-big: refused, not started: need [\d.]+ GiB .* > MemAvailable [\d.]+ GiB \[CAPACITY\]/);
+  const xml = readFileSync(junit, 'utf8');
+  assert.match(xml, /<testsuite name="too-big" tests="3" failures="0" errors="2" skipped="0" /);
+  assert.match(xml, /<testcase classname="too-big" name="ramp1.established" time="0.000">\n\s*<error message="refused: the hosts cannot hold this lab: need [^"]+" type="CAPACITY">/);
+  assert.not.match(xml, /<skipped/);
+});
+
 test('a bad baseline or a bad lab in a suite stops it before any host is touched', async () => {
   const missing = await runCli(['run', 'labs/', '--baseline', join(out, 'nope')]);
   assert.is(missing.code, 2, missing.stderr);
