@@ -4,7 +4,7 @@
 // Pure functions from a target and the hosts' facts to numbers and their
 // arithmetic. No I/O.
 
-import type { Plan } from '../lab/plan.ts';
+import type { Pair, Plan } from '../lab/plan.ts';
 import type { HostFacts } from '../result.ts';
 import { objectsFormula, predictedBytes } from './memory.ts';
 
@@ -226,16 +226,27 @@ export function fdsCheck(load: MachineLoad, nofiles: Record<string, number>): Ch
 export function portsCheck(plan: Plan, facts: Record<string, HostFacts>): Check {
   const lines: string[] = [];
   let ok = true;
+  // Connections held per (host, source, destination) pair by the steps still open: a later
+  // step over the same pairs shares their ports (a 4-tuple is unique, not a step's).
+  const open = new Map<string, Map<string, number>>(); // step -> pair -> connections
+  const key = (host: string, p: Pair) => `${host}|${p.source}|${p.address}:${p.port}`;
   for (const s of plan.steps) {
-    if (s.kind !== 'connect' || !s.autoSources) continue;
+    if (s.kind === 'release') for (const name of s.steps) open.delete(name);
+    if (s.kind !== 'connect') continue;
+    const pairs = Math.max(1, s.pairs.length);
+    const per = Math.ceil(s.count / pairs);
+    const mine = new Map(s.pairs.map((p) => [key(s.host, p), per]));
+    const before = Math.max(0, ...[...mine.keys()].map((k) => [...open.values()].reduce((a, m) => a + (m.get(k) ?? 0), 0)));
+    open.set(s.name, mine);
+    if (!s.autoSources) continue;
     const host = plan.hosts.find((h) => h.role === s.host);
     const set = host?.sysctls.find((x) => x.name === 'net.ipv4.ip_local_port_range')?.value.split(/\s+/).map(Number);
     const range: [number, number] = set && set.length === 2 ? [set[0]!, set[1]!] : (facts[s.host]?.portRange ?? AUTO_PORT_RANGE);
-    const pairs = Math.max(1, s.pairs.length);
-    const per = Math.ceil(s.count / pairs);
     const budget = portsPerSource(range);
-    lines.push(`ports ${s.name}: ${s.count} connections ÷ ${pairs} (source, destination) pairs = ${per} per pair ${per <= budget ? '≤' : '>'} ${budget} (half of ${range[0]}–${range[1]})`);
-    ok &&= per <= budget;
+    const total = per + before;
+    const held = before ? ` + ${before} still held on the same pairs by earlier steps = ${total}` : '';
+    lines.push(`ports ${s.name}: ${s.count} connections ÷ ${pairs} (source, destination) pairs = ${per} per pair${held} ${total <= budget ? '≤' : '>'} ${budget} (half of ${range[0]}–${range[1]})`);
+    ok &&= total <= budget;
   }
   return { ok, lines };
 }

@@ -154,6 +154,21 @@ test('with the C helper\'s small workers two million fit on 22 GiB; fds and port
   assert.match(ports.ports.lines[0]!, /= 500 per pair ≤ 500 \(half of 40000–40999\)/);
 });
 
+test('portsCheck() counts the ports earlier steps still hold on the same pairs, and frees them at release', () => {
+  const c = facts({ connectEngine: 'c' });
+  const twice = (released: boolean): Lab => {
+    const l = lab(500_000);
+    const [listen, ramp] = l.steps as [Step, Extract<Step, { kind: 'connect' }>];
+    l.steps = [listen, ramp, ...(released ? [{ name: 'free', kind: 'release', steps: ['ramp'] } as Step] : []), { ...ramp, name: 'again' }, { name: 'release', kind: 'release', steps: ['ramp', 'again', 'listen'] }];
+    return l;
+  };
+  const held = capacityCheck(planLab(twice(false), bindings), { client: c, server: c });
+  assert.not.ok(held.ports.ok);
+  assert.match(held.ports.lines[1]!, /^ports again: 500000 connections ÷ 16 \(source, destination\) pairs = 31250 per pair \+ 31250 still held on the same pairs by earlier steps = 62500 > 32256 /);
+  const freed = capacityCheck(planLab(twice(true), bindings), { client: c, server: c });
+  assert.ok(freed.ports.ok, freed.ports.lines.join('\n'));
+});
+
 test('memoryCheck() needs MemAvailable for kernel objects, workers and a reserve', () => {
   const m = memoryCheck({ roles: ['a'], facts: facts({ memAvailableKiB: 1.5 * 1024 * 1024 }), sockets: 100_000, workers: 6 });
   assert.is(m.needBytes, Math.round(100_000 * 3896 * 1.35) + 6 * 16 * 1024 ** 2 + Math.round(24 * GiB * 0.05));
