@@ -2,8 +2,11 @@
 // chosen runtime, and look for anything a run may have left on this machine.
 
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
+import * as assert from 'uvu/assert';
+import { parse, stringify } from 'yaml';
 import { fileURLToPath } from 'node:url';
 import type { RunResult } from '../runner/result.ts';
 
@@ -187,6 +190,46 @@ export async function machineState() {
  * prediction failed, the machine was busy, not the lab wrong: the test runs it
  * again, a bounded number of times. On a quiet machine one run decides.
  */
+// ---- hosts made by `lab hosts up` (198.19.0.0/16), shared by the SSH tests ----
+
+/** Journals and locks that runs left for hosts up hosts (named by address). */
+export function sshHostJournals(): string[] {
+  return existsSync('/run/lab/host') ? readdirSync('/run/lab/host').filter((f) => f.startsWith('198.19.')) : [];
+}
+
+/** Every hosts up host as the network made it: no agent, the default port range, one address, no journal. */
+export function assertSshHostsClean(namespaces: string[], what: string, agents = 'lab:root@'): void {
+  assert.equal(agentPids(agents), [], `${what}: agents left on the SSH hosts`);
+  for (const ns of namespaces) {
+    assert.is(readSysctl('net.ipv4.ip_local_port_range', ns), '32768 60999', `${what}: ${ns} port range not restored`);
+    const left = execFileSync('ip', ['-n', ns, '-o', '-4', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
+    assert.is(left.trim().split('\n').length, 1, `${what}: ${ns} has addresses left: ${left}`);
+  }
+  assert.equal(sshHostJournals(), [], `${what}: journals or locks left`);
+}
+
+/** Resolves once `address:port` takes a TCP connection (a daemon that forks before it listens); throws after ~10 s. */
+export async function waitForListener(address: string, port: number, what: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const sock = netConnect({ host: address, port }, () => (sock.destroy(), resolve(true)));
+      sock.on('error', () => resolve(false));
+    });
+    if (up) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not come back`);
+}
+
+/** A copy of a YAML inventory, changed by `change`, written as DIR/NAME.yaml. */
+export function inventoryWith(inventory: string, dir: string, name: string, change: (inv: any) => void): string {
+  const inv = parse(readFileSync(inventory, 'utf8'));
+  change(inv);
+  const file = join(dir, `${name}.yaml`);
+  writeFileSync(file, stringify(inv));
+  return file;
+}
+
 export const BUSY_MACHINE_ATTEMPTS = 4;
 export function disturbedByOthers(result: RunResult): boolean {
   const busy = result.steps.some((s) => s.kind === 'fit' && (s.metrics.foreignSockets ?? 0) > 0);
@@ -202,9 +245,10 @@ export async function runLabUntilQuiet(file: string, args: string[], dir: string
   const results: RunResult[] = [];
   for (let attempt = 1; ; attempt++) {
     const out = attempt === 1 ? dir : `${dir}-attempt${attempt}`;
-    // A kept (SSH) host still holds the last attempt's TIME_WAIT sockets (and earlier labs')
-    // for 60 s, and time-wait counts and weighs every one: its retry there waits them out.
-    if (attempt > 1 && file.endsWith('time-wait.yaml') && args.includes('-i')) await new Promise((r) => setTimeout(r, 61_000));
+    // A kept (SSH) host still holds the TIME_WAIT sockets the last attempt left, for 60 s, and a
+    // lab that counts or weighs them would meet them: a retry there waits them out.
+    const leftTimeWait = results.at(-1)?.steps.some((st) => (st.metrics['tcpTw'] ?? 0) > 0);
+    if (attempt > 1 && args.includes('-i') && leftTimeWait) await new Promise((r) => setTimeout(r, 61_000));
     const run = await runCli(['run', file, ...args, '--out', out]);
     let result: RunResult | undefined;
     try {

@@ -18,8 +18,7 @@ import {
   checkConnectTimeout,
   checkHostKey,
   checkInterface,
-  checkPassphraseEnv,
-  checkPasswordEnv,
+  checkSecretEnv,
   checkPython,
   checkUser,
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -235,9 +234,9 @@ function readHost(
   const tv = labVar('lab_connect_timeout');
   const connectTimeoutMs = (tv && checkConnectTimeout(check, tv.at, tv.value)) ?? DEFAULT_CONNECT_TIMEOUT_MS;
   const pv = labVar('lab_password_env');
-  const passwordEnv = pv && checkPasswordEnv(check, pv.at, pv.value);
+  const passwordEnv = pv && checkSecretEnv(check, pv.at, pv.value, 'password');
   const ppv = labVar('lab_passphrase_env');
-  const passphraseEnv = ppv && checkPassphraseEnv(check, ppv.at, ppv.value);
+  const passphraseEnv = ppv && checkSecretEnv(check, ppv.at, ppv.value, 'passphrase');
   const agv = labVar('lab_agent');
   // Without a key file, ssh (and so Ansible) offers the keys of the running ssh-agent.
   const agent = agv ? (check.boolWord(agv.at, agv.value) ?? false) : identity === undefined && passwordEnv === undefined;

@@ -69,17 +69,11 @@ export function checkInterface(check: Checker, path: DocPath, v: unknown): strin
   return s;
 }
 
-export function checkPasswordEnv(check: Checker, path: DocPath, v: unknown): string | undefined {
+/** `password_env` / `passphrase_env`: the name of a variable that holds the secret, never the secret itself. */
+export function checkSecretEnv(check: Checker, path: DocPath, v: unknown, secret: 'password' | 'passphrase'): string | undefined {
   const s = check.string(path, v);
   if (s === undefined) return undefined;
-  if (!ENV_NAME.test(s)) return check.mustBe(path, 'the name of an environment variable (letters, digits and "_"), not a password', s);
-  return s;
-}
-
-export function checkPassphraseEnv(check: Checker, path: DocPath, v: unknown): string | undefined {
-  const s = check.string(path, v);
-  if (s === undefined) return undefined;
-  if (!ENV_NAME.test(s)) return check.mustBe(path, 'the name of an environment variable (letters, digits and "_"), not a passphrase', s);
+  if (!ENV_NAME.test(s)) return check.mustBe(path, `the name of an environment variable (letters, digits and "_"), not a ${secret}`, s);
   return s;
 }
 

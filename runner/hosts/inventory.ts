@@ -18,8 +18,7 @@ import {
   checkConnectTimeout,
   checkHostKey,
   checkInterface,
-  checkPassphraseEnv,
-  checkPasswordEnv,
+  checkSecretEnv,
   checkPython,
   checkUser,
   DEFAULT_CONNECT_TIMEOUT_MS,
@@ -234,8 +233,8 @@ function readLogin(ctx: Reading, path: DocPath, body: Mapping): LoginFields {
   if (body.user !== undefined) fields.user = checkUser(ctx.check, at('user'), body.user);
   if (body.identity !== undefined) fields.identity = ctx.check.filePath(at('identity'), body.identity, ctx.dir, ctx.home);
   if (body.agent !== undefined) fields.agent = ctx.check.bool(at('agent'), body.agent);
-  if (body.password_env !== undefined) fields.passwordEnv = checkPasswordEnv(ctx.check, at('password_env'), body.password_env);
-  if (body.passphrase_env !== undefined) fields.passphraseEnv = checkPassphraseEnv(ctx.check, at('passphrase_env'), body.passphrase_env);
+  if (body.password_env !== undefined) fields.passwordEnv = checkSecretEnv(ctx.check, at('password_env'), body.password_env, 'password');
+  if (body.passphrase_env !== undefined) fields.passphraseEnv = checkSecretEnv(ctx.check, at('passphrase_env'), body.passphrase_env, 'passphrase');
   if (body.known_hosts !== undefined) fields.knownHosts = ctx.check.filePath(at('known_hosts'), body.known_hosts, ctx.dir, ctx.home);
   if (body.host_key !== undefined) fields.hostKey = checkHostKey(ctx.check, at('host_key'), body.host_key);
   if (body.connect_timeout !== undefined) fields.connectTimeoutMs = checkConnectTimeout(ctx.check, at('connect_timeout'), body.connect_timeout);

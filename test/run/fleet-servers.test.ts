@@ -9,13 +9,13 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostsDown, hostsUp } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, readSysctl, runCli } from '../helpers.ts';
+import { assertSshHostsClean, runCli } from '../helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-fleet-servers-'));
 const inventory = join(work, 'inventory.yaml');
@@ -32,12 +32,7 @@ test.after(async () => {
   assert.equal(problems, [], 'hostsDown() problems');
 });
 
-function assertHostsClean(what: string) {
-  assert.equal(agentPids('lab:root@'), [], `${what}: agents left on the SSH hosts`);
-  for (const h of network.hosts) assert.is(readSysctl('net.ipv4.ip_local_port_range', h.namespace), '32768 60999', `${what}: ${h.role} port range not restored`);
-  const journals = existsSync('/run/lab/host') ? readdirSync('/run/lab/host').filter((f) => f.startsWith('198.19.')) : [];
-  assert.equal(journals, [], `${what}: journals or locks left`);
-}
+const assertHostsClean = (what: string) => assertSshHostsClean(network.hosts.map((h) => h.namespace), what);
 
 /** The INI with `[all:vars]` lines added. */
 function iniWith(name: string, vars: string): string {

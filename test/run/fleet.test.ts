@@ -8,15 +8,14 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hostsDown, hostsUp } from '../../runner/hosts/hostsup.ts';
 import { loadInventory } from '../../runner/hosts/inventory.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
 import type { EachResult, RunResult } from '../../runner/result.ts';
-import { agentPids, readSysctl, runCli } from '../helpers.ts';
+import { assertSshHostsClean, runCli } from '../helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-fleet-'));
 const inventory = join(work, 'inventory.yaml');
@@ -34,16 +33,7 @@ test.after(async () => {
   assert.equal(problems, [], 'hostsDown() problems');
 });
 
-function assertHostsClean(what: string) {
-  assert.equal(agentPids('lab:root@'), [], `${what}: agents left on the SSH hosts`);
-  for (const h of network.hosts) {
-    assert.is(readSysctl('net.ipv4.ip_local_port_range', h.namespace), '32768 60999', `${what}: ${h.role} port range not restored`);
-    const left = execFileSync('ip', ['-n', h.namespace, '-o', '-4', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
-    assert.is(left.trim().split('\n').length, 1, `${what}: ${h.role} has addresses left: ${left}`);
-  }
-  const journals = existsSync('/run/lab/host') ? readdirSync('/run/lab/host').filter((f) => f.startsWith('198.19.')) : [];
-  assert.equal(journals, [], `${what}: journals or locks left`);
-}
+const assertHostsClean = (what: string) => assertSshHostsClean(network.hosts.map((h) => h.namespace), what);
 
 /** The INI with lines changed, written beside it. */
 function iniWith(name: string, change: (text: string) => string): string {

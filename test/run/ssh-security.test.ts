@@ -27,7 +27,6 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -38,7 +37,7 @@ import { SshTransport } from '../../runner/hosts/ssh.ts';
 import { HostError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
 import { Browser } from '../browser.ts';
-import { agentPids, parentPid, readSysctl, ROOT, runCli } from '../helpers.ts';
+import { agentPids, assertSshHostsClean, inventoryWith, parentPid, ROOT, runCli, sshHostJournals, waitForListener } from '../helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-ssh-security-'));
 const inventory = join(work, 'inventory.yaml');
@@ -71,19 +70,8 @@ test.after(async () => {
 const ns = (role: string) => network.hosts.find((h) => h.role === role)!.namespace;
 const addressOf = (role: string) => network.hosts.find((h) => h.role === role)!.address;
 
-function assertHostsClean(what: string) {
-  assert.equal(agentPids('@198.19.0.'), [], `${what}: agents left on the SSH hosts`);
-  for (const role of ['client', 'server']) {
-    assert.is(readSysctl('net.ipv4.ip_local_port_range', ns(role)), '32768 60999', `${what}: ${role} port range not restored`);
-    const left = execFileSync('ip', ['-n', ns(role), '-o', '-4', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
-    assert.is(left.trim().split('\n').length, 1, `${what}: ${role} has addresses left: ${left}`);
-  }
-  assert.equal(hostJournals(), [], `${what}: journals or locks left`);
-}
-
-function hostJournals(): string[] {
-  return existsSync('/run/lab/host') ? readdirSync('/run/lab/host').filter((f) => f.startsWith('198.19.')) : [];
-}
+// Agents are matched by address: this file's runs also log in as users other than root.
+const assertHostsClean = (what: string) => assertSshHostsClean(['client', 'server'].map(ns), what, '@198.19.0.');
 
 async function eventuallyClean(what: string, ms = 15_000) {
   const deadline = Date.now() + ms;
@@ -131,25 +119,9 @@ async function restartSshd(role: string, options: { config?: string; hostname?: 
     ? ['unshare', '--uts', 'python3', '-c', 'import os, socket, sys; socket.sethostname(sys.argv[1]); os.execv(sys.argv[2], sys.argv[2:])', options.hostname, ...sshd]
     : sshd;
   execFileSync('ip', ['netns', 'exec', ns(role), ...argv]);
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const sock = netConnect({ host: addressOf(role), port: 22 }, () => (sock.destroy(), resolve(true)));
-      sock.on('error', () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`sshd in ${ns(role)} did not come back`);
+  await waitForListener(addressOf(role), 22, `sshd in ${ns(role)}`);
 }
 
-/** A copy of the inventory with some hosts' settings changed. */
-function inventoryWith(name: string, change: (inv: any) => void): string {
-  const inv = parse(readFileSync(inventory, 'utf8'));
-  change(inv);
-  const file = join(work, `${name}.yaml`);
-  writeFileSync(file, stringify(inv));
-  return file;
-}
 
 function readResult(dir: string): RunResult {
   return JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
@@ -264,7 +236,7 @@ test('a non-root user logs in with a password from the environment, the lab runs
   const lockedKey = join(work, 'locked_key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-f', lockedKey]);
   appendFileSync(`${stateDir}/authorized_keys`, readFileSync(`${lockedKey}.pub`));
-  const file = inventoryWith('password', (inv) => {
+  const file = inventoryWith(inventory, work, 'password', (inv) => {
     Object.assign(inv.hosts.client, { user: USER, identity: undefined, password_env: 'LAB_TEST_SSH_PASSWORD', sudo: true });
     Object.assign(inv.hosts.server, { identity: lockedKey, passphrase_env: 'LAB_TEST_KEY_PASSPHRASE' });
     delete inv.defaults.identity;
@@ -279,7 +251,7 @@ test('a non-root user logs in with a password from the environment, the lab runs
     env,
     onStderr: (text) => {
       if (Object.keys(midRun).length || !text.includes('step ramp')) return;
-      for (const f of hostJournals()) midRun[`/run/lab/host/${f}`] = readFileSync(`/run/lab/host/${f}`, 'utf8');
+      for (const f of sshHostJournals()) midRun[`/run/lab/host/${f}`] = readFileSync(`/run/lab/host/${f}`, 'utf8');
       for (const pid of agentPids('@198.19.0.')) {
         for (const what of ['cmdline', 'environ']) {
           try {
@@ -326,7 +298,7 @@ test('a missing passphrase variable, a wrong passphrase and sudo that asks for a
   const lockedKey = join(work, 'locked_key_2');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', passphrase, '-f', lockedKey]);
   appendFileSync(`${stateDir}/authorized_keys`, readFileSync(`${lockedKey}.pub`));
-  const file = inventoryWith('password-errors', (inv) => {
+  const file = inventoryWith(inventory, work, 'password-errors', (inv) => {
     Object.assign(inv.hosts.client, { user: USER, password_env: 'LAB_TEST_SSH_PASSWORD', sudo: true });
     Object.assign(inv.hosts.server, { identity: lockedKey, passphrase_env: 'LAB_TEST_KEY_PASSPHRASE' });
     delete inv.defaults.identity;

@@ -8,14 +8,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
 import { hostsDown, hostsUp, HOSTS_UP_DIR, SSHD } from '../../runner/hosts/hostsup.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { agentPids, parentPid, readSysctl, ROOT, runCli, runShippedLab, type Runtime } from '../helpers.ts';
+import { agentPids, assertSshHostsClean, inventoryWith, parentPid, readSysctl, ROOT, runCli, runShippedLab, waitForListener, type Runtime } from '../helpers.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-ssh-run-'));
 const inventory = join(work, 'inventory.yaml');
@@ -35,16 +33,7 @@ const ns = (role: string) => network.hosts.find((h) => h.role === role)!.namespa
 
 
 /** No agent, no journal, no lock, the fresh-namespace port range: the host is as it was. */
-function assertHostsClean(what: string) {
-  assert.equal(agentPids(`lab:root@`), [], `${what}: agents left on the SSH hosts`);
-  for (const role of ['client', 'server']) {
-    assert.is(readSysctl('net.ipv4.ip_local_port_range', ns(role)), '32768 60999', `${what}: ${role} port range not restored`);
-    const left = execFileSync('ip', ['-n', ns(role), '-o', '-4', 'addr', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
-    assert.is(left.trim().split('\n').length, 1, `${what}: ${role} has addresses left: ${left}`);
-  }
-  const journals = existsSync('/run/lab/host') ? readdirSync('/run/lab/host').filter((f) => f.startsWith('198.19.')) : [];
-  assert.equal(journals, [], `${what}: journals or locks left`);
-}
+const assertHostsClean = (what: string) => assertSshHostsClean(['client', 'server'].map(ns), what);
 
 /** assertHostsClean, allowing `ms` for an agent that is still undoing its own journal. */
 async function eventuallyClean(what: string, ms = 15_000) {
@@ -81,25 +70,9 @@ async function restartSshd(role: string) {
   execFileSync('ip', ['netns', 'exec', ns(role), SSHD, '-f', `${dir}/sshd_config`, '-E', `${dir}/sshd.log`]);
   const address = network.hosts.find((h) => h.role === role)!.address;
   // sshd daemonizes before it listens: wait until port 22 takes a connection (the root namespace reaches 198.19.0.0/16).
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const sock = netConnect({ host: address, port: 22 }, () => (sock.destroy(), resolve(true)));
-      sock.on('error', () => resolve(false));
-    });
-    if (up) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`sshd in ${ns(role)} did not come back`);
+  await waitForListener(address, 22, `sshd in ${ns(role)}`);
 }
 
-/** A copy of the inventory with some hosts' settings changed. */
-function inventoryWith(name: string, change: (inv: any) => void): string {
-  const inv = parse(readFileSync(inventory, 'utf8'));
-  change(inv);
-  const file = join(work, `${name}.yaml`);
-  writeFileSync(file, stringify(inv));
-  return file;
-}
 
 const shippedLabs = readdirSync(join(ROOT, 'labs')).filter((f) => f.endsWith('.yaml'));
 
@@ -136,7 +109,7 @@ test('lab plan -i shows the hosts\' current values → the lab\'s, and changes n
 });
 
 test('lab run on real (non-local) hosts asks for --yes before changing anything', async () => {
-  const real = inventoryWith('real', (inv) => {
+  const real = inventoryWith(inventory, work, 'real', (inv) => {
     for (const h of Object.values<any>(inv.hosts)) h.local = false;
   });
   const r = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', real, '--out', join(work, 'real')]);
@@ -151,7 +124,7 @@ test('lab run on real (non-local) hosts asks for --yes before changing anything'
 
 /** A run that fails on the server's connection: exit 3, the server and the cause named, the client restored. */
 async function failsOnServer(name: string, change: (server: any) => void, expected: RegExp) {
-  const file = inventoryWith(name, (inv) => change(inv.hosts.server));
+  const file = inventoryWith(inventory, work, name, (inv) => change(inv.hosts.server));
   const r = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', file, '--out', join(work, name)]);
   assert.is(r.code, 3, r.stderr);
   assert.match(r.stderr, expected);

@@ -10,12 +10,12 @@ import time
 
 from . import fastconn, servers
 from .args import arg, ipv4, step_id
-from .connect import FULL, PROGRESS_S, WORKER_PROGRESS_S
+from .connect import PROGRESS_S, WORKER_PROGRESS_S
 from .errors import OpError, bad, sys_error
 from .procfs import sysctl_int
 from .steps import STEPS, STEPS_LOCK, register_step, unregister_step
 from .util import LineReader, Reply, emit, log, ms_since, wsend
-from .workers import FORKER, close_held, ctrl_words, current_sockets_per_worker
+from .workers import FORKER, accept_some, close_held, ctrl_words, current_sockets_per_worker
 
 MAX_ACCEPT_WORKERS = 4096
 MAX_DEFER_ACCEPT_S = 60
@@ -62,18 +62,7 @@ def accept_worker(ctrl, rep, lsock, cap, margin):
                     wsend(rep, {"t": "c", "closed": len(held)})
                     os._exit(0)
             elif accepting:
-                while n < cap:
-                    try:
-                        c, _ = accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError as e:
-                        if e.errno in FULL:
-                            cap = n
-                            break
-                        continue  # ECONNABORTED and friends: next one
-                    append(c)
-                    n += 1
+                n, cap = accept_some(accept, n, cap, append)
                 if n >= cap:
                     accepting = False
                     poller.unregister(lfd)

@@ -20,9 +20,9 @@ import socket
 import threading
 import time
 
-from .connect import FULL, WORKER_PROGRESS_S
+from .connect import WORKER_PROGRESS_S
 from .util import LineReader, wsend
-from .workers import LINGER_ABORT, ctrl_words
+from .workers import LINGER_ABORT, accept_some, ctrl_words
 
 MODES = ("threads", "epoll")
 # Thread stacks the threads server may use (threading.stack_size: at least 32 KiB, page multiples).
@@ -89,6 +89,14 @@ def serve(ctrl, rep, lsock, cap, mode, stack):
     n = sent = 0
     last = time.monotonic()
     accepting = True
+
+    def take(c):
+        held.append(c)
+        if mode == "threads":
+            threading.Thread(target=hold, args=(c,), daemon=True).start()
+        else:
+            ep.register(c, select.EPOLLIN)
+
     while True:
         for fd, _ in ep.poll(0.1 if n != sent else -1):
             if fd == ctrl:
@@ -106,22 +114,8 @@ def serve(ctrl, rep, lsock, cap, mode, stack):
                     wsend(rep, {"t": "c", "closed": len(held)})
                     os._exit(0)
             elif fd == lfd:
-                while accepting and n < cap:
-                    try:
-                        c, _ = accept()
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError as e:
-                        if e.errno in FULL:
-                            cap = n
-                            break
-                        continue
-                    held.append(c)
-                    n += 1
-                    if mode == "threads":
-                        threading.Thread(target=hold, args=(c,), daemon=True).start()
-                    else:
-                        ep.register(c, select.EPOLLIN)
+                if accepting:
+                    n, cap = accept_some(accept, n, cap, take)
                 if accepting and n >= cap:
                     accepting = False
                     ep.unregister(lfd)

@@ -7,6 +7,7 @@ os, socket and select code and never touch the agent's locks, so forking from
 a threaded process is safe here.
 """
 
+import errno
 import json
 import os
 import queue
@@ -51,6 +52,24 @@ def sockets_per_worker(nofile_soft):
     limit. The one rule: facts reports it, and the fd-limit model predicts
     workers from that fact (runner/models/connections.ts)."""
     return max(1, nofile_soft - FD_MARGIN)
+
+
+def accept_some(accept, n, cap, take):
+    """A listen worker's accepts after poll says the listener is ready: until the
+    queue is empty or n reaches cap, handing each fd to take(). Out of fds
+    (EMFILE, ENFILE) caps the worker where it stands. Returns (n, cap)."""
+    while n < cap:
+        try:
+            c, _ = accept()
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError as e:
+            if e.errno in (errno.EMFILE, errno.ENFILE):
+                return n, n
+            continue  # ECONNABORTED and friends: next one
+        take(c)
+        n += 1
+    return n, cap
 
 
 def current_sockets_per_worker():
