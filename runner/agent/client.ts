@@ -8,6 +8,14 @@ import type { HostProcess, Transport } from '../hosts/transport.ts';
 import { AGENT_PROTOCOL_VERSION, AGENT_START_TIMEOUT_MS, replyTimeoutMs, type ArgsOf, type EventOf, type OpName, type ReadyData, type ReplyOf } from './protocol.ts';
 import { agentArtifact } from './zipapp.ts';
 
+/**
+ * How the agent's python3 runs: unbuffered (-u: every line reaches the
+ * controller when written), and without the site module (-S: the agent is
+ * standard library only, and site's scan of site-packages and .pth files is a
+ * share of every start).
+ */
+export const AGENT_PYTHON_FLAGS = ['-u', '-S'];
+
 type EventHandler<D> = (event: string, data: D) => void;
 
 interface Pending {
@@ -111,19 +119,38 @@ export class AgentClient {
 
   /**
    * Put the agent on the host (once per content hash: the transport knows how
-   * and where) and start it with the host's python3.
+   * and where) and start it with the host's python3. A transport that can
+   * (SSH) first tries both in one command, which runs the agent when its
+   * file is there; the long way (find python3, install, spawn) is taken when
+   * it is not, or when the interpreter is missing or too old, and says which.
    */
   static async start(transport: Transport, options: { startTimeoutMs?: number } = {}): Promise<AgentClient> {
-    const [python, path] = await Promise.all([transport.python(), transport.install(agentArtifact())]);
-    // (A sudo host's transport wraps every command in sudo itself.)
-    const proc = await transport.spawn([python.executable, '-u', path, '--label', `lab:${transport.target}`]);
-    const client = new AgentClient(transport.role, proc, options.startTimeoutMs ?? AGENT_START_TIMEOUT_MS);
-    const ready = await client.ready;
-    if (ready.version !== AGENT_PROTOCOL_VERSION) {
-      proc.kill();
-      throw new AgentError('AGENT_PROTOCOL', `Agent speaks protocol version ${ready.version}, this lab speaks ${AGENT_PROTOCOL_VERSION}`, transport.role);
+    const artifact = agentArtifact();
+    const args = ['--label', `lab:${transport.target}`];
+    const startTimeoutMs = options.startTimeoutMs ?? AGENT_START_TIMEOUT_MS;
+    if (transport.spawnInstalled) {
+      const proc = await transport.spawnInstalled(artifact, (path) => [...AGENT_PYTHON_FLAGS, path, ...args]);
+      const client = new AgentClient(transport.role, proc, startTimeoutMs);
+      const ready = await client.ready.catch((e: unknown) => {
+        // Ended before its ready line: no such file, no such interpreter, or too old a one.
+        if (e instanceof AgentError && e.code === 'AGENT_EXITED') return undefined;
+        throw e;
+      });
+      if (ready) return client.checked(ready, transport.role);
     }
-    return client;
+    const [python, path] = await Promise.all([transport.python(), transport.install(artifact)]);
+    // (A sudo host's transport wraps every command in sudo itself.)
+    const proc = await transport.spawn([python.executable, ...AGENT_PYTHON_FLAGS, path, ...args]);
+    const client = new AgentClient(transport.role, proc, startTimeoutMs);
+    return client.checked(await client.ready, transport.role);
+  }
+
+  private checked(ready: ReadyData, role: string): AgentClient {
+    if (ready.version !== AGENT_PROTOCOL_VERSION) {
+      this.proc.kill();
+      throw new AgentError('AGENT_PROTOCOL', `Agent speaks protocol version ${ready.version}, this lab speaks ${AGENT_PROTOCOL_VERSION}`, role);
+    }
+    return this;
   }
 
   /** Send one request; the reply's type follows from the op (runner/agent/protocol.ts). */

@@ -21,7 +21,7 @@ import type {
 } from 'ssh2';
 import { HostError } from '../errors.ts';
 import { shellQuote } from '../files/quote.ts';
-import { installOverExec } from './artifact.ts';
+import { artifactPath, installOverExec } from './artifact.ts';
 import { parsePythonProbe, pythonProbe, requirePython, type PythonInfo } from './python.ts';
 import {
   appendKnownHost,
@@ -168,6 +168,8 @@ export class SshTransport implements Transport {
   /** the last error the live connection reported, for SSH_CLOSED */
   private lostCause?: string;
   private pythonInfo?: Promise<PythonInfo>;
+  /** the interpreter python() found, once it has */
+  private pythonExecutable?: string;
 
   constructor(options: SshTransportOptions) {
     this.options = options;
@@ -600,9 +602,25 @@ export class SshTransport implements Transport {
     return installOverExec(this, artifact);
   }
 
+  /**
+   * One exec instead of three (the python3 probe, `test -f`, the start): each
+   * costs a round trip and a login shell on the host. `exit 90` when the file
+   * is not there; the interpreter's own failure (127) when it is missing;
+   * the agent's (3) when it is too old: AgentClient.start() then takes the long way.
+   */
+  spawnInstalled(artifact: Artifact, pythonArgs: (path: string) => string[]): Promise<HostProcess> {
+    const path = artifactPath(artifact);
+    const python = this.pythonExecutable ?? this.options.python ?? 'python3';
+    return this.spawn(['sh', '-c', 'test -f "$0" || exit 90; exec "$@"', path, python, ...pythonArgs(path)]);
+  }
+
   python(): Promise<PythonInfo> {
     const interpreter = this.options.python;
-    this.pythonInfo ??= this.exec(pythonProbe(interpreter ?? 'python3')).then((r) => requirePython(parsePythonProbe(r), this.role, interpreter));
+    this.pythonInfo ??= this.exec(pythonProbe(interpreter ?? 'python3')).then((r) => {
+      const info = requirePython(parsePythonProbe(r), this.role, interpreter);
+      this.pythonExecutable = info.executable;
+      return info;
+    });
     // A failed probe (a lost connection) is asked again next time.
     this.pythonInfo.catch(() => (this.pythonInfo = undefined));
     return this.pythonInfo;

@@ -74,6 +74,16 @@ export interface Transport {
    * (3.7+): a HostError HOST_NO_PYTHON or HOST_OLD_PYTHON says what to install.
    */
   python(): Promise<PythonInfo>;
+  /**
+   * Start an artifact already on the host with its python3 (the arguments
+   * pythonArgs gives for the artifact's path) in one command
+   * (a host reached over SSH pays a round trip and a login shell per
+   * command): the command checks the file is there and runs it, and ends
+   * before the program starts when the file or the interpreter is missing.
+   * AgentClient.start() then takes the long way: python() and install()
+   * (which name what is missing), and spawn().
+   */
+  spawnInstalled?(artifact: Artifact, pythonArgs: (path: string) => string[]): Promise<HostProcess>;
   /** release the connection; idempotent */
   close(): Promise<void>;
 }

@@ -1,6 +1,7 @@
 // AgentClient.start() asks the host's Transport for two things, the python3 to
-// run and the path of the agent artifact, and branches on nothing else: tested
-// against a scripted transport. The agent itself runs for real in
+// run and the path of the agent artifact, or, where the transport can, for both
+// in one spawnInstalled() (SSH), falling back to the long way when that ends
+// before the agent is ready: tested against a scripted transport. The agent itself runs for real in
 // agent.test.ts and in every run test; python.ts and artifact.ts (what the
 // transports do) have their own tests under test/hosts/.
 
@@ -56,7 +57,7 @@ test('start() installs the agent artifact and runs it with the interpreter the t
   const { transport, spawned, installed } = scripted(async () => ({ executable: '/opt/py/bin/python3.12', version: [3, 12] }));
   assert.match((await startError(transport)).message, 'spawned');
   assert.equal(installed.map((a) => a.name), [agentArtifact().name]);
-  assert.equal(spawned, [['/opt/py/bin/python3.12', '-u', `/cache/${agentArtifact().name}`, '--label', 'lab:root@192.0.2.10:22']]);
+  assert.equal(spawned, [['/opt/py/bin/python3.12', '-u', '-S', `/cache/${agentArtifact().name}`, '--label', 'lab:root@192.0.2.10:22']]);
 });
 
 test('start() on a host whose python3 is missing or old fails with the transport\'s error and spawns nothing', async () => {
@@ -65,6 +66,46 @@ test('start() on a host whose python3 is missing or old fails with the transport
   assert.instance(e, HostError);
   assert.is((e as HostError).code, 'HOST_OLD_PYTHON');
   assert.equal(spawned, []);
+});
+
+/** A process that prints `lines` on stdout, then exits with `code` (null: never exits). */
+function fakeProcess(lines: string[], code: number | null): HostProcess {
+  const stdout = new PassThrough();
+  let exit!: (v: { code: number | null; signal: string | null }) => void;
+  const exited = new Promise<{ code: number | null; signal: string | null }>((r) => (exit = r));
+  setImmediate(() => {
+    for (const l of lines) stdout.write(l + '\n');
+    if (code !== null) setImmediate(() => exit({ code, signal: null }));
+  });
+  return { stdin: new PassThrough(), stdout, stderr: new PassThrough(), exited, kill() {} };
+}
+
+test('start() with spawnInstalled() starts the agent in that one step when it gets ready: no probe, no install', async () => {
+  const { transport, spawned, installed } = scripted(async () => {
+    throw new Error('start() must not probe python3 when the agent started');
+  });
+  const asked: string[][] = [];
+  transport.spawnInstalled = async (artifact, pythonArgs) => {
+    asked.push([artifact.name, ...pythonArgs(`/cache/${artifact.name}`)]);
+    return fakeProcess(['{"event":"ready","data":{"version":1,"pid":7}}'], null);
+  };
+  const client = await AgentClient.start(transport);
+  assert.ok(client.alive);
+  assert.equal(asked, [[agentArtifact().name, '-u', '-S', `/cache/${agentArtifact().name}`, '--label', 'lab:root@192.0.2.10:22']]);
+  assert.equal([spawned, installed], [[], []]);
+});
+
+test('start() takes the long way when spawnInstalled() ends before the ready line (file or python3 missing)', async () => {
+  const { transport, spawned, installed } = scripted(async () => ({ executable: '/usr/bin/python3', version: [3, 11] }));
+  transport.spawnInstalled = async () => fakeProcess([], 90);
+  assert.match((await startError(transport)).message, 'spawned');
+  assert.equal(installed.map((a) => a.name), [agentArtifact().name]);
+  assert.equal(spawned.length, 1);
+  // …and the long way's errors are what the caller sees: an old python3 is named.
+  const old = scripted(async () => requirePython({ executable: '/usr/bin/python3', version: [3, 6] }, 'client'));
+  old.transport.spawnInstalled = async () => fakeProcess([], 3);
+  assert.is(((await startError(old.transport)) as HostError).code, 'HOST_OLD_PYTHON');
+  assert.equal(old.spawned, []);
 });
 
 test('request() rejects with AGENT_TIMEOUT when no reply comes within the bound', async () => {
