@@ -4,17 +4,89 @@ thread); replies and errors as protocol lines. See docs/agent-protocol.md."""
 
 import json
 import threading
-import traceback
 
-from .changes import op_addr_add, op_begin, op_conntrack, op_nofile, op_restore, op_restore_journal, op_sysctl_get, op_sysctl_set
-from .connect import op_connect
 from .errors import OpError, errname
-from .facts import op_facts, op_hello
-from .files import op_files
-from .listen import op_listen
-from .snapshot import op_snapshot
-from .steps import op_release
 from .util import Reply, emit, log
+
+
+# Each op's module is imported when the op is first asked for, not at start:
+# an agent that provisions a host never pays for the connect and listen code
+# (imports were most of the agent's start-up). The imports are written out,
+# one function per op: the table stays a fixed table of functions.
+def op_hello(rid, args):
+    from .facts import op_hello as fn
+    return fn(rid, args)
+
+
+def op_facts(rid, args):
+    from .facts import op_facts as fn
+    return fn(rid, args)
+
+
+def op_begin(rid, args):
+    from .changes import op_begin as fn
+    return fn(rid, args)
+
+
+def op_sysctl_get(rid, args):
+    from .changes import op_sysctl_get as fn
+    return fn(rid, args)
+
+
+def op_sysctl_set(rid, args):
+    from .changes import op_sysctl_set as fn
+    return fn(rid, args)
+
+
+def op_addr_add(rid, args):
+    from .changes import op_addr_add as fn
+    return fn(rid, args)
+
+
+def op_nofile(rid, args):
+    from .changes import op_nofile as fn
+    return fn(rid, args)
+
+
+def op_conntrack(rid, args):
+    from .changes import op_conntrack as fn
+    return fn(rid, args)
+
+
+def op_listen(rid, args):
+    from .listen import op_listen as fn
+    return fn(rid, args)
+
+
+def op_connect(rid, args):
+    from .connect import op_connect as fn
+    return fn(rid, args)
+
+
+def op_release(rid, args):
+    from .steps import op_release as fn
+    return fn(rid, args)
+
+
+def op_snapshot(rid, args):
+    from .snapshot import op_snapshot as fn
+    return fn(rid, args)
+
+
+def op_files(rid, args):
+    from .files import op_files as fn
+    return fn(rid, args)
+
+
+def op_restore(rid, args):
+    from .changes import op_restore as fn
+    return fn(rid, args)
+
+
+def op_restore_journal(rid, args):
+    from .changes import op_restore_journal as fn
+    return fn(rid, args)
+
 
 # A request line longer than this is refused unread: no op needs more
 # (a connect names at most a few thousand pairs).
@@ -59,6 +131,8 @@ def run_op(rid, fn, args):
     except OSError as e:
         emit(error_line(rid, errname(e.errno), str(e)))
     except Exception:
+        import traceback  # only here: importing it costs the agent's start more than it is used
+
         tb = traceback.format_exc()
         log(tb)
         emit(error_line(rid, "INTERNAL", tb.strip().splitlines()[-1]))

@@ -10,11 +10,7 @@ socket object; measured side by side (bench/ramp-pairs.ts) the C loop keeps up
 with a minimal C client and server.
 """
 
-import hashlib
 import os
-import pkgutil
-import shutil
-import subprocess
 import threading
 
 from .util import log
@@ -30,11 +26,39 @@ _state = {"done": False, "path": None, "problem": None}
 _lock = threading.Lock()
 
 
+# Imports stay inside the functions that need them: the agent checks for the
+# helper at every start, and hashlib (OpenSSL), subprocess and shutil cost more
+# to import than the check itself.
+
+
 def _source():
-    data = pkgutil.get_data(__package__, "fastconn.c")
-    if data is None:
-        raise OSError("fastconn.c is not in the agent package")
-    return data
+    """fastconn.c, from the zipapp or a directory alike (what pkgutil.get_data does, without importing it)."""
+    try:
+        return __loader__.get_data(os.path.join(os.path.dirname(__file__), "fastconn.c"))
+    except (OSError, AttributeError) as e:
+        raise OSError("fastconn.c is not in the agent package: %s" % e)
+
+
+def _digest(data):
+    """The first 16 hex digits of data's SHA-256: Python's built-in SHA-256 where it
+    has one (_sha2 from 3.12, _sha256 before), hashlib's (OpenSSL) otherwise."""
+    try:
+        from _sha2 import sha256
+    except ImportError:
+        try:
+            from _sha256 import sha256
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data).hexdigest()[:16]
+
+
+def _on_path(name):
+    """Whether an executable called name is on PATH (shutil.which's answer)."""
+    for d in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        p = os.path.join(d or ".", name)
+        if os.path.isfile(p) and os.access(p, os.X_OK):
+            return True
+    return False
 
 
 def helper():
@@ -52,10 +76,11 @@ def helper():
 
 def _build():
     src = _source()
-    digest = hashlib.sha256(src).hexdigest()[:16]
-    path = os.path.join(CACHE_DIR, "fastconn-%s" % digest)
+    path = os.path.join(CACHE_DIR, "fastconn-%s" % _digest(src))
     if os.access(path, os.X_OK):
         return path
+    import subprocess
+
     os.makedirs(CACHE_DIR, exist_ok=True)
     tmp = "%s.%d.tmp" % (path, os.getpid())
     c_file = tmp + ".c"
@@ -87,14 +112,14 @@ def likely_engine():
         if _state["done"]:
             return "c" if _state["path"] else "python"
     try:
-        digest = hashlib.sha256(_source()).hexdigest()[:16]
+        digest = _digest(_source())
     except OSError:
         return "python"
     if os.access(os.path.join(CACHE_DIR, "fastconn-%s" % digest), os.X_OK):
         return "c"
     if os.path.isabs(CC):
         return "c" if os.access(CC, os.X_OK) else "python"
-    return "c" if shutil.which(CC) else "python"
+    return "c" if _on_path(CC) else "python"
 
 
 def choose(engine):

@@ -5,16 +5,12 @@ import os
 import signal
 import sys
 import threading
-import traceback
 
 from . import VERSION
 from .dispatch import MAX_LINE_BYTES, SHUTDOWN, dispatch, parse_request
 from .errors import Terminate
-from .journal import JOURNAL, drop_lock, journal_restore
 from .steps import take_all_steps
 from .util import emit, log
-from . import fastconn
-from .workers import FORKER
 
 _cleanup_lock = threading.Lock()
 _cleaned = []
@@ -30,24 +26,28 @@ def cleanup():
                 s.kill()
             except Exception as e:
                 log("kill %s: %s" % (s.sid, e))
-        for pid in FORKER.all_pids():  # anything still forked (a worker mid-spawn)
+        # Modules load with their first op (dispatch.py): one never loaded holds nothing.
+        workers = sys.modules.get(__package__ + ".workers")
+        for pid in workers.FORKER.all_pids() if workers else ():  # anything still forked (a worker mid-spawn)
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except OSError:
                 pass
         undone, problems = [], []
-        j = JOURNAL
-        if j.lock.acquire(timeout=10):
-            try:
-                undone, problems = journal_restore()
-                if j.lock_fd is not None:
-                    drop_lock(j.lock_path, j.lock_fd)
-                    j.lock_fd = None
-            finally:
-                j.lock.release()
-        else:
-            problems.append("journal busy: not restored")
+        journal = sys.modules.get(__package__ + ".journal")  # not loaded: no op changed the host
+        if journal is not None:
+            j = journal.JOURNAL
+            if j.lock.acquire(timeout=10):
+                try:
+                    undone, problems = journal.journal_restore()
+                    if j.lock_fd is not None:
+                        journal.drop_lock(j.lock_path, j.lock_fd)
+                        j.lock_fd = None
+                finally:
+                    j.lock.release()
+            else:
+                problems.append("journal busy: not restored")
         for p in problems:
             log("restore: " + p)
         _cleaned.append((undone, problems))
@@ -80,6 +80,13 @@ def handle(line):
     dispatch(rid, op, args)
 
 
+def prepare_helper():
+    """Compile (or find) the C connect/accept helper before the first connect or listen needs it."""
+    from . import fastconn
+
+    fastconn.helper()
+
+
 def _on_signal(signum, frame):
     raise Terminate()
 
@@ -87,9 +94,9 @@ def _on_signal(signum, frame):
 def main():
     for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, _on_signal)
-    FORKER.start()
-    threading.Thread(target=fastconn.helper, name="fastconn", daemon=True).start()
     emit({"event": "ready", "data": {"version": VERSION, "pid": os.getpid()}})
+    # After the ready line: the first requests need not wait for it.
+    threading.Thread(target=prepare_helper, name="fastconn", daemon=True).start()
     stdin = sys.stdin.buffer
     code = 0
     try:
@@ -102,6 +109,8 @@ def main():
     except Terminate:
         pass
     except BaseException:
+        import traceback
+
         log(traceback.format_exc())
         code = 1
     finally:

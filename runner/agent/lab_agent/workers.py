@@ -23,12 +23,19 @@ import warnings
 
 from .util import LineReader, log, write_all
 
-try:
-    import ctypes
+# prctl(2), through ctypes, loaded by Forker.start() (at the first worker, not at
+# the agent's start); None without ctypes (minimal Python): pipe EOF still ends workers.
+_prctl = None
 
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except Exception:  # no ctypes (minimal Python): pipe EOF still ends workers
-    _prctl = None
+
+def load_prctl():
+    global _prctl
+    try:
+        import ctypes
+
+        _prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except Exception:
+        _prctl = None
 
 warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
 
@@ -226,13 +233,19 @@ class Forker:
         self.pids = set()
         self.lock = threading.Lock()
         self.thread = None
+        self.start_lock = threading.Lock()
 
     def start(self):
-        self.thread = threading.Thread(target=self._run, name="forker", daemon=True)
-        self.thread.start()
+        """Start the forker thread, once: at the first spawn (an agent that only provisions never needs it)."""
+        with self.start_lock:
+            if self.thread is None:
+                load_prctl()
+                self.thread = threading.Thread(target=self._run, name="forker", daemon=True)
+                self.thread.start()
 
     def spawn(self, target, keep=()):
         """target(ctrl_fd, rep_fd) runs in the child and must not return."""
+        self.start()
         req = {"target": target, "keep": list(keep), "ev": threading.Event()}
         self.q.put(req)
         req["ev"].wait()
@@ -250,6 +263,7 @@ class Forker:
         if not hasattr(os, "posix_spawn"):  # Python 3.7: fork, then exec
             from .fastconn import become
             return self.spawn(lambda c, r: become(path, make_argv(c, r, *keep), [c, r] + list(keep)), keep=keep)
+        self.start()
         req = {"exec": (path, make_argv, list(keep)), "ev": threading.Event()}
         self.q.put(req)
         req["ev"].wait()

@@ -5,6 +5,7 @@ import ast
 import io
 import json
 import os
+import threading
 import unittest
 
 import lab_agent
@@ -134,6 +135,10 @@ class NoCodeFromRequestsTest(unittest.TestCase):
         try:
             for req in lines:
                 main.handle(json.dumps(req).encode())
+            # Threaded ops (connect) reply from their own thread: wait for them before looking.
+            for t in threading.enumerate():
+                if t.name.startswith("op-"):
+                    t.join(10)
         finally:
             util._out = saved
         replies = [json.loads(l) for l in out.getvalue().decode().splitlines()]
