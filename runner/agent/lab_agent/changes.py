@@ -4,10 +4,10 @@ addresses and the nofile limit, and restoring what was changed."""
 import json
 import os
 import resource
-import subprocess
+import threading
 
 from .args import arg, ipv4
-from .errors import OpError, bad, sys_error
+from .errors import OpError, bad, errname, sys_error
 from .journal import (JOURNAL, drop_lock, journal_append, journal_pop, journal_read, journal_restore,
                       take_lock, undo_file)
 from .procfs import collapse, ipv4_addresses, sysctl_read, sysctl_write
@@ -83,22 +83,48 @@ def op_addr_add(rid, args):
             if ip == address:
                 raise OpError("EEXIST", "address %s is already on %s (as %s/%d); lab adds only addresses it can remove"
                               % (address, dev, ip, p))
-        spec = "%s/%d" % (address, prefix)
         journal_append({"kind": "address", "address": address, "prefix": prefix, "device": device})
         try:
-            r = subprocess.run(["ip", "addr", "add", spec, "dev", device], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, timeout=10)
-        except (OSError, subprocess.SubprocessError) as e:
+            address_add(address, prefix, device)
+        except OpError:
             journal_pop()
-            raise OpError("ENOENT" if isinstance(e, FileNotFoundError) else "EIO", "ip addr add %s dev %s: %s" % (spec, device, e))
-        if r.returncode != 0:
-            journal_pop()
-            msg = r.stderr.decode("utf-8", "replace").strip()
-            raise OpError(ip_error_code(msg), "ip addr add %s dev %s: %s" % (spec, device, msg))
+            raise
         return {}
 
 
+def address_add(address, prefix, device):
+    """Put address/prefix on device: through netlink, or with `ip addr add` where netlink cannot be used."""
+    from . import netlink
+
+    spec = "%s/%d" % (address, prefix)
+    try:
+        return netlink.address_add(address, prefix, device)
+    except netlink.Unavailable:
+        pass
+    except OSError as e:
+        raise OpError(errname(e.errno), "ip addr add %s dev %s: %s" % (spec, device, e.strerror))
+    import subprocess  # only without netlink: importing it is a share of the agent's start
+
+    try:
+        r = subprocess.run(["ip", "addr", "add", spec, "dev", device], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise OpError("ENOENT" if isinstance(e, FileNotFoundError) else "EIO", "ip addr add %s dev %s: %s" % (spec, device, e))
+    if r.returncode != 0:
+        msg = r.stderr.decode("utf-8", "replace").strip()
+        raise OpError(ip_error_code(msg), "ip addr add %s dev %s: %s" % (spec, device, msg))
+
+
+# Held while the agent's own nofile limits change: by nofile, and by facts trying the hard limit.
+NOFILE_LOCK = threading.Lock()
+
+
 def op_nofile(rid, args):
+    with NOFILE_LOCK:
+        return set_nofile(args)
+
+
+def set_nofile(args):
     old = resource.getrlimit(resource.RLIMIT_NOFILE)
     soft = arg(args, "soft", int, minimum=0)
     hard = arg(args, "hard", int, old[1], minimum=0)
@@ -131,6 +157,8 @@ CONNTRACK_RULES = """table inet lab_conntrack {
 def op_conntrack(rid, args):
     """Turn connection tracking on in this host's network namespace: an nftables table
     whose rule matches on `ct state` (every packet accepted), journaled so restore deletes it."""
+    import subprocess
+
     family, table = CONNTRACK_TABLE
     with JOURNAL.lock:
         if JOURNAL.path is None:

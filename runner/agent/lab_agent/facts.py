@@ -2,31 +2,30 @@
 runner/result.ts), read after provisioning so predictions see the state the run had."""
 
 import os
-import platform
 import resource
-import socket
+import sys
 
 from . import VERSION, fastconn
-from .changes import CONNTRACK_ON
+from .changes import CONNTRACK_ON, NOFILE_LOCK
 from .probes import conntrack, meminfo, slabinfo
 from .procfs import ipv4_addresses, read_text, sysctl_int, sysctl_read
 from .workers import WORKER_FDS, sockets_per_worker
 
 
 def can_raise_hard_nofile():
-    """Try to raise the hard limit by one in a forked child, so the agent's own limits are untouched."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        return True
-    pid = os.fork()
-    if pid == 0:
+    """Try to raise the hard limit by one, and put it back (lowering is always
+    allowed): no child to fork and wait for. A worker forked meanwhile may get
+    the higher hard limit; its soft limit, which it lives by, is the same."""
+    with NOFILE_LOCK:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY:
+            return True
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard + 1))
-            os._exit(0)
-        except BaseException:
-            os._exit(1)
-    _, status = os.waitpid(pid, 0)
-    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        except (ValueError, OSError):
+            return False
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        return True
 
 
 def sysctl_ints(name):
@@ -44,12 +43,18 @@ def boot_id():
         return ""
 
 
+def python_version():
+    """platform.python_version(), without importing platform: "3.11.2", "3.13.0rc1"."""
+    return sys.version.split()[0]
+
+
 def op_hello(rid, args):
-    return {"version": VERSION, "pid": os.getpid(), "python": platform.python_version(), "uid": os.getuid()}
+    return {"version": VERSION, "pid": os.getpid(), "python": python_version(), "uid": os.getuid()}
 
 
 def op_facts(rid, args):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    uname = os.uname()
     mi = meminfo.sample()
     slab = slabinfo.sample()
     pr = sysctl_read("net.ipv4.ip_local_port_range").split()
@@ -67,9 +72,9 @@ def op_facts(rid, args):
         "conntrackOn": bool(CONNTRACK_ON),
         "conntrackCount": ct.get("count"),
         "conntrackMax": ct.get("max"),
-        "hostname": socket.gethostname(),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
+        "hostname": uname.nodename,  # what socket.gethostname() and platform.release() say
+        "kernel": uname.release,
+        "python": python_version(),
         "portRange": [int(pr[0]), int(pr[1])],
         "reservedPorts": reserved,
         "nofileSoft": soft,

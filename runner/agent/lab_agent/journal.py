@@ -7,7 +7,6 @@ import errno
 import fcntl
 import json
 import os
-import subprocess
 import threading
 
 from .errors import OpError, bad, sys_error
@@ -143,6 +142,16 @@ def undo_entry(e):
         sysctl_write(e["name"], e["old"])
     elif kind == "address":
         spec = "%s/%s" % (e["address"], e["prefix"])
+        from . import netlink
+
+        try:
+            return netlink.address_del(e["address"], int(e["prefix"]), e["device"])
+        except netlink.Unavailable:
+            pass  # `ip`, below
+        except OSError as x:
+            raise OpError("EIO", "ip addr del %s dev %s: %s" % (spec, e["device"], x.strerror))
+        import subprocess
+
         r = subprocess.run(["ip", "addr", "del", spec, "dev", e["device"]],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
         if r.returncode != 0:
@@ -156,6 +165,8 @@ def undo_entry(e):
 
 def nft_delete_table(family, table):
     """Remove an nftables table the agent added; one already gone is no problem."""
+    import subprocess
+
     try:
         r = subprocess.run(["nft", "delete", "table", family, table], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=10)

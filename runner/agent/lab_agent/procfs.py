@@ -4,7 +4,6 @@ host's IPv4 addresses, a process's open fds."""
 import errno
 import json
 import os
-import subprocess
 
 from .errors import bad, sys_error
 
@@ -160,7 +159,18 @@ def parse_ip_addr(text):
 
 
 def ipv4_addresses():
-    """The host's IPv4 addresses (see parse_ip_addr); empty when `ip` cannot run."""
+    """The host's IPv4 addresses but loopback's, as (address, prefix, device):
+    through netlink, or from `ip -o -4 addr show` (see parse_ip_addr) where
+    netlink cannot be used; empty when neither can."""
+    from . import netlink
+
+    try:
+        return [(ip, prefix, dev) for ip, prefix, dev in netlink.ipv4_addresses()
+                if dev != "lo" and not ip.startswith("127.")]
+    except (netlink.Unavailable, OSError):
+        pass
+    import subprocess  # here, not at the top: importing it costs the agent's start more than netlink does its work
+
     try:
         r = subprocess.run(["ip", "-o", "-4", "addr", "show"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=10)

@@ -45,7 +45,13 @@ def aliases(listed, root=SYS_SLAB):
         return {}
     target = {}
     for n in names:
-        target[n] = os.path.realpath(os.path.join(root, n))
+        # Each name is a directory or a symlink to one beside it (":a-0000128"):
+        # one readlink, not realpath's walk of every component (hundreds of names).
+        p = os.path.join(root, n)
+        try:
+            target[n] = os.path.normpath(os.path.join(root, os.readlink(p)))
+        except OSError:  # not a symlink: the cache itself
+            target[n] = p
     carrier = {}
     for n in listed:
         t = target.get(n)
