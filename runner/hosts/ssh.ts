@@ -103,6 +103,16 @@ const SIGNAL_MARKED =
   'if grep -qzxF "$0=$1" "$f" 2>/dev/null; then p=${f#/proc/}; kill -s "$2" "${p%/environ}" 2>/dev/null; fi; ' +
   'done; true';
 
+/**
+ * Run an installed zipapp ($0, a path ending in .pyz) with the argv in "$@",
+ * which names it: from its unpacked copy's __main__.py where there is one
+ * (the argv rebuilt in order, that one argument replaced), else from the zip;
+ * exit 90 when neither is there.
+ */
+export const START_INSTALLED =
+  'z=$0; m=${z%.pyz}.d/__main__.py; test -f "$m" || m=$z; test -f "$m" || exit 90; ' +
+  'n=$#; for a; do if [ "$a" = "$z" ]; then a=$m; fi; set -- "$@" "$a"; done; shift $n; exec "$@"';
+
 /** Host key algorithms that prove a key of each known_hosts type. */
 const HOST_KEY_ALGORITHMS: Record<string, ServerHostKeyAlgorithm[]> = {
   'ssh-ed25519': ['ssh-ed25519'],
@@ -604,14 +614,18 @@ export class SshTransport implements Transport {
 
   /**
    * One exec instead of three (the python3 probe, `test -f`, the start): each
-   * costs a round trip and a login shell on the host. `exit 90` when the file
-   * is not there; the interpreter's own failure (127) when it is missing;
-   * the agent's (3) when it is too old: AgentClient.start() then takes the long way.
+   * costs a round trip and a login shell on the host. It runs the copy the
+   * zipapp unpacked beside itself at its first start (`agent-<hash>.d/`,
+   * runner/agent/__main__.py) when that is there: Python runs a zip as its
+   * main script through runpy and zipimport, a share of every start. `exit 90`
+   * when neither file is there; the interpreter's own failure (127) when it
+   * is missing; the agent's (3) when it is too old: AgentClient.start() then
+   * takes the long way.
    */
   spawnInstalled(artifact: Artifact, pythonArgs: (path: string) => string[]): Promise<HostProcess> {
     const path = artifactPath(artifact);
     const python = this.pythonExecutable ?? this.options.python ?? 'python3';
-    return this.spawn(['sh', '-c', 'test -f "$0" || exit 90; exec "$@"', path, python, ...pythonArgs(path)]);
+    return this.spawn(['sh', '-c', START_INSTALLED, path, python, ...pythonArgs(path)]);
   }
 
   python(): Promise<PythonInfo> {

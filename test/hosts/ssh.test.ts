@@ -244,6 +244,32 @@ test('install() puts an artifact on the host once, by name; python() resolves an
   assert.is(await t.python(), python);
 });
 
+test('spawnInstalled() runs an installed artifact in one exec: its unpacked copy first, else the file; exit 90 when absent', async () => {
+  const t = transport('beta');
+  const hash = randomBytes(8).toString('hex');
+  // Python runs a file that is not a zip as source: a stand-in for the zipapp.
+  const artifact = { name: `agent-${hash}.pyz`, hash, bytes: new TextEncoder().encode('import sys; print("zip", sys.argv[1:])\n') };
+  const dir = `/var/tmp/lab-agent/agent-${hash}.d`;
+  const run = async () => {
+    const p = await t.spawnInstalled(artifact, (path) => ['-S', path, 'a b', "it's"]);
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    const how = await p.exited;
+    return [how.code, out.trim()];
+  };
+  try {
+    assert.equal(await run(), [90, '']);
+    await t.install(artifact);
+    assert.equal(await run(), [0, "zip ['a b', \"it's\"]"]);
+    execFileSync('mkdir', ['-p', dir]);
+    writeFileSync(`${dir}/__main__.py`, 'import sys; print("dir", sys.argv[1:])\n');
+    assert.equal(await run(), [0, "dir ['a b', \"it's\"]"]);
+  } finally {
+    rmSync(`/var/tmp/lab-agent/${artifact.name}`, { force: true });
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('remoteCommand() wraps a non-root user\'s commands in sudo -n, inside the timeout and marker', () => {
   assert.is(remoteCommand(['cat', '/etc/x y']), "cat '/etc/x y'");
   assert.is(remoteCommand(['cat', '/etc/x y'], { sudo: true }), "sudo -n -- cat '/etc/x y'");
