@@ -9,7 +9,7 @@ from . import VERSION, fastconn
 from .changes import CONNTRACK_ON, NOFILE_LOCK
 from .probes import conntrack, meminfo, slabinfo
 from .procfs import ipv4_addresses, read_text, sysctl_int, sysctl_read
-from .workers import WORKER_FDS, sockets_per_worker
+from .fds import WORKER_FDS, sockets_per_worker
 
 
 def can_raise_hard_nofile():
