@@ -79,7 +79,8 @@ export function agentPids(label = ''): number[] {
     if (!/^\d+$/.test(d)) continue;
     try {
       const cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8');
-      if (/agent(-[0-9a-f]+)?\.py/.test(cmd) && cmd.includes('python') && cmd.includes(label)) pids.push(Number(d));
+      // agent-<hash>.pyz, its unpacked copy agent-<hash>.d/__main__.py (SSH), or runner/agent/__main__.py
+      if (/agent(-[0-9a-f]+)?(\.py|\.d\/)/.test(cmd) && cmd.includes('python') && cmd.includes(label)) pids.push(Number(d));
     } catch {
       // The process ended while we looked.
     }
