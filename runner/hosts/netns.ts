@@ -79,7 +79,8 @@ export function ehashEntriesFor(sockets: number): number | undefined {
  * each host's eth0 is a veth into br0 in the switch namespace lab-<id>-sw.
  * Why direct when it can be: every packet of a handshake and every RST of a
  * release crosses one veth instead of two and no bridge (nor the bridge's
- * netfilter hooks), 6–12% less kernel CPU per connection here
+ * netfilter hooks): 5–11% less kernel CPU per connection on the ramp, 3–11%
+ * on the release here, and one namespace fewer to make and tear down
  * (docs/performance.md, npm run bench:topology).
  */
 export type Wiring = 'bridge' | 'direct';
@@ -339,7 +340,7 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
         batch(['link set lo up', `addr add ${h.address}/${h.prefix} dev ${h.device}`, `link set ${h.device} up`], h.namespace),
       ),
       // No netfilter in the switch: bridged frames skip the IPv4/IPv6/ARP hooks
-      // (2–7% of a connection's kernel CPU here). These sysctls are the
+      // (0–8% of a connection's kernel CPU here). These sysctls are the
       // namespace's own where the kernel shows them inside it (Linux ≥ 5.3);
       // elsewhere they are the machine's, and are left alone.
       ...(sw ? [mustRunLocal(['ip', 'netns', 'exec', sw, 'sh', '-c', BRIDGE_NO_NETFILTER])] : []),

@@ -32,7 +32,7 @@ for (const lab of shippedLabs) {
       assert.is(p.verdict, 'pass', `${p.metric}: predicted ${p.predicted}, observed ${p.observed} (${p.derivation})`);
     }
     assert.ok(result.restore.ok, result.restore.problems.join('\n'));
-    // The run's namespaces are lab-<id>-<role> (and lab-<id>-sw): none may be left, nor its agents.
+    // The run's namespaces are lab-<id>-<role> (and lab-<id>-sw beyond two hosts): none may be left, nor its agents.
     const after = await machineState();
     for (const each of results) {
       const id = each.hosts[0]!.target.split('-')[1]!;
