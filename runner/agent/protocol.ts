@@ -68,6 +68,12 @@ export interface ConnectArgs {
   send?: number;
   /** the per-connection loop: the C helper where it compiles ("auto", the default), or the Python workers */
   engine?: Engine | 'auto';
+  /**
+   * the C helper's workers park held sockets out of their fd tables (SCM_RIGHTS to
+   * themselves: docs/agent-protocol.md), when a worker's share fits its fd budget;
+   * default true, false keeps every socket in the table (LAB_PARK=0, for benchmarks)
+   */
+  park?: boolean;
 }
 
 /** Where a step's per-connection loop runs: the agent's C helper (fastconn.c) or its Python workers. */
@@ -122,6 +128,8 @@ export interface ListenArgs {
   server?: 'threads' | 'epoll';
   /** the threads server's thread stack, bytes (default 256 KiB) */
   stackBytes?: number;
+  /** the C helper's accept workers park what they hold out of their fd tables (as ConnectArgs.park); default true */
+  park?: boolean;
 }
 
 export interface ListenReply {

@@ -156,6 +156,12 @@ async function onHosts(hosts: string[], obs: StepObservation, fn: (name: string,
 
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
+/**
+ * The agent's C workers park held sockets out of their fd tables (ConnectArgs.park);
+ * LAB_PARK=0 keeps them in, to measure what parking saves (docs/performance.md).
+ */
+const PARK = process.env.LAB_PARK === '0' ? { park: false } : {};
+
 async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   obs.metrics.accepted = 0;
   const accepted = new Map<string, number>();
@@ -173,6 +179,7 @@ async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepConte
             ...(step.deferAcceptS ? { deferAcceptS: step.deferAcceptS } : {}),
             ...(step.server ? { server: step.server } : {}),
             ...(step.stack ? { stackBytes: step.stack } : {}),
+            ...PARK,
           },
           {
             timeoutMs: RUN_TIMEOUTS.requestMs,
@@ -218,6 +225,7 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
             stopOnError: step.stopOnError,
             processes: step.processes,
             ...(step.send ? { send: step.send } : {}),
+            ...PARK,
           },
           {
             timeoutMs: step.timeoutMs + RUN_TIMEOUTS.connectSlackMs,

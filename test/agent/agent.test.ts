@@ -508,7 +508,10 @@ test('connections spread over workers on both sides; release closes them', async
     const snap = await client.ok('snapshot');
     assert.equal(snap.held.spread, { kind: 'connect', open: 1000, workers: c.workers });
     assert.is(snap.processes, 1 + c.workers);
-    assert.ok(snap.fds >= 1000, `fds ${snap.fds}`);
+    // The C helper's workers park full batches of 253 sockets out of their tables (fastconn.c);
+    // the Python workers keep every one in theirs.
+    if (c.engine === 'c') assert.ok(snap.fds > c.workers && snap.fds < 1000, `fds ${snap.fds}`);
+    else assert.ok(snap.fds >= 1000, `fds ${snap.fds}`);
     assert.ok(snap.sockstat.TCP!.inuse! >= inuse0! + 1000);
     assert.ok(snap.meminfo.MemTotal! > 0);
     assert.ok(snap.slab.TCP!.objSize > 0);

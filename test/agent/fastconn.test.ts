@@ -3,7 +3,7 @@
 // workers as the fallback where no compiler is. Real namespaces, real kernel.
 
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -225,6 +225,72 @@ test('lanes: two chains of workers connect at once, each over its own pairs, and
     assert.ok(m.memoryStop!.memAvailableKiB > 0);
     await client.request('release', { id: 'cm', abort: true });
     await server.request('release', { id: 'ln', abort: true });
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+});
+
+/** The C helper's workers in namespace `ns`, and the fds in their tables. */
+function helperFds(ns: string): { workers: number; fds: number } {
+  const pids = execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).split('\n').filter(Boolean);
+  let workers = 0;
+  let fds = 0;
+  for (const pid of pids) {
+    try {
+      if (!readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('fastconn-')) continue;
+      workers++;
+      fds += readdirSync(`/proc/${pid}/fd`).length;
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return { workers, fds };
+}
+
+/** TIME_WAIT sockets in `ns` (/proc/net/sockstat). */
+function timeWait(ns: string): number {
+  const text = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/sockstat'], { encoding: 'utf8' });
+  return Number(/TCP: .* tw (\d+)/.exec(text)![1]);
+}
+
+test('parking: the C workers hold their sockets out of their fd tables, ss still counts every one, and release closes them by RST or gracefully', async () => {
+  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
+  try {
+    const [c, s] = net.hosts;
+    const hold = async (port: number, count: number, park?: boolean) => {
+      await server.request('listen', { id: `l${port}`, address: s!.address, port, backlog: 4096, accept: true, ...(park === undefined ? {} : { park }) });
+      const r = await client.request('connect', {
+        id: `c${port}`, pairs: [{ source: c!.address, address: s!.address, port }], count, bind: 'none', rate: 0,
+        timeoutMs: 60_000, connectTimeoutMs: 3000, stopOnError: true, ...(park === undefined ? {} : { park }),
+      });
+      assert.is(r.engine, 'c');
+      assert.is(r.established, count);
+      // The accept side may still be taking the last ones off its queue.
+      for (let i = 0; i < 100 && (await server.request('snapshot', { ports: [port] })).established?.[String(port)] !== count; i++) await new Promise((ok) => setTimeout(ok, 50));
+      assert.equal((await server.request('snapshot', { ports: [port] })).established, { [String(port)]: count });
+      assert.equal((await client.request('snapshot', { ports: [port] })).established, { [String(port)]: count });
+    };
+    // Parked (the default): 15000 held on each side, at most a batch of 252 and the pipes left in each table.
+    await hold(8120, 15000);
+    const [cp, sp] = [helperFds(c!.namespace), helperFds(s!.namespace)];
+    assert.ok(cp.workers >= 1 && sp.workers >= 1);
+    assert.ok(cp.fds < cp.workers * 260, `client workers' fd tables: ${cp.fds} fds in ${cp.workers}`);
+    assert.ok(sp.fds < sp.workers * 260, `server workers' fd tables: ${sp.fds} fds in ${sp.workers}`);
+    const closed = await Promise.all([client.request('release', { id: 'c8120', abort: true }), server.request('release', { id: 'l8120', abort: true })]);
+    assert.equal(closed.map((x) => x.closed), [15000, 15000]);
+    assert.is(timeWait(c!.namespace) + timeWait(s!.namespace), 0, 'RST: no TIME_WAIT');
+    // Graceful: each parked socket is taken back and closed with a FIN; the client, closing first, keeps TIME_WAIT.
+    await hold(8121, 3000);
+    assert.is((await client.request('release', { id: 'c8121', abort: false })).closed, 3000);
+    assert.is((await server.request('release', { id: 'l8121', abort: false })).closed, 3000);
+    for (let i = 0; i < 100 && timeWait(c!.namespace) < 3000; i++) await new Promise((ok) => setTimeout(ok, 50));
+    assert.is(timeWait(c!.namespace), 3000);
+    // park: false keeps every socket in the tables (a worker meant to meet EMFILE; LAB_PARK=0 for benchmarks).
+    await hold(8122, 15000, false);
+    assert.ok(helperFds(c!.namespace).fds >= 15000, 'client sockets in the tables');
+    assert.ok(helperFds(s!.namespace).fds >= 15000, 'server sockets in the tables');
+    await Promise.all([client.request('release', { id: 'c8122', abort: true }), server.request('release', { id: 'l8122', abort: true })]);
   } finally {
     await client.shutdown();
     await server.shutdown();

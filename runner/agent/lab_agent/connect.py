@@ -380,8 +380,11 @@ class Lane:
                 self.reason = "exhausted"
                 break
             base, _ = run.live_count()
+            # Parked sockets leave the fd table: only for a quota within the worker's fd budget, so a
+            # worker meant to run out of fds (a fixed "processes" above it) still meets EMFILE.
             spec = dict(run.spec, active=self.active, rr=self.rr, quota=quota, deadline=run.deadline, t0=run.t0,
-                        base=base, baseAttempted=self.att, maxAttempts=self.max_attempts - self.att)
+                        base=base, baseAttempted=self.att, maxAttempts=self.max_attempts - self.att,
+                        park=run.spec["park"] and quota <= run.cap)
             helper = run.helper
             if helper:
                 w = FORKER.spawn_exec(helper, lambda c, r: fastconn.connect_argv(c, r, spec))
@@ -475,6 +478,7 @@ def op_connect(rid, args):
     send = arg(args, "send", int, 0, minimum=0)
     if send > MAX_SEND_BYTES:
         raise bad('argument "send" must be at most %d bytes, got %d' % (MAX_SEND_BYTES, send))
+    park = arg(args, "park", bool, True)
     engine = arg(args, "engine", str, "auto")
     if engine not in fastconn.ENGINES:
         raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
@@ -491,7 +495,8 @@ def op_connect(rid, args):
     deadline = t0 + timeout_ms / 1000.0
     cap = sockets_per_worker(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
     spec = {"pairs": clean, "bind": mode, "noPort": no_port, "localPort": local_port,
-            "connectTimeoutMs": cto_ms, "rate": rate, "stopOnError": stop_on_error, "send": send}
+            "connectTimeoutMs": cto_ms, "rate": rate, "stopOnError": stop_on_error, "send": send,
+            "park": park}
     run = Run(step, rid, spec, helper, cap, deadline, t0)
     run.mem_floor_kib = memory_floor_kib(meminfo.sample()) if mem_floor is None else mem_floor
     groups = lane_pairs(len(clean), lanes)

@@ -10,13 +10,14 @@
  * collector walking every held socket object.
  *
  *   fastconn connect CTRL REP MODE NOPORT LOCALPORT CTO_MS QUOTA MAXATT DEADLINE
- *                    RATE T0 BASE BASEATT STOPONERR SEND RR NPAIRS (SRC DST PORT)...
+ *                    RATE T0 BASE BASEATT STOPONERR SEND PARK RR NPAIRS (SRC DST PORT)...
  *                    NACTIVE I...
- *   fastconn accept CTRL REP LFD CAP MARGIN
+ *   fastconn accept CTRL REP LFD CAP MARGIN PARK
  *
  * DEADLINE and T0 are CLOCK_MONOTONIC seconds (Python's time.monotonic());
  * SRC is "-" for none; MODE is none, ip, ip-no-port or reuseaddr; SEND is the
- * bytes written on each connection once it is established (0: none).
+ * bytes written on each connection once it is established (0: none); PARK 1
+ * parks the held sockets out of the fd table (see park()), 0 keeps them there.
  * Plain C99 + POSIX + Linux, no libraries: it is compiled on the host. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,6 +142,55 @@ static int read_words(int fd) {
   return w;
 }
 
+/* Parking: held sockets sent with SCM_RIGHTS into a socketpair of the worker's
+ * own and closed in its fd table. The kernel keeps each socket (its file, inode
+ * and dentry, every object a held connection costs) referenced by the message
+ * in flight; the worker's fd table holds only the pair. Why: a process that
+ * lists /proc/<pid>/fd of every process (monitoring agents; this VM's PID 1)
+ * pays per fd held, and creates a proc inode and dentry for each. At a million
+ * connections that took 40% of a CPU here and slowed the ramp. Release takes
+ * them back in batches and closes them as before. */
+#define PARK_MAX 253 /* SCM_MAX_FD */
+static int park_sv[2] = {-1, -1};
+static int park_buf[PARK_MAX];
+static int park_n;
+static long parked;
+
+static void park_flush(void) {
+  if (park_n == 0) return;
+  char byte = 'p';
+  struct iovec iov = {&byte, 1};
+  union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * PARK_MAX)]; } u;
+  struct msghdr m = {0};
+  m.msg_iov = &iov, m.msg_iovlen = 1;
+  m.msg_control = u.buf, m.msg_controllen = CMSG_SPACE(sizeof(int) * park_n);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET, c->cmsg_type = SCM_RIGHTS, c->cmsg_len = CMSG_LEN(sizeof(int) * park_n);
+  memcpy(CMSG_DATA(c), park_buf, sizeof(int) * park_n);
+  if (sendmsg(park_sv[1], &m, 0) == 1) {
+    for (int i = 0; i < park_n; i++) close(park_buf[i]);
+    parked += park_n;
+    park_n = 0;
+  } else {
+    park_sv[0] = -1; /* cannot park (ETOOMANYREFS without CAP_SYS_ADMIN, memory): hold them in the table */
+  }
+}
+
+/* Hold fd s: in the table, or parked in batches. Returns 1 when it stays in the table. */
+static int park(int s) {
+  if (park_sv[0] < 0) return 1;
+  park_buf[park_n++] = s;
+  if (park_n == PARK_MAX) park_flush();
+  return park_sv[0] < 0;
+}
+
+static void park_init(int on) {
+  if (!on) return;
+  if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, park_sv) < 0) { park_sv[0] = -1; return; }
+  int big = 64 << 20;
+  setsockopt(park_sv[1], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
+}
+
 /* Close held sockets; with abort by RST (SO_LINGER {1, 0}): no TIME_WAIT. */
 static long close_held(int *fds, long n, int abort) {
   struct linger lg = {1, 0};
@@ -147,6 +198,30 @@ static long close_held(int *fds, long n, int abort) {
   for (long i = 0; i < n; i++) {
     if (abort) setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
     if (close(fds[i]) == 0) closed++;
+  }
+  for (int i = 0; i < park_n; i++) {
+    if (abort) setsockopt(park_buf[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    if (close(park_buf[i]) == 0) closed++;
+  }
+  park_n = 0;
+  while (parked > 0 && park_sv[0] >= 0) {
+    char byte;
+    struct iovec iov = {&byte, 1};
+    union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * PARK_MAX)]; } u;
+    struct msghdr m = {0};
+    m.msg_iov = &iov, m.msg_iovlen = 1;
+    m.msg_control = u.buf, m.msg_controllen = sizeof u.buf;
+    if (recvmsg(park_sv[0], &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) < 1) break;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      int *fd = (int *)CMSG_DATA(c);
+      for (int i = 0; i < k; i++) {
+        if (abort) setsockopt(fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        if (close(fd[i]) == 0) closed++;
+      }
+      parked -= k;
+    }
   }
   return closed;
 }
@@ -205,7 +280,7 @@ struct err_count { int e; long n; };
 
 static int connect_main(int argc, char **argv) {
   int a = 2;
-  if (argc < 20) return 2;
+  if (argc < 21) return 2;
   int ctrl = atoi(argv[a++]);
   rep_fd = atoi(argv[a++]);
   const char *mode = argv[a++];
@@ -221,6 +296,7 @@ static int connect_main(int argc, char **argv) {
   long base_att = atol(argv[a++]);
   int stop_on_error = atoi(argv[a++]);
   long send_len = atol(argv[a++]);
+  int park_on = atoi(argv[a++]);
   long rr = atol(argv[a++]);
   int npairs = atoi(argv[a++]);
   if (npairs < 1 || argc < a + 3 * npairs + 1) return 2;
@@ -254,7 +330,8 @@ static int connect_main(int argc, char **argv) {
   int nerrs = 0;
   int first_set = 0, first_errno = 0, first_pair = 0;
   long first_after = 0;
-  long est = 0, att = 0, next_poll = 0;
+  long est = 0, att = 0, next_poll = 0, nheld = 0;
+  park_init(park_on);
   const char *reason = "count";
   double loop_t0 = mono(), last_prog = loop_t0, next_time = 0;
   int one = 1;
@@ -314,12 +391,13 @@ static int connect_main(int argc, char **argv) {
       }
     }
     if (code == 0) {
-      held[est++] = s;
+      est++;
       per[i]++;
       rr++;
       struct sockaddr_in me;
       socklen_t ml = sizeof me;
       if (getsockname(s, (struct sockaddr *)&me, &ml) == 0) ports[ntohs(me.sin_port)] = 1;
+      if (park(s)) held[nheld++] = s;
       continue;
     }
     if (s >= 0) close(s);
@@ -340,6 +418,7 @@ static int connect_main(int argc, char **argv) {
     if (stop_on_error) { reason = "error"; break; }
     rr++;
   }
+  park_flush();
   put("{\"t\":\"d\",\"n\":%ld,\"a\":%ld,\"sent\":%ld,\"loopMs\":%.1f,\"errors\":{", est, att, sent, (mono() - loop_t0) * 1000);
   for (int k = 0; k < nerrs; k++) put("%s\"%s\":%ld", k ? "," : "", errname(errs[k].e), errs[k].n);
   put("},\"first\":");
@@ -358,19 +437,20 @@ static int connect_main(int argc, char **argv) {
   flush_line();
   free(ports);
   free(payload);
-  hold(ctrl, held, est);
+  hold(ctrl, held, nheld);
   return 0;
 }
 
 static int accept_main(int argc, char **argv) {
-  if (argc != 7) return 2;
+  if (argc != 8) return 2;
   int ctrl = atoi(argv[2]);
   rep_fd = atoi(argv[3]);
   int lfd = atoi(argv[4]);
   long cap = atol(argv[5]), margin = atol(argv[6]);
   close_others(lfd > ctrl ? (lfd > rep_fd ? lfd : rep_fd) : (ctrl > rep_fd ? ctrl : rep_fd));
   int *held = malloc(sizeof(int) * (cap > 0 ? cap : 1));
-  long n = 0, sent = 0;
+  long n = 0, sent = 0, nheld = 0;
+  park_init(atoi(argv[7]));
   int near = 0, accepting = 1;
   double last = mono();
   for (;;) {
@@ -380,7 +460,7 @@ static int accept_main(int argc, char **argv) {
       int w = read_words(ctrl);
       if (w & W_EOF) _exit(0);
       if (w & (W_CLOSE | W_ABORT)) {
-        long c = close_held(held, n, w & W_ABORT);
+        long c = close_held(held, nheld, w & W_ABORT);
         put("{\"t\":\"c\",\"closed\":%ld}", c);
         flush_line();
         _exit(0);
@@ -394,7 +474,8 @@ static int accept_main(int argc, char **argv) {
           if (errno == EMFILE || errno == ENFILE) { cap = n; break; }
           continue; /* ECONNABORTED and friends: next one */
         }
-        held[n++] = c;
+        n++;
+        if (park(c)) held[nheld++] = c;
       }
       if (n >= cap) {
         accepting = 0;
@@ -433,6 +514,6 @@ int main(int argc, char **argv) {
     printf("fastconn 1\n");
     return 0;
   }
-  fprintf(stderr, "usage: fastconn connect ... | accept CTRL REP LFD CAP MARGIN | version\n");
+  fprintf(stderr, "usage: fastconn connect ... | accept CTRL REP LFD CAP MARGIN PARK | version\n");
   return 2;
 }

@@ -120,11 +120,11 @@ def connect_argv(ctrl, rep, spec):
     a = ["connect", ctrl, rep, spec["bind"], int(bool(spec["noPort"])), spec["localPort"] or 0,
          spec["connectTimeoutMs"], spec["quota"], spec["maxAttempts"], repr(spec["deadline"]),
          repr(float(spec["rate"])), repr(spec["t0"]), spec["base"], spec["baseAttempted"],
-         int(bool(spec["stopOnError"])), spec.get("send", 0), spec["rr"], len(spec["pairs"])]
+         int(bool(spec["stopOnError"])), spec.get("send", 0), int(bool(spec.get("park"))), spec["rr"], len(spec["pairs"])]
     for p in spec["pairs"]:
         a += [p.get("source") or "-", p["address"], p["port"]]
     return a + [len(spec["active"])] + list(spec["active"])
 
 
-def accept_argv(ctrl, rep, lfd, cap, margin):
-    return ["accept", ctrl, rep, lfd, cap, margin]
+def accept_argv(ctrl, rep, lfd, cap, margin, park):
+    return ["accept", ctrl, rep, lfd, cap, margin, int(bool(park))]

@@ -98,6 +98,7 @@ class ListenStep:
         self.thread = None
         self.problem = None
         self.cap = self.margin = 0
+        self.park = True  # the C helper parks what it accepts (fastconn.c); its cap is within its fd budget
         # `server: threads|epoll`: the Python servers of servers.py instead of the plain accept workers
         self.server = None
         self.stack = 0
@@ -125,13 +126,13 @@ class ListenStep:
         if len(self.workers) >= MAX_ACCEPT_WORKERS:
             self.problem = "stopped at %d accept workers" % MAX_ACCEPT_WORKERS
             return None
-        sock, cap, margin, helper = self.sock, self.cap, self.margin, self.helper
+        sock, cap, margin, helper, park = self.sock, self.cap, self.margin, self.helper, self.park
         if self.server:
             mode, stack = self.server, self.stack
             w = FORKER.spawn(lambda c, r: servers.serve(c, r, sock, cap, mode, stack), keep=[sock.fileno()])
         elif helper:
             lfd = sock.fileno()
-            w = FORKER.spawn_exec(helper, lambda c, r, l: fastconn.accept_argv(c, r, l, cap, margin), keep=[lfd])
+            w = FORKER.spawn_exec(helper, lambda c, r, l: fastconn.accept_argv(c, r, l, cap, margin, park), keep=[lfd])
         else:
             w = FORKER.spawn(lambda c, r: accept_worker(c, r, sock, cap, margin), keep=[sock.fileno()])
         self.workers.append(w)
@@ -239,6 +240,7 @@ def op_listen(rid, args):
     defer_s = arg(args, "deferAcceptS", int, 0, minimum=0)
     if defer_s > MAX_DEFER_ACCEPT_S:
         raise bad('argument "deferAcceptS" must be at most %d, got %d' % (MAX_DEFER_ACCEPT_S, defer_s))
+    park = arg(args, "park", bool, True)
     engine = arg(args, "engine", str, "auto")
     if engine not in fastconn.ENGINES:
         raise bad('argument "engine" must be auto, c or python, got %s' % json.dumps(engine))
@@ -277,6 +279,7 @@ def op_listen(rid, args):
         raise
     step = ListenStep(sid, rid, s, accept)
     step.helper = helper
+    step.park = park
     step.server, step.stack = server or None, stack
     try:
         register_step(step)
