@@ -22,7 +22,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** A C peer in a namespace, talked to through stdin/stdout lines. */
-class Peer {
+export class Peer {
   private lines: string[] = [];
   private waiters: ((l: string) => void)[] = [];
   readonly child: ChildProcessWithoutNullStreams;

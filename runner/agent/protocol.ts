@@ -245,7 +245,8 @@ export interface AgentOps {
   conntrack: { args: NoArgs; reply: { family: string; table: string }; event: never };
   listen: { args: ListenArgs; reply: ListenReply; event: ListenProgress };
   connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
-  release: { args: { id: StepId; abort?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
+  /** silent (with abort): the C helper closes without an RST (TCP_REPAIR), for a release that closes the peer too */
+  release: { args: { id: StepId; abort?: boolean; silent?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
   snapshot: { args: { ports?: number[] }; reply: SnapshotReply; event: never };
   files: { args: FilesArgs; reply: FilesReply; event: never };
   restore: { args: NoArgs; reply: RestoreReply; event: never };

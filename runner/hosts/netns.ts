@@ -1,9 +1,11 @@
-// Local hosts: one network namespace per lab role on this machine, wired
-// through a bridge that lives in a namespace of its own, so the root namespace
-// only ever gets an `unreachable` guard route (and, for `lab hosts up`, one
-// veth into the bridge). Addresses come from 198.18.0.0/15 (RFC 2544): each
-// run holds a slice of 198.18.0.0/16 of its own and a guard route of its own,
-// so any number of runs can share the machine without coordinating.
+// Local hosts: one network namespace per lab role on this machine. Two hosts
+// are joined by one veth pair; three or more, or hosts the root namespace must
+// reach, through a bridge that lives in a namespace of its own. Either way the
+// root namespace only ever gets an `unreachable` guard route (and, for
+// `lab hosts up`, one veth into the bridge). Addresses come from
+// 198.18.0.0/15 (RFC 2544): each run holds a slice of 198.18.0.0/16 of its
+// own and a guard route of its own, so any number of runs can share the
+// machine without coordinating.
 
 import { existsSync, readFileSync } from 'node:fs';
 import { link, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -39,6 +41,11 @@ export interface LocalNetworkSpec {
   slice?: number;
   /** give the root namespace an address on the bridge, so it can reach the hosts (SSH) */
   rootLink?: boolean;
+  /**
+   * How the hosts are joined; default: "direct" for exactly two hosts without
+   * a root link, else "bridge". A benchmark may ask for a bridge between two.
+   */
+  wiring?: Wiring;
   /** what created it, recorded in the journal */
   purpose: string;
   /**
@@ -67,6 +74,26 @@ export function ehashEntriesFor(sockets: number): number | undefined {
   return Math.min(2 ** 24, 2 ** Math.ceil(Math.log2(sockets)));
 }
 
+/**
+ * "direct": the two hosts' eth0s are the two ends of one veth pair. "bridge":
+ * each host's eth0 is a veth into br0 in the switch namespace lab-<id>-sw.
+ * Why direct when it can be: every packet of a handshake and every RST of a
+ * release crosses one veth instead of two and no bridge (nor the bridge's
+ * netfilter hooks): 5–11% less kernel CPU per connection on the ramp, 3–11%
+ * on the release here, and one namespace fewer to make and tear down
+ * (docs/performance.md, npm run bench:topology).
+ */
+export type Wiring = 'bridge' | 'direct';
+
+/** Run in the switch namespace: bridged frames skip netfilter (see createLocalNetwork). */
+export const BRIDGE_NO_NETFILTER =
+  'cd /proc/sys/net/bridge 2>/dev/null || exit 0; for k in iptables ip6tables arptables; do echo 0 > bridge-nf-call-$k; done';
+
+/** The wiring a network gets when its spec names none. */
+export function defaultWiring(hosts: number, rootLink?: boolean): Wiring {
+  return hosts === 2 && !rootLink ? 'direct' : 'bridge';
+}
+
 export interface LocalHost {
   role: string;
   namespace: string;
@@ -83,7 +110,9 @@ export interface LocalNetwork {
   net: 18 | 19;
   slice?: number;
   hosts: LocalHost[];
-  switchNamespace: string;
+  wiring: Wiring;
+  /** the bridge's namespace (wiring "bridge") */
+  switchNamespace?: string;
   /** the root namespace's address on the bridge, when rootLink */
   rootAddress?: string;
   rootDevice?: string;
@@ -247,11 +276,17 @@ function newJournal(id: string, purpose: string, slice?: number): LocalJournal {
  */
 export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalNetwork> {
   if (!/^[a-z0-9]{1,8}$/.test(spec.id)) throw new HostError('LOCAL_BAD_ID', `Bad network id "${spec.id}"`);
+  const wiring = spec.wiring ?? defaultWiring(spec.roles.length, spec.rootLink);
+  if (wiring === 'direct' && (spec.roles.length !== 2 || spec.rootLink)) {
+    throw new HostError('LOCAL_BAD_WIRING', 'A direct veth pair joins exactly two hosts and no root link');
+  }
   // Runs (net 18) each hold a slice; `lab hosts up` (net 19) is one network with the whole /16.
   const slice = spec.net === 18 ? (spec.slice ?? (await reserveSlice(spec.id))) : undefined;
   const journal = newJournal(spec.id, spec.purpose, slice);
-  const sw = namespaceName(spec.id, 'sw');
-  const network: LocalNetwork = { id: spec.id, net: spec.net, hosts: [], switchNamespace: sw, ...(slice === undefined ? {} : { slice }) };
+  const sw = wiring === 'bridge' ? namespaceName(spec.id, 'sw') : undefined;
+  const network: LocalNetwork = {
+    id: spec.id, net: spec.net, hosts: [], wiring, ...(sw ? { switchNamespace: sw } : {}), ...(slice === undefined ? {} : { slice }),
+  };
   for (const [i, role] of spec.roles.entries()) {
     const { address, aliasPool } = localAddresses(spec.net, i, slice);
     network.hosts.push({ role, namespace: namespaceName(spec.id, role), device: 'eth0', address, prefix: localPrefix(slice), aliasPool });
@@ -266,7 +301,7 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
 
   try {
     // Everything is journaled before it is made, so a crash at any point can be undone.
-    journal.namespaces = [sw, ...network.hosts.map((h) => h.namespace)];
+    journal.namespaces = [...(sw ? [sw] : []), ...network.hosts.map((h) => h.namespace)];
     journal.rootDevice = network.rootDevice;
     journal.guardMetric = guardMetric(spec.net, slice);
     await writeJournal(journal);
@@ -278,7 +313,7 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
       // The switch first, with the shared table; then the hosts, each with a table
       // of its own. The sysctl is the machine's: set only while the namespaces are
       // made, under a lock so that concurrent runs restore the value they found.
-      await batch([`netns add ${sw}`]);
+      if (sw) await batch([`netns add ${sw}`]);
       const hosts = network.hosts.map((h) => `ip netns add ${h.namespace}`).join(' && ');
       const script = `old=$(cat ${CHILD_EHASH}) && echo ${spec.ehashEntries} > ${CHILD_EHASH} && { ${hosts}; rc=$?; echo $old > ${CHILD_EHASH}; exit $rc; }`;
       // The lock is on the sysctl file itself: nothing is left behind to clean up.
@@ -286,21 +321,31 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
     } else {
       await batch(journal.namespaces.map((ns) => `netns add ${ns}`));
     }
-    await batch([
-      'link set lo up',
-      'link add br0 type bridge',
-      'link set br0 up',
-      ...network.hosts.flatMap((h, i) => [
-        `link add p${i} type veth peer name ${h.device} netns ${h.namespace}`,
-        `link set p${i} master br0 up`,
-      ]),
-    ], sw);
-    await Promise.all(
-      network.hosts.map((h) =>
+    if (sw) {
+      await batch([
+        'link set lo up',
+        'link add br0 type bridge',
+        'link set br0 up',
+        ...network.hosts.flatMap((h, i) => [
+          `link add p${i} type veth peer name ${h.device} netns ${h.namespace}`,
+          `link set p${i} master br0 up`,
+        ]),
+      ], sw);
+    } else {
+      const [a, b] = network.hosts as [LocalHost, LocalHost];
+      await batch([`link add ${a.device} type veth peer name ${b.device} netns ${b.namespace}`], a.namespace);
+    }
+    await Promise.all([
+      ...network.hosts.map((h) =>
         batch(['link set lo up', `addr add ${h.address}/${h.prefix} dev ${h.device}`, `link set ${h.device} up`], h.namespace),
       ),
-    );
-    if (network.rootDevice) {
+      // No netfilter in the switch: bridged frames skip the IPv4/IPv6/ARP hooks
+      // (0–8% of a connection's kernel CPU here). These sysctls are the
+      // namespace's own where the kernel shows them inside it (Linux ≥ 5.3);
+      // elsewhere they are the machine's, and are left alone.
+      ...(sw ? [mustRunLocal(['ip', 'netns', 'exec', sw, 'sh', '-c', BRIDGE_NO_NETFILTER])] : []),
+    ]);
+    if (network.rootDevice && sw) {
       await mustRunLocal(['ip', 'link', 'add', network.rootDevice, 'type', 'veth', 'peer', 'name', 'up0', 'netns', sw]);
       await batch(['link set up0 master br0 up'], sw);
       // A /16 beside the /15 guard: more specific, so only this network is reachable.
@@ -324,7 +369,7 @@ export type BeforeDelete = (namespace: string) => Promise<string[]>;
 /** Undo one journal: kill what runs in the namespaces, delete them, the root link, the guard route, the slice. */
 async function undoLocalJournal(j: LocalJournal, beforeDelete?: BeforeDelete): Promise<string[]> {
   const problems: string[] = [];
-  // Host namespaces first, the switch last (it was made first).
+  // Host namespaces first, the switch (when bridged) last: it was made first.
   for (const ns of [...j.namespaces].reverse()) {
     if (!existsSync(`/run/netns/${ns}`)) continue;
     const pids = await runLocal(['ip', 'netns', 'pids', ns]);

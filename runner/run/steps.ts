@@ -362,9 +362,31 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
   obs.detail = { ...f };
 }
 
+/** Past this many connections, a release that closes both ends of every one drops them silently. */
+export const SILENT_RELEASE_MIN = 65536;
+
+/**
+ * Whether an aborting release may close without RSTs (the agent's `silent`: the C
+ * helper frees each socket with TCP_REPAIR, sending nothing): only when it closes
+ * every connect and listen still open, so no peer is left to be told, and at
+ * scale (SILENT_RELEASE_MIN), where the RST's trip through the veths and the
+ * peer's reset are what the release costs. Not with conntrack on a host: an RST
+ * ends the tracked entry, a silent close would leave it ESTABLISHED for days.
+ */
+function closesBothEnds(step: Step<'release'>, ctx: StepContext): boolean {
+  const index = ctx.plan.steps.indexOf(step);
+  const released = new Set(ctx.plan.steps.slice(0, index).flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const open = ctx.done.filter((o) => (o.kind === 'connect' || o.kind === 'listen') && !released.has(o.name));
+  if (!open.some((o) => o.kind === 'connect') || !open.every((o) => step.steps.includes(o.name))) return false;
+  if (ctx.plan.hosts.some((h) => h.conntrack)) return false;
+  return [...ctx.held.values()].reduce((a, b) => a + b, 0) >= SILENT_RELEASE_MIN;
+}
+
 async function release(step: Step<'release'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
   const abort = ctx.plan.lab.release !== 'graceful';
+  // LAB_SILENT_RELEASE=0 sends the RSTs anyway, to measure what the silent release saves (docs/performance.md).
+  const silent = abort && process.env.LAB_SILENT_RELEASE !== '0' && closesBothEnds(step, ctx);
   const close = async (name: string): Promise<number> => {
     const target = ctx.done.find((o) => o.name === name);
     if (!target) return 0;
@@ -375,7 +397,7 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
     // On every host of the role the step ran on.
     const hosts = ctx.plan.roles[target.host] ?? [];
     const replies = await Promise.all(
-      hosts.map((host) => ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort, timeoutMs: releaseTimeoutMs(held) }))),
+      hosts.map((host) => ctx.bound.guard(agentOf(ctx, host).request('release', { id: name, abort, ...(silent ? { silent } : {}), timeoutMs: releaseTimeoutMs(held) }))),
     );
     // A listener's accepts go on after its reply, whose events end with it: what each
     // host closes now is what it accepted and held, the count its observation keeps.
@@ -396,6 +418,8 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   if (abort) closed = (await Promise.all(step.steps.map(close))).reduce((a, b) => a + b, 0);
   else for (const name of step.steps) closed += await close(name);
   obs.metrics.closed = closed;
+  // How the sockets were closed: "silent" (no packet), "rst" or "fin".
+  obs.labels.close = silent ? 'silent' : abort ? 'rst' : 'fin';
 }
 
 /** A machine-wide fd ceiling, observed on each host of the role: the agent sets and puts back the sysctl itself. */

@@ -248,13 +248,20 @@ function helperFds(ns: string): { workers: number; fds: number } {
   return { workers, fds };
 }
 
+/** RSTs `ns` has sent (Tcp OutRsts, /proc/net/snmp). */
+function outRsts(ns: string): number {
+  const lines = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/snmp'], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('Tcp:'));
+  const names = lines[0]!.split(/\s+/);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf('OutRsts')]);
+}
+
 /** TIME_WAIT sockets in `ns` (/proc/net/sockstat). */
 function timeWait(ns: string): number {
   const text = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/sockstat'], { encoding: 'utf8' });
   return Number(/TCP: .* tw (\d+)/.exec(text)![1]);
 }
 
-test('parking: the C workers hold their sockets out of their fd tables, ss still counts every one, and release closes them by RST or gracefully', async () => {
+test('parking: the C workers hold their sockets out of their fd tables, ss still counts every one, and release closes them by RST, silently or gracefully', async () => {
   const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
   try {
     const [c, s] = net.hosts;
@@ -277,9 +284,21 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     assert.ok(cp.workers >= 1 && sp.workers >= 1);
     assert.ok(cp.fds < cp.workers * 260, `client workers' fd tables: ${cp.fds} fds in ${cp.workers}`);
     assert.ok(sp.fds < sp.workers * 260, `server workers' fd tables: ${sp.fds} fds in ${sp.workers}`);
+    const rsts = () => outRsts(c!.namespace) + outRsts(s!.namespace);
+    let rst0 = rsts();
     const closed = await Promise.all([client.request('release', { id: 'c8120', abort: true }), server.request('release', { id: 'l8120', abort: true })]);
     assert.equal(closed.map((x) => x.closed), [15000, 15000]);
     assert.is(timeWait(c!.namespace) + timeWait(s!.namespace), 0, 'RST: no TIME_WAIT');
+    assert.ok(rsts() - rst0 >= 15000, `RSTs sent: ${rsts() - rst0}`);
+    // Silent (both ends released at once): TCP_REPAIR, and not one RST or FIN on the wire.
+    await hold(8123, 15000);
+    rst0 = rsts();
+    const silent = await Promise.all([client.request('release', { id: 'c8123', abort: true, silent: true }), server.request('release', { id: 'l8123', abort: true, silent: true })]);
+    assert.equal(silent.map((x) => x.closed), [15000, 15000]);
+    assert.is(rsts() - rst0, 0, 'silent: no RST');
+    assert.is(timeWait(c!.namespace) + timeWait(s!.namespace), 0, 'silent: no TIME_WAIT');
+    assert.equal((await client.request('snapshot', { ports: [8123] })).established, { '8123': 0 });
+    assert.equal((await server.request('snapshot', { ports: [8123] })).established, { '8123': 0 });
     // Graceful: each parked socket is taken back and closed with a FIN; the client, closing first, keeps TIME_WAIT.
     await hold(8121, 3000);
     assert.is((await client.request('release', { id: 'c8121', abort: false })).closed, 3000);

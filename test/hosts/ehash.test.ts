@@ -20,14 +20,15 @@ test('ehashEntriesFor() sizes a table to the lab, and leaves small labs on the s
 test('createLocalNetwork() with ehashEntries gives each host namespace a table of that size, and puts the sysctl back', async () => {
   const before = readFileSync(CHILD, 'utf8').trim();
   const id = `eh${process.pid.toString(36)}`.slice(0, 8);
-  const net = await createLocalNetwork({ id, roles: ['client', 'server'], net: 18, purpose: 'test', ehashEntries: 131072 });
+  // Three hosts: the bridge's namespace is made beside them, with the shared table.
+  const net = await createLocalNetwork({ id, roles: ['client', 'server', 'third'], net: 18, purpose: 'test', ehashEntries: 131072 });
   try {
     for (const h of net.hosts) {
       const r = await runLocal(['ip', 'netns', 'exec', h.namespace, 'cat', '/proc/sys/net/ipv4/tcp_ehash_entries']);
       assert.is(r.stdout.trim(), '131072', h.namespace);
     }
     // The bridge's namespace keeps the shared table (a negative size says shared).
-    const sw = await runLocal(['ip', 'netns', 'exec', net.switchNamespace, 'cat', '/proc/sys/net/ipv4/tcp_ehash_entries']);
+    const sw = await runLocal(['ip', 'netns', 'exec', net.switchNamespace!, 'cat', '/proc/sys/net/ipv4/tcp_ehash_entries']);
     assert.ok(sw.stdout.trim().startsWith('-'), sw.stdout);
     assert.is(readFileSync(CHILD, 'utf8').trim(), before);
   } finally {

@@ -1,4 +1,5 @@
-// Local namespace hosts: the wiring and the safety promises — lab traffic
+// Local namespace hosts: the wiring (two hosts: one veth pair; more: a
+// bridge) and the safety promises — lab traffic
 // cannot leave 198.18.0.0/15, nothing is made before it is journaled,
 // concurrent networks never share addresses or a guard route, and everything
 // goes again.
@@ -9,15 +10,22 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import {
   createLocalNetwork,
+  defaultWiring,
   destroyLocalNetwork,
   guardMetric,
   LOCAL_JOURNAL_DIR,
   localAddresses,
   RUN_SLICES,
   NetnsTransport,
+  type LocalHost,
   type LocalNetwork,
 } from '../../runner/hosts/netns.ts';
 import { guardRoutes, namespaces } from '../helpers.ts';
+
+/** The machine's own bridge-netfilter setting before any test network: a switch must not change it. */
+const rootNfCall = existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables')
+  ? readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim()
+  : '';
 
 const id = `t${process.pid.toString(36)}`.slice(0, 8);
 let network: LocalNetwork;
@@ -49,12 +57,65 @@ test('localAddresses() in slice s of 198.18.0.0/16 stays inside 198.18.16s.0/20'
   assert.is(localAddresses(18, 15, 0).address, '198.18.0.16');
 });
 
-test('createLocalNetwork() makes a namespace per role and one for the bridge, journaled', () => {
+test('createLocalNetwork() makes a namespace per role, two hosts joined by one veth pair, journaled', () => {
   const names = namespaces();
-  for (const n of [`lab-${id}-sw`, `lab-${id}-client`, `lab-${id}-server`]) assert.ok(names.includes(n), n);
+  for (const n of [`lab-${id}-client`, `lab-${id}-server`]) assert.ok(names.includes(n), n);
+  assert.not.ok(names.includes(`lab-${id}-sw`), 'no bridge between two hosts');
+  assert.is(network.wiring, 'direct');
+  assert.is(network.switchNamespace, undefined);
   const journal = JSON.parse(readFileSync(`${LOCAL_JOURNAL_DIR}/${id}.json`, 'utf8'));
-  assert.equal(journal.namespaces, [`lab-${id}-sw`, `lab-${id}-client`, `lab-${id}-server`]);
+  assert.equal(journal.namespaces, [`lab-${id}-client`, `lab-${id}-server`]);
   assert.is(journal.pid, process.pid);
+  // Each eth0 is a veth whose peer is the other host's eth0: nothing between them.
+  for (const [h, other] of [network.hosts, [...network.hosts].reverse()] as LocalHost[][]) {
+    const link = ip('-n', h!.namespace, '-d', '-o', 'link', 'show', 'eth0');
+    assert.match(link, 'veth');
+    assert.match(link, `link-netns ${other!.namespace}`);
+    assert.match(ip('-n', h!.namespace, '-o', 'link', 'show'), /^1: lo.*\n2: eth0@/s);
+  }
+});
+
+test('defaultWiring(): a direct pair for exactly two hosts without a root link, else a bridge', () => {
+  assert.is(defaultWiring(2), 'direct');
+  assert.is(defaultWiring(2, true), 'bridge');
+  assert.is(defaultWiring(1), 'bridge');
+  assert.is(defaultWiring(3), 'bridge');
+});
+
+test('a direct pair refuses any other number of hosts, or a root link, before anything is made', async () => {
+  const wid = `${id}w`.slice(-8);
+  for (const spec of [{ roles: ['a', 'b', 'c'] }, { roles: ['a', 'b'], rootLink: true }]) {
+    try {
+      await createLocalNetwork({ id: wid, net: 18, purpose: 'test', wiring: 'direct', ...spec });
+      assert.unreachable();
+    } catch (e) {
+      assert.match((e as Error).message, 'A direct veth pair joins exactly two hosts and no root link');
+    }
+  }
+  assert.not.ok(existsSync(`${LOCAL_JOURNAL_DIR}/${wid}.json`));
+  assert.not.ok(namespaces().some((n) => n.startsWith(`lab-${wid}-`)));
+});
+
+test('three hosts are joined by a bridge in a namespace of its own, its netfilter hooks off, and reach each other', async () => {
+  const bid = `${id}3`.slice(-8);
+  const net = await createLocalNetwork({ id: bid, roles: ['a', 'b', 'c'], net: 18, purpose: 'test' });
+  try {
+    assert.is(net.wiring, 'bridge');
+    assert.is(net.switchNamespace, `lab-${bid}-sw`);
+    const journal = JSON.parse(readFileSync(`${LOCAL_JOURNAL_DIR}/${bid}.json`, 'utf8'));
+    assert.equal(journal.namespaces, [`lab-${bid}-sw`, `lab-${bid}-a`, `lab-${bid}-b`, `lab-${bid}-c`]);
+    assert.match(ip('-n', net.switchNamespace!, '-o', 'link', 'show', 'master', 'br0'), /p0@.*p1@.*p2@/s);
+    if (existsSync('/proc/sys/net/bridge/bridge-nf-call-iptables')) {
+      const nf = execFileSync('ip', ['netns', 'exec', net.switchNamespace!, 'cat', '/proc/sys/net/bridge/bridge-nf-call-iptables'], { encoding: 'utf8' });
+      assert.is(nf.trim(), '0');
+      // The machine's own setting is not the switch's.
+      assert.is(readFileSync('/proc/sys/net/bridge/bridge-nf-call-iptables', 'utf8').trim(), rootNfCall);
+    }
+    for (const [from, to] of [[0, 2], [2, 1]] as const) assert.match(await dial(net.hosts[from]!, net.hosts[to]!), net.hosts[from]!.address);
+  } finally {
+    assert.equal(await destroyLocalNetwork(bid), []);
+  }
+  assert.not.ok(namespaces().some((n) => n.startsWith(`lab-${bid}-`)));
 });
 
 test('the namespaces have no default route: only their own slice is reachable', () => {
@@ -92,21 +153,26 @@ test('networks made at once get distinct slices and guard routes, and each goes 
   assert.ok(guardRoutes().includes(`metric ${guardMetric(18, network.slice)}`), 'the first network keeps its guard');
 });
 
-test('hosts reach each other through the bridge', async () => {
-  const [client, server] = network.hosts;
-  const listener = await new NetnsTransport('server', server!.namespace).spawn([
+/** One TCP connection from host `from` to host `to`; returns the source address `to` saw. */
+async function dial(from: LocalHost, to: LocalHost): Promise<string> {
+  const listener = await new NetnsTransport(to.role, to.namespace).spawn([
     'python3', '-c',
-    `import socket; s = socket.create_server(("${server!.address}", 9000)); print("up", flush=True); c, a = s.accept(); print(a[0], flush=True)`,
+    `import socket; s = socket.create_server(("${to.address}", 9000)); print("up", flush=True); c, a = s.accept(); print(a[0], flush=True)`,
   ]);
   let heard = '';
   listener.stdout.on('data', (d) => (heard += d));
   while (!heard.includes('up')) await new Promise((r) => setTimeout(r, 20));
-  const r = await new NetnsTransport('client', client!.namespace).exec([
-    'python3', '-c', `import socket; socket.create_connection(("${server!.address}", 9000), timeout=3)`,
+  const r = await new NetnsTransport(from.role, from.namespace).exec([
+    'python3', '-c', `import socket; socket.create_connection(("${to.address}", 9000), timeout=3)`,
   ]);
   assert.is(r.code, 0, r.stderr);
   await listener.exited;
-  assert.match(heard, client!.address);
+  return heard;
+}
+
+test('two hosts reach each other through their veth pair', async () => {
+  const [client, server] = network.hosts;
+  assert.match(await dial(client!, server!), client!.address);
 });
 
 test('NetnsTransport runs commands inside its namespace and reports exit codes', async () => {

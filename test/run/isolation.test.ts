@@ -1,8 +1,8 @@
 // Lab traffic stays on this machine: a run's thousands of packets cross only
-// the veths and bridge inside its own namespaces. Every interface of the root
-// namespace (eth0, lo…) is read before and after a run; none may carry the
-// lab's packets. Only interfaces lab itself makes in the root namespace (the
-// `lab hosts up` link, "lab<id>") may move.
+// the veths (and bridge, beyond two hosts) inside its own namespaces. Every
+// interface of the root namespace (eth0, lo…) is read before and after a run;
+// none may carry the lab's packets. Only interfaces lab itself makes in the
+// root namespace (the `lab hosts up` link, "lab<id>") may move.
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';

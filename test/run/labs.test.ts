@@ -31,8 +31,12 @@ for (const lab of shippedLabs) {
     for (const p of result.predictions) {
       assert.is(p.verdict, 'pass', `${p.metric}: predicted ${p.predicted}, observed ${p.observed} (${p.derivation})`);
     }
+    // Below SILENT_RELEASE_MIN connections a release tells the peer: RST, or FIN for a graceful lab.
+    for (const st of result.steps.filter((x) => x.kind === 'release')) {
+      assert.is(st.labels.close, /^release: graceful$/m.test(result.lab.source) ? 'fin' : 'rst', `${lab}: ${st.name}`);
+    }
     assert.ok(result.restore.ok, result.restore.problems.join('\n'));
-    // The run's namespaces are lab-<id>-<role> (and lab-<id>-sw): none may be left, nor its agents.
+    // The run's namespaces are lab-<id>-<role> (and lab-<id>-sw beyond two hosts): none may be left, nor its agents.
     const after = await machineState();
     for (const each of results) {
       const id = each.hosts[0]!.target.split('-')[1]!;

@@ -197,7 +197,9 @@ class ConnectStep:
     def open_count(self):
         return sum(w.count for w in self.workers)
 
-    def release(self, deadline, abort=False):
+    def release(self, deadline, word="close"):
+        """Close what the step holds: word is "close" (FIN), "abort" (RST) or "drop\nabort" (the C
+        helper sends nothing; the Python workers read "abort")."""
         self.stopping = True
         with self.lock:
             current = list(self.current)
@@ -205,7 +207,7 @@ class ConnectStep:
             w.send("stop")
         self.done.wait(max(0.0, deadline - time.monotonic()))
         for w in self.workers:
-            w.send("abort" if abort else "close")
+            w.send(word)
         return sum(w.wait_closed(deadline) for w in self.workers)
 
     def kill(self):

@@ -124,11 +124,13 @@ static void close_others(int last) {
   for (int fd = last + 1; fd < 65536; fd++) close(fd);
 }
 
-/* Words from the agent on CTRL. Returns a bit set: 1 stop, 2 close, 4 abort, 8 EOF. */
+/* Words from the agent on CTRL. Returns a bit set: 1 stop, 2 close, 4 abort, 8 EOF, 16 drop
+ * (with abort: close without sending anything, see close_held). */
 #define W_STOP 1
 #define W_CLOSE 2
 #define W_ABORT 4
 #define W_EOF 8
+#define W_DROP 16
 static int read_words(int fd) {
   char buf[512];
   ssize_t n = read(fd, buf, sizeof buf - 1);
@@ -139,6 +141,7 @@ static int read_words(int fd) {
   if (strstr(buf, "stop")) w |= W_STOP;
   if (strstr(buf, "close")) w |= W_CLOSE;
   if (strstr(buf, "abort")) w |= W_ABORT;
+  if (strstr(buf, "drop")) w |= W_DROP;
   return w;
 }
 
@@ -191,16 +194,30 @@ static void park_init(int on) {
   setsockopt(park_sv[1], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
 }
 
-/* Close held sockets; with abort by RST (SO_LINGER {1, 0}): no TIME_WAIT. */
-static long close_held(int *fds, long n, int abort) {
+/* How a socket is closed: 0 with a FIN (graceful), W_ABORT by RST (SO_LINGER {1, 0}: no
+ * TIME_WAIT), W_ABORT | W_DROP silently: TCP_REPAIR, as CRIU does, makes close() free the socket
+ * without sending anything. The agent asks for a drop only when the release closes the peer
+ * too, at once (runner/run/steps.ts): no RST crosses the veths to be processed on the other end.
+ * TCP_REPAIR needs CAP_NET_ADMIN; without it, RST. */
+static void set_abort(int fd, int how) {
+  if (!(how & W_ABORT)) return;
+  if (how & W_DROP) {
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, 19 /* TCP_REPAIR */, &one, sizeof one) == 0) return;
+  }
   struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+}
+
+/* Close held sockets (and parked ones), each as set_abort says. */
+static long close_held(int *fds, long n, int how) {
   long closed = 0;
   for (long i = 0; i < n; i++) {
-    if (abort) setsockopt(fds[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    set_abort(fds[i], how);
     if (close(fds[i]) == 0) closed++;
   }
   for (int i = 0; i < park_n; i++) {
-    if (abort) setsockopt(park_buf[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    set_abort(park_buf[i], how);
     if (close(park_buf[i]) == 0) closed++;
   }
   park_n = 0;
@@ -217,7 +234,7 @@ static long close_held(int *fds, long n, int abort) {
       int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
       int *fd = (int *)CMSG_DATA(c);
       for (int i = 0; i < k; i++) {
-        if (abort) setsockopt(fd[i], SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        set_abort(fd[i], how);
         if (close(fd[i]) == 0) closed++;
       }
       parked -= k;
@@ -226,14 +243,14 @@ static long close_held(int *fds, long n, int abort) {
   return closed;
 }
 
-/* Hold until "close"/"abort" (close, report, exit) or EOF (exit). */
+/* Hold until "close"/"abort"/"drop abort" (close, report, exit) or EOF (exit). */
 static void hold(int ctrl, int *fds, long n) {
   for (;;) {
     struct pollfd p = {ctrl, POLLIN, 0};
     if (poll(&p, 1, -1) < 0) continue;
     int w = read_words(ctrl);
     if (w & (W_CLOSE | W_ABORT)) {
-      long c = close_held(fds, n, w & W_ABORT);
+      long c = close_held(fds, n, w & (W_ABORT | W_DROP));
       put("{\"t\":\"c\",\"closed\":%ld}", c);
       flush_line();
       _exit(0);
@@ -460,7 +477,7 @@ static int accept_main(int argc, char **argv) {
       int w = read_words(ctrl);
       if (w & W_EOF) _exit(0);
       if (w & (W_CLOSE | W_ABORT)) {
-        long c = close_held(held, nheld, w & W_ABORT);
+        long c = close_held(held, nheld, w & (W_ABORT | W_DROP));
         put("{\"t\":\"c\",\"closed\":%ld}", c);
         flush_line();
         _exit(0);

@@ -199,11 +199,13 @@ class ListenStep:
         except OSError:
             pass
 
-    def release(self, deadline, abort=False):
+    def release(self, deadline, word="close"):
+        """Close what the step holds: word is "close" (FIN), "abort" (RST) or "drop\nabort" (the C
+        helper sends nothing; the Python workers read "abort")."""
         self._wake()
         self.done.wait(max(0.0, deadline - time.monotonic()))
         for w in self.workers:
-            w.send("abort" if abort else "close")
+            w.send(word)
         closed = sum(w.wait_closed(deadline) for w in self.workers)
         self.close_fds()
         return closed

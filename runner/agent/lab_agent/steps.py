@@ -42,11 +42,13 @@ def take_all_steps():
 def op_release(rid, args):
     sid = step_id(args)
     abort = arg(args, "abort", bool, False)
+    # with abort, the peer is being released at once too: the C helper closes without an RST
+    silent = arg(args, "silent", bool, False)
     wait_s = arg(args, "timeoutMs", float, RELEASE_S * 1000, minimum=1) / 1000.0
     with STEPS_LOCK:
         step = STEPS.get(sid)
     if step is None:
         raise bad('no open listen or connect with id "%s"' % sid)
-    closed = step.release(time.monotonic() + wait_s, abort)
+    closed = step.release(time.monotonic() + wait_s, ("drop\nabort" if silent else "abort") if abort else "close")
     unregister_step(step)
     return {"closed": closed}
