@@ -155,6 +155,7 @@ static int read_words(int fd) {
  * them back in batches and closes them as before. */
 #define PARK_MAX 253 /* SCM_MAX_FD */
 static int park_sv[2] = {-1, -1};
+static int parking; /* 1 while batches go out; a failed send ends it, what is parked stays receivable */
 static int park_buf[PARK_MAX];
 static int park_n;
 static long parked;
@@ -175,21 +176,23 @@ static void park_flush(void) {
     parked += park_n;
     park_n = 0;
   } else {
-    park_sv[0] = -1; /* cannot park (ETOOMANYREFS without CAP_SYS_ADMIN, memory): hold them in the table */
+    parking = 0; /* cannot park (ETOOMANYREFS without CAP_SYS_ADMIN, memory): hold them in the table */
   }
 }
 
-/* Hold fd s: in the table, or parked in batches. Returns 1 when it stays in the table. */
+/* Hold fd s: parked in batches (0), or, when parking is off or has failed, in the caller's
+ * table (1). A batch whose send failed stays in park_buf, in the fd table, closed from there. */
 static int park(int s) {
-  if (park_sv[0] < 0) return 1;
+  if (!parking) return 1;
   park_buf[park_n++] = s;
   if (park_n == PARK_MAX) park_flush();
-  return park_sv[0] < 0;
+  return 0;
 }
 
 static void park_init(int on) {
   if (!on) return;
-  if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, park_sv) < 0) { park_sv[0] = -1; return; }
+  if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, park_sv) < 0) return;
+  parking = 1;
   int big = 64 << 20;
   setsockopt(park_sv[1], SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof big);
 }
