@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AgentClient } from '../../runner/agent/client.ts';
+import { ROOT } from '../helpers.ts';
 import { mustRunLocal } from '../../runner/hosts/local.ts';
 import { createLocalNetwork, destroyLocalNetwork, NetnsTransport, type LocalNetwork } from '../../runner/hosts/netns.ts';
 
@@ -314,6 +315,32 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     await client.shutdown();
     await server.shutdown();
   }
+});
+
+test('parking that fails part way (no CAP_SYS_ADMIN, in-flight fds above nofile) keeps the rest in the table, and release closes every socket', async () => {
+  // The helper as the agent compiled it for the tests above.
+  const cache = freshCache();
+  const [client, server] = await agents({ LAB_AGENT_CACHE: cache });
+  await ramp(client, server, 8130, 10);
+  await client.shutdown();
+  await server.shutdown();
+  const helper = join(cache, readdirSync(cache).find((f) => /^fastconn-[0-9a-f]+$/.test(f))!);
+  const driver = join(ROOT, 'test/agent/drivers/park_fail.py');
+  const run = (prefix: string[]) =>
+    JSON.parse(execFileSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up && exec python3 "$@"', 'sh', driver, helper, '1200', ...prefix], { encoding: 'utf8' }));
+  // The kernel lets a user hold at most its nofile fds in flight without CAP_SYS_ADMIN or
+  // CAP_SYS_RESOURCE (ETOOMANYREFS): with nofile 600, three batches of 253 go out, the fourth fails.
+  const failed = run(['prlimit', '--nofile=600', 'setpriv', '--bounding-set=-sys_admin,-sys_resource', '--inh-caps=-sys_admin,-sys_resource']);
+  assert.is(failed.established, 1200);
+  assert.ok(failed.workerFds > 253 && failed.workerFds < 600, `in the table: ${failed.workerFds}`);
+  assert.is(failed.closed, 1200, 'the parked ones are taken back too');
+  assert.is(failed.tcpInuseAfter, 1, 'only the driver\'s listener is left');
+  // With the capabilities, every batch goes out.
+  const parked = run(['prlimit', '--nofile=600']);
+  assert.is(parked.established, 1200);
+  assert.ok(parked.workerFds < 20, `in the table: ${parked.workerFds}`);
+  assert.is(parked.closed, 1200);
+  assert.is(parked.tcpInuseAfter, 1);
 });
 
 test.run();
