@@ -6,8 +6,7 @@
 // `flock /tmp/lab-ssh.lock` (it starts `lab hosts up`).
 // Usage: node --import tsx bench/ssh-phases.ts [ROUNDS]
 
-import { readFileSync } from 'node:fs';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,9 +14,9 @@ import ssh2 from 'ssh2';
 import { AgentClient } from '../runner/agent/client.ts';
 import { hostsDown, hostsUp } from '../runner/hosts/hostsup.ts';
 import { inventoryTransport, readInventory } from '../runner/hosts/inventory.ts';
+import { median } from './ramp-pairs.ts';
 
 const rounds = Number(process.argv[2] ?? 9);
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const work = mkdtempSync(join(tmpdir(), 'lab-bench-phases-'));
 try {
   const { inventoryPath } = await hostsUp({ roles: ['client'], out: join(work, 'inventory.yaml') });

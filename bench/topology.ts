@@ -17,22 +17,22 @@ import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'n
 import { cpus, release } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { mustRunLocal } from '../runner/hosts/local.ts';
-import { BRIDGE_NO_NETFILTER, createLocalNetwork, destroyLocalNetwork, type LocalNetwork, type Wiring } from '../runner/hosts/netns.ts';
+import { bridgeNetfilter, createLocalNetwork, destroyLocalNetwork, type LocalNetwork, type Wiring } from '../runner/hosts/netns.ts';
 import { compilePeers, median, Peer } from './ramp-pairs.ts';
 
-export interface Contender {
+interface Contender {
   name: string;
   wiring: Wiring;
   /** the bridge's netfilter hooks on, as a fresh namespace has them */
   netfilter?: boolean;
 }
-export const CONTENDERS: Contender[] = [
+const CONTENDERS: Contender[] = [
   { name: 'bridge+netfilter', wiring: 'bridge', netfilter: true },
   { name: 'bridge', wiring: 'bridge' },
   { name: 'direct', wiring: 'direct' },
 ];
 
-export interface TopologyRound {
+interface TopologyRound {
   /** connections per second, from starting the clients to the last one's last connect */
   rate: number;
   /** ms from closing the clients (RST) to the acceptors' exit */
@@ -92,7 +92,7 @@ class CpuMeter {
   }
 }
 
-export async function compareTopologies(
+async function compareTopologies(
   rounds: number, n: number, clients: number, log: (s: string) => void = () => {}, contenders = CONTENDERS,
 ): Promise<{ rounds: Record<string, TopologyRound[]>; cpu: boolean } | string> {
   const peers = await compilePeers();
@@ -115,7 +115,7 @@ export async function compareTopologies(
       await mustRunLocal(['ip', '-n', client.namespace, '-batch', '-'], { input: sources.map((a) => `addr add ${a}/32 dev ${client.device}`).join('\n') + '\n' });
       await mustRunLocal(['ip', 'netns', 'exec', client.namespace, 'sysctl', '-qw', 'net.ipv4.ip_local_port_range=10000 65000']);
       if (c.netfilter) {
-        await mustRunLocal(['ip', 'netns', 'exec', net.switchNamespace!, 'sh', '-c', BRIDGE_NO_NETFILTER.replaceAll('echo 0', 'echo 1')]);
+        await mustRunLocal(['ip', 'netns', 'exec', net.switchNamespace!, 'sh', '-c', bridgeNetfilter(true)]);
       }
     }
     for (let round = 0; round < rounds; round++) {

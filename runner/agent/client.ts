@@ -132,23 +132,24 @@ export class AgentClient {
       const proc = await transport.spawnInstalled(artifact, (path) => [...AGENT_PYTHON_FLAGS, path, ...args]);
       const client = new AgentClient(transport.role, proc, startTimeoutMs);
       const ready = await client.ready.catch((e: unknown) => {
-        // Ended before its ready line: no such file, no such interpreter, or too old a one.
+        // Ended before its ready line (no such file, no such interpreter, too old a one, or any
+        // other early exit): the long way below probes each step and names what is missing.
         if (e instanceof AgentError && e.code === 'AGENT_EXITED') return undefined;
         throw e;
       });
-      if (ready) return client.checked(ready, transport.role);
+      if (ready) return client.checked(ready);
     }
     const [python, path] = await Promise.all([transport.python(), transport.install(artifact)]);
     // (A sudo host's transport wraps every command in sudo itself.)
     const proc = await transport.spawn([python.executable, ...AGENT_PYTHON_FLAGS, path, ...args]);
     const client = new AgentClient(transport.role, proc, startTimeoutMs);
-    return client.checked(await client.ready, transport.role);
+    return client.checked(await client.ready);
   }
 
-  private checked(ready: ReadyData, role: string): AgentClient {
+  private checked(ready: ReadyData): AgentClient {
     if (ready.version !== AGENT_PROTOCOL_VERSION) {
       this.proc.kill();
-      throw new AgentError('AGENT_PROTOCOL', `Agent speaks protocol version ${ready.version}, this lab speaks ${AGENT_PROTOCOL_VERSION}`, role);
+      throw new AgentError('AGENT_PROTOCOL', `Agent speaks protocol version ${ready.version}, this lab speaks ${AGENT_PROTOCOL_VERSION}`, this.role);
     }
     return this;
   }

@@ -85,9 +85,10 @@ export function ehashEntriesFor(sockets: number): number | undefined {
  */
 export type Wiring = 'bridge' | 'direct';
 
-/** Run in the switch namespace: bridged frames skip netfilter (see createLocalNetwork). */
-export const BRIDGE_NO_NETFILTER =
-  'cd /proc/sys/net/bridge 2>/dev/null || exit 0; for k in iptables ip6tables arptables; do echo 0 > bridge-nf-call-$k; done';
+/** Run in a switch namespace: bridged frames go through netfilter or not (createLocalNetwork: not). */
+export function bridgeNetfilter(on: boolean): string {
+  return `cd /proc/sys/net/bridge 2>/dev/null || exit 0; for k in iptables ip6tables arptables; do echo ${on ? 1 : 0} > bridge-nf-call-$k; done`;
+}
 
 /** The wiring a network gets when its spec names none. */
 export function defaultWiring(hosts: number, rootLink?: boolean): Wiring {
@@ -343,7 +344,7 @@ export async function createLocalNetwork(spec: LocalNetworkSpec): Promise<LocalN
       // (0–8% of a connection's kernel CPU here). These sysctls are the
       // namespace's own where the kernel shows them inside it (Linux ≥ 5.3);
       // elsewhere they are the machine's, and are left alone.
-      ...(sw ? [mustRunLocal(['ip', 'netns', 'exec', sw, 'sh', '-c', BRIDGE_NO_NETFILTER])] : []),
+      ...(sw ? [mustRunLocal(['ip', 'netns', 'exec', sw, 'sh', '-c', bridgeNetfilter(false)])] : []),
     ]);
     if (network.rootDevice && sw) {
       await mustRunLocal(['ip', 'link', 'add', network.rootDevice, 'type', 'veth', 'peer', 'name', 'up0', 'netns', sw]);

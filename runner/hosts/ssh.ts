@@ -109,7 +109,7 @@ const SIGNAL_MARKED =
  * (the argv rebuilt in order, that one argument replaced), else from the zip;
  * exit 90 when neither is there.
  */
-export const START_INSTALLED =
+const START_INSTALLED =
   'z=$0; m=${z%.pyz}.d/__main__.py; test -f "$m" || m=$z; test -f "$m" || exit 90; ' +
   'n=$#; for a; do if [ "$a" = "$z" ]; then a=$m; fi; set -- "$@" "$a"; done; shift $n; exec "$@"';
 

@@ -157,10 +157,12 @@ async function onHosts(hosts: string[], obs: StepObservation, fn: (name: string,
 const sum = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
 
 /**
- * The agent's C workers park held sockets out of their fd tables (ConnectArgs.park);
- * LAB_PARK=0 keeps them in, to measure what parking saves (docs/performance.md).
+ * Benchmark switches, to measure what each saves (docs/performance.md): LAB_PARK=0
+ * keeps held sockets in the C workers' fd tables (ConnectArgs.park), and
+ * LAB_SILENT_RELEASE=0 sends the RSTs of a release that could go silently.
  */
 const PARK = process.env.LAB_PARK === '0' ? { park: false } : {};
+const SILENT_RELEASE = process.env.LAB_SILENT_RELEASE !== '0';
 
 async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   obs.metrics.accepted = 0;
@@ -317,7 +319,7 @@ async function snapshot(step: Step<'snapshot'>, obs: StepObservation, ctx: StepC
     part.detail = { ...snap };
   });
   // Connections the run holds at this point, on every host: counted once, not per host.
-  obs.metrics.connections = [...ctx.held.values()].reduce((a, b) => a + b, 0);
+  obs.metrics.connections = sum(ctx.held);
 }
 
 /** Slab memory against connections held, over earlier snapshots: computed here, nothing runs on a host. */
@@ -363,7 +365,7 @@ function fit(step: Step<'fit'>, obs: StepObservation, ctx: StepContext): void {
 }
 
 /** Past this many connections, a release that closes both ends of every one drops them silently. */
-export const SILENT_RELEASE_MIN = 65536;
+const SILENT_RELEASE_MIN = 65536;
 
 /**
  * Whether an aborting release may close without RSTs (the agent's `silent`: the C
@@ -373,20 +375,19 @@ export const SILENT_RELEASE_MIN = 65536;
  * peer's reset are what the release costs. Not with conntrack on a host: an RST
  * ends the tracked entry, a silent close would leave it ESTABLISHED for days.
  */
-function closesBothEnds(step: Step<'release'>, ctx: StepContext): boolean {
+function maySilence(step: Step<'release'>, ctx: StepContext): boolean {
   const index = ctx.plan.steps.indexOf(step);
   const released = new Set(ctx.plan.steps.slice(0, index).flatMap((s) => (s.kind === 'release' ? s.steps : [])));
   const open = ctx.done.filter((o) => (o.kind === 'connect' || o.kind === 'listen') && !released.has(o.name));
   if (!open.some((o) => o.kind === 'connect') || !open.every((o) => step.steps.includes(o.name))) return false;
   if (ctx.plan.hosts.some((h) => h.conntrack)) return false;
-  return [...ctx.held.values()].reduce((a, b) => a + b, 0) >= SILENT_RELEASE_MIN;
+  return sum(ctx.held) >= SILENT_RELEASE_MIN;
 }
 
 async function release(step: Step<'release'>, obs: StepObservation, ctx: StepContext): Promise<void> {
   // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
   const abort = ctx.plan.lab.release !== 'graceful';
-  // LAB_SILENT_RELEASE=0 sends the RSTs anyway, to measure what the silent release saves (docs/performance.md).
-  const silent = abort && process.env.LAB_SILENT_RELEASE !== '0' && closesBothEnds(step, ctx);
+  const silent = abort && SILENT_RELEASE && maySilence(step, ctx);
   const close = async (name: string): Promise<number> => {
     const target = ctx.done.find((o) => o.name === name);
     if (!target) return 0;

@@ -42,27 +42,44 @@ async function agents(env: Record<string, string>): Promise<[AgentClient, AgentC
   }
 }
 
+/** Agents for client and server started with `env`, for fn, shut down after it whatever happens. */
+async function withAgents(env: Record<string, string>, fn: (client: AgentClient, server: AgentClient) => Promise<void>): Promise<void> {
+  const [client, server] = await agents(env);
+  try {
+    await fn(client, server);
+  } finally {
+    await client.shutdown();
+    await server.shutdown();
+  }
+}
+
 function freshCache(): string {
   const dir = mkdtempSync(join(tmpdir(), 'lab-fastconn-'));
   caches.push(dir);
   return dir;
 }
 
-async function ramp(client: AgentClient, server: AgentClient, port: number, count: number, engine?: 'python') {
+/** Listen on the server (step l<port>) and connect count from the client (c<port>); both held. */
+async function open(client: AgentClient, server: AgentClient, port: number, count: number, extra: { engine?: 'python'; park?: boolean } = {}) {
   const [c, s] = net.hosts;
-  const l = await server.request('listen', { id: `l${port}`, address: s!.address, port, backlog: 4096, accept: true, ...(engine ? { engine } : {}) });
+  const l = await server.request('listen', { id: `l${port}`, address: s!.address, port, backlog: 4096, accept: true, ...extra });
   const r = await client.request('connect', {
     id: `c${port}`, pairs: [{ source: c!.address, address: s!.address, port }], count, bind: 'none', rate: 0,
-    timeoutMs: 60_000, connectTimeoutMs: 3000, stopOnError: true, ...(engine ? { engine } : {}),
+    timeoutMs: 60_000, connectTimeoutMs: 3000, stopOnError: true, ...extra,
   });
+  return { l, r };
+}
+
+/** open(), then release both ends by RST. */
+async function ramp(client: AgentClient, server: AgentClient, port: number, count: number, engine?: 'python') {
+  const { l, r } = await open(client, server, port, count, engine ? { engine } : {});
   const closed = await Promise.all([client.request('release', { id: `c${port}`, abort: true }), server.request('release', { id: `l${port}`, abort: true })]);
   return { l, r, closed: closed.map((x) => x.closed) };
 }
 
 test('a 20000-connection ramp runs on the C helper, compiled once into the cache, with the agent\'s counts intact', async () => {
   const cache = freshCache();
-  const [client, server] = await agents({ LAB_AGENT_CACHE: cache });
-  try {
+  await withAgents({ LAB_AGENT_CACHE: cache }, async (client, server) => {
     const [c] = net.hosts;
     await client.request('begin', { journal: join(cache, 'client.journal'), holder: 'fastconn test' });
     await client.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '10000 65000' });
@@ -95,16 +112,12 @@ test('a 20000-connection ramp runs on the C helper, compiled once into the cache
     assert.is(x.stopReason, 'exhausted');
     await client.request('release', { id: 'cx', abort: true });
     await server.request('release', { id: 'lx', abort: true });
-  } finally {
-    await client.shutdown();
-    await server.shutdown();
-  }
+  });
 });
 
 test('without a C compiler the agent falls back to its Python workers, and says why', async () => {
   const cache = freshCache();
-  const [client, server] = await agents({ LAB_AGENT_CACHE: cache, LAB_AGENT_CC: '/nonexistent/cc' });
-  try {
+  await withAgents({ LAB_AGENT_CACHE: cache, LAB_AGENT_CC: '/nonexistent/cc' }, async (client, server) => {
     const { l, r, closed } = await ramp(client, server, 8103, 2000);
     assert.is(l.engine, 'python');
     assert.is(r.engine, 'python');
@@ -112,24 +125,17 @@ test('without a C compiler the agent falls back to its Python workers, and says 
     assert.is(r.established, 2000);
     assert.equal(closed, [2000, 2000]);
     assert.not.ok(existsSync(join(cache, 'fastconn')) || readdirSync(cache).some((f) => f.startsWith('fastconn-')));
-  } finally {
-    await client.shutdown();
-    await server.shutdown();
-  }
+  });
 });
 
 test('engine "python" runs the Python workers where the helper is available', async () => {
-  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
-  try {
+  await withAgents({ LAB_AGENT_CACHE: freshCache() }, async (client, server) => {
     const { l, r } = await ramp(client, server, 8104, 1000, 'python');
     assert.is(l.engine, 'python');
     assert.is(r.engine, 'python');
     assert.is(r.engineNote, undefined);
     assert.is(r.established, 1000);
-  } finally {
-    await client.shutdown();
-    await server.shutdown();
-  }
+  });
 });
 
 /** Bytes waiting unread in `ns`'s ESTABLISHED sockets on local port `port` (rx_queue of /proc/net/tcp). */
@@ -144,8 +150,7 @@ function unreadBytes(ns: string, port: number): number {
 }
 
 test('send: the C helper and the Python workers write the bytes on each connection, and the peer holds them unread', async () => {
-  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
-  try {
+  await withAgents({ LAB_AGENT_CACHE: freshCache() }, async (client, server) => {
     const [c, s] = net.hosts;
     for (const [engine, port] of [['c', 8105], ['python', 8106]] as const) {
       await server.request('listen', { id: `l${port}`, address: s!.address, port, backlog: 4096, accept: true, engine });
@@ -161,15 +166,11 @@ test('send: the C helper and the Python workers write the bytes on each connecti
       await client.request('release', { id: `c${port}`, abort: true });
       await server.request('release', { id: `l${port}`, abort: true });
     }
-  } finally {
-    await client.shutdown();
-    await server.shutdown();
-  }
+  });
 });
 
 test('snapshot: the listener\'s accept queue and its limit as ss -lnt shows them, and the ESTABLISHED sockets per port', async () => {
-  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
-  try {
+  await withAgents({ LAB_AGENT_CACHE: freshCache() }, async (client, server) => {
     const [c, s] = net.hosts;
     await server.request('listen', { id: 'q', address: s!.address, port: 8107, backlog: 3, accept: false });
     const r = await client.request('connect', {
@@ -185,19 +186,15 @@ test('snapshot: the listener\'s accept queue and its limit as ss -lnt shows them
     assert.is((await client.request('snapshot', {})).established, undefined, 'no ports asked, none counted');
     await client.request('release', { id: 'cq', abort: true });
     await server.request('release', { id: 'q', abort: true });
-  } finally {
-    await client.shutdown();
-    await server.shutdown();
-  }
+  });
 });
 
 test('lanes: two chains of workers connect at once, each over its own pairs, and the reply adds them up', async () => {
   const cache = freshCache();
-  const [client, server] = await agents({ LAB_AGENT_CACHE: cache });
-  const [c, s] = net.hosts;
-  const sources = c!.aliasPool.slice(0, 3);
-  await mustRunLocal(['ip', '-n', c!.namespace, '-batch', '-'], { input: sources.map((a) => `addr add ${a}/${c!.prefix} dev ${c!.device}`).join('\n') + '\n' });
-  try {
+  await withAgents({ LAB_AGENT_CACHE: cache }, async (client, server) => {
+    const [c, s] = net.hosts;
+    const sources = c!.aliasPool.slice(0, 3);
+    await mustRunLocal(['ip', '-n', c!.namespace, '-batch', '-'], { input: sources.map((a) => `addr add ${a}/${c!.prefix} dev ${c!.device}`).join('\n') + '\n' });
     await client.request('begin', { journal: join(cache, 'client.journal'), holder: 'fastconn test' });
     await client.request('sysctlSet', { name: 'net.ipv4.ip_local_port_range', value: '40000 40099' });
     await server.request('listen', { id: 'ln', address: s!.address, port: 8115, backlog: 4096, accept: true });
@@ -226,10 +223,7 @@ test('lanes: two chains of workers connect at once, each over its own pairs, and
     assert.ok(m.memoryStop!.memAvailableKiB > 0);
     await client.request('release', { id: 'cm', abort: true });
     await server.request('release', { id: 'ln', abort: true });
-  } finally {
-    await client.shutdown();
-    await server.shutdown();
-  }
+  });
 });
 
 /** The C helper's workers in namespace `ns`, and the fds in their tables. */
@@ -263,15 +257,10 @@ function timeWait(ns: string): number {
 }
 
 test('parking: the C workers hold their sockets out of their fd tables, ss still counts every one, and release closes them by RST, silently or gracefully', async () => {
-  const [client, server] = await agents({ LAB_AGENT_CACHE: freshCache() });
-  try {
+  await withAgents({ LAB_AGENT_CACHE: freshCache() }, async (client, server) => {
     const [c, s] = net.hosts;
     const hold = async (port: number, count: number, park?: boolean) => {
-      await server.request('listen', { id: `l${port}`, address: s!.address, port, backlog: 4096, accept: true, ...(park === undefined ? {} : { park }) });
-      const r = await client.request('connect', {
-        id: `c${port}`, pairs: [{ source: c!.address, address: s!.address, port }], count, bind: 'none', rate: 0,
-        timeoutMs: 60_000, connectTimeoutMs: 3000, stopOnError: true, ...(park === undefined ? {} : { park }),
-      });
+      const { r } = await open(client, server, port, count, park === undefined ? {} : { park });
       assert.is(r.engine, 'c');
       assert.is(r.established, count);
       // The accept side may still be taking the last ones off its queue.
@@ -311,19 +300,13 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     assert.ok(helperFds(c!.namespace).fds >= 15000, 'client sockets in the tables');
     assert.ok(helperFds(s!.namespace).fds >= 15000, 'server sockets in the tables');
     await Promise.all([client.request('release', { id: 'c8122', abort: true }), server.request('release', { id: 'l8122', abort: true })]);
-  } finally {
-    await client.shutdown();
-    await server.shutdown();
-  }
+  });
 });
 
 test('parking that fails part way (no CAP_SYS_ADMIN, in-flight fds above nofile) keeps the rest in the table, and release closes every socket', async () => {
-  // The helper as the agent compiled it for the tests above.
+  // The helper as an agent compiles it, into a cache of this test's own.
   const cache = freshCache();
-  const [client, server] = await agents({ LAB_AGENT_CACHE: cache });
-  await ramp(client, server, 8130, 10);
-  await client.shutdown();
-  await server.shutdown();
+  await withAgents({ LAB_AGENT_CACHE: cache }, (client, server) => ramp(client, server, 8130, 10).then(() => {}));
   const helper = join(cache, readdirSync(cache).find((f) => /^fastconn-[0-9a-f]+$/.test(f))!);
   const driver = join(ROOT, 'test/agent/drivers/park_fail.py');
   const run = (prefix: string[]) =>

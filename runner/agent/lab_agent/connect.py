@@ -5,7 +5,6 @@ import base64
 import errno
 import json
 import os
-import resource
 import select
 import socket
 import struct
@@ -19,7 +18,7 @@ from .errors import OpError, bad, errname
 from .steps import register_step, unregister_step
 from .probes import meminfo
 from .util import LineReader, emit, ms_since, wsend
-from .workers import FORKER, close_held, ctrl_words, sockets_per_worker
+from .workers import FORKER, close_held, ctrl_words, current_sockets_per_worker
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 EXHAUSTED = (errno.EADDRNOTAVAIL, errno.EADDRINUSE)
@@ -495,7 +494,7 @@ def op_connect(rid, args):
     register_step(step)
     t0 = time.monotonic()
     deadline = t0 + timeout_ms / 1000.0
-    cap = sockets_per_worker(resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    cap = current_sockets_per_worker()
     spec = {"pairs": clean, "bind": mode, "noPort": no_port, "localPort": local_port,
             "connectTimeoutMs": cto_ms, "rate": rate, "stopOnError": stop_on_error, "send": send,
             "park": park}

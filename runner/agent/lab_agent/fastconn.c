@@ -212,19 +212,21 @@ static void set_abort(int fd, int how) {
   setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
 }
 
-/* Close held sockets (and parked ones), each as set_abort says. */
-static long close_held(int *fds, long n, int how) {
+/* Close n fds, each as set_abort says; how many closed. */
+static long close_fds(const int *fds, long n, int how) {
   long closed = 0;
   for (long i = 0; i < n; i++) {
     set_abort(fds[i], how);
     if (close(fds[i]) == 0) closed++;
   }
-  for (int i = 0; i < park_n; i++) {
-    set_abort(park_buf[i], how);
-    if (close(park_buf[i]) == 0) closed++;
-  }
+  return closed;
+}
+
+/* Close held sockets: those in the table, the unsent batch, and the parked ones taken back. */
+static long close_held(int *fds, long n, int how) {
+  long closed = close_fds(fds, n, how) + close_fds(park_buf, park_n, how);
   park_n = 0;
-  while (parked > 0 && park_sv[0] >= 0) {
+  while (parked > 0) {
     char byte;
     struct iovec iov = {&byte, 1};
     union { struct cmsghdr h; char buf[CMSG_SPACE(sizeof(int) * PARK_MAX)]; } u;
@@ -235,11 +237,7 @@ static long close_held(int *fds, long n, int how) {
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
       int k = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-      int *fd = (int *)CMSG_DATA(c);
-      for (int i = 0; i < k; i++) {
-        set_abort(fd[i], how);
-        if (close(fd[i]) == 0) closed++;
-      }
+      closed += close_fds((int *)CMSG_DATA(c), k, how);
       parked -= k;
     }
   }

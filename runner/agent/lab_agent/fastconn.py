@@ -27,7 +27,7 @@ _lock = threading.Lock()
 
 
 # Imports stay inside the functions that need them: the agent checks for the
-# helper at every start, and hashlib (OpenSSL), subprocess and shutil cost more
+# helper at every start, and hashlib (OpenSSL) and subprocess cost more
 # to import than the check itself.
 
 

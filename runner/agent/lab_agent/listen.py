@@ -98,7 +98,7 @@ class ListenStep:
         self.thread = None
         self.problem = None
         self.cap = self.margin = 0
-        self.park = True  # the C helper parks what it accepts (fastconn.c); its cap is within its fd budget
+        self.park = True  # set by op_listen: the C helper parks what it accepts (fastconn.c)
         # `server: threads|epoll`: the Python servers of servers.py instead of the plain accept workers
         self.server = None
         self.stack = 0

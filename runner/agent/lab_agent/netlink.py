@@ -1,7 +1,7 @@
 """IPv4 addresses through rtnetlink, as `ip -4 addr show/add/del` would do
 them, without starting `ip`: a process start is most of what those commands
-cost, and much more than that on a loaded machine (procfs.py falls back to
-`ip` where netlink cannot be used)."""
+cost, and much more than that on a loaded machine (the callers in procfs.py,
+changes.py and journal.py fall back to `ip` where netlink cannot be used)."""
 
 import os
 import socket

@@ -21,7 +21,7 @@ import time
 import traceback
 import warnings
 
-from .fds import FD_MARGIN, WORKER_FDS, sockets_per_worker  # noqa: F401 (their home is fds.py, which facts reads alone)
+from .fds import sockets_per_worker
 from .util import LineReader, log, write_all
 
 # prctl(2), through ctypes, loaded by Forker.start() (at the first worker, not at

@@ -6,7 +6,7 @@ from lab_agent import steps
 from lab_agent.connect import (LANES_MIN_COUNT, MAX_LANES, connect_pairs, connect_reply, default_lanes, lane_pairs,
                                lane_shares, local_ports, op_connect, worker_quotas)
 from lab_agent.errors import OpError
-from lab_agent.workers import FD_MARGIN, WORKER_FDS, sockets_per_worker
+from lab_agent.fds import FD_MARGIN, WORKER_FDS, sockets_per_worker
 
 PAIR = {"source": "198.18.0.1", "address": "198.18.0.2", "port": 8080}
 
