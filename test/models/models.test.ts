@@ -17,7 +17,7 @@ const asked = new Map<number, Pick<HostFacts, 'workerFds' | 'socketsPerWorker'>>
 function agentWorkerFacts(nofileSoft: number): Pick<HostFacts, 'workerFds' | 'socketsPerWorker'> {
   const known = asked.get(nofileSoft);
   if (known) return known;
-  const out = execFileSync('python3', ['-c', 'import sys; from lab_agent.workers import WORKER_FDS, sockets_per_worker; print(WORKER_FDS, sockets_per_worker(int(sys.argv[1])))', String(nofileSoft)], {
+  const out = execFileSync('python3', ['-c', 'import sys; from lab_agent.fds import WORKER_FDS, sockets_per_worker; print(WORKER_FDS, sockets_per_worker(int(sys.argv[1])))', String(nofileSoft)], {
     cwd: fileURLToPath(new URL('../../runner/agent/', import.meta.url)),
     encoding: 'utf8',
   });
