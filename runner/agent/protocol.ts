@@ -246,7 +246,7 @@ export interface AgentOps {
   listen: { args: ListenArgs; reply: ListenReply; event: ListenProgress };
   connect: { args: ConnectArgs; reply: ConnectReply; event: ConnectProgress };
   /** silent (with abort): the C helper closes without an RST (TCP_REPAIR), for a release that closes the peer too */
-  release: { args: { id: StepId; abort?: boolean; silent?: boolean; timeoutMs?: number }; reply: { closed: number }; event: never };
+  release: { args: { id: StepId; abort?: boolean; silent?: boolean; timeoutMs?: number }; reply: { closed: number; /** of those, closed by the C helper through io_uring */ batched?: number }; event: never };
   snapshot: { args: { ports?: number[] }; reply: SnapshotReply; event: never };
   files: { args: FilesArgs; reply: FilesReply; event: never };
   restore: { args: NoArgs; reply: RestoreReply; event: never };

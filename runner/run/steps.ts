@@ -388,6 +388,7 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
   const abort = ctx.plan.lab.release !== 'graceful';
   const silent = abort && SILENT_RELEASE && maySilence(step, ctx);
+  let batched = 0;
   const close = async (name: string): Promise<number> => {
     const target = ctx.done.find((o) => o.name === name);
     if (!target) return 0;
@@ -410,6 +411,7 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
       if (target.hosts) target.metrics.accepted = Object.values(target.hosts).reduce((n, h) => n + Number(h.metrics.accepted ?? 0), 0);
     }
     ctx.held.delete(name);
+    batched += replies.reduce((a, r) => a + (r.batched ?? 0), 0);
     return replies.reduce((a, r) => a + r.closed, 0);
   };
   // By RST all at once: each side closes in its own workers, and neither needs
@@ -421,6 +423,8 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   obs.metrics.closed = closed;
   // How the sockets were closed: "silent" (no packet), "rst" or "fin".
   obs.labels.close = silent ? 'silent' : abort ? 'rst' : 'fin';
+  // Through io_uring, a few hundred sockets a syscall (the C helper), or a close() each.
+  if (closed > 0) obs.labels.closeCalls = batched >= closed ? 'io_uring' : batched > 0 ? 'io_uring, partly' : 'one each';
 }
 
 /** A machine-wide fd ceiling, observed on each host of the role: the agent sets and puts back the sysctl itself. */

@@ -445,8 +445,8 @@ test('port exhaustion: 1000 ports, then EADDRNOTAVAIL', async () => {
     for (const e of r.events) assert.is(e.event, 'progress');
     console.log(`    port exhaustion: ${c.established} in ${c.durationMs} ms = ${c.connectsPerSecond}/s`);
     await waitAccepted(server, 'srv', 1000);
-    assert.equal(await client.ok('release', { id: 'ramp' }), { closed: 1000 });
-    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000 });
+    assert.equal(await client.ok('release', { id: 'ramp' }), { closed: 1000, batched: 1000 });
+    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000, batched: 1000 });
     const again = await client.request('release', { id: 'ramp' });
     assert.is(again.error?.code, 'BAD_REQUEST');
     await client.ok('restore');
@@ -519,13 +519,13 @@ test('connections spread over workers on both sides; release closes them', async
     const workerPids = childrenOf((await client.ok('hello')).pid);
     assert.is(workerPids.length, c.workers);
 
-    assert.equal(await client.ok('release', { id: 'spread' }), { closed: 1000 });
+    assert.equal(await client.ok('release', { id: 'spread' }), { closed: 1000, batched: 1000 });
     await waitFor('client workers gone', () => workerPids.every((w) => !alive(w)));
     const after = await client.ok('snapshot');
     assert.equal(after.held, {});
     assert.is(after.processes, 1);
     assert.is(established(NS_CLIENT, p), 0);
-    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000 });
+    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000, batched: 1000 });
     assert.equal((await server.ok('snapshot')).held, {});
     // The listener is closed too: its port can be taken again.
     await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p, accept: false });
@@ -644,8 +644,8 @@ test('a full accept queue: backlog + 1 connect, the rest time out', async () => 
     assert.is(c.firstError!.after, 9);
     assert.is(c.stopReason, 'attempts');
     assert.ok(c.durationMs >= 900, `3 timeouts of 300 ms took ${c.durationMs} ms`);
-    assert.equal(await client.ok('release', { id: 'q' }), { closed: 9 });
-    assert.equal(await server.ok('release', { id: 'q' }), { closed: 0 });
+    assert.equal(await client.ok('release', { id: 'q' }), { closed: 9, batched: 9 });
+    assert.equal(await server.ok('release', { id: 'q' }), { closed: 0, batched: 0 });
   } finally {
     await client.close();
     await server.close();

@@ -278,6 +278,7 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     let rst0 = rsts();
     const closed = await Promise.all([client.request('release', { id: 'c8120', abort: true }), server.request('release', { id: 'l8120', abort: true })]);
     assert.equal(closed.map((x) => x.closed), [15000, 15000]);
+    assert.equal(closed.map((x) => x.batched), [15000, 15000], 'closed through io_uring');
     assert.is(timeWait(c!.namespace) + timeWait(s!.namespace), 0, 'RST: no TIME_WAIT');
     assert.ok(rsts() - rst0 >= 15000, `RSTs sent: ${rsts() - rst0}`);
     // Silent (both ends released at once): TCP_REPAIR, and not one RST or FIN on the wire.
@@ -285,6 +286,7 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     rst0 = rsts();
     const silent = await Promise.all([client.request('release', { id: 'c8123', abort: true, silent: true }), server.request('release', { id: 'l8123', abort: true, silent: true })]);
     assert.equal(silent.map((x) => x.closed), [15000, 15000]);
+    assert.equal(silent.map((x) => x.batched), [15000, 15000], 'TCP_REPAIR and close through io_uring');
     assert.is(rsts() - rst0, 0, 'silent: no RST');
     assert.is(timeWait(c!.namespace) + timeWait(s!.namespace), 0, 'silent: no TIME_WAIT');
     assert.equal((await client.request('snapshot', { ports: [8123] })).established, { '8123': 0 });
@@ -300,6 +302,36 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     assert.ok(helperFds(c!.namespace).fds >= 15000, 'client sockets in the tables');
     assert.ok(helperFds(s!.namespace).fds >= 15000, 'server sockets in the tables');
     await Promise.all([client.request('release', { id: 'c8122', abort: true }), server.request('release', { id: 'l8122', abort: true })]);
+  });
+});
+
+test('LAB_URING=0: the helper closes each socket with its own syscalls, by RST, silently or gracefully, as through the ring', async () => {
+  await withAgents({ LAB_AGENT_CACHE: freshCache(), LAB_URING: '0' }, async (client, server) => {
+    const [c, s] = net.hosts;
+    const rsts = () => outRsts(c!.namespace) + outRsts(s!.namespace);
+    const release = (port: number, abort: boolean, silent = false) =>
+      Promise.all([client.request('release', { id: `c${port}`, abort, silent }), server.request('release', { id: `l${port}`, abort, silent })]);
+    // Parked or not, each socket is set and closed one by one: nothing goes through the ring.
+    for (const [port, park] of [[8124, true], [8125, false]] as const) {
+      const { r } = await open(client, server, port, 2000, { park });
+      assert.is(r.established, 2000);
+      const rst0 = rsts();
+      const silent = await release(port, true, true);
+      assert.equal(silent.map((x) => [x.closed, x.batched]), [[2000, 0], [2000, 0]]);
+      assert.is(rsts() - rst0, 0, 'silent: no RST');
+      assert.equal((await server.request('snapshot', { ports: [port] })).established, { [String(port)]: 0 });
+    }
+    await open(client, server, 8126, 2000);
+    const rst0 = rsts();
+    assert.equal((await release(8126, true)).map((x) => [x.closed, x.batched]), [[2000, 0], [2000, 0]]);
+    assert.ok(rsts() - rst0 >= 2000, `RSTs sent: ${rsts() - rst0}`);
+    await open(client, server, 8127, 1000);
+    assert.is((await client.request('release', { id: 'c8127', abort: false })).closed, 1000);
+    assert.is((await server.request('release', { id: 'l8127', abort: false })).closed, 1000);
+    // TIME_WAIT toward this port only: an earlier test's may still be in the namespace.
+    const waiting = () => execFileSync('ip', ['netns', 'exec', c!.namespace, 'ss', '-Htan', 'state', 'time-wait', 'dport', '=', ':8127'], { encoding: 'utf8' }).split('\n').filter(Boolean).length;
+    for (let i = 0; i < 100 && waiting() < 1000; i++) await new Promise((ok) => setTimeout(ok, 50));
+    assert.is(waiting(), 1000, 'graceful: the client holds TIME_WAIT');
   });
 });
 

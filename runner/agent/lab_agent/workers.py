@@ -101,6 +101,7 @@ class Worker:
         self.count = 0  # connections it holds, as last reported
         self.full = False
         self.closed = None  # sockets it closed on "close"
+        self.batched = 0  # of those, through io_uring (the C helper)
         self.reaped = False
 
     def send(self, word):
@@ -129,6 +130,7 @@ class Worker:
                 for m in self.messages():
                     if m.get("t") == "c":
                         self.closed = m.get("closed", 0)
+                        self.batched = m.get("batched", 0)
         self.reap(max(0.5, deadline - time.monotonic()))
         return self.closed or 0
 
