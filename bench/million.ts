@@ -79,6 +79,7 @@ const out = {
   releaseMs: release?.durationMs ?? null,
   releaseOk: release?.ok ?? false,
   releaseClose: release?.labels.close ?? null,
+  releaseCalls: release?.labels.closeCalls ?? null,
   pid1CpuMs: pid1Cpu() - pid1Before,
   controllerPeakRssKiB: result.controller?.peakRssKiB ?? 0,
   lanes: ramp?.metrics.lanes ?? null,
@@ -90,7 +91,7 @@ const out = {
 mkdirSync(join(ROOT, 'reports/bench'), { recursive: true });
 writeFileSync(join(ROOT, `reports/bench/${name}.json`), JSON.stringify(out, null, 2) + '\n');
 console.log(
-  `${name}: ${out.established} in ${((out.rampMs ?? 0) / 1000).toFixed(1)} s (target < ${two ? 70 : 30} s), ${out.lanes} lanes, ${out.workers} workers, release ${((out.releaseMs ?? 0) / 1000).toFixed(1)} s (target < 5 s, ${out.releaseClose}), ` +
+  `${name}: ${out.established} in ${((out.rampMs ?? 0) / 1000).toFixed(1)} s (target < ${two ? 70 : 30} s), ${out.lanes} lanes, ${out.workers} workers, release ${((out.releaseMs ?? 0) / 1000).toFixed(1)} s (target < 5 s, ${out.releaseClose}${out.releaseCalls ? `, ${out.releaseCalls}` : ''}), ` +
     `controller peak RSS ${Math.round(out.controllerPeakRssKiB / 1024)} MiB, verdict ${out.verdict}${out.error ? ` (${out.error.code})` : ''}`,
 );
 console.log(
