@@ -110,6 +110,24 @@ export function agentAndWorkers(label: string): { agent?: number; workers: numbe
 }
 
 /** A sysctl as the kernel writes it, whitespace collapsed: in the root namespace, or inside `ns`. */
+/**
+ * Whether the C helper's release can close through io_uring here: a ring can be
+ * set up (not refused by kernel.io_uring_disabled or a seccomp filter such as
+ * Docker's) and the kernel has socket commands (setsockopt, Linux 6.7). Asked of
+ * python3, the agent's own interpreter, in this process's place: its children
+ * inherit the same filter. Tests expect `batched` = closed where it is true, 0
+ * where it is not.
+ */
+export function ioUringSockets(): boolean {
+  const probe =
+    'import ctypes, os\n' +
+    'libc = ctypes.CDLL(None, use_errno=True)\n' +
+    'fd = libc.syscall(425, 4, ctypes.create_string_buffer(120))\n' +
+    'major, minor = (int(x) for x in os.uname().release.split(".")[:2])\n' +
+    'print(1 if fd >= 0 and (major, minor) >= (6, 7) else 0)\n';
+  return execFileSync('python3', ['-c', probe], { encoding: 'utf8' }).trim() === '1';
+}
+
 export function readSysctl(name: string, ns?: string): string {
   const path = `/proc/sys/${name.replaceAll('.', '/')}`;
   const text = ns

@@ -13,7 +13,10 @@ import { AGENT_PROTOCOL_VERSION, type ArgsOf, type OpName, type ReplyOf } from '
 import { agentArtifact } from '../../runner/agent/zipapp.ts';
 import type { Step } from '../../runner/lab/types.ts';
 import { fdLimit } from '../../runner/models/connections.ts';
-import { readSysctl } from '../helpers.ts';
+import { ioUringSockets, readSysctl } from '../helpers.ts';
+
+/** The C helper closes through io_uring here (its release reply's `batched`). */
+const RING = ioUringSockets();
 
 /** The artifact lab ships (written into this suite's temporary directory in before()). */
 let AGENT = '';
@@ -445,8 +448,8 @@ test('port exhaustion: 1000 ports, then EADDRNOTAVAIL', async () => {
     for (const e of r.events) assert.is(e.event, 'progress');
     console.log(`    port exhaustion: ${c.established} in ${c.durationMs} ms = ${c.connectsPerSecond}/s`);
     await waitAccepted(server, 'srv', 1000);
-    assert.equal(await client.ok('release', { id: 'ramp' }), { closed: 1000, batched: 1000 });
-    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000, batched: 1000 });
+    assert.equal(await client.ok('release', { id: 'ramp' }), { closed: 1000, batched: RING ? 1000 : 0 });
+    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000, batched: RING ? 1000 : 0 });
     const again = await client.request('release', { id: 'ramp' });
     assert.is(again.error?.code, 'BAD_REQUEST');
     await client.ok('restore');
@@ -519,13 +522,13 @@ test('connections spread over workers on both sides; release closes them', async
     const workerPids = childrenOf((await client.ok('hello')).pid);
     assert.is(workerPids.length, c.workers);
 
-    assert.equal(await client.ok('release', { id: 'spread' }), { closed: 1000, batched: 1000 });
+    assert.equal(await client.ok('release', { id: 'spread' }), { closed: 1000, batched: RING ? 1000 : 0 });
     await waitFor('client workers gone', () => workerPids.every((w) => !alive(w)));
     const after = await client.ok('snapshot');
     assert.equal(after.held, {});
     assert.is(after.processes, 1);
     assert.is(established(NS_CLIENT, p), 0);
-    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000, batched: 1000 });
+    assert.equal(await server.ok('release', { id: 'srv' }), { closed: 1000, batched: RING ? 1000 : 0 });
     assert.equal((await server.ok('snapshot')).held, {});
     // The listener is closed too: its port can be taken again.
     await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p, accept: false });
@@ -644,7 +647,7 @@ test('a full accept queue: backlog + 1 connect, the rest time out', async () => 
     assert.is(c.firstError!.after, 9);
     assert.is(c.stopReason, 'attempts');
     assert.ok(c.durationMs >= 900, `3 timeouts of 300 ms took ${c.durationMs} ms`);
-    assert.equal(await client.ok('release', { id: 'q' }), { closed: 9, batched: 9 });
+    assert.equal(await client.ok('release', { id: 'q' }), { closed: 9, batched: RING ? 9 : 0 });
     assert.equal(await server.ok('release', { id: 'q' }), { closed: 0, batched: 0 });
   } finally {
     await client.close();

@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AgentClient } from '../../runner/agent/client.ts';
-import { ROOT } from '../helpers.ts';
+import { ioUringSockets, ROOT } from '../helpers.ts';
+
+/** The C helper closes through io_uring here (its release reply's `batched`). */
+const RING = ioUringSockets();
 import { mustRunLocal } from '../../runner/hosts/local.ts';
 import { createLocalNetwork, destroyLocalNetwork, NetnsTransport, type LocalNetwork } from '../../runner/hosts/netns.ts';
 
@@ -278,7 +281,7 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     let rst0 = rsts();
     const closed = await Promise.all([client.request('release', { id: 'c8120', abort: true }), server.request('release', { id: 'l8120', abort: true })]);
     assert.equal(closed.map((x) => x.closed), [15000, 15000]);
-    assert.equal(closed.map((x) => x.batched), [15000, 15000], 'closed through io_uring');
+    assert.equal(closed.map((x) => x.batched), RING ? [15000, 15000] : [0, 0], 'closed through io_uring where it works');
     assert.is(timeWait(c!.namespace) + timeWait(s!.namespace), 0, 'RST: no TIME_WAIT');
     assert.ok(rsts() - rst0 >= 15000, `RSTs sent: ${rsts() - rst0}`);
     // Silent (both ends released at once): TCP_REPAIR, and not one RST or FIN on the wire.
@@ -286,7 +289,7 @@ test('parking: the C workers hold their sockets out of their fd tables, ss still
     rst0 = rsts();
     const silent = await Promise.all([client.request('release', { id: 'c8123', abort: true, silent: true }), server.request('release', { id: 'l8123', abort: true, silent: true })]);
     assert.equal(silent.map((x) => x.closed), [15000, 15000]);
-    assert.equal(silent.map((x) => x.batched), [15000, 15000], 'TCP_REPAIR and close through io_uring');
+    assert.equal(silent.map((x) => x.batched), RING ? [15000, 15000] : [0, 0], 'TCP_REPAIR and close through io_uring where it works');
     assert.is(rsts() - rst0, 0, 'silent: no RST');
     assert.is(timeWait(c!.namespace) + timeWait(s!.namespace), 0, 'silent: no TIME_WAIT');
     assert.equal((await client.request('snapshot', { ports: [8123] })).established, { '8123': 0 });

@@ -20,7 +20,7 @@
  * parks the held sockets out of the fd table (see park()), 0 keeps them there.
  * Plain C99 + POSIX + Linux, no libraries: it is compiled on the host.
  * LAB_URING=0 in the environment closes one syscall per socket instead of
- * through io_uring (see ring_close()), to measure what the ring saves. */
+ * through io_uring (see close_fds()), to measure what the ring saves. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -204,10 +204,11 @@ struct ur_params {
 static struct {
   int fd;            /* -1: not set up yet, -2: unavailable */
   int sockopt;       /* 0 once the kernel refused a socket command */
+  int drop;          /* 0 once TCP_REPAIR was refused */
   uint32_t *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
   struct ur_sqe *sqes;
   struct ur_cqe *cqes;
-} ring = {.fd = -1, .sockopt = 1};
+} ring = {.fd = -1, .sockopt = 1, .drop = 1};
 static long batched; /* sockets closed through the ring */
 
 static int ring_up(void) {
@@ -223,13 +224,20 @@ static int ring_up(void) {
     memset(&p, 0, sizeof p);
     fd = (int)syscall(SYS_io_uring_setup, RING_N, &p);
   }
-  if (fd < 0) return 0; /* ENOSYS, or kernel.io_uring_disabled */
+  if (fd < 0) {
+    /* A full fd table (a worker that held nofile's worth): try again once a batch is closed. */
+    if (errno == EMFILE || errno == ENFILE) ring.fd = -1;
+    return 0; /* ENOSYS, EPERM: kernel.io_uring_disabled, a seccomp filter */
+  }
   size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(uint32_t);
   size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct ur_cqe);
   char *sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0);
   char *cq = mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0x8000000);
   void *sqes = mmap(NULL, p.sq_entries * sizeof(struct ur_sqe), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd, 0x10000000);
   if (sq == MAP_FAILED || cq == MAP_FAILED || sqes == MAP_FAILED || p.sq_entries < RING_N) {
+    if (sq != MAP_FAILED) munmap(sq, sq_len);
+    if (cq != MAP_FAILED) munmap(cq, cq_len);
+    if (sqes != MAP_FAILED) munmap(sqes, p.sq_entries * sizeof(struct ur_sqe));
     close(fd);
     return 0;
   }
@@ -252,7 +260,12 @@ static int ring_run(int n, int32_t *res) {
   int todo = n, done = 0;
   while (done < n) {
     int r = (int)syscall(SYS_io_uring_enter, ring.fd, todo, n - done, UR_ENTER_GETEVENTS, NULL, 0);
-    if (r < 0 && errno != EINTR) return -1;
+    if (r < 0 && errno != EINTR) {
+      /* Entries it never took are behind our tail: retire the ring, the rest close one by one. */
+      close(ring.fd);
+      ring.fd = -2;
+      return -1;
+    }
     if (r > 0) todo -= r;
     uint32_t h = *ring.cq_head, t = __atomic_load_n(ring.cq_tail, __ATOMIC_ACQUIRE);
     for (; h != t; h++, done++) {
@@ -281,9 +294,13 @@ static long parked;
  * of one range (as a fresh table hands them out: lowest first), else one by one. */
 static void close_batch(const int *fds, int n) {
 #ifdef SYS_close_range
+  static int missing; /* close_range is Linux 5.9 */
   int lo = fds[0], hi = fds[0];
   for (int i = 1; i < n; i++) lo = fds[i] < lo ? fds[i] : lo, hi = fds[i] > hi ? fds[i] : hi;
-  if (hi - lo + 1 == n && syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0) return;
+  if (!missing && hi - lo + 1 == n) {
+    if (syscall(SYS_close_range, (unsigned)lo, (unsigned)hi, 0) == 0) return;
+    missing = errno == ENOSYS;
+  }
 #endif
   for (int i = 0; i < n; i++) close(fds[i]);
 }
@@ -350,10 +367,11 @@ static long close_each(const int *fds, long n, int how) {
   return closed;
 }
 
-/* The same through the ring, RING_N sockets a syscall: their option first (a socket
- * the command fails on gets set_abort()'s own way), then their close. */
+/* The same through the ring, RING_N sockets a syscall: their option first, then their
+ * close. A socket the command fails on gets set_abort()'s own way (TCP_REPAIR refused
+ * without CAP_NET_ADMIN: SO_LINGER, through the ring for the batches after); a close
+ * the ring fails (IORING_OP_CLOSE is Linux 5.6) is done by close(). */
 static long close_fds(const int *fds, long n, int how) {
-  if (!ring_up()) return close_each(fds, n, how);
   static const int one = 1;
   static const struct linger lg = {1, 0};
   int32_t res[RING_N];
@@ -361,28 +379,44 @@ static long close_fds(const int *fds, long n, int how) {
   for (long at = 0; at < n; at += RING_N) {
     int k = n - at < RING_N ? (int)(n - at) : RING_N;
     const int *f = fds + at;
+    if (!ring_up()) {
+      closed += close_each(f, k, how);
+      continue;
+    }
     if ((how & W_ABORT) && ring.sockopt) {
+      int drop = (how & W_DROP) && ring.drop;
       for (int i = 0; i < k; i++) {
         struct ur_sqe *e = ring_sqe(i, UR_OP_URING_CMD, f[i]);
         e->cmd_op = UR_SOCKET_SETSOCKOPT;
-        if (how & W_DROP) e->level = IPPROTO_TCP, e->optname = 19 /* TCP_REPAIR */, e->optval = (uintptr_t)&one, e->optlen = sizeof one;
+        if (drop) e->level = IPPROTO_TCP, e->optname = 19 /* TCP_REPAIR */, e->optval = (uintptr_t)&one, e->optlen = sizeof one;
         else e->level = SOL_SOCKET, e->optname = SO_LINGER, e->optval = (uintptr_t)&lg, e->optlen = sizeof lg;
       }
-      if (ring_run(k, res) < 0) return closed + close_each(f, n - at, how);
+      if (ring_run(k, res) < 0) {
+        closed += close_each(f, k, how);
+        continue;
+      }
       for (int i = 0; i < k; i++) {
-        if (res[i] == 0) continue;
-        if (res[i] == -EOPNOTSUPP || res[i] == -EINVAL) ring.sockopt = 0; /* no socket commands: Linux < 6.7 */
-        set_abort(f[i], how);
+        if (res[i] == 0 || res[i] == -EBADF) continue;
+        if (drop && res[i] == -EPERM) ring.drop = 0; /* no CAP_NET_ADMIN: RST from here on */
+        else ring.sockopt = 0; /* no socket commands (Linux < 6.7), or an LSM refuses them */
+        set_abort(f[i], drop && ring.drop ? how : how & ~W_DROP);
       }
     } else if (how & W_ABORT) {
-      for (int i = 0; i < k; i++) set_abort(f[i], how);
+      for (int i = 0; i < k; i++) set_abort(f[i], (how & W_DROP) && ring.drop ? how : how & ~W_DROP);
     }
     for (int i = 0; i < k; i++) ring_sqe(i, UR_OP_CLOSE, f[i]);
     if (ring_run(k, res) < 0) {
-      for (int i = 0; i < k; i++) if (res[i] == -ECANCELED && close(f[i]) == 0) closed++; else if (res[i] == 0) closed++;
-      return closed + close_each(f + k, n - at - k, how);
+      /* Those with a result were closed (or were not open); the others by close(). */
+      for (int i = 0; i < k; i++) closed += res[i] == 0 || (res[i] == -ECANCELED && close(f[i]) == 0);
+      continue;
     }
-    for (int i = 0; i < k; i++) closed += res[i] == 0, batched += res[i] == 0;
+    for (int i = 0; i < k; i++) {
+      if (res[i] == 0) closed++, batched++;
+      else if (res[i] != -EBADF) {
+        if (res[i] == -EINVAL && ring.fd >= 0) close(ring.fd), ring.fd = -2; /* no IORING_OP_CLOSE: Linux < 5.6 */
+        closed += close(f[i]) == 0;
+      }
+    }
   }
   return closed;
 }
