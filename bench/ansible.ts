@@ -90,8 +90,7 @@ export async function provisioningVsAnsible(rounds = 3, log: (s: string) => void
 
     const labRun = async (): Promise<{ total: number; perStep: number[] }> => {
       const t = performance.now();
-      // The interpreter Ansible is given above: the login PATH's python3 here is
-      // a pyenv shim, a shell script that costs ~40 ms a start.
+      // The interpreter Ansible is given above, named rather than found on the host's PATH.
       const transport = inventoryTransport({ ...host, python: PYTHON }, 'client');
       await transport.connect();
       const agent = await AgentClient.start(transport);

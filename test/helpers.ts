@@ -109,7 +109,6 @@ export function agentAndWorkers(label: string): { agent?: number; workers: numbe
   return { agent, workers };
 }
 
-/** A sysctl as the kernel writes it, whitespace collapsed: in the root namespace, or inside `ns`. */
 /**
  * Whether the C helper's release can close through io_uring here: a ring can be
  * set up (not refused by kernel.io_uring_disabled or a seccomp filter such as
@@ -128,6 +127,7 @@ export function ioUringSockets(): boolean {
   return execFileSync('python3', ['-c', probe], { encoding: 'utf8' }).trim() === '1';
 }
 
+/** A sysctl as the kernel writes it, whitespace collapsed: in the root namespace, or inside `ns`. */
 export function readSysctl(name: string, ns?: string): string {
   const path = `/proc/sys/${name.replaceAll('.', '/')}`;
   const text = ns

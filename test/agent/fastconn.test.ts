@@ -10,11 +10,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AgentClient } from '../../runner/agent/client.ts';
 import { ioUringSockets, ROOT } from '../helpers.ts';
+import { mustRunLocal } from '../../runner/hosts/local.ts';
+import { createLocalNetwork, destroyLocalNetwork, NetnsTransport, type LocalNetwork } from '../../runner/hosts/netns.ts';
 
 /** The C helper closes through io_uring here (its release reply's `batched`). */
 const RING = ioUringSockets();
-import { mustRunLocal } from '../../runner/hosts/local.ts';
-import { createLocalNetwork, destroyLocalNetwork, NetnsTransport, type LocalNetwork } from '../../runner/hosts/netns.ts';
 
 let net: LocalNetwork;
 const id = `fc${process.pid.toString(36)}`.slice(0, 8);

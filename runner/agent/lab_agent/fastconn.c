@@ -347,14 +347,16 @@ static void park_init(int on) {
  * without sending anything. The agent asks for a drop only when the release closes the peer
  * too, at once (runner/run/steps.ts): no RST crosses the veths to be processed on the other end.
  * TCP_REPAIR needs CAP_NET_ADMIN; without it, RST. */
+struct sock_opt { int level, name; const void *value; socklen_t len; };
+static const int ONE = 1;
+static const struct linger LINGER_ABORT = {1, 0};
+static const struct sock_opt REPAIR = {IPPROTO_TCP, 19 /* TCP_REPAIR */, &ONE, sizeof ONE};
+static const struct sock_opt RST = {SOL_SOCKET, SO_LINGER, &LINGER_ABORT, sizeof LINGER_ABORT};
+
 static void set_abort(int fd, int how) {
   if (!(how & W_ABORT)) return;
-  if (how & W_DROP) {
-    int one = 1;
-    if (setsockopt(fd, IPPROTO_TCP, 19 /* TCP_REPAIR */, &one, sizeof one) == 0) return;
-  }
-  struct linger lg = {1, 0};
-  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  if ((how & W_DROP) && setsockopt(fd, REPAIR.level, REPAIR.name, REPAIR.value, REPAIR.len) == 0) return;
+  setsockopt(fd, RST.level, RST.name, RST.value, RST.len);
 }
 
 /* Close n fds, each as set_abort says, a syscall or two each; how many closed. */
@@ -372,8 +374,6 @@ static long close_each(const int *fds, long n, int how) {
  * without CAP_NET_ADMIN: SO_LINGER, through the ring for the batches after); a close
  * the ring fails (IORING_OP_CLOSE is Linux 5.6) is done by close(). */
 static long close_fds(const int *fds, long n, int how) {
-  static const int one = 1;
-  static const struct linger lg = {1, 0};
   int32_t res[RING_N];
   long closed = 0;
   for (long at = 0; at < n; at += RING_N) {
@@ -383,13 +383,14 @@ static long close_fds(const int *fds, long n, int how) {
       closed += close_each(f, k, how);
       continue;
     }
-    if ((how & W_ABORT) && ring.sockopt) {
-      int drop = (how & W_DROP) && ring.drop;
+    /* Once TCP_REPAIR has been refused, RST without asking again. */
+    int h = ring.drop ? how : how & ~W_DROP;
+    if ((h & W_ABORT) && ring.sockopt) {
+      const struct sock_opt *o = h & W_DROP ? &REPAIR : &RST;
       for (int i = 0; i < k; i++) {
         struct ur_sqe *e = ring_sqe(i, UR_OP_URING_CMD, f[i]);
         e->cmd_op = UR_SOCKET_SETSOCKOPT;
-        if (drop) e->level = IPPROTO_TCP, e->optname = 19 /* TCP_REPAIR */, e->optval = (uintptr_t)&one, e->optlen = sizeof one;
-        else e->level = SOL_SOCKET, e->optname = SO_LINGER, e->optval = (uintptr_t)&lg, e->optlen = sizeof lg;
+        e->level = (uint32_t)o->level, e->optname = (uint32_t)o->name, e->optval = (uintptr_t)o->value, e->optlen = o->len;
       }
       if (ring_run(k, res) < 0) {
         closed += close_each(f, k, how);
@@ -397,23 +398,21 @@ static long close_fds(const int *fds, long n, int how) {
       }
       for (int i = 0; i < k; i++) {
         if (res[i] == 0 || res[i] == -EBADF) continue;
-        if (drop && res[i] == -EPERM) ring.drop = 0; /* no CAP_NET_ADMIN: RST from here on */
+        if ((h & W_DROP) && res[i] == -EPERM) ring.drop = 0; /* no CAP_NET_ADMIN */
         else ring.sockopt = 0; /* no socket commands (Linux < 6.7), or an LSM refuses them */
-        set_abort(f[i], drop && ring.drop ? how : how & ~W_DROP);
+        set_abort(f[i], ring.drop ? how : how & ~W_DROP);
       }
-    } else if (how & W_ABORT) {
-      for (int i = 0; i < k; i++) set_abort(f[i], (how & W_DROP) && ring.drop ? how : how & ~W_DROP);
+    } else {
+      for (int i = 0; i < k; i++) set_abort(f[i], h);
     }
     for (int i = 0; i < k; i++) ring_sqe(i, UR_OP_CLOSE, f[i]);
-    if (ring_run(k, res) < 0) {
-      /* Those with a result were closed (or were not open); the others by close(). */
-      for (int i = 0; i < k; i++) closed += res[i] == 0 || (res[i] == -ECANCELED && close(f[i]) == 0);
-      continue;
-    }
+    /* A result of 0 is a close through the ring; no result (the ring failed: -ECANCELED) or
+     * a refused opcode (-EINVAL before Linux 5.6) is done by close(); -EBADF was not open. */
+    ring_run(k, res);
     for (int i = 0; i < k; i++) {
       if (res[i] == 0) closed++, batched++;
       else if (res[i] != -EBADF) {
-        if (res[i] == -EINVAL && ring.fd >= 0) close(ring.fd), ring.fd = -2; /* no IORING_OP_CLOSE: Linux < 5.6 */
+        if (res[i] == -EINVAL && ring.fd >= 0) close(ring.fd), ring.fd = -2;
         closed += close(f[i]) == 0;
       }
     }

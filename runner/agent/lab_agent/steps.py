@@ -52,5 +52,5 @@ def op_release(rid, args):
     closed = step.release(time.monotonic() + wait_s, ("drop\nabort" if silent else "abort") if abort else "close")
     unregister_step(step)
     # how many of them the C helper closed through io_uring (fastconn.c, close_fds)
-    batched = sum(getattr(w, "batched", 0) for w in step.workers)
+    batched = sum(w.batched for w in step.workers)
     return {"closed": closed, "batched": batched}
