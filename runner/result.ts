@@ -181,10 +181,23 @@ export interface RunResult {
   error?: { code: string; message: string };
   restore: { ok: boolean; problems: string[] };
   notes: string[];
+  /**
+   * What the run checked before any change, that the hosts can hold the lab
+   * (models/scale.ts): per machine its memory and fd arithmetic, and the ports
+   * of auto-planned steps. Present for labs that open connections.
+   */
+  capacity?: CapacityRecord;
   /** the controller process itself: it holds no per-connection state, so this stays flat however many connections run */
   controller?: { peakRssKiB: number };
   /** the comparison with earlier runs, when the run was given `--baseline` */
   baseline?: BaselineComparison;
+}
+
+export interface CapacityRecord {
+  ok: boolean;
+  /** one entry per machine (roles sharing a kernel): the arithmetic, one line per term */
+  machines: Array<{ roles: string[]; lines: string[] }>;
+  ports: string[];
 }
 
 /** How a run's metrics moved against a baseline (report/baseline.ts decides). */

@@ -181,7 +181,7 @@ export function reportView(result: RunResult) {
         errnos: (step.errors ?? []).map((e) => `${e.errno} × ${e.count}`).join(', '),
         // A memory fit's bytes per connection, cache by cache: what it attributed and what it left as other.
         attribution: step.kind === 'fit' ? fitAttribution(step.detail) : [],
-        detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(step.detail) : undefined,
+        detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(readableDetail(step.detail)) : undefined,
         seriesLabel: seriesMetric ?? 'value',
         progress: last
           ? `${series.length} samples, ${formatNumber(series[0]![1])} → ${formatNumber(last[1])}` +
@@ -190,7 +190,29 @@ export function reportView(result: RunResult) {
       };
     }),
     stages: Object.entries(result.stages).map(([name, ms]) => ({ name, took: formatDuration(ms) })),
+    controllerRss: result.controller?.peakRssKiB ? formatKiB(result.controller.peakRssKiB) : undefined,
+    capacity: result.capacity && {
+      ...result.capacity,
+      machines: result.capacity.machines.map((m) => ({ ...m, title: m.roles.join(' + ') + (m.roles.length > 1 ? ' (one kernel)' : '') })),
+    },
   };
+}
+
+/** Above this many entries, a detail's table (a snapshot's slabinfo or meminfo) is left to result.json. */
+const DETAIL_ENTRIES_SHOWN = 40;
+
+/**
+ * A step's detail as a report shows it: a long table (every slab cache, every
+ * meminfo line of a snapshot) becomes a pointer to result.json, which keeps it
+ * whole, so a published report stays a page to read.
+ */
+export function readableDetail(detail: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(detail)) {
+    const n = value && typeof value === 'object' && !Array.isArray(value) ? Object.keys(value).length : 0;
+    out[key] = n > DETAIL_ENTRIES_SHOWN ? `${n} entries, in result.json` : value;
+  }
+  return out;
 }
 
 export type ReportView = ReturnType<typeof reportView>;

@@ -17,6 +17,8 @@ export interface RunRecord {
   restore: RestoreOutcome;
   /** why the run stopped early, if it did */
   error?: { code: string; message: string };
+  /** what the run checked the hosts can hold, before any change */
+  capacity?: RunResult['capacity'];
 }
 
 /** Each host's facts as provisioned, by host name. */
@@ -85,6 +87,7 @@ export function buildResult(run: RunRecord): RunResult {
     notes,
     controller: { peakRssKiB: peakRssKiB() },
   };
+  if (run.capacity) result.capacity = run.capacity;
   if (run.error) result.error = run.error;
   return result;
 }

@@ -45,11 +45,12 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   const holder = `lab run ${plan.lab.name} by pid ${process.pid} on ${hostname()} since ${startedAt.toISOString()}`;
   const bound = new RunBound(plan.lab.timeoutMs, options.signal);
   let error: RunResult['error'];
+  let capacity: RunResult['capacity'];
 
   try {
     await stage('hosts', () => startHosts(provider, bound));
     await stage('agents', () => startAgents(plan, provider, sessions, bound, emit, options.forks));
-    refuseWhatHostsCannotHold(plan, sessions);
+    capacity = refuseWhatHostsCannotHold(plan, sessions);
     await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit, options.forks));
     await stage('steps', () => runSteps(plan, sessions, observations, bound, emit));
   } catch (e) {
@@ -67,6 +68,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
     observations,
     restore,
     error,
+    capacity,
   });
 }
 

@@ -8,7 +8,7 @@ import type { Transport } from '../hosts/transport.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { provisionHost } from '../provision/provision-host.ts';
 import { capacityCheck, capacityRefusal } from '../models/scale.ts';
-import type { Change, HostFacts } from '../result.ts';
+import type { CapacityRecord, Change, HostFacts } from '../result.ts';
 import type { RunBound } from './bound.ts';
 import type { RunEventHandler } from './events.ts';
 import { mapLimit } from '../hosts/forks.ts';
@@ -104,10 +104,17 @@ function readFacts(agent: AgentClient): Promise<HostFacts> {
  * a run never drives a machine into the OOM killer. Throws HostError CAPACITY
  * with the arithmetic.
  */
-export function refuseWhatHostsCannotHold(plan: Plan, sessions: Sessions): void {
+export function refuseWhatHostsCannotHold(plan: Plan, sessions: Sessions): CapacityRecord | undefined {
   // By role, from each role's first host (the capacity check reads one host of a role).
   const facts: Record<string, HostFacts> = {};
   for (const s of sessions.values()) if (s.facts) facts[s.host.role] ??= s.facts;
-  const refusal = capacityRefusal(capacityCheck(plan, facts));
+  const check = capacityCheck(plan, facts);
+  const refusal = capacityRefusal(check);
   if (refusal) throw new HostError('CAPACITY', refusal);
+  if (!check.machines.length && !check.ports.lines.length) return undefined;
+  return {
+    ok: check.ok,
+    machines: check.machines.map((m) => ({ roles: m.roles, lines: [...m.check.lines, ...m.fds.lines] })),
+    ports: check.ports.lines,
+  };
 }

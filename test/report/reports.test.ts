@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { InternalError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { readResult, renderHtml, renderJunit, writeReports } from '../../runner/report/write.ts';
+import { readResult, renderHtml, renderJunit, renderMarkdown, writeReports } from '../../runner/report/write.ts';
 import { renderSuiteJunit } from '../../runner/report/junit.ts';
 
 const results = new URL('../fixtures/results/', import.meta.url);
@@ -75,6 +75,18 @@ test('renderHtml() escapes text from the result, in the page and in the SVG', as
   const html = await renderHtml(await hostile());
   assert.not.match(html, /<script/i);
   assert.match(html, /<title>ramp &lt;script&gt;alert\(&quot;x&quot;\)&lt;\/script&gt; &amp; &#39;\]\]&gt;: connections established over time<\/title>/);
+});
+
+test('a snapshot\'s slabinfo and meminfo stay in result.json: the reports point there instead of printing every cache', async () => {
+  const r = await load('pass');
+  const held = r.steps.find((s) => s.kind === 'snapshot')!;
+  const slab = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`cache_${i}`, { activeObjs: i, numObjs: i, objSize: 64 }]));
+  held.detail = { ...held.detail, slab, sockstat: { TCP: { inuse: 5 } } };
+  const md = await renderMarkdown(r);
+  assert.not.match(md, 'cache_299');
+  assert.match(md, '"slab":"300 entries, in result.json"');
+  assert.match(md, '"sockstat":{"TCP":{"inuse":5}}');
+  assert.not.match(await renderHtml(r), 'cache_299');
 });
 
 test('renderJunit() writes well-formed XML', async () => {
