@@ -3,7 +3,19 @@
 
 import type { HostFacts } from '../result.ts';
 import type { ModelName, ReleaseMode, Step } from '../lab/types.ts';
-import { CLASSIC_SOCKET_BYTES, CLASSIC_TIME_WAIT_BYTES, objectsFormula, predictedBytes, sameKernel, sidesOn, TIME_WAIT_OBJECTS } from './memory.ts';
+import {
+  bindBucketShares,
+  type BucketShares,
+  CLASSIC_SOCKET_BYTES,
+  CLASSIC_TIME_WAIT_BYTES,
+  objectsFormula,
+  type PortPair,
+  predictedBytes,
+  sameKernel,
+  sidesOn,
+  TIME_WAIT_OBJECTS,
+  withBucketShares,
+} from './memory.ts';
 import { bufferMemory } from './buffers.ts';
 import { conntrack, fdCeilings, serverMemory } from './ceilings.ts';
 // The most worker processes a connect step may use: the lab file's `processes` bound.
@@ -218,8 +230,14 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
   const before = ctx.steps.slice(0, ctx.steps.findIndex((s) => s.name === ctx.step.name));
   const connects = before.filter((s): s is ConnectStep => s.kind === 'connect');
   const sides = sidesOn(host, connects, ctx.facts);
-  const p = predictedBytes(facts);
-  const missing = p.missing.length ? `; ${p.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '';
+  const buckets = bucketSharesOn(host, connects, ctx.facts);
+  const p = predictedBytes(facts, buckets ? withBucketShares(buckets) : undefined);
+  const missing =
+    (p.missing.length ? `; ${p.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '') +
+    (buckets && (buckets.perPort !== 1 || buckets.perPortAddress !== 1)
+      ? `; bind buckets: the connections planned before this fit (${buckets.connections}) use ${buckets.ports} local ports ` +
+        `and ${buckets.portAddresses} (port, address) pairs between them, expected: ${buckets.perPort} and ${buckets.perPortAddress} per connection`
+      : '');
   const client = `client socket: ${objectsFormula(p.priced, 'client')} = ${p.client} B`;
   const server = `accepted socket: ${objectsFormula(p.priced, 'server')} = ${p.server} B`;
   const explanation =
@@ -236,7 +254,7 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
       return { value: p.server, derivation: server + missing, explanation, reference };
     case 'bytesPerConnection': {
       const parts = [sides.client ? p.client : 0, sides.server ? p.server : 0];
-      const value = parts[0]! + parts[1]!;
+      const value = Math.round((parts[0]! + parts[1]!) * 10) / 10;
       const both = sides.client && sides.server;
       return {
         value,
@@ -252,6 +270,45 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
         `Model "memory-per-connection" predicts "bytesPerConnection", "clientBytesPerSocket" or "serverBytesPerSocket", not "${ctx.metric}"`,
       );
   }
+}
+
+/**
+ * The bind buckets a fit's connections hold on `host`'s kernel, per connection:
+ * the connect steps before the fit whose connecting host shares that kernel,
+ * each host's pairs counted apart (the buckets are per network namespace).
+ * undefined when the kernel holds no connecting side.
+ */
+function bucketSharesOn(host: string, connects: ConnectStep[], facts: Record<string, HostFacts>): BucketShares | undefined {
+  const mine = connects.filter((c) => c.host === host || (facts[c.host] && facts[host] && sameKernel(facts[c.host]!, facts[host]!)));
+  if (!mine.length) return undefined;
+  const byHost = new Map<string, ConnectStep[]>();
+  for (const c of mine) byHost.set(c.host, [...(byHost.get(c.host) ?? []), c]);
+  const shares = [...byHost].map(([h, steps]) => {
+    const f = facts[h];
+    const range = f ? f.portRange[1] - f.portRange[0] + 1 - reservedInRange(f.reservedPorts, f.portRange[0], f.portRange[1]) : 0;
+    const pairs: PortPair[] = steps.flatMap((c) =>
+      Array.from({ length: c.sources }, (_, i) =>
+        c.to.map(() => ({
+          source: String(i),
+          connections: c.count / (c.sources * c.to.length),
+          ...(c.bind === 'reuseaddr' ? { port: c.port ?? 0 } : {}),
+          ...(c.bind === 'ip' ? { perSource: true } : {}),
+        })),
+      ).flat(),
+    );
+    return bindBucketShares(pairs, range);
+  });
+  const connections = shares.reduce((n, s) => n + s.connections, 0);
+  const ports = shares.reduce((n, s) => n + s.ports, 0);
+  const portAddresses = shares.reduce((n, s) => n + s.portAddresses, 0);
+  const sig4 = (n: number) => Number(n.toPrecision(4));
+  return {
+    connections,
+    ports,
+    portAddresses,
+    perPort: connections ? sig4(Math.min(1, ports / connections)) : 1,
+    perPortAddress: connections ? sig4(Math.min(1, portAddresses / connections)) : 1,
+  };
 }
 
 /** TCP_TIMEWAIT_LEN (include/net/tcp.h): fixed at 60 s, no sysctl changes it. */

@@ -105,6 +105,8 @@ export function pricedObjects(
   return { priced, missing };
 }
 
+const round1 = (n: number) => Math.round(n * 10) / 10;
+
 /** Predicted slab bytes per connection on one kernel: what each side holds, and both. */
 export function predictedBytes(
   facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>,
@@ -116,16 +118,102 @@ export function predictedBytes(
   missing: string[];
 } {
   const { priced, missing } = pricedObjects(facts, objects);
-  const side = (s: Side) => priced.reduce((n, o) => n + o.perSide[s] * o.bytes, 0);
+  const side = (s: Side) => round1(priced.reduce((n, o) => n + o.perSide[s] * o.bytes, 0));
   return { client: side('client'), server: side('server'), priced, missing };
 }
 
-/** "TCP 2368 + sock_inode_cache 832 + …" for one side. */
+/** "TCP 2368 + sock_inode_cache 832 + …" for one side; an object not one per connection shows its share ("0.0323 × 128"). */
 export function objectsFormula(priced: PricedObject[], side: Side): string {
   return priced
     .filter((o) => o.perSide[side] > 0)
-    .map((o) => `${o.cache}${o.carrier !== o.cache ? ` (in ${o.carrier})` : ''} ${o.perSide[side] > 1 ? `${o.perSide[side]} × ` : ''}${o.bytes}`)
+    .map((o) => `${o.cache}${o.carrier !== o.cache ? ` (in ${o.carrier})` : ''} ${o.perSide[side] !== 1 ? `${o.perSide[side]} × ` : ''}${o.bytes}`)
     .join(' + ');
+}
+
+// ---------------------------------------------------------------- bind buckets
+
+/** Connections of one (source address, destination) pair of a connecting host, as the bind-bucket count needs them. */
+export interface PortPair {
+  /** the source address (any key naming it) */
+  source: string;
+  connections: number;
+  /** 'reuseaddr': every connection of the pair shares this one bound port */
+  port?: number;
+  /** 'ip': the port is chosen at bind(), per source address, whatever the destination */
+  perSource?: boolean;
+}
+
+export interface BucketShares {
+  connections: number;
+  /** tcp_bind_bucket: one per local port in use (any address) */
+  ports: number;
+  /** tcp_bind2_bucket: one per local port and address in use */
+  portAddresses: number;
+  /** per connection, rounded to 4 significant digits */
+  perPort: number;
+  perPortAddress: number;
+}
+
+/**
+ * The ports `windows` take together out of a range of `range` ports, expected.
+ * The kernel tries the ports of one parity first, from an offset hashed from the
+ * addresses (connect(): __inet_hash_connect; bind(): inet_csk_find_open_port,
+ * the other parity), and spills into the other half only when the first is
+ * used up. Windows of different pairs start at unrelated offsets, so a port of
+ * a half is in none of them with probability Π(1 − mᵢ/half).
+ */
+export function expectedPortsInUse(windows: number[], range: number): number {
+  const first = Math.ceil(range / 2);
+  const second = range - first;
+  const union = (half: number, takes: number[]) => (half > 0 ? half * (1 - takes.reduce((p, m) => p * (1 - m / half), 1)) : 0);
+  return (
+    union(first, windows.map((m) => Math.min(m, first))) +
+    union(second, windows.map((m) => Math.min(Math.max(0, m - first), second)))
+  );
+}
+
+const sig4 = (n: number) => Number(n.toPrecision(4));
+
+/**
+ * How many bind buckets a connecting host's connections hold, per connection.
+ * One source talking to one destination gives each connection a port of its
+ * own (a bucket of each kind per connection). Many sources share port numbers:
+ * 1,000,000 connections from 32 addresses use the 32256 ports of one parity
+ * between them, so tcp_bind_bucket is 0.032 per connection while
+ * tcp_bind2_bucket (port and address) stays one.
+ */
+export function bindBucketShares(pairs: PortPair[], range: number): BucketShares {
+  const connections = pairs.reduce((n, p) => n + p.connections, 0);
+  const chosen = pairs.filter((p) => p.port === undefined);
+  const bound = pairs.filter((p) => p.port !== undefined);
+  // bind() picks one port per connection for its source, whatever the destination: one window per source.
+  const windows = (list: PortPair[]) => {
+    const bySource = new Map<string, number>();
+    const out: number[] = [];
+    for (const p of list) {
+      if (p.perSource) bySource.set(p.source, (bySource.get(p.source) ?? 0) + p.connections);
+      else out.push(p.connections);
+    }
+    return [...out, ...bySource.values()];
+  };
+  const sources = [...new Set(chosen.map((p) => p.source))];
+  const ports = expectedPortsInUse(windows(chosen), range) + new Set(bound.map((p) => p.port)).size;
+  const portAddresses =
+    sources.reduce((n, s) => n + expectedPortsInUse(windows(chosen.filter((p) => p.source === s)), range), 0) +
+    new Set(bound.map((p) => `${p.source} ${p.port}`)).size;
+  return {
+    connections: Math.round(connections),
+    ports: Math.round(ports),
+    portAddresses: Math.round(portAddresses),
+    perPort: connections ? sig4(Math.min(1, ports / connections)) : 1,
+    perPortAddress: connections ? sig4(Math.min(1, portAddresses / connections)) : 1,
+  };
+}
+
+/** CONNECTION_OBJECTS with the bind buckets at their share per connection. */
+export function withBucketShares(shares: Pick<BucketShares, 'perPort' | 'perPortAddress'>, objects: readonly ConnectionObject[] = CONNECTION_OBJECTS): ConnectionObject[] {
+  const share: Record<string, number> = { tcp_bind_bucket: shares.perPort, tcp_bind2_bucket: shares.perPortAddress };
+  return objects.map((o) => (o.cache in share ? { ...o, perSide: { ...o.perSide, client: share[o.cache]! } } : o));
 }
 
 // ---------------------------------------------------------------- the fit
@@ -204,8 +292,6 @@ export function leastSquares(x: number[], y: number[]): { slope: number; interce
   const slope = sxx === 0 ? 0 : sxy / sxx;
   return { slope, intercept: my - slope * mx };
 }
-
-const round1 = (n: number) => Math.round(n * 10) / 10;
 
 /**
  * Fit slab bytes against connections held. Caches that carry a connection's

@@ -4,7 +4,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { fitMemory, leastSquares, predictedBytes, sameKernel, sidesOn, slabCarrier, type FitPoint } from '../../runner/models/memory.ts';
+import { bindBucketShares, expectedPortsInUse, fitMemory, leastSquares, predictedBytes, sameKernel, sidesOn, slabCarrier, type FitPoint } from '../../runner/models/memory.ts';
 import { memoryPerConnection } from '../../runner/models/connections.ts';
 import type { HostFacts } from '../../runner/result.ts';
 import type { Step } from '../../runner/lab/types.ts';
@@ -119,6 +119,44 @@ test('memoryPerConnection() predicts both ends with the formula filled in and th
   assert.is(both.reference?.value, 6600);
   assert.is(memoryPerConnection(ctx('serverBytesPerSocket')).value, 3640);
   assert.is(memoryPerConnection(ctx('clientBytesPerSocket')).reference?.value, 3300);
+});
+
+test('bindBucketShares(): a port per connection from one source; many sources share the port numbers', () => {
+  // One source, one destination: every connection its own port (memory-per-conn's 20000 of 51000 ports).
+  assert.equal(bindBucketShares([{ source: 'a', connections: 20000 }], 51000), {
+    connections: 20000, ports: 20000, portAddresses: 20000, perPort: 1, perPortAddress: 1,
+  });
+  // labs/million.yaml: 32 sources × 31250 of 1024–65535 take the 32256 ports of one parity between them (measured: 32256).
+  const million = bindBucketShares(Array.from({ length: 32 }, (_, i) => ({ source: String(i), connections: 31250 })), 64512);
+  assert.is(million.ports, 32256);
+  assert.is(million.portAddresses, 1_000_000);
+  assert.is(million.perPort, 0.03226);
+  assert.is(million.perPortAddress, 1);
+  // Past the first parity a window spills into the other half.
+  assert.is(expectedPortsInUse([40000], 51000), 40000);
+  assert.is(Math.round(expectedPortsInUse([20000, 20000], 51000)), 24314);
+  // One source to two destinations: connect() picks per 4-tuple, so the two windows overlap (port and address alike).
+  const twoDest = bindBucketShares([{ source: 'a', connections: 20000 }, { source: 'a', connections: 20000 }], 51000);
+  assert.equal([twoDest.ports, twoDest.portAddresses], [24314, 24314]);
+  // bind() picks per source address, whatever the destination: one window of 40000.
+  const bound = bindBucketShares([{ source: 'a', connections: 20000, perSource: true }, { source: 'a', connections: 20000, perSource: true }], 51000);
+  assert.equal([bound.ports, bound.perPort], [40000, 1]);
+  // SO_REUSEADDR on one port: one bucket, one port+address bucket per source.
+  const shared = bindBucketShares([{ source: 'a', connections: 3, port: 5000 }, { source: 'b', connections: 3, port: 5000 }], 51000);
+  assert.equal([shared.ports, shared.portAddresses, shared.perPort], [1, 2, 0.1667]);
+});
+
+test('memoryPerConnection() prices the bind buckets at the share the planned connections need', () => {
+  const steps: Step[] = [
+    { name: 'ramp', kind: 'connect', host: 'client', to: [{ role: 'server', port: 8080 }], count: 1_000_000, sources: 32, bind: 'none', rate: 0, timeoutMs: 1, connectTimeoutMs: 1, stopOnError: true },
+    { name: 'cost', kind: 'fit', host: 'server', snapshots: ['a', 'b'], per: 'connection' },
+  ];
+  const wide = facts({ portRange: [1024, 65535] });
+  const out = memoryPerConnection({ step: steps[1]!, metric: 'bytesPerConnection', facts: { client: wide, server: wide }, addresses: {}, steps });
+  // 3640 + 0.03226 × 128 + 1 × 128 on the connecting side (measured at 1M here: 3772.3 B), 3640 accepted.
+  assert.is(out.value, 3772.1 + 3640);
+  assert.match(out.derivation, 'tcp_bind_bucket (in eventpoll_epi) 0.03226 × 128');
+  assert.match(out.derivation, 'use 32256 local ports and 1000000 (port, address) pairs between them');
 });
 
 test.run();
