@@ -4,9 +4,9 @@
 // the protocol itself, not runner/agent/client.ts).
 
 import { spawn, execFileSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { AGENT_PROTOCOL_VERSION, type ArgsOf, type OpName, type ReplyOf } from '../../runner/agent/protocol.ts';
@@ -280,6 +280,26 @@ test('ready line, then hello', async () => {
     assert.is(hello.uid, 0);
     assert.match(hello.python, /^3\.\d+/);
   } finally {
+    await a.close();
+  }
+});
+
+test('a started agent marks its zipapp used and prunes what no agent used for a month from its directory', async () => {
+  const dir = dirname(AGENT);
+  const month = new Date(Date.now() - 40 * 86400_000);
+  const old = join(dir, 'agent-00000000000000aa.pyz');
+  const other = join(dir, 'notes.txt');
+  writeFileSync(old, 'x');
+  writeFileSync(other, 'x');
+  for (const p of [old, other, AGENT]) utimesSync(p, month, month);
+  const a = await startAgent(NS_CLIENT);
+  try {
+    await waitFor('the prune of an unused zipapp', () => !existsSync(old));
+    assert.ok(existsSync(AGENT), 'the running agent kept its own zipapp');
+    assert.ok(statSync(AGENT).mtimeMs > Date.now() - 600_000, 'and marked it used now');
+    assert.ok(existsSync(other), 'a file not named by a hash is left alone');
+  } finally {
+    rmSync(other, { force: true });
     await a.close();
   }
 });

@@ -78,6 +78,9 @@ def _build():
     src = _source()
     path = os.path.join(CACHE_DIR, "fastconn-%s" % _digest(src))
     if os.access(path, os.X_OK):
+        from .cache import mark_used
+
+        mark_used(path)  # what keeps it from a prune (cache.py)
         return path
     import subprocess
 

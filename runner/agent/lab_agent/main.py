@@ -81,10 +81,19 @@ def handle(line):
 
 
 def prepare_helper():
-    """Compile (or find) the C connect/accept helper before the first connect or listen needs it."""
-    from . import fastconn
+    """Compile (or find) the C connect/accept helper before the first connect or
+    listen needs it; then prune what no agent used for a month (cache.py)."""
+    from . import cache, fastconn
 
-    fastconn.helper()
+    directory, mine = cache.own_entries(sys.argv[0])
+    for path in mine:
+        cache.mark_used(path)
+    path, _ = fastconn.helper()
+    if directory is not None:
+        removed = cache.prune(directory, keep=mine + ((path,) if path else ()))
+        if removed:
+            log("pruned %d entries no agent used for %d days from %s: %s"
+                % (len(removed), cache.PRUNE_AFTER_S // 86400, directory, ", ".join(removed)))
 
 
 def _on_signal(signum, frame):
