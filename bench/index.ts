@@ -82,6 +82,12 @@ if (m) {
       how: `the machine's Slab grew ${m.memory.slabBytesPerSocket} B per socket against ${m.memory.pricedBytesPerSocket} B priced; the refusal multiplies by ${MEMORY_SAFETY_FACTOR} (models/scale.ts)`,
     });
   }
+  if (m.cost) {
+    add({
+      name: 'per connection at 1M: fit vs model', value: m.cost.errorPercent, unit: '%', target: '≤ 3% (the lab\'s tolerance)', met: m.cost.errorPercent <= 3,
+      how: `the lab's fit between its idle and held snapshots: ${m.cost.observed} B per connection against ${m.cost.predicted} B priced (bind buckets at the share 32 sources need)`,
+    });
+  }
 } else {
   add({ name: 'ramp to 1,000,000', value: null, unit: 's', target: '< 30 s', met: null, how: 'run npm run bench:million (minutes, ~10 GiB): it writes reports/bench/million.json' });
 }

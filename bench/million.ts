@@ -67,6 +67,17 @@ const memory = {
   measuredFactor: priced && slabPerSocket ? Number((slabPerSocket / priced).toFixed(3)) : null, modelFactor: MEMORY_SAFETY_FACTOR,
 };
 const release = result.steps.find((s) => s.name === 'release');
+// The lab's own fit at the full count (idle → held snapshots) against the model's price.
+const costPrediction = result.predictions.find((p) => p.metric === 'cost.bytesPerConnection');
+const cost =
+  costPrediction && typeof costPrediction.observed === 'number' && typeof costPrediction.predicted === 'number'
+    ? {
+        observed: costPrediction.observed,
+        predicted: costPrediction.predicted,
+        errorPercent: Number(((Math.abs(costPrediction.observed - costPrediction.predicted) / costPrediction.predicted) * 100).toFixed(3)),
+        verdict: costPrediction.verdict,
+      }
+    : null;
 const out = {
   at: new Date().toISOString(),
   lab: `labs/${name}.yaml`,
@@ -85,6 +96,7 @@ const out = {
   lanes: ramp?.metrics.lanes ?? null,
   workers: ramp?.metrics.workers ?? null,
   memory,
+  cost,
   stages: result.stages,
   curve: ramp?.series ?? [],
 };
@@ -98,6 +110,7 @@ console.log(
   `memory: slab +${(((peakSlabKiB - before.Slab!) * 1024) / 1e9).toFixed(2)} GB, MemAvailable −${(((before.MemAvailable! - minAvailableKiB) * 1024) / 1e9).toFixed(2)} GB: ` +
     `${slabPerSocket} B slab, ${availablePerSocket} B MemAvailable per socket against ${priced} B priced (slab × ${memory.measuredFactor}; the model's factor ${MEMORY_SAFETY_FACTOR}; MemAvailable counts half the pinned reclaimable slab as free)`,
 );
+if (cost) console.log(`per connection at the full count (the lab's fit, idle → held): ${cost.observed} B against ${cost.predicted} B priced, ${cost.errorPercent}% apart, ${cost.verdict}`);
 console.log(`load average ${out.loadavg.before.join(' ')} before, ${out.loadavg.after.join(' ')} after; PID 1 used ${(out.pid1CpuMs / 1000).toFixed(1)} s of CPU meanwhile (it lists every /proc/<pid>/fd on this VM)`);
 if (out.error) console.log(`error: ${out.error.message ?? JSON.stringify(out.error)}`);
 console.log(`written: reports/bench/${name}.json`);
