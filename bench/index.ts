@@ -33,7 +33,7 @@ interface Figure {
 const figures: Figure[] = [];
 const add = (f: Figure) => {
   figures.push(f);
-  const v = f.value === null ? 'not measured' : `${Number.isInteger(f.value) ? f.value : f.value.toFixed(f.value < 10 ? 3 : 1)} ${f.unit}`;
+  const v = f.value === null ? 'not measured' : `${Number.isInteger(f.value) && f.unit !== '×' ? f.value : f.value.toFixed(f.value < 10 ? 3 : 1)} ${f.unit}`;
   const verdict = f.met === null ? '' : f.met ? 'MET' : 'NOT MET';
   console.log(`  ${f.name.padEnd(34)} ${v.padStart(16)}   target ${f.target.padEnd(12)} ${verdict}`);
   console.log(`      ${f.how}`);
