@@ -230,7 +230,9 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
   const before = ctx.steps.slice(0, ctx.steps.findIndex((s) => s.name === ctx.step.name));
   const connects = before.filter((s): s is ConnectStep => s.kind === 'connect');
   const sides = sidesOn(host, connects, ctx.facts);
-  const buckets = bucketSharesOn(host, connects, ctx.facts);
+  // The buckets of connections released before the fit are gone with them.
+  const released = new Set(before.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const buckets = bucketSharesOn(host, connects.filter((c) => !released.has(c.name)), ctx.facts);
   const p = predictedBytes(facts, buckets ? withBucketShares(buckets) : undefined);
   const missing =
     (p.missing.length ? `; ${p.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '') +
@@ -288,8 +290,9 @@ function bucketSharesOn(host: string, connects: ConnectStep[], facts: Record<str
     const range = f ? f.portRange[1] - f.portRange[0] + 1 - reservedInRange(f.reservedPorts, f.portRange[0], f.portRange[1]) : 0;
     const pairs: PortPair[] = steps.flatMap((c) =>
       Array.from({ length: c.sources }, (_, i) =>
-        c.to.map(() => ({
+        c.to.map((d) => ({
           source: String(i),
+          destination: `${d.role}:${d.port}`,
           connections: c.count / (c.sources * c.to.length),
           ...(c.bind === 'reuseaddr' ? { port: c.port ?? 0 } : {}),
           ...(c.bind === 'ip' ? { perSource: true } : {}),

@@ -136,6 +136,12 @@ export function objectsFormula(priced: PricedObject[], side: Side): string {
 export interface PortPair {
   /** the source address (any key naming it) */
   source: string;
+  /**
+   * the destination address and port (any key naming them): pairs of one
+   * source and destination (connect steps one after another) share one 4-tuple
+   * space, so their connections take one window of ports, not overlapping ones
+   */
+  destination?: string;
   connections: number;
   /** 'reuseaddr': every connection of the pair shares this one bound port */
   port?: number;
@@ -187,14 +193,16 @@ export function bindBucketShares(pairs: PortPair[], range: number): BucketShares
   const chosen = pairs.filter((p) => p.port === undefined);
   const bound = pairs.filter((p) => p.port !== undefined);
   // bind() picks one port per connection for its source, whatever the destination: one window per source.
+  // connect() picks one per 4-tuple: one window per source and destination.
   const windows = (list: PortPair[]) => {
-    const bySource = new Map<string, number>();
+    const merged = new Map<string, number>();
     const out: number[] = [];
     for (const p of list) {
-      if (p.perSource) bySource.set(p.source, (bySource.get(p.source) ?? 0) + p.connections);
-      else out.push(p.connections);
+      const key = p.perSource ? `s ${p.source}` : p.destination !== undefined ? `d ${p.source} ${p.destination}` : undefined;
+      if (key === undefined) out.push(p.connections);
+      else merged.set(key, (merged.get(key) ?? 0) + p.connections);
     }
-    return [...out, ...bySource.values()];
+    return [...out, ...merged.values()];
   };
   const sources = [...new Set(chosen.map((p) => p.source))];
   const ports = expectedPortsInUse(windows(chosen), range) + new Set(bound.map((p) => p.port)).size;

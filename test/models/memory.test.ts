@@ -135,6 +135,9 @@ test('bindBucketShares(): a port per connection from one source; many sources sh
   // Past the first parity a window spills into the other half.
   assert.is(expectedPortsInUse([40000], 51000), 40000);
   assert.is(Math.round(expectedPortsInUse([20000, 20000], 51000)), 24314);
+  // One source and destination over several steps (memory-per-conn's four of 5000): one window, a port each.
+  const steps4 = bindBucketShares(Array.from({ length: 4 }, () => ({ source: 'a', destination: 'server:8080', connections: 5000 })), 51000);
+  assert.equal([steps4.ports, steps4.perPort, steps4.perPortAddress], [20000, 1, 1]);
   // One source to two destinations: connect() picks per 4-tuple, so the two windows overlap (port and address alike).
   const twoDest = bindBucketShares([{ source: 'a', connections: 20000 }, { source: 'a', connections: 20000 }], 51000);
   assert.equal([twoDest.ports, twoDest.portAddresses], [24314, 24314]);
@@ -157,6 +160,21 @@ test('memoryPerConnection() prices the bind buckets at the share the planned con
   assert.is(out.value, 3772.1 + 3640);
   assert.match(out.derivation, 'tcp_bind_bucket (in eventpoll_epi) 0.03226 × 128');
   assert.match(out.derivation, 'use 32256 local ports and 1000000 (port, address) pairs between them');
+  // A step released before the fit holds no buckets: only the later one counts (with both, their windows would overlap: 0.69 a port).
+  // memory-per-conn.yaml's shape: four steps of 5000 from one source to one destination, a port each.
+  const four: Step[] = [
+    ...[1, 2, 3, 4].map((n) => ({ ...steps[0]!, name: `c${n}`, count: 5000, sources: 1 }) as Step),
+    steps[1]!,
+  ];
+  assert.is(memoryPerConnection({ step: four[4]!, metric: 'clientBytesPerSocket', facts: { client: facts(), server: facts() }, addresses: {}, steps: four }).value, 3896);
+  const again: Step[] = [
+    { ...steps[0]!, name: 'first', count: 20000, sources: 1, to: [{ role: 'server', port: 9090 }] } as Step,
+    { name: 'drop', kind: 'release', steps: ['first'] },
+    { ...steps[0]!, name: 'second', count: 20000, sources: 1 } as Step,
+    steps[1]!,
+  ];
+  const fit = memoryPerConnection({ step: again[3]!, metric: 'clientBytesPerSocket', facts: { client: wide, server: wide }, addresses: {}, steps: again });
+  assert.is(fit.value, 3896);
 });
 
 test.run();
