@@ -190,7 +190,7 @@ export function memorySpec(host: string, points: MemoryPoint[]): ChartSpec | und
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
   const line = [x0, x1].map((x) => ({ connections: x, kib: Math.round((fit.slope * x + fit.intercept) / 1024) }));
   const title = `${host}: slab memory against connections (fitted: ${formatNumber(Math.round(fit.slope))} bytes per connection)`;
-  const x = { field: 'connections', type: 'quantitative', title: 'TCP sockets in use' };
+  const x = { field: 'connections', type: 'quantitative', title: 'connections held' };
   const y = { field: 'kib', type: 'quantitative', title: 'slab memory (KiB)', scale: { zero: false } };
   return {
     name: `memory-${slug(host)}`,
