@@ -198,7 +198,7 @@ export function reportView(result: RunResult) {
   };
 }
 
-/** Above this many entries, a detail's table (a snapshot's slabinfo or meminfo) is left to result.json. */
+/** Above this many entries, a detail's table or list (a snapshot's slabinfo or meminfo, two million's 62 pairs) is left to result.json. */
 const DETAIL_ENTRIES_SHOWN = 40;
 
 /**
@@ -209,7 +209,7 @@ const DETAIL_ENTRIES_SHOWN = 40;
 export function readableDetail(detail: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(detail)) {
-    const n = value && typeof value === 'object' && !Array.isArray(value) ? Object.keys(value).length : 0;
+    const n = Array.isArray(value) ? value.length : value && typeof value === 'object' ? Object.keys(value).length : 0;
     out[key] = n > DETAIL_ENTRIES_SHOWN ? `${n} entries, in result.json` : value;
   }
   return out;

@@ -81,10 +81,11 @@ test('a snapshot\'s slabinfo and meminfo stay in result.json: the reports point 
   const r = await load('pass');
   const held = r.steps.find((s) => s.kind === 'snapshot')!;
   const slab = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`cache_${i}`, { activeObjs: i, numObjs: i, objSize: 64 }]));
-  held.detail = { ...held.detail, slab, sockstat: { TCP: { inuse: 5 } } };
+  held.detail = { ...held.detail, slab, pairs: Array.from({ length: 62 }, (_, i) => ({ source: `198.18.1.${i}` })), sockstat: { TCP: { inuse: 5 } } };
   const md = await renderMarkdown(r);
   assert.not.match(md, 'cache_299');
   assert.match(md, '"slab":"300 entries, in result.json"');
+  assert.match(md, '"pairs":"62 entries, in result.json"');
   assert.match(md, '"sockstat":{"TCP":{"inuse":5}}');
   assert.not.match(await renderHtml(r), 'cache_299');
 });
