@@ -480,12 +480,12 @@ test('port exhaustion: 1000 ports, then EADDRNOTAVAIL', async () => {
   assert.is(readSysctl('net.ipv4.ip_local_port_range', NS_CLIENT), '32768 60999');
 });
 
-test('EMFILE: nofile 200 and one process', async () => {
+test('EMFILE: nofile 600 and one process; its full fd table closes one by one until the ring can start', async () => {
   const p = nextPort();
   const client = await startAgent(NS_CLIENT);
   const server = await startAgent(NS_SERVER);
   try {
-    assert.equal((await client.ok('nofile', { soft: 200 })).new[0], 200);
+    assert.equal((await client.ok('nofile', { soft: 600 })).new[0], 600);
     const bad = await client.request('nofile', { soft: 30000, hard: 20000 });
     assert.is(bad.error?.code, 'EINVAL');
     await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p, backlog: 1024 });
@@ -495,11 +495,13 @@ test('EMFILE: nofile 200 and one process', async () => {
     assert.is(c.firstError!.errno, 'EMFILE');
     assert.is(c.workers, 1);
     assert.is(c.stopReason, 'error');
-    // 200 fds, less the worker's stdio and its two pipes: what the agent's facts say, and the fd-limit model reads.
-    assert.is(c.established, 200 - (await client.ok('facts')).workerFds);
+    // 600 fds, less the worker's stdio and its two pipes: what the agent's facts say, and the fd-limit model reads.
+    assert.is(c.established, 600 - (await client.ok('facts')).workerFds);
     assert.is(c.firstError!.after, c.established);
     assert.equal(c.errors, { EMFILE: 1 });
-    assert.is((await client.ok('release', { id: 'fd' })).closed, c.established);
+    // A worker meant to meet EMFILE keeps its sockets in its table, so the table is full at release and
+    // io_uring_setup fails (EMFILE): the first batch of 256 closes one by one, the rest through the ring.
+    assert.equal(await client.ok('release', { id: 'fd' }), { closed: c.established, batched: RING ? c.established - 256 : 0 });
     await server.ok('release', { id: 'srv' });
   } finally {
     await client.close();
