@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { HostError } from '../errors.ts';
 import type { Artifact, Transport } from './transport.ts';
 
@@ -17,13 +17,17 @@ export function artifactPath(artifact: Artifact, dir = ARTIFACT_DIR): string {
 }
 
 /**
- * On this machine: write the artifact unless it is there, through a temporary
- * file and a rename, so a reader (another run, at the same moment) never sees
- * half a file.
+ * On this machine: write the artifact unless it is there (then mark it used
+ * now), through a temporary file and a rename, so a reader (another run, at the
+ * same moment) never sees half a file.
  */
 export async function installLocal(artifact: Artifact, dir = ARTIFACT_DIR): Promise<string> {
   const path = artifactPath(artifact, dir);
-  if (existsSync(path)) return path;
+  if (existsSync(path)) {
+    // Used now: what keeps it from an agent's prune of the directory (lab_agent/cache.py).
+    await utimes(path, new Date(), new Date()).catch(() => undefined);
+    return path;
+  }
   await mkdir(dir, { recursive: true });
   const temp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
   try {

@@ -230,8 +230,9 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
   const before = ctx.steps.slice(0, ctx.steps.findIndex((s) => s.name === ctx.step.name));
   const connects = before.filter((s): s is ConnectStep => s.kind === 'connect');
   const sides = sidesOn(host, connects, ctx.facts);
-  // The buckets of connections released before the fit are gone with them.
-  const released = new Set(before.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  // The buckets of connections aborted before the fit are gone with them; a graceful
+  // release leaves the client's TIME_WAIT sockets, which keep their ports' buckets for 60 s.
+  const released = new Set(ctx.release === 'graceful' ? [] : before.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
   const buckets = bucketSharesOn(host, connects.filter((c) => !released.has(c.name)), ctx.facts);
   const p = predictedBytes(facts, buckets ? withBucketShares(buckets) : undefined);
   const missing =

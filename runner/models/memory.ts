@@ -160,6 +160,13 @@ export interface BucketShares {
   perPortAddress: number;
 }
 
+/** The ports one pair (or one source, for bind()) takes: how many, and which parity it tries first. */
+export interface PortWindow {
+  ports: number;
+  /** bind() tries the other parity first (inet_csk_find_open_port) */
+  bind?: boolean;
+}
+
 /**
  * The ports `windows` take together out of a range of `range` ports, expected.
  * The kernel tries the ports of one parity first, from an offset hashed from the
@@ -168,14 +175,20 @@ export interface BucketShares {
  * used up. Windows of different pairs start at unrelated offsets, so a port of
  * a half is in none of them with probability Π(1 − mᵢ/half).
  */
-export function expectedPortsInUse(windows: number[], range: number): number {
-  const first = Math.ceil(range / 2);
-  const second = range - first;
-  const union = (half: number, takes: number[]) => (half > 0 ? half * (1 - takes.reduce((p, m) => p * (1 - m / half), 1)) : 0);
-  return (
-    union(first, windows.map((m) => Math.min(m, first))) +
-    union(second, windows.map((m) => Math.min(Math.max(0, m - first), second)))
-  );
+export function expectedPortsInUse(windows: Array<number | PortWindow>, range: number): number {
+  const connectHalf = Math.ceil(range / 2);
+  const bindHalf = range - connectHalf;
+  const union = (half: number, takes: number[]) => (half > 0 ? half * (1 - takes.reduce((p, m) => p * (1 - Math.min(m, half) / half), 1)) : 0);
+  // What each window takes from the connect() half and from the bind() half.
+  const split = windows.map((w) => {
+    const { ports, bind } = typeof w === 'number' ? { ports: w, bind: false } : w;
+    const m = Math.min(ports, range);
+    const [first, second] = bind ? [bindHalf, connectHalf] : [connectHalf, bindHalf];
+    const inFirst = Math.min(m, first);
+    const inSecond = Math.min(m - inFirst, second);
+    return bind ? { c: inSecond, b: inFirst } : { c: inFirst, b: inSecond };
+  });
+  return union(connectHalf, split.map((x) => x.c)) + union(bindHalf, split.map((x) => x.b));
 }
 
 const sig4 = (n: number) => Number(n.toPrecision(4));
@@ -186,35 +199,47 @@ const sig4 = (n: number) => Number(n.toPrecision(4));
  * own (a bucket of each kind per connection). Many sources share port numbers:
  * 1,000,000 connections from 32 addresses use the 32256 ports of one parity
  * between them, so tcp_bind_bucket is 0.032 per connection while
- * tcp_bind2_bucket (port and address) stays one.
+ * tcp_bind2_bucket (port and address) stays one. A pair holds at most what its
+ * ports allow (the range for connect() and bind(), one connection for a shared
+ * SO_REUSEADDR port), so a count above that is priced at what it can hold.
  */
 export function bindBucketShares(pairs: PortPair[], range: number): BucketShares {
-  const connections = pairs.reduce((n, p) => n + p.connections, 0);
   const chosen = pairs.filter((p) => p.port === undefined);
   const bound = pairs.filter((p) => p.port !== undefined);
   // bind() picks one port per connection for its source, whatever the destination: one window per source.
   // connect() picks one per 4-tuple: one window per source and destination.
-  const windows = (list: PortPair[]) => {
-    const merged = new Map<string, number>();
-    const out: number[] = [];
+  const windows = (list: PortPair[]): PortWindow[] => {
+    const merged = new Map<string, PortWindow>();
+    const out: PortWindow[] = [];
     for (const p of list) {
       const key = p.perSource ? `s ${p.source}` : p.destination !== undefined ? `d ${p.source} ${p.destination}` : undefined;
-      if (key === undefined) out.push(p.connections);
-      else merged.set(key, (merged.get(key) ?? 0) + p.connections);
+      const w = key === undefined ? undefined : merged.get(key);
+      if (w) w.ports += p.connections;
+      else {
+        const fresh = { ports: p.connections, ...(p.perSource ? { bind: true } : {}) };
+        if (key === undefined) out.push(fresh);
+        else merged.set(key, fresh);
+      }
     }
-    return [...out, ...merged.values()];
+    return [...out, ...merged.values()].map((w) => ({ ...w, ports: Math.min(w.ports, Math.max(0, range)) }));
   };
+  // One connection per source and destination on a shared port.
+  const sharing = new Set(bound.filter((p) => p.connections > 0).map((p) => `${p.source} ${p.destination ?? Math.random()} ${p.port}`));
+  const all = windows(chosen);
+  const connections = all.reduce((n, w) => n + w.ports, 0) + sharing.size;
   const sources = [...new Set(chosen.map((p) => p.source))];
-  const ports = expectedPortsInUse(windows(chosen), range) + new Set(bound.map((p) => p.port)).size;
+  const ports = expectedPortsInUse(all, range) + new Set(bound.filter((p) => p.connections > 0).map((p) => p.port)).size;
   const portAddresses =
     sources.reduce((n, s) => n + expectedPortsInUse(windows(chosen.filter((p) => p.source === s)), range), 0) +
-    new Set(bound.map((p) => `${p.source} ${p.port}`)).size;
+    new Set(bound.filter((p) => p.connections > 0).map((p) => `${p.source} ${p.port}`)).size;
+  // Nothing to count (no connections, or a range with no port): a bucket of each per connection, the most it can be.
+  const share = (n: number) => (connections > 0 && range > 0 ? sig4(Math.min(1, n / connections)) : 1);
   return {
     connections: Math.round(connections),
     ports: Math.round(ports),
     portAddresses: Math.round(portAddresses),
-    perPort: connections ? sig4(Math.min(1, ports / connections)) : 1,
-    perPortAddress: connections ? sig4(Math.min(1, portAddresses / connections)) : 1,
+    perPort: share(ports),
+    perPortAddress: share(portAddresses),
   };
 }
 

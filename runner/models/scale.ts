@@ -67,7 +67,10 @@ export interface SocketCost {
 /**
  * Kernel bytes one idle established socket holds: the memory model's objects
  * (models/memory.ts, priced with this kernel's own object sizes) of the
- * costlier side, the client's, which also holds its port's bind buckets.
+ * costlier side, the client's, which also holds its port's bind buckets. The
+ * buckets are priced in full here, one of each per socket: the most they can
+ * cost (the memory model's fit prices the share many sources need, ~1.7% less
+ * at a million), so the check errs on the side of refusing.
  */
 export function socketCost(facts: Pick<HostFacts, 'slabObjectSize' | 'slabAliases'>): SocketCost {
   const p = predictedBytes(facts);

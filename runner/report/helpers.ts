@@ -3,7 +3,7 @@
 
 import { readFile } from 'node:fs/promises';
 import Handlebars from 'handlebars';
-import type { Change, MetricComparison, Prediction, RunResult, Verdict } from '../result.ts';
+import type { Change, MetricComparison, Prediction, RunResult, StepObservation, Verdict } from '../result.ts';
 import { runChartSpecs, slug } from './charts.ts';
 
 type HandlebarsInstance = ReturnType<typeof Handlebars.create>;
@@ -181,7 +181,7 @@ export function reportView(result: RunResult) {
         errnos: (step.errors ?? []).map((e) => `${e.errno} × ${e.count}`).join(', '),
         // A memory fit's bytes per connection, cache by cache: what it attributed and what it left as other.
         attribution: step.kind === 'fit' ? fitAttribution(step.detail) : [],
-        detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(readableDetail(step.detail)) : undefined,
+        detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(readableStepDetail(step)) : undefined,
         seriesLabel: seriesMetric ?? 'value',
         progress: last
           ? `${series.length} samples, ${formatNumber(series[0]![1])} → ${formatNumber(last[1])}` +
@@ -200,6 +200,12 @@ export function reportView(result: RunResult) {
 
 /** Above this many entries, a detail's table or list (a snapshot's slabinfo or meminfo, two million's 62 pairs) is left to result.json. */
 const DETAIL_ENTRIES_SHOWN = 40;
+
+/** A step's detail as a report shows it; a role with several hosts keeps one detail per host, each made readable. */
+function readableStepDetail(step: StepObservation): Record<string, unknown> {
+  if (!step.hosts) return readableDetail(step.detail!);
+  return Object.fromEntries(Object.entries(step.detail!).map(([host, d]) => [host, d && typeof d === 'object' && !Array.isArray(d) ? readableDetail(d as Record<string, unknown>) : d]));
+}
 
 /**
  * A step's detail as a report shows it: a long table (every slab cache, every

@@ -3,7 +3,7 @@
 // Ctrl-C or a lost host — restore every host, and build the RunResult.
 
 import { hostname } from 'node:os';
-import { Interrupted, isLabFailure } from '../errors.ts';
+import { HostError, Interrupted, isLabFailure } from '../errors.ts';
 import type { Plan } from '../lab/plan.ts';
 import type { RunResult, StepObservation } from '../result.ts';
 import { RunBound } from './bound.ts';
@@ -11,7 +11,7 @@ import { buildResult } from './build-result.ts';
 import type { RunEventHandler } from './events.ts';
 import type { HostProvider } from './provider.ts';
 import { restoreHosts } from './restore.ts';
-import { provisionHosts, refuseWhatHostsCannotHold, startAgents, startHosts, type Sessions } from './setup.ts';
+import { checkCapacity, provisionHosts, startAgents, startHosts, type Sessions } from './setup.ts';
 import { runSteps } from './steps.ts';
 import { RUN_TIMEOUTS } from './timeouts.ts';
 
@@ -50,7 +50,9 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   try {
     await stage('hosts', () => startHosts(provider, bound));
     await stage('agents', () => startAgents(plan, provider, sessions, bound, emit, options.forks));
-    capacity = refuseWhatHostsCannotHold(plan, sessions);
+    const checked = checkCapacity(plan, sessions);
+    capacity = checked.record;
+    if (checked.refusal) throw new HostError('CAPACITY', checked.refusal);
     await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit, options.forks));
     await stage('steps', () => runSteps(plan, sessions, observations, bound, emit));
   } catch (e) {

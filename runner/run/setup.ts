@@ -100,21 +100,21 @@ function readFacts(agent: AgentClient): Promise<HostFacts> {
 }
 
 /**
- * Refuse, before any change, what the hosts cannot hold (models/scale.ts):
- * a run never drives a machine into the OOM killer. Throws HostError CAPACITY
- * with the arithmetic.
+ * What the hosts can hold, checked before any change (models/scale.ts): the
+ * arithmetic as the run records it (undefined for a lab that opens no
+ * connections), and the refusal when they cannot hold it. A run never drives a
+ * machine into the OOM killer: it throws HostError CAPACITY with the refusal,
+ * after recording the check.
  */
-export function refuseWhatHostsCannotHold(plan: Plan, sessions: Sessions): CapacityRecord | undefined {
+export function checkCapacity(plan: Plan, sessions: Sessions): { record?: CapacityRecord; refusal?: string } {
   // By role, from each role's first host (the capacity check reads one host of a role).
   const facts: Record<string, HostFacts> = {};
   for (const s of sessions.values()) if (s.facts) facts[s.host.role] ??= s.facts;
   const check = capacityCheck(plan, facts);
   const refusal = capacityRefusal(check);
-  if (refusal) throw new HostError('CAPACITY', refusal);
-  if (!check.machines.length && !check.ports.lines.length) return undefined;
-  return {
-    ok: check.ok,
-    machines: check.machines.map((m) => ({ roles: m.roles, lines: [...m.check.lines, ...m.fds.lines] })),
-    ports: check.ports.lines,
-  };
+  const record =
+    check.machines.length || check.ports.lines.length
+      ? { ok: check.ok, machines: check.machines.map((m) => ({ roles: m.roles, lines: [...m.check.lines, ...m.fds.lines] })), ports: check.ports.lines }
+      : undefined;
+  return { ...(record ? { record } : {}), ...(refusal ? { refusal } : {}) };
 }

@@ -144,9 +144,18 @@ test('bindBucketShares(): a port per connection from one source; many sources sh
   // bind() picks per source address, whatever the destination: one window of 40000.
   const bound = bindBucketShares([{ source: 'a', connections: 20000, perSource: true }, { source: 'a', connections: 20000, perSource: true }], 51000);
   assert.equal([bound.ports, bound.perPort], [40000, 1]);
-  // SO_REUSEADDR on one port: one bucket, one port+address bucket per source.
+  // SO_REUSEADDR on one port: one bucket, one port+address bucket per source, one connection per pair at most.
   const shared = bindBucketShares([{ source: 'a', connections: 3, port: 5000 }, { source: 'b', connections: 3, port: 5000 }], 51000);
-  assert.equal([shared.ports, shared.portAddresses, shared.perPort], [1, 2, 0.1667]);
+  assert.equal([shared.connections, shared.ports, shared.portAddresses, shared.perPort], [2, 1, 2, 0.5]);
+  const twoPeers = bindBucketShares([{ source: 'a', destination: 'x', connections: 5, port: 5000 }, { source: 'a', destination: 'y', connections: 5, port: 5000 }], 51000);
+  assert.equal([twoPeers.connections, twoPeers.perPort, twoPeers.perPortAddress], [2, 0.5, 0.5]);
+  // A count above what the ports hold (port-exhaustion: 5000 asked of 1000 ports) is priced at what is held: a port each.
+  assert.equal(bindBucketShares([{ source: 'a', destination: 'x', connections: 5000 }], 1000).perPort, 1);
+  assert.equal(bindBucketShares([{ source: 'a', destination: 'x', connections: 60000, perSource: true }], 51000).perPort, 1);
+  // bind() tries the other parity first: a bind() window and a connect() window of other sources do not meet.
+  assert.is(Math.round(expectedPortsInUse([20000, { ports: 20000, bind: true }], 51000)), 40000);
+  // Nothing to price from: a bucket of each per connection.
+  assert.equal([bindBucketShares([], 51000).perPort, bindBucketShares([{ source: 'a', connections: 10 }], 0).perPort], [1, 1]);
 });
 
 test('memoryPerConnection() prices the bind buckets at the share the planned connections need', () => {
@@ -175,6 +184,9 @@ test('memoryPerConnection() prices the bind buckets at the share the planned con
   ];
   const fit = memoryPerConnection({ step: again[3]!, metric: 'clientBytesPerSocket', facts: { client: wide, server: wide }, addresses: {}, steps: again });
   assert.is(fit.value, 3896);
+  // Released gracefully, the first step's TIME_WAIT sockets keep their ports' buckets: both windows count.
+  const graceful = memoryPerConnection({ step: again[3]!, metric: 'clientBytesPerSocket', facts: { client: wide, server: wide }, addresses: {}, steps: again, release: 'graceful' });
+  assert.ok((graceful.value as number) < 3896, `graceful: ${graceful.value}`);
 });
 
 test.run();

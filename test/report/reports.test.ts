@@ -88,6 +88,13 @@ test('a snapshot\'s slabinfo and meminfo stay in result.json: the reports point 
   assert.match(md, '"pairs":"62 entries, in result.json"');
   assert.match(md, '"sockstat":{"TCP":{"inuse":5}}');
   assert.not.match(await renderHtml(r), 'cache_299');
+  // A role with several hosts keeps a detail per host: each is made readable, the hosts all named.
+  const fleet = await load('fleet');
+  const ramp = fleet.steps.find((s) => s.hosts)!;
+  ramp.detail = Object.fromEntries(Object.keys(ramp.hosts!).map((h) => [h, { slab, first: h }]));
+  const fmd = await renderMarkdown(fleet);
+  assert.not.match(fmd, 'cache_299');
+  for (const h of Object.keys(ramp.hosts!)) assert.match(fmd, `"${h}":{"slab":"300 entries, in result.json","first":"${h}"}`);
 });
 
 test('renderJunit() writes well-formed XML', async () => {

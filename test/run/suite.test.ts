@@ -110,6 +110,11 @@ test('a lab the machine cannot hold is REFUSED in a suite: its arithmetic, JUnit
   assert.match(xml, /<testsuite name="too-big" tests="3" failures="0" errors="2" skipped="0" /);
   assert.match(xml, /<testcase classname="too-big" name="ramp1.established" time="0.000">\n\s*<error message="refused: the hosts cannot hold this lab: need [^"]+" type="CAPACITY">/);
   assert.not.match(xml, /<skipped/);
+  // The refused lab's result keeps the check it failed, and its report shows it.
+  const refused = read(dir, 'too-big');
+  assert.is(refused.capacity?.ok, false);
+  assert.ok(refused.capacity!.machines[0]!.lines.some((l) => / > MemAvailable /.test(l)), 'the memory line that refused it');
+  assert.match(readFileSync(join(dir, 'too-big', 'report.md'), 'utf8'), /## Capacity, checked before any change\n/);
 });
 
 test('a bad baseline or a bad lab in a suite stops it before any host is touched', async () => {

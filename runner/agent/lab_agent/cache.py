@@ -2,10 +2,12 @@
 Every agent version and every build of the C helper leaves an entry named by
 its content hash, so a host that runs lab nightly across upgrades would
 collect one of each forever. Each agent marks what it uses as used now (its
-zipapp, the unpacked tree beside it, the helper), and once it is ready removes
-what no agent has used for PRUNE_AFTER_S, and temporaries older than a day
-(an upload, unpacking or build cut short). An older agent of another run that
-is still at work marked its own entries when it started, so they stay."""
+zipapp and the unpacked tree beside it as it starts, in __main__.py; the
+helper when it finds it; the controller, for this machine's copy, when it
+finds the zipapp installed), and once ready an agent removes what no agent has used for
+PRUNE_AFTER_S and temporaries older than a day (an upload, unpacking or build
+cut short). What a running process names in its command line (an agent of
+another run, however old its version, or its helper) is never removed."""
 
 import os
 import re
@@ -28,20 +30,48 @@ def mark_used(path):
 
 
 def own_entries(argv0):
-    """The agent's zipapp and unpacked tree when it runs as <dir>/agent-<hash>.pyz,
-    with their directory; (None, ()) when it runs from its sources."""
-    pyz = os.path.abspath(argv0)
-    if not _ENTRY.match(os.path.basename(pyz)) or not pyz.endswith(".pyz"):
+    """The agent's zipapp and unpacked tree, with their directory, when it runs as
+    <dir>/agent-<hash>.pyz or <dir>/agent-<hash>.d/__main__.py (how an SSH host
+    starts an installed one); (None, ()) when it runs from its sources."""
+    path = os.path.abspath(argv0)
+    if os.path.basename(path) == "__main__.py":
+        path = os.path.dirname(path)
+    name = os.path.basename(path)
+    if not _ENTRY.match(name) or not name.startswith("agent-"):
         return None, ()
-    return os.path.dirname(pyz), (pyz, pyz[:-4] + ".d")
+    base = path[: -len(".pyz")] if name.endswith(".pyz") else path[: -len(".d")]
+    return os.path.dirname(path), (base + ".pyz", base + ".d")
+
+
+def in_use(directory):
+    """Names of directory's entries that a running process names in its command line
+    (an agent of another run, old or new, or its C helper): never pruned, whatever
+    their age says."""
+    prefix = os.path.join(directory, "").encode()
+    names = set()
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return names
+    for pid in pids:
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                args = f.read().split(b"\0")
+        except OSError:
+            continue  # gone, or not ours to read
+        for a in args:
+            if a.startswith(prefix):
+                names.add(a[len(prefix):].split(b"/")[0].decode("utf-8", "replace"))
+    return names
 
 
 def prune(directory, keep=(), now=None):
     """Remove the hash-named entries of directory not used for PRUNE_AFTER_S and
-    temporaries older than TEMP_AFTER_S, never those in keep; returns the names
-    removed. Anything else in the directory is left alone."""
+    temporaries older than TEMP_AFTER_S, never those in keep or in use by a
+    running process; returns the names removed. Anything else in the directory
+    is left alone."""
     now = time.time() if now is None else now
-    keep = {os.path.basename(k) for k in keep}
+    keep = {os.path.basename(k) for k in keep} | in_use(directory)
     removed = []
     try:
         names = os.listdir(directory)

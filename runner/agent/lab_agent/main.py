@@ -85,9 +85,8 @@ def prepare_helper():
     listen needs it; then prune what no agent used for a month (cache.py)."""
     from . import cache, fastconn
 
+    # __main__.py marked the zipapp and its tree used as the agent started.
     directory, mine = cache.own_entries(sys.argv[0])
-    for path in mine:
-        cache.mark_used(path)
     path, _ = fastconn.helper()
     if directory is not None:
         removed = cache.prune(directory, keep=mine + ((path,) if path else ()))

@@ -2,6 +2,8 @@
 
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -68,12 +70,31 @@ class PruneTest(unittest.TestCase):
         cache.mark_used(path)
         self.assertEqual(cache.prune(self.dir, now=time.time()), [])
 
-    def test_own_entries_only_for_a_hash_named_zipapp(self):
-        directory, mine = cache.own_entries(os.path.join(self.dir, A + ".pyz"))
-        self.assertEqual(directory, self.dir)
-        self.assertEqual(mine, (os.path.join(self.dir, A + ".pyz"), os.path.join(self.dir, A + ".d")))
+    def test_own_entries_for_a_hash_named_zipapp_or_its_tree(self):
+        both = (os.path.join(self.dir, A + ".pyz"), os.path.join(self.dir, A + ".d"))
+        self.assertEqual(cache.own_entries(os.path.join(self.dir, A + ".pyz")), (self.dir, both))
+        # An SSH host starts an installed agent from its unpacked tree.
+        self.assertEqual(cache.own_entries(os.path.join(self.dir, A + ".d", "__main__.py")), (self.dir, both))
         self.assertEqual(cache.own_entries("/work/runner/agent"), (None, ()))
-        self.assertEqual(cache.own_entries("/tmp/" + A + ".d"), (None, ()))
+        self.assertEqual(cache.own_entries("/work/runner/agent/__main__.py"), (None, ()))
+        self.assertEqual(cache.own_entries(os.path.join(self.dir, H)), (None, ()))
+
+    def test_what_a_running_process_names_stays_however_old(self):
+        tree = self.make(A + ".d", 90, directory=True)
+        self.make(B + ".pyz", 90)
+        # Another run's agent, of a version that never marks anything: its command line names its tree.
+        proc = subprocess.Popen([sys.executable, "-c", "import sys, time; time.sleep(60)", os.path.join(tree, "__main__.py")])
+        try:
+            deadline = time.time() + 5
+            while A + ".d" not in cache.in_use(self.dir) and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertIn(A + ".d", cache.in_use(self.dir))
+            self.assertEqual(cache.prune(self.dir, now=self.now), [B + ".pyz"])
+            self.assertEqual(self.left(), [A + ".d"])
+        finally:
+            proc.kill()
+            proc.wait()
+        self.assertEqual(cache.prune(self.dir, now=self.now), [A + ".d"])
 
     def test_a_missing_directory_prunes_nothing(self):
         self.assertEqual(cache.prune(os.path.join(self.dir, "absent"), now=self.now), [])
