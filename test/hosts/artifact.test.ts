@@ -3,7 +3,7 @@
 // test -f, an upload beside the final name and a move (a scripted host here;
 // test/hosts/ssh.test.ts and test/run/ssh.test.ts do it over a real sshd).
 
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -21,10 +21,13 @@ test('installLocal() writes the artifact once, readable by all, and leaves no te
     assert.is(path, join(cache, artifact.name));
     assert.is(readFileSync(path, 'utf8'), 'PK fake zip');
     assert.is(statSync(path).mode & 0o777, 0o644);
-    const before = statSync(path).mtimeMs;
-    await new Promise((r) => setTimeout(r, 20));
+    // Already there (and a month unused): not written again, only marked used now (lab_agent/cache.py prunes by it).
+    writeFileSync(path, 'PK the copy already there');
+    const month = new Date(Date.now() - 30 * 86400_000);
+    utimesSync(path, month, month);
     assert.is(await installLocal(artifact, cache), path);
-    assert.is(statSync(path).mtimeMs, before, 'an artifact already there is not written again');
+    assert.is(readFileSync(path, 'utf8'), 'PK the copy already there', 'an artifact already there is not written again');
+    assert.ok(statSync(path).mtimeMs > Date.now() - 60_000, 'and is marked used now');
     assert.equal(readdirSync(cache), [artifact.name]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
