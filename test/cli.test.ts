@@ -69,6 +69,16 @@ test('a machine-wide sysctl on local hosts is refused unless acknowledged, namin
   assert.is(readFileSync('/proc/sys/fs/file-max', 'utf8'), before, 'nothing was touched');
 });
 
+test('lab plan prices a socket as the run will: merged slab caches found through /sys/kernel/slab, as the agent finds them', async () => {
+  const r = await cli('plan', 'labs/million.yaml');
+  assert.is(r.code, 0, r.err);
+  const perSocket = r.out.split('\n').find((l) => l.trim().startsWith('per socket:'));
+  assert.ok(perSocket, r.out);
+  // Root reads /proc/slabinfo: the bind buckets are priced under their own cache or the one they are merged into.
+  assert.not.match(perSocket!, 'no cache here for tcp_bind_bucket');
+  assert.match(perSocket!, /tcp_bind_bucket( \(in [\w-]+\))? \d+ \+ tcp_bind2_bucket/);
+});
+
 test('a step that changes a machine-wide sysctl for its own duration needs the acknowledgement too', async () => {
   const before = readFileSync('/proc/sys/fs/file-max', 'utf8');
   const r = await cli('run', 'test/fixtures/labs/run/files-unacked.yaml', '--out', '/tmp/lab-cli-test-files-unacked');

@@ -2,8 +2,8 @@
 // (sysctls old → new), the steps and the expectations. Reads, changes nothing.
 
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, readlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { hostname, release } from 'node:os';
 import { formatSize } from '../files/sizes.ts';
 import { runLocal } from '../hosts/local.ts';
@@ -152,7 +152,8 @@ async function thisMachineFacts(): Promise<HostFacts | undefined> {
       hostname: hostname(), kernel: release(), python: '', portRange: [32768, 60999], reservedPorts: '',
       nofileSoft: 1024, nofileHard: 1024, canRaiseHardNofile: false, nrOpen: await sysctl('fs.nr_open'), fileMax: await sysctl('fs.file-max'), somaxconn: 0,
       tcpMaxSynBacklog: 0, tcpFinTimeout: 0, tcpTwReuse: 0,
-      memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, addresses: [], cpus: 0, uid: process.getuid?.() ?? 0,
+      memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, slabAliases: await slabAliases(Object.keys(slabObjectSize)),
+      addresses: [], cpus: 0, uid: process.getuid?.() ?? 0,
       // No agent here: its rule at this nofile (workerFds: the agent's WORKER_FDS; socketsPerWorker: nofile − FD_MARGIN),
       // so that a lab without nofile is planned with the workers the agent would start.
       workerFds: 5, socketsPerWorker: 1024 - WORKER_FD_MARGIN, connectEngine: cc ? 'c' : 'python',
@@ -160,4 +161,39 @@ async function thisMachineFacts(): Promise<HostFacts | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * {merged cache: the cache /proc/slabinfo lists its objects under}, as the
+ * agent's facts give it (lab_agent/probes/slabinfo.py, aliases): SLUB merges
+ * caches of one size and flags, /sys/kernel/slab keeps a symlink per name to
+ * the merged cache, and slabinfo lists it once. Without it the plan would
+ * price the bind buckets at nothing where the run prices them in full.
+ */
+async function slabAliases(listed: string[], root = '/sys/kernel/slab'): Promise<Record<string, string>> {
+  let names: string[];
+  try {
+    names = await readdir(root);
+  } catch {
+    return {};
+  }
+  const target = new Map<string, string>();
+  await Promise.all(
+    names.map(async (n) => {
+      const p = join(root, n);
+      target.set(n, await readlink(p).then((l) => resolve(root, l), () => p));
+    }),
+  );
+  const carrier = new Map<string, string>();
+  for (const n of listed) {
+    const t = target.get(n);
+    if (t !== undefined && !carrier.has(t)) carrier.set(t, n);
+  }
+  const listedSet = new Set(listed);
+  const out: Record<string, string> = {};
+  for (const [n, t] of target) {
+    const c = carrier.get(t);
+    if (c !== undefined && c !== n && !listedSet.has(n)) out[n] = c;
+  }
+  return out;
 }
