@@ -44,21 +44,6 @@ def unpacked(pyz):
             shutil.rmtree(temp, ignore_errors=True)
 
 
-def mark_used(first):
-    """Mark the zipapp and its unpacked tree used now, before anything else: what
-    keeps them from another agent's prune of the directory (lab_agent/cache.py).
-    first is the zipapp, or the tree when an SSH host starts that directly."""
-    base = first[:-4] if first.endswith(".pyz") else first[:-2] if first.endswith(".d") else None
-    if base is None or not os.path.basename(base).startswith("agent-"):
-        return
-    for p in (base + ".pyz", base + ".d"):
-        try:
-            os.utime(p, None)
-        except OSError:
-            pass
-
-
-mark_used(sys.path[0])
 _tree = unpacked(sys.path[0])
 if _tree is not None:
     sys.path[0] = _tree

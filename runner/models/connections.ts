@@ -13,6 +13,7 @@ import {
   predictedBytes,
   sameKernel,
   sidesOn,
+  sumBucketShares,
   TIME_WAIT_OBJECTS,
   withBucketShares,
 } from './memory.ts';
@@ -48,6 +49,13 @@ export class ModelNotApplicable extends Error {}
 
 const nf = (n: number) => String(n);
 
+/** The ephemeral ports connect() can pick on a host: its range less the reserved ones in it. */
+export function usablePorts(facts: Pick<HostFacts, 'portRange' | 'reservedPorts'>): { reserved: number; ports: number } {
+  const [lo, hi] = facts.portRange;
+  const reserved = reservedInRange(facts.reservedPorts, lo, hi);
+  return { reserved, ports: hi - lo + 1 - reserved };
+}
+
 /** Ports in [lo, hi] that ip_local_reserved_ports takes away from automatic selection. */
 export function reservedInRange(reserved: string, lo: number, hi: number): number {
   let n = 0;
@@ -80,8 +88,7 @@ export function ephemeralPorts(ctx: ModelContext): ModelOutput {
   const facts = ctx.facts[step.host];
   if (!facts) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
   const [lo, hi] = facts.portRange;
-  const reserved = reservedInRange(facts.reservedPorts, lo, hi);
-  const ports = hi - lo + 1 - reserved;
+  const { reserved, ports } = usablePorts(facts);
   const sources = step.sources;
   const dests = step.to.length;
   let capacity: number;
@@ -235,7 +242,8 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
   const released = new Set(ctx.release === 'graceful' ? [] : before.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
   const buckets = bucketSharesOn(host, connects.filter((c) => !released.has(c.name)), ctx.facts);
   const p = predictedBytes(facts, buckets ? withBucketShares(buckets) : undefined);
-  const missing =
+  // What the formula leaves out or prices at a share, after it.
+  const notes =
     (p.missing.length ? `; ${p.missing.join(', ')}: not in this kernel's slabinfo, not counted` : '') +
     (buckets && (buckets.perPort !== 1 || buckets.perPortAddress !== 1)
       ? `; bind buckets: the connections planned before this fit (${buckets.connections}) use ${buckets.ports} local ports ` +
@@ -251,10 +259,10 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
   switch (ctx.metric) {
     case 'clientBytesPerSocket':
       if (!sides.client) throw new ModelNotApplicable(`${host} holds no client sockets: its kernel is not the connecting host's`);
-      return { value: p.client, derivation: client + missing, explanation, reference };
+      return { value: p.client, derivation: client + notes, explanation, reference };
     case 'serverBytesPerSocket':
       if (!sides.server) throw new ModelNotApplicable(`${host} holds no accepted sockets: its kernel is not the listening host's`);
-      return { value: p.server, derivation: server + missing, explanation, reference };
+      return { value: p.server, derivation: server + notes, explanation, reference };
     case 'bytesPerConnection': {
       const parts = [sides.client ? p.client : 0, sides.server ? p.server : 0];
       const value = Math.round((parts[0]! + parts[1]!) * 10) / 10;
@@ -262,8 +270,8 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
       return {
         value,
         derivation: both
-          ? `${client}; ${server}; both ends on one kernel: ${p.client} + ${p.server} = ${value} B${missing}`
-          : `${sides.client ? client : server}: the other end is on another kernel${missing}`,
+          ? `${client}; ${server}; both ends on one kernel: ${p.client} + ${p.server} = ${value} B${notes}`
+          : `${sides.client ? client : server}: the other end is on another kernel${notes}`,
         explanation,
         reference: both ? { value: 2 * CLASSIC_SOCKET_BYTES.value, source: `2 × ${CLASSIC_SOCKET_BYTES.source}` } : reference,
       };
@@ -286,9 +294,8 @@ function bucketSharesOn(host: string, connects: ConnectStep[], facts: Record<str
   if (!mine.length) return undefined;
   const byHost = new Map<string, ConnectStep[]>();
   for (const c of mine) byHost.set(c.host, [...(byHost.get(c.host) ?? []), c]);
-  const shares = [...byHost].map(([h, steps]) => {
-    const f = facts[h];
-    const range = f ? f.portRange[1] - f.portRange[0] + 1 - reservedInRange(f.reservedPorts, f.portRange[0], f.portRange[1]) : 0;
+  return sumBucketShares([...byHost].map(([h, steps]) => {
+    const range = facts[h] ? usablePorts(facts[h]!).ports : 0;
     const pairs: PortPair[] = steps.flatMap((c) =>
       Array.from({ length: c.sources }, (_, i) =>
         c.to.map((d) => ({
@@ -301,18 +308,7 @@ function bucketSharesOn(host: string, connects: ConnectStep[], facts: Record<str
       ).flat(),
     );
     return bindBucketShares(pairs, range);
-  });
-  const connections = shares.reduce((n, s) => n + s.connections, 0);
-  const ports = shares.reduce((n, s) => n + s.ports, 0);
-  const portAddresses = shares.reduce((n, s) => n + s.portAddresses, 0);
-  const sig4 = (n: number) => Number(n.toPrecision(4));
-  return {
-    connections,
-    ports,
-    portAddresses,
-    perPort: connections ? sig4(Math.min(1, ports / connections)) : 1,
-    perPortAddress: connections ? sig4(Math.min(1, portAddresses / connections)) : 1,
-  };
+  }));
 }
 
 /** TCP_TIMEWAIT_LEN (include/net/tcp.h): fixed at 60 s, no sysctl changes it. */

@@ -175,13 +175,12 @@ export interface PortWindow {
  * used up. Windows of different pairs start at unrelated offsets, so a port of
  * a half is in none of them with probability Π(1 − mᵢ/half).
  */
-export function expectedPortsInUse(windows: Array<number | PortWindow>, range: number): number {
+export function expectedPortsInUse(windows: PortWindow[], range: number): number {
   const connectHalf = Math.ceil(range / 2);
   const bindHalf = range - connectHalf;
   const union = (half: number, takes: number[]) => (half > 0 ? half * (1 - takes.reduce((p, m) => p * (1 - Math.min(m, half) / half), 1)) : 0);
   // What each window takes from the connect() half and from the bind() half.
-  const split = windows.map((w) => {
-    const { ports, bind } = typeof w === 'number' ? { ports: w, bind: false } : w;
+  const split = windows.map(({ ports, bind }) => {
     const m = Math.min(ports, range);
     const [first, second] = bind ? [bindHalf, connectHalf] : [connectHalf, bindHalf];
     const inFirst = Math.min(m, first);
@@ -191,7 +190,26 @@ export function expectedPortsInUse(windows: Array<number | PortWindow>, range: n
   return union(connectHalf, split.map((x) => x.c)) + union(bindHalf, split.map((x) => x.b));
 }
 
-const sig4 = (n: number) => Number(n.toPrecision(4));
+/**
+ * Shares from counts: a bucket of each kind per connection at most; with nothing
+ * to count (no connection, no port to take), one of each, the most it can be.
+ */
+function toShares(connections: number, ports: number, portAddresses: number, countable = true): BucketShares {
+  const share = (n: number) => (connections > 0 && countable ? Number(Math.min(1, n / connections).toPrecision(4)) : 1);
+  return {
+    connections: Math.round(connections),
+    ports: Math.round(ports),
+    portAddresses: Math.round(portAddresses),
+    perPort: share(ports),
+    perPortAddress: share(portAddresses),
+  };
+}
+
+/** The shares of connections held in several network namespaces of one kernel (each has its own buckets). */
+export function sumBucketShares(list: BucketShares[]): BucketShares {
+  const sum = (k: 'connections' | 'ports' | 'portAddresses') => list.reduce((n, s) => n + s[k], 0);
+  return toShares(sum('connections'), sum('ports'), sum('portAddresses'));
+}
 
 /**
  * How many bind buckets a connecting host's connections hold, per connection.
@@ -223,8 +241,8 @@ export function bindBucketShares(pairs: PortPair[], range: number): BucketShares
     }
     return [...out, ...merged.values()].map((w) => ({ ...w, ports: Math.min(w.ports, Math.max(0, range)) }));
   };
-  // One connection per source and destination on a shared port.
-  const sharing = new Set(bound.filter((p) => p.connections > 0).map((p) => `${p.source} ${p.destination ?? Math.random()} ${p.port}`));
+  // One connection per source and destination on a shared port (a pair without a destination is a destination of its own).
+  const sharing = new Set(bound.filter((p) => p.connections > 0).map((p, i) => `${p.source} ${p.destination ?? `#${i}`} ${p.port}`));
   const all = windows(chosen);
   const connections = all.reduce((n, w) => n + w.ports, 0) + sharing.size;
   const sources = [...new Set(chosen.map((p) => p.source))];
@@ -232,15 +250,7 @@ export function bindBucketShares(pairs: PortPair[], range: number): BucketShares
   const portAddresses =
     sources.reduce((n, s) => n + expectedPortsInUse(windows(chosen.filter((p) => p.source === s)), range), 0) +
     new Set(bound.filter((p) => p.connections > 0).map((p) => `${p.source} ${p.port}`)).size;
-  // Nothing to count (no connections, or a range with no port): a bucket of each per connection, the most it can be.
-  const share = (n: number) => (connections > 0 && range > 0 ? sig4(Math.min(1, n / connections)) : 1);
-  return {
-    connections: Math.round(connections),
-    ports: Math.round(ports),
-    portAddresses: Math.round(portAddresses),
-    perPort: share(ports),
-    perPortAddress: share(portAddresses),
-  };
+  return toShares(connections, ports, portAddresses, range > 0);
 }
 
 /** CONNECTION_OBJECTS with the bind buckets at their share per connection. */

@@ -111,10 +111,9 @@ export function checkCapacity(plan: Plan, sessions: Sessions): { record?: Capaci
   const facts: Record<string, HostFacts> = {};
   for (const s of sessions.values()) if (s.facts) facts[s.host.role] ??= s.facts;
   const check = capacityCheck(plan, facts);
-  const refusal = capacityRefusal(check);
   const record =
     check.machines.length || check.ports.lines.length
       ? { ok: check.ok, machines: check.machines.map((m) => ({ roles: m.roles, lines: [...m.check.lines, ...m.fds.lines] })), ports: check.ports.lines }
       : undefined;
-  return { ...(record ? { record } : {}), ...(refusal ? { refusal } : {}) };
+  return { record, refusal: capacityRefusal(check) };
 }

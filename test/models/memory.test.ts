@@ -133,8 +133,8 @@ test('bindBucketShares(): a port per connection from one source; many sources sh
   assert.is(million.perPort, 0.03226);
   assert.is(million.perPortAddress, 1);
   // Past the first parity a window spills into the other half.
-  assert.is(expectedPortsInUse([40000], 51000), 40000);
-  assert.is(Math.round(expectedPortsInUse([20000, 20000], 51000)), 24314);
+  assert.is(expectedPortsInUse([{ ports: 40000 }], 51000), 40000);
+  assert.is(Math.round(expectedPortsInUse([{ ports: 20000 }, { ports: 20000 }], 51000)), 24314);
   // One source and destination over several steps (memory-per-conn's four of 5000): one window, a port each.
   const steps4 = bindBucketShares(Array.from({ length: 4 }, () => ({ source: 'a', destination: 'server:8080', connections: 5000 })), 51000);
   assert.equal([steps4.ports, steps4.perPort, steps4.perPortAddress], [20000, 1, 1]);
@@ -153,7 +153,7 @@ test('bindBucketShares(): a port per connection from one source; many sources sh
   assert.equal(bindBucketShares([{ source: 'a', destination: 'x', connections: 5000 }], 1000).perPort, 1);
   assert.equal(bindBucketShares([{ source: 'a', destination: 'x', connections: 60000, perSource: true }], 51000).perPort, 1);
   // bind() tries the other parity first: a bind() window and a connect() window of other sources do not meet.
-  assert.is(Math.round(expectedPortsInUse([20000, { ports: 20000, bind: true }], 51000)), 40000);
+  assert.is(Math.round(expectedPortsInUse([{ ports: 20000 }, { ports: 20000, bind: true }], 51000)), 40000);
   // Nothing to price from: a bucket of each per connection.
   assert.equal([bindBucketShares([], 51000).perPort, bindBucketShares([{ source: 'a', connections: 10 }], 0).perPort], [1, 1]);
 });

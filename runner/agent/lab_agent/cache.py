@@ -1,13 +1,13 @@
 """The artifact directory (/var/tmp/lab-agent) kept from growing without end.
 Every agent version and every build of the C helper leaves an entry named by
 its content hash, so a host that runs lab nightly across upgrades would
-collect one of each forever. Each agent marks what it uses as used now (its
-zipapp and the unpacked tree beside it as it starts, in __main__.py; the
-helper when it finds it; the controller, for this machine's copy, when it
-finds the zipapp installed), and once ready an agent removes what no agent has used for
-PRUNE_AFTER_S and temporaries older than a day (an upload, unpacking or build
-cut short). What a running process names in its command line (an agent of
-another run, however old its version, or its helper) is never removed."""
+collect one of each forever. Once ready, each agent marks what it uses as
+used now (its zipapp, the unpacked tree beside it, the helper; the controller
+marks this machine's copy when it finds it installed) and removes what no
+agent has used for PRUNE_AFTER_S, and temporaries older than a day (an
+upload, unpacking or build cut short). What a running process names in its
+command line (an agent of another run, however old its version, or its
+helper; this agent too, before it marks its own) is never removed."""
 
 import os
 import re

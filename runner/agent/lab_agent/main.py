@@ -85,8 +85,10 @@ def prepare_helper():
     listen needs it; then prune what no agent used for a month (cache.py)."""
     from . import cache, fastconn
 
-    # __main__.py marked the zipapp and its tree used as the agent started.
+    # Its own zipapp and tree, used now; until then what names them in its command line keeps them (cache.in_use).
     directory, mine = cache.own_entries(sys.argv[0])
+    for p in mine:
+        cache.mark_used(p)
     path, _ = fastconn.helper()
     if directory is not None:
         removed = cache.prune(directory, keep=mine + ((path,) if path else ()))
