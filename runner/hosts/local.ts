@@ -3,13 +3,16 @@
 // output is streamed rather than buffered.
 
 import { spawn } from 'node:child_process';
-import { $ } from 'zx';
 import type { ExecOptions, ExecResult, HostProcess } from './transport.ts';
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 
+// zx loads with the first command (about 130 ms), not with every `lab` command.
+let zx: Promise<typeof import('zx')> | undefined;
+
 /** Run argv to completion on this machine; never throws on a non-zero exit. */
 export async function runLocal(argv: string[], options: ExecOptions = {}): Promise<ExecResult> {
+  const { $ } = await (zx ??= import('zx'));
   const r = await $({
     nothrow: true,
     quiet: true,

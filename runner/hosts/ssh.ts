@@ -8,7 +8,6 @@ import { readFile } from 'node:fs/promises';
 import { connect as netConnect, type Socket } from 'node:net';
 import { posix } from 'node:path';
 import type { Duplex } from 'node:stream';
-import ssh2 from 'ssh2';
 import type {
   AnyAuthMethod,
   AuthenticationType,
@@ -34,6 +33,12 @@ import {
   type KnownHostsEntry,
 } from './known-hosts.ts';
 import type { Artifact, ExecOptions, ExecResult, HostProcess, Transport, TransportCapabilities } from './transport.ts';
+
+// ssh2 loads when a host is first reached over SSH (about 120 ms), not with every `lab` command.
+// ssh2 is CommonJS: its exports arrive as the default export.
+type Ssh2 = typeof import('ssh2');
+let ssh2Module: Promise<Ssh2> | undefined;
+const loadSsh2 = () => (ssh2Module ??= import('ssh2').then((m) => (m as unknown as { default?: Ssh2 }).default ?? m));
 
 export type HostKeyPolicy = 'check' | 'accept-new';
 
@@ -323,7 +328,7 @@ export class SshTransport implements Transport {
           throw this.error('SSH_IDENTITY', `${who}passphrase_env names "${ep.passphraseEnv}", but that environment variable is not set`);
         }
       }
-      const parsed = ssh2.utils.parseKey(key, passphrase);
+      const parsed = (await loadSsh2()).utils.parseKey(key, passphrase);
       if (parsed instanceof Error) {
         // ssh2's own words, which never hold the passphrase: "Encrypted private OpenSSH key detected, but no passphrase given", "bad decrypt"…
         const hint = passphrase === undefined
@@ -423,7 +428,7 @@ export class SshTransport implements Transport {
       algorithms: preferred.length ? { serverHostKey: { remove: preferred, prepend: preferred, append: [] } } : undefined,
     };
 
-    const client = new ssh2.Client();
+    const client = new (await loadSsh2()).Client();
     return new Promise<SshClient>((resolve, reject) => {
       let settled = false;
       const fail = (e: HostError) => {
