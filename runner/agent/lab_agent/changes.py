@@ -6,8 +6,9 @@ import os
 import resource
 import threading
 
+from .addresses import ip_address
 from .args import arg, ipv4
-from .errors import OpError, bad, errname, sys_error
+from .errors import OpError, bad, sys_error
 from .journal import (JOURNAL, drop_lock, journal_append, journal_pop, journal_read, journal_restore,
                       take_lock, undo_file)
 from .procfs import collapse, ipv4_addresses, sysctl_read, sysctl_write
@@ -57,17 +58,6 @@ def op_sysctl_set(rid, args):
         return {"old": old, "new": sysctl_read(name)}
 
 
-def ip_error_code(message):
-    """The errno name for a failed `ip addr add`, from its message."""
-    if "exists" in message:
-        return "EEXIST"
-    if "not find device" in message or "does not exist" in message:
-        return "ENODEV"
-    if "not permitted" in message:
-        return "EPERM"
-    return "EIO"
-
-
 def op_addr_add(rid, args):
     address = ipv4(arg(args, "address", str), "address")
     prefix = arg(args, "prefix", int, 32)
@@ -85,34 +75,11 @@ def op_addr_add(rid, args):
                               % (address, dev, ip, p))
         journal_append({"kind": "address", "address": address, "prefix": prefix, "device": device})
         try:
-            address_add(address, prefix, device)
+            ip_address("add", address, prefix, device)
         except OpError:
             journal_pop()
             raise
         return {}
-
-
-def address_add(address, prefix, device):
-    """Put address/prefix on device: through netlink, or with `ip addr add` where netlink cannot be used."""
-    from . import netlink
-
-    spec = "%s/%d" % (address, prefix)
-    try:
-        return netlink.address_add(address, prefix, device)
-    except netlink.Unavailable:
-        pass
-    except OSError as e:
-        raise OpError(errname(e.errno), "ip addr add %s dev %s: %s" % (spec, device, e.strerror))
-    import subprocess  # only without netlink: importing it is a share of the agent's start
-
-    try:
-        r = subprocess.run(["ip", "addr", "add", spec, "dev", device], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=10)
-    except (OSError, subprocess.SubprocessError) as e:
-        raise OpError("ENOENT" if isinstance(e, FileNotFoundError) else "EIO", "ip addr add %s dev %s: %s" % (spec, device, e))
-    if r.returncode != 0:
-        msg = r.stderr.decode("utf-8", "replace").strip()
-        raise OpError(ip_error_code(msg), "ip addr add %s dev %s: %s" % (spec, device, msg))
 
 
 # Held while the agent's own nofile limits change: by nofile, and by facts trying the hard limit.

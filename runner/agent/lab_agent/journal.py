@@ -9,6 +9,7 @@ import json
 import os
 import threading
 
+from .addresses import ip_address
 from .errors import OpError, bad, sys_error
 from .procfs import read_text, sysctl_write
 from .util import write_all
@@ -141,22 +142,7 @@ def undo_entry(e):
     if kind == "sysctl":
         sysctl_write(e["name"], e["old"])
     elif kind == "address":
-        spec = "%s/%s" % (e["address"], e["prefix"])
-        from . import netlink
-
-        try:
-            return netlink.address_del(e["address"], int(e["prefix"]), e["device"])
-        except netlink.Unavailable:
-            pass  # `ip`, below
-        except OSError as x:
-            raise OpError("EIO", "ip addr del %s dev %s: %s" % (spec, e["device"], x.strerror))
-        import subprocess
-
-        r = subprocess.run(["ip", "addr", "del", spec, "dev", e["device"]],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=10)
-        if r.returncode != 0:
-            raise OpError("EIO", "ip addr del %s dev %s: %s" % (
-                spec, e["device"], r.stderr.decode("utf-8", "replace").strip()))
+        ip_address("del", e["address"], int(e["prefix"]), e["device"])
     elif kind == "nft-table":
         nft_delete_table(e["family"], e["table"])
     else:

@@ -58,6 +58,12 @@ class JournalTest(unittest.TestCase):
         undone, problems = journal.undo([{"kind": "frob"}])
         self.assertEqual((undone, problems), ([], ['unknown journal entry kind "frob"']))
 
+    def test_undoing_an_address_on_a_missing_device_names_the_command(self):
+        with self.assertRaises(OpError) as e:
+            journal.undo_entry({"kind": "address", "address": "198.18.255.254", "prefix": 32, "device": "labt-none0"})
+        self.assertEqual(e.exception.code, "ENODEV")
+        self.assertTrue(e.exception.message.startswith("ip addr del 198.18.255.254/32 dev labt-none0: "), e.exception.message)
+
     def test_a_second_lock_is_refused_naming_the_holder_and_free_again_after_drop(self):
         lock = os.path.join(self.dir, "sub", "host.journal.lock")
         fd = journal.take_lock(lock, "lab run x by pid 1")
