@@ -388,10 +388,10 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
   // abort: RST, no TIME_WAIT; graceful: FIN, and the side that closes first holds TIME_WAIT.
   const abort = ctx.plan.lab.release !== 'graceful';
   const silent = abort && SILENT_RELEASE && maySilence(step, ctx);
-  let batched = 0;
-  const close = async (name: string): Promise<number> => {
+  type Closed = { closed: number; batched: number };
+  const close = async (name: string): Promise<Closed> => {
     const target = ctx.done.find((o) => o.name === name);
-    if (!target) return 0;
+    if (!target) return { closed: 0, batched: 0 };
     // What the step holds bounds how long its release may take: a connect's count; for a
     // listen, every connect's (its accepted count is only as fresh as its last event).
     const connects = ctx.done.filter((o) => o.kind === 'connect').reduce((n, o) => n + Number(o.metrics.established ?? 0), 0);
@@ -411,15 +411,16 @@ async function release(step: Step<'release'>, obs: StepObservation, ctx: StepCon
       if (target.hosts) target.metrics.accepted = Object.values(target.hosts).reduce((n, h) => n + Number(h.metrics.accepted ?? 0), 0);
     }
     ctx.held.delete(name);
-    batched += replies.reduce((a, r) => a + (r.batched ?? 0), 0);
-    return replies.reduce((a, r) => a + r.closed, 0);
+    return { closed: replies.reduce((a, r) => a + r.closed, 0), batched: replies.reduce((a, r) => a + (r.batched ?? 0), 0) };
   };
   // By RST all at once: each side closes in its own workers, and neither needs
   // the other first. Graceful in the lab's order: which side closes first decides
   // where TIME_WAIT lands.
-  let closed = 0;
-  if (abort) closed = (await Promise.all(step.steps.map(close))).reduce((a, b) => a + b, 0);
-  else for (const name of step.steps) closed += await close(name);
+  const parts: Closed[] = [];
+  if (abort) parts.push(...(await Promise.all(step.steps.map(close))));
+  else for (const name of step.steps) parts.push(await close(name));
+  const closed = parts.reduce((a, p) => a + p.closed, 0);
+  const batched = parts.reduce((a, p) => a + p.batched, 0);
   obs.metrics.closed = closed;
   // How the sockets were closed: "silent" (no packet), "rst" or "fin".
   obs.labels.close = silent ? 'silent' : abort ? 'rst' : 'fin';

@@ -509,6 +509,31 @@ test('EMFILE: nofile 600 and one process; its full fd table closes one by one un
   }
 });
 
+test('EMFILE with processes: 2 ends each worker at its own fd table, not the step (stop_on_error as by default)', async () => {
+  const p = nextPort();
+  const client = await startAgent(NS_CLIENT);
+  const server = await startAgent(NS_SERVER);
+  try {
+    await client.ok('nofile', { soft: 300 });
+    await server.ok('listen', { id: 'srv', address: SERVER_IP, port: p, backlog: 1024 });
+    const c = await client.ok('connect', {
+      id: 'fd2', pairs: [pair(p)], count: 1000, bind: 'none', timeoutMs: 30_000, connectTimeoutMs: 3000, processes: 2, stopOnError: true,
+    });
+    const per = 300 - (await client.ok('facts')).workerFds;
+    assert.is(c.workers, 2);
+    assert.is(c.established, 2 * per);
+    assert.is(c.firstError!.errno, 'EMFILE');
+    assert.is(c.firstError!.after, per);
+    assert.equal(c.errors, { EMFILE: 2 });
+    assert.is(c.stopReason, 'error');
+    await client.ok('release', { id: 'fd2' });
+    await server.ok('release', { id: 'srv' });
+  } finally {
+    await client.close();
+    await server.close();
+  }
+});
+
 test('connections spread over workers on both sides; release closes them', async () => {
   const p = nextPort();
   const client = await startAgent(NS_CLIENT);

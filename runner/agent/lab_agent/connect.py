@@ -433,6 +433,11 @@ class Lane:
             self.ports |= int.from_bytes(zlib.decompress(base64.b64decode(done["ports"])), "big")
             self.reason = done["reason"]
             self.loop_ms += done.get("loopMs", 0.0)
+            if (self.reason == "error" and quotas is not None and k + 1 < len(quotas)
+                    and (done["first"] or {}).get("errno") == "EMFILE"):
+                # A fixed "processes" spreads the step over that many fd tables: a worker's
+                # EMFILE is its own table full, the ceiling the step means to show; the next goes on.
+                self.reason = "full"
             k += 1
             if self.reason in ("error", "timeout", "attempts"):
                 run.stop_others(self)
