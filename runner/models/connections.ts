@@ -36,6 +36,8 @@ export interface ModelContext {
   steps: Step[];
   /** how the lab's release steps close: only `graceful` leaves TIME_WAIT */
   release?: ReleaseMode;
+  /** on a fleet, an earlier connect step of this step's role as this host ran it: its share, a destination per host */
+  asRun?: (step: ConnectStep) => ConnectStep;
 }
 
 export interface ModelOutput {
@@ -77,6 +79,109 @@ function tupleText(ctx: ModelContext, step: ConnectStep): string {
   const sources = (ctx.addresses[step.host] ?? []).slice(0, step.sources);
   const dests = step.to.map((d) => `${ctx.addresses[d.role]?.[0] ?? d.role}:${d.port}`);
   return `${sources.join(', ')} → ${dests.join(', ')}`;
+}
+
+/** Earlier connect steps on the step's host whose connections are still held when it starts: no release step between names them. */
+export function heldBefore(ctx: ModelContext, step: ConnectStep): ConnectStep[] {
+  const index = ctx.steps.findIndex((s) => s.name === step.name);
+  if (index <= 0) return [];
+  const earlier = ctx.steps.slice(0, index);
+  const released = new Set(earlier.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  return earlier.filter((s): s is ConnectStep => s.kind === 'connect' && s.host === step.host && !released.has(s.name));
+}
+
+/**
+ * What connections earlier steps still hold take from a connect step's ports,
+ * in the step's own unit (connections over its pairs, or ports per source with
+ * bind: ip), or undefined when nothing earlier is held. The kernel's rules:
+ * connect() picks a port per 4-tuple, so a held connection takes its port from
+ * its own (source, destination) pair only; but it skips every port number that
+ * any socket holds through bind() (the port's bucket is not connect-only,
+ * __inet_hash_connect), whatever the address. bind(ip, 0) skips every port a
+ * socket on that address holds, toward any destination. Where the split of
+ * held connections over ports is not known (several sources or destinations
+ * sharing port numbers in ways the kernel chose), the model says so rather
+ * than guess.
+ */
+const BOUND_SKIPPED = 'connect() skips every port number that a socket holds through bind(), on any address';
+
+function portsTaken(ctx: ModelContext, step: ConnectStep, ports: number): { n: number; text: string; why: string } | undefined {
+  // On a fleet, as this host ran them: its share of each, toward the same destination hosts as this step.
+  const held = heldBefore(ctx, step).map((c) => ctx.asRun?.(c) ?? c);
+  if (!held.length) return undefined;
+  const names = held.map((c) => `"${c.name}"`).join(', ');
+  const unclear = (why: string): never => {
+    throw new ModelNotApplicable(`Model "ephemeral-ports" cannot tell how many ports ${names} ${held.length > 1 ? 'leave' : 'leaves'} to "${step.name}": ${why}`);
+  };
+  if (step.bind === 'reuseaddr') unclear('with bind "reuseaddr", the shared port may be one that they hold');
+  const facts = ctx.facts[step.host]!;
+  const [lo, hi] = facts.portRange;
+  const inRange = (port: number | undefined) => port !== undefined && port >= lo && port <= hi && reservedInRange(facts.reservedPorts, port, port) === 0;
+  const held1 = (c: ConnectStep) => ephemeralPorts({ ...ctx, step: c, metric: 'established' }).value as number;
+  const pairsOf = (c: ConnectStep) => new Set(Array.from({ length: c.sources }, (_, i) => c.to.map((d) => `${i} ${d.role}:${d.port}`)).flat());
+  const parts: string[] = [];
+  if (step.bind === 'ip') {
+    // Ports in use per source address of this step, whatever their destination.
+    const used = Array.from({ length: step.sources }, () => 0);
+    const connectDests = new Map<number, string>();
+    for (const c of held) {
+      const n = held1(c);
+      if (c.bind === 'reuseaddr') {
+        if (!inRange(c.port)) continue;
+        for (let i = 0; i < Math.min(c.sources, step.sources); i++) used[i]! += 1;
+        parts.push(`port ${c.port} bound by "${c.name}"`);
+        continue;
+      }
+      if (c.bind !== 'ip') {
+        // connect() picks a port per destination: toward several, the same port number may serve each.
+        const dests = c.to.map((d) => `${d.role}:${d.port}`).join(',');
+        for (let i = 0; i < c.sources; i++) {
+          if (c.to.length > 1 || (connectDests.has(i) && connectDests.get(i) !== dests)) unclear(`connect() may give one port to a connection toward each of several destinations`);
+          connectDests.set(i, dests);
+        }
+      }
+      if (n % c.sources !== 0) unclear(`the ${n} connections of "${c.name}" do not split evenly over its ${c.sources} source addresses`);
+      for (let i = 0; i < Math.min(c.sources, step.sources); i++) used[i]! += n / c.sources;
+      parts.push(`${n} held by "${c.name}"${c.sources > 1 ? ` (${n / c.sources} per source)` : ''}`);
+    }
+    const n = used.reduce((a, u) => a + Math.min(ports, u), 0);
+    return parts.length
+      ? { n, text: `${n} ports in use on its source address${step.sources > 1 ? 'es' : ''} (${parts.join(' + ')})`, why: 'bind() finds no port that another socket on the same address holds' }
+      : undefined;
+  }
+  // connect() per 4-tuple (none, ip-no-port): held connections on this step's pairs, and port numbers held through bind().
+  const mine = pairsOf(step);
+  let onPairs = 0;
+  let blocked = 0;
+  const sharedPorts = new Set<number>();
+  for (const c of held) {
+    const n = held1(c);
+    if (c.bind === 'reuseaddr') {
+      if (!inRange(c.port) || sharedPorts.has(c.port!)) continue;
+      sharedPorts.add(c.port!);
+      blocked += 1;
+      parts.push(`port ${c.port} bound by "${c.name}"`);
+    } else if (c.bind === 'ip') {
+      if (n >= ports * c.sources) blocked = ports;
+      else if (c.sources === 1) blocked += n;
+      else unclear(`bind() on ${c.sources} source addresses may pick the same port numbers on each`);
+      parts.push(`${n} port${n === 1 ? '' : 's'} bound by "${c.name}"`);
+    } else {
+      const theirs = [...pairsOf(c)];
+      const shared = theirs.filter((k) => mine.has(k)).length;
+      if (shared === 0) continue;
+      if (shared < theirs.length) unclear(`"${c.name}" spreads its connections over pairs of which "${step.name}" shares only some`);
+      onPairs += n;
+      parts.push(`${n} held by "${c.name}"`);
+    }
+  }
+  if (!parts.length) return undefined;
+  if (blocked >= ports) return { n: ports * mine.size, text: `every port (${parts.join(' + ')})`, why: BOUND_SKIPPED };
+  // A port bound after a connection took it on another address would be counted twice: say so rather than guess.
+  if (blocked > 0 && onPairs > 0) unclear('ports held through bind() and ports held by connect() may be the same numbers');
+  const n = blocked * mine.size + onPairs;
+  if (!blocked) return { n, text: parts.join(' − '), why: 'connections still held keep their ports on their own pairs' };
+  return { n, text: mine.size > 1 ? `(${parts.join(' + ')}) × ${mine.size} pairs` : parts.join(' + '), why: BOUND_SKIPPED };
 }
 
 /**
@@ -127,6 +232,13 @@ export function ephemeralPorts(ctx: ModelContext): ModelOutput {
       }
       why = 'the kernel picks a free port per 4-tuple: each source address and each destination has the whole range';
       fails = 'Once every port is in use for the 4-tuple, connect() finds none free (EADDRNOTAVAIL)';
+  }
+  const taken = portsTaken(ctx, step, ports);
+  if (taken) {
+    formula = `${unit === 'ports' ? formula : `(${formula})`} − ${taken.text}`;
+    capacity = Math.max(0, capacity - taken.n);
+    unit = 'connections';
+    why += `; ${taken.why}`;
   }
   const value = Math.min(capacity, step.count);
   const capped = step.count < capacity ? `; the step opens at most ${nf(step.count)}, so ${nf(value)}` : '';

@@ -30,22 +30,28 @@ export function hostContext(step: ConnectStep, name: string, count: number, flee
   const addresses: Record<string, string[]> = {};
   if (fleet.facts[name]) facts[step.host] = fleet.facts[name]!;
   addresses[step.host] = fleet.addresses[name] ?? [];
-  const to = step.to.flatMap((d) =>
-    (fleet.roles[d.role] ?? [d.role]).map((host) => {
-      const key = `${d.role}/${host}`;
-      addresses[key] = fleet.addresses[host] ?? [];
-      if (fleet.facts[host]) facts[key] = fleet.facts[host]!;
-      return { role: key, port: d.port };
-    }),
-  );
-  const hostStep = { ...step, count, to };
-  return { step: hostStep, metric, facts, addresses, steps: fleet.steps ?? [hostStep], release: fleet.release ?? 'abort' };
+  const perHost = (to: ConnectStep['to']) =>
+    to.flatMap((d) =>
+      (fleet.roles[d.role] ?? [d.role]).map((host) => {
+        const key = `${d.role}/${host}`;
+        addresses[key] = fleet.addresses[host] ?? [];
+        if (fleet.facts[host]) facts[key] = fleet.facts[host]!;
+        return { role: key, port: d.port };
+      }),
+    );
+  const hostStep = { ...step, count, to: perHost(step.to) };
+  // The shares come from each host's capacity alone, as the runner asked for them.
+  const alone: Fleet = { ...fleet, steps: undefined };
+  const asRun = (s: ConnectStep): ConnectStep =>
+    s.name === step.name ? hostStep : s.host !== step.host ? s : { ...s, count: connectShares(s, alone)[name] ?? 0, to: perHost(s.to) };
+  return { step: hostStep, metric, facts, addresses, steps: fleet.steps ?? [hostStep], release: fleet.release ?? 'abort', asRun };
 }
 
 /** How many connections host `name` could open at most: the tighter of its port and fd ceilings. */
 export function hostCapacity(step: ConnectStep, name: string, fleet: Fleet): number {
   try {
-    const out = connectionCeiling(hostContext(step, name, Number.MAX_SAFE_INTEGER, fleet, 'established'));
+    // What the host could open with nothing held before: the runner asks before it knows the history's outcome.
+    const out = connectionCeiling(hostContext(step, name, Number.MAX_SAFE_INTEGER, { ...fleet, steps: undefined }, 'established'));
     return typeof out.value === 'number' ? out.value : 0;
   } catch (e) {
     // A host the run never reached has no facts: it gets no share.

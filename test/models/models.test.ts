@@ -93,6 +93,58 @@ test('ephemeralPorts() predicts the first error: EADDRNOTAVAIL when ports run ou
   assert.is(ephemeralPorts(ctx(connect({ count: 10 }), 'firstError')).value, null);
 });
 
+// Earlier steps whose connections are still held (the range is 1000 ports).
+const seq = (steps: Step[], name: string, metric = 'established'): ModelContext => ({ ...ctx(steps.find((s) => s.name === name)!, metric), steps });
+const release = (name: string, steps: string[]): Step => ({ name, kind: 'release', steps });
+
+test('ephemeralPorts() takes the ports an earlier step still holds on the same pair', () => {
+  const steps = [connect({ name: 'c1', count: 400 }), connect({ name: 'c2', count: 800 })];
+  const out = ephemeralPorts(seq(steps, 'c2'));
+  assert.is(out.value, 600);
+  assert.is(out.derivation, '40999 − 40000 + 1 − 400 held by "c1" = 600 connections for 198.18.0.1 → 198.18.0.2:8080');
+  assert.is(ephemeralPorts(seq(steps, 'c2', 'firstError')).value, 'EADDRNOTAVAIL');
+  // Released in between: the whole range again.
+  assert.is(ephemeralPorts(seq([steps[0]!, release('r', ['c1']), steps[1]!], 'c2')).value, 800);
+  // Another destination: another 4-tuple space.
+  assert.is(ephemeralPorts(seq([steps[0]!, connect({ name: 'c2', count: 800, to: [{ role: 'server', port: 9090 }] })], 'c2')).value, 800);
+  // Several pairs holding all of the earlier step's pairs.
+  const wide = connect({ name: 'c2', count: 5000, to: [{ role: 'server', port: 8080 }, { role: 'server', port: 9090 }] });
+  assert.is(ephemeralPorts(seq([steps[0]!, wide], 'c2')).value, 1600);
+});
+
+test('ephemeralPorts() after bind: ip holding every port: connect() finds none, whatever the pair', () => {
+  const steps = [
+    connect({ name: 'ramp', count: 5000, sources: 2, bind: 'ip' }),
+    connect({ name: 'few', count: 3, to: [{ role: 'server', port: 9090 }] }),
+  ];
+  const out = ephemeralPorts(seq(steps, 'few'));
+  assert.is(out.value, 0);
+  assert.match(out.derivation, '40999 − 40000 + 1 − every port (2000 ports bound by "ramp") = 0 connections');
+  assert.match(out.explanation, 'connect() skips every port number that a socket holds through bind(), on any address');
+  assert.is(ephemeralPorts(seq(steps, 'few', 'firstError')).value, 'EADDRNOTAVAIL');
+  // bind: ip on one source: exactly those port numbers are gone for every pair.
+  const one = [connect({ name: 'b', count: 300, bind: 'ip' }), connect({ name: 'c', count: 5000, sources: 2 })];
+  const c = ephemeralPorts(seq(one, 'c'));
+  assert.is(c.value, 2 * 700);
+  assert.match(c.derivation, '− (300 ports bound by "b") × 2 pairs = 1400 connections');
+});
+
+test('ephemeralPorts() with bind: ip counts the ports in use on each of its source addresses', () => {
+  const steps = [connect({ name: 'a', count: 600 }), connect({ name: 'b', count: 5000, sources: 2, bind: 'ip' })];
+  const out = ephemeralPorts(seq(steps, 'b'));
+  assert.is(out.value, 400 + 1000);
+  assert.match(out.derivation, '((40999 − 40000 + 1) ports × 2 sources) − 600 ports in use on its source addresses (600 held by "a") = 1400 connections');
+});
+
+test('ephemeralPorts() says it cannot tell, rather than guess, where the kernel\'s choice of ports decides', () => {
+  // bind: ip over two sources that do not fill the range: the port numbers may repeat on each.
+  const steps = [connect({ name: 'b', count: 600, sources: 2, bind: 'ip' }), connect({ name: 'c', count: 10 })];
+  assert.throws(() => ephemeralPorts(seq(steps, 'c')), /cannot tell how many ports "b" leaves to "c": bind\(\) on 2 source addresses/);
+  // An earlier step over two destinations of which this one shares one.
+  const wide = [connect({ name: 'w', count: 600, to: [{ role: 'server', port: 8080 }, { role: 'server', port: 9090 }] }), connect({ name: 'c', count: 10 })];
+  assert.throws(() => ephemeralPorts(seq(wide, 'c')), /shares only some/);
+});
+
 test('reservedInRange() counts single ports and ranges clipped to the range', () => {
   assert.is(reservedInRange('', 1, 10), 0);
   assert.is(reservedInRange('5,8-20', 1, 10), 4);
