@@ -3,6 +3,7 @@
 // A failed test, a file that cannot load, a file that ran no test and a
 // suite hook that threw (with its reason) each count as failures.
 // Usage: <runtime> bin/test-run.mjs DIR PATTERN (bin/test.mjs picks the runtime).
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { isUvuModule, UVU_PATCH } from './test-uvu-patch.mjs';
 
@@ -44,6 +45,11 @@ for (const [index, s] of suites.entries()) {
   } catch (e) {
     file.problems.push(`cannot load: ${e?.stack ?? e}`);
   }
+  const late = testsAfterRun(s.file);
+  if (late.length) {
+    file.problems.push(`registers ${late.length} test(s) after its last .run(), which uvu never runs: ${late.join(', ')}`);
+    file.late = late.length;
+  }
   // Each test.run() queued one suite: count what it ran, per file.
   const group = globalThis.UVU_QUEUE[index];
   for (let i = 1; i < group.length; i++) {
@@ -83,7 +89,7 @@ let failed = 0;
 let skipped = 0;
 const report = [];
 for (const f of files) {
-  let fileFailed = f.total - f.passed + (f.afterErrors ?? 0);
+  let fileFailed = f.total - f.passed + (f.afterErrors ?? 0) + (f.late ?? 0);
   if (f.problems.some((p) => p.startsWith('cannot load') || p.startsWith('uvu stopped'))) fileFailed += 1;
   else if (f.total === 0) {
     f.problems.push(f.skipped ? `ran no test: all ${f.skipped} skipped` : 'ran no test (none registered, or test.run() never called)');
@@ -108,3 +114,19 @@ if (slowest.length) console.log(`\nSlowest: ${slowest.map((f) => `${f.name} ${(f
 if (report.length) console.log(`\nProblems:\n${report.map((r) => `  ${r.replaceAll('\n', '\n    ')}`).join('\n')}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exitCode = failed ? 1 : 0;
+
+/**
+ * Tests a file registers below its last `<suite>.run()`: uvu queues a suite's
+ * tests when run() is called and silently drops any added later. Read from the
+ * source (every runtime, no hook needed): calls of `test` or of a suite made
+ * with suite(), at the start of a line.
+ */
+function testsAfterRun(path) {
+  const text = readFileSync(path, 'utf8');
+  const names = ['test', ...[...text.matchAll(/\b([A-Za-z_$][\w$]*)\s*=\s*suite\(/g)].map((m) => m[1])];
+  const runs = [...text.matchAll(new RegExp(`^(?:${names.join('|')})\\.run\\(\\)`, 'gm'))];
+  if (!runs.length) return [];
+  const after = text.slice(runs.at(-1).index);
+  const call = new RegExp(`^(?:${names.join('|')})(?:\\.only)?\\(\\s*(['"\`])(.*?)\\1`, 'gm');
+  return [...after.matchAll(call)].map((m) => JSON.stringify(m[2]));
+}

@@ -41,6 +41,19 @@ test('skipped tests are reported as skipped, not failed (uvu\'s total already le
   assert.is(ok.code, 0);
 });
 
+test('a test registered after its suite\'s run() counts as failed, by name (uvu would drop it without a word)', () => {
+  // uvu's default suite is one for every file: a late test there would run with the next file's; the last file has one.
+  const d = files('late', {
+    'a.test.mjs': `const s = suite('named');\ns('first', () => {});\ns.run();\ns("second", () => {});`,
+    'b.test.mjs': `const s = suite('two');\ns('x', () => {});\ntest('y', () => {});\ns.run();\ntest.run();`,
+    'c.test.mjs': `test('early', () => {});\ntest.run();\n\ntest('late one', () => {});`,
+  });
+  const r = wrapper(d);
+  assert.is(r.last, '4 passed, 2 failed', r.out);
+  assert.match(r.out, /a\.test\.mjs: registers 1 test\(s\) after its last \.run\(\), which uvu never runs: "second"/);
+  assert.match(r.out, /c\.test\.mjs: registers 1 test\(s\) after its last \.run\(\), which uvu never runs: "late one"/);
+});
+
 test('a before hook that throws shows its reason and fails the tests it kept from running', () => {
   const d = files('before', {
     'a.test.mjs': `test.before(() => { throw new Error('sshd is not installed'); });\ntest('one', () => {});\ntest('two', () => {});\ntest.run();`,

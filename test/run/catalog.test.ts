@@ -109,4 +109,22 @@ test('threads-vs-epoll: a 2 MiB stack per thread is what each connection costs t
   assert.is(observed(result, 'e.serverThreadsPerConnection'), 0);
 });
 
+
+test('fd-limit with processes: 2: each worker fills its own fd table, EMFILE ends it and the next goes on', async () => {
+  const result = await runLab('labs/fd-limit.yaml', ['processes=2'], 'fd-limit-2');
+  const workerFds = result.hosts.find((h) => h.role === 'client')!.facts!.workerFds;
+  assert.is(observed(result, 'ramp.established'), 2 * (256 - workerFds));
+  assert.is(observed(result, 'ramp.firstError'), 'EMFILE');
+  assert.is(result.steps.find((s) => s.name === 'ramp')!.metrics.workers, 2);
+});
+
+test('ephemeral-ports: connections still held take their ports from later steps, by the kernel\'s rules', async () => {
+  const result = await runLab('test/fixtures/labs/run/held-ports.yaml', [], 'held-ports');
+  // 1000 ports a pair: 2 pairs less the 600 held on one; 2 sources less the 300 bound ports on each; 2 sources less 600 on one.
+  assert.is(observed(result, 'wide.established'), 1400);
+  assert.is(observed(result, 'after_bound.established'), 1400);
+  assert.is(observed(result, 'bind_after.established'), 1400);
+  assert.is(observed(result, 'bind_after.firstError'), 'EADDRINUSE');
+});
+
 test.run();
