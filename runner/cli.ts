@@ -512,7 +512,7 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[]): string {
   const rows = outcomes.map(({ result: r }) => {
     const passed = r.predictions.filter((p) => p.verdict === 'pass').length;
     const failed = r.predictions.length - passed;
-    const verdict = isRefusal(r) ? 'REFUSED' : r.error ? (r.error.code === 'INTERRUPTED' ? 'INTERRUPTED' : 'ERROR') : r.verdict.toUpperCase();
+    const verdict = isRefusal(r) ? 'REFUSED' : r.error ? (r.error.code === 'INTERRUPTED' || r.error.code === 'TIMEOUT' ? r.error.code : 'ERROR') : r.verdict.toUpperCase();
     const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : '';
     // A refused lab ran nothing: no prediction passed or failed.
     const counts = isRefusal(r) ? ['—', '—'] : [String(passed), String(failed)];

@@ -79,10 +79,12 @@ export function isLabFailure(e: unknown): e is AnyLabError {
   return e instanceof LabBaseError;
 }
 
-/** An operation the user interrupted (Ctrl-C) or that ran out of time. */
+/** A run the user interrupted (Ctrl-C: INTERRUPTED, exit 130) or that ran out of its lab's time (TIMEOUT, exit 3). */
 export class Interrupted extends Error {
-  readonly code = 'INTERRUPTED';
-  constructor(reason: string) {
+  constructor(
+    reason: string,
+    readonly code: 'INTERRUPTED' | 'TIMEOUT' = 'INTERRUPTED',
+  ) {
     super(reason);
     this.name = 'Interrupted';
   }

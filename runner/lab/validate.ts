@@ -143,8 +143,8 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
     name = s ?? '';
   }
   const description = root.description === undefined ? undefined : ctx.string(['description'], root.description);
-  const timeoutMs =
-    root.timeout === undefined ? DEFAULT_TIMEOUT_MS : (ctx.duration(['timeout'], root.timeout, MAX_TIMEOUT_MS) ?? MAX_TIMEOUT_MS);
+  const labTimeoutMs = root.timeout === undefined ? DEFAULT_TIMEOUT_MS : ctx.duration(['timeout'], root.timeout, MAX_TIMEOUT_MS);
+  const timeoutMs = labTimeoutMs ?? MAX_TIMEOUT_MS;
   const release = root.release === undefined ? 'abort' : (ctx.choice(['release'], root.release, RELEASE_MODES, 'release mode') ?? 'abort');
 
   const hosts = root.hosts === undefined ? [] : readHosts(ctx, root.hosts);
@@ -156,8 +156,16 @@ function readLabDocument(ctx: Checker, value: unknown, vars: TemplateVars): Lab 
     snapshotHost: new Map(),
     uncertain: false,
     unreadable: new Set(),
+    // An unreadable timeout has its own error: later bounds then name the longest a lab may have.
+    timeoutName: labTimeoutMs === undefined ? `the longest timeout a lab may have, ${formatDuration(MAX_TIMEOUT_MS)}` : `the lab's timeout of ${formatDuration(timeoutMs)}`,
   };
   const steps = root.steps === undefined ? [] : readSteps(ctx, root.steps, hosts, timeoutMs, state);
+  // Sleeps cannot be shortened: when they alone fill the lab's time, the run can only time out.
+  const slept = steps.reduce((n, s) => n + (s.kind === 'sleep' ? s.durationMs : 0), 0);
+  if (labTimeoutMs !== undefined && slept >= timeoutMs) {
+    const at = root.timeout === undefined ? ['steps'] : ['timeout'];
+    ctx.at(at, `The sleep steps alone take ${formatDuration(slept)}, which leaves no time for the rest within ${state.timeoutName}${root.timeout === undefined ? ' (the default): set a longer "timeout"' : ''}`);
+  }
   const acknowledge = root.acknowledge === undefined ? {} : readAcknowledge(ctx, root.acknowledge, hosts, root.steps);
   // Expectations name steps as written, so a step that had its own problem is no second one here.
   const expect = root.expect === undefined || root.expect === null ? [] : readExpectations(ctx, root.expect, state, steps);
@@ -305,6 +313,8 @@ export interface StepState {
   uncertain: boolean;
   /** names of steps whose kind could not be read; references to them are not checked */
   unreadable: Set<string>;
+  /** what bounds every step's duration, in words: "the lab's timeout of 2 s" */
+  timeoutName: string;
 }
 
 function readSteps(ctx: Checker, value: unknown, hosts: LabHost[], labTimeoutMs: number, state: StepState): Step[] {
@@ -371,7 +381,7 @@ function readStep(
       step = readConnect(ctx, at, name, body, hosts, labTimeoutMs, state);
       break;
     case 'sleep': {
-      const durationMs = ctx.duration(at, body, labTimeoutMs, `the lab's timeout of ${formatDuration(labTimeoutMs)}`);
+      const durationMs = ctx.duration(at, body, labTimeoutMs, state.timeoutName);
       if (durationMs !== undefined) step = { name, kind, durationMs };
       break;
     }
@@ -537,7 +547,7 @@ function readConnect(
   }
 
   const rate = b.rate === undefined ? 0 : ctx.nonNegative(p('rate'), b.rate);
-  const maxName = `the lab's timeout of ${formatDuration(labTimeoutMs)}`;
+  const maxName = state.timeoutName;
   const timeoutMs = b.timeout === undefined ? Math.min(60_000, labTimeoutMs) : ctx.duration(p('timeout'), b.timeout, labTimeoutMs, maxName);
   const connectTimeoutMs =
     b.connect_timeout === undefined ? 3000 : ctx.duration(p('connect_timeout'), b.connect_timeout, MAX_TIMEOUT_MS);

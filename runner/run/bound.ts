@@ -4,6 +4,7 @@
 // restore can wait for it and nothing appears on a host after teardown.
 
 import { HostError, Interrupted } from '../errors.ts';
+import { formatDuration } from '../files/durations.ts';
 
 export class RunBound {
   private readonly controller = new AbortController();
@@ -20,7 +21,7 @@ export class RunBound {
     outer?.addEventListener('abort', this.onOuterAbort, { once: true });
     if (outer?.aborted) this.onOuterAbort();
     this.timer = setTimeout(
-      () => this.controller.abort(new Interrupted(`Lab timeout of ${timeoutMs / 1000} s reached`)),
+      () => this.controller.abort(new Interrupted(`Lab timeout of ${formatDuration(timeoutMs)} reached (the lab's "timeout" bounds the run from setup to its last step)`, 'TIMEOUT')),
       timeoutMs,
     );
     this.aborted = new Promise<never>((_, reject) => {

@@ -97,6 +97,13 @@ test('loadLab() names an unknown key at the key, with the key it probably meant'
   assert.is(err.message, 'labs/x.yaml:4:5: hosts.client: Unknown key "sysctl": did you mean "sysctls"?');
 });
 
+test('loadLab() refuses sleeps that alone fill the lab timeout, and names no timeout the lab lacks', () => {
+  const err = problemsOf('name: x\ntimeout: 2s\nhosts: { client: {} }\nsteps:\n  - sleep: 1500ms\n  - sleep: 1500ms\n');
+  assert.is(err.message, 'labs/x.yaml:2:10: timeout: The sleep steps alone take 3s, which leaves no time for the rest within the lab\'s timeout of 2s');
+  const bad = problemsOf('name: x\ntimeout: 2 minutes\nhosts: { client: {} }\nsteps:\n  - sleep: 2h\n');
+  assert.match(bad.message, 'labs/x.yaml:5:12: steps[0].sleep: Must be at most the longest timeout a lab may have, 1h: got "2h"');
+});
+
 test('loadLab() lists the known keys when no key is close', () => {
   const err = problemsOf('name: x\nhosts: { a: {} }\nsteps: [{ sleep: 1 }]\nzzz: 1\n');
   assert.is(

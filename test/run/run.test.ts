@@ -107,6 +107,20 @@ test('lab run restores every host when interrupted with Ctrl-C', async () => {
   await assertClean(before, 'after Ctrl-C', join(out, 'slow'));
 });
 
+test('lab run that reaches its lab timeout exits 3 with TIMEOUT, not as a Ctrl-C, and restores every host', async () => {
+  const before = await machineState();
+  const lab = join(out, 'overtime.yaml');
+  // The sleep alone fits the timeout (lab validate accepts it); with the hosts made first, the run cannot.
+  writeFileSync(lab, readFileSync('test/fixtures/labs/run/slow.yaml', 'utf8').replace('name: slow', 'name: overtime\ntimeout: 2s').replace('sleep: 60s', 'sleep: 1900ms'));
+  const r = await runCli(['run', lab, '--out', join(out, 'overtime')]);
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /error: Lab timeout of 2s reached \(the lab's "timeout" bounds the run from setup to its last step\) \[TIMEOUT\]/);
+  const result = JSON.parse(readFileSync(join(out, 'overtime', 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.error?.code, 'TIMEOUT');
+  assert.match(readFileSync(join(out, 'overtime', 'junit.xml'), 'utf8'), 'type="TIMEOUT"');
+  await assertClean(before, 'after a lab timeout', join(out, 'overtime'));
+});
+
 test('lab run interrupted while its agents start still restores every host', async () => {
   const before = await machineState();
   let sent = false;
