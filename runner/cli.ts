@@ -450,7 +450,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   // would otherwise turn a failed million into a quiet refusal).
   const codes = outcomes.map((o) => o.code);
   if (outcomes.length < labs.length && !codes.includes(130)) codes.push(130);
-  for (const code of [130, 3, 1, 4]) if (codes.includes(code)) return code;
+  for (const code of [130, 3, 2, 1, 4]) if (codes.includes(code)) return code;
   return 0;
 }
 
@@ -608,7 +608,8 @@ function exitCodeOf(result: RunResult, io: Io, restoreCommand: string): number {
     io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "${restoreCommand}" to finish it [RESTORE_INCOMPLETE]`);
     return 3;
   }
-  if (result.error) return result.error.code === 'INTERRUPTED' ? 130 : 3;
+  // A lab that names a sysctl its host lacks is the lab's mistake, found before any change: as invalid input.
+  if (result.error) return result.error.code === 'INTERRUPTED' ? 130 : result.error.code === 'NO_SUCH_SYSCTL' ? 2 : 3;
   return result.verdict === 'pass' ? 0 : 1;
 }
 
@@ -760,13 +761,15 @@ export function verdictTable(r: RunResult): string {
   const notApplicable = r.predictions.filter((p) => p.verdict === 'not-applicable').length;
   // not-applicable is a failure the table alone would not explain: say it in the headline.
   const why = notApplicable ? ` (${notApplicable} prediction${notApplicable > 1 ? 's' : ''} not applicable)` : '';
+  const stopped = r.error && !isRefusal(r) ? ` (stopped: ${r.error.code})` : '';
   const verdict = isRefusal(r) ? 'REFUSED (the hosts cannot hold it; not started)' : r.verdict.toUpperCase();
-  const lines = [`\n${r.lab.name}: ${verdict}${why} in ${(r.durationMs / 1000).toFixed(1)} s`, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
+  const title = `\n${r.lab.name}: ${verdict}${why}${stopped} in ${(r.durationMs / 1000).toFixed(1)} s`;
+  if (!rows.length) return `${title}\n  (the lab states no expectations)`;
+  const lines = [title, fmt(head), fmt(widths.map((w) => '─'.repeat(w)))];
   for (const [i, row] of rows.entries()) {
     lines.push(fmt(row));
     lines.push(`      ${r.predictions[i]!.derivation}`);
   }
-  if (!rows.length) lines.push('  (the lab states no expectations)');
   return lines.join('\n');
 }
 

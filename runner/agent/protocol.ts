@@ -238,7 +238,7 @@ export interface AgentOps {
   hello: { args: NoArgs; reply: HelloReply; event: never };
   facts: { args: NoArgs; reply: HostFacts; event: never };
   begin: { args: { journal: string; holder?: string }; reply: { journal: string; pending: number }; event: never };
-  sysctlGet: { args: { name: string }; reply: { value: string }; event: never };
+  sysctlGet: { args: { name: string; /** a name the kernel lacks is no error: value null, and the names beside it */ missingOk?: boolean }; reply: { value: string | null; near?: string[] }; event: never };
   sysctlSet: { args: { name: string; value: string | number }; reply: { old: string; new: string }; event: never };
   addrAdd: { args: { address: string; prefix?: number; device: string }; reply: Record<string, never>; event: never };
   nofile: { args: { soft: number; hard?: number }; reply: { old: [number, number]; new: [number, number] }; event: never };

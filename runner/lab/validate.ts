@@ -2,7 +2,7 @@
 // at file:line:col, and nothing is returned until there are none, so a lab
 // never half-runs on a file that was wrong further down.
 
-import { LabError } from '../errors.ts';
+import { LabError, type LabProblem } from '../errors.ts';
 import { Checker, REPORTED } from '../files/checker.ts';
 import { isMapping, setOwn, type DocPath } from '../files/document.ts';
 import { formatDuration } from '../files/durations.ts';
@@ -91,6 +91,16 @@ const EXPECT_KEYS = ['metric', 'model', 'value', 'tolerance'];
  */
 export async function readLab(file: string, overrides?: Record<string, string>): Promise<Lab> {
   return loadLab(file, await readUserFile(file, { what: 'lab file', code: 'LAB' }), overrides);
+}
+
+/**
+ * A problem found after validation (by a host, at run time) at the place in
+ * the lab file it concerns: `path` as validation names it, with `key` at the
+ * mapping key. A path the file does not spell (a value the plan added) falls
+ * back to its nearest ancestor.
+ */
+export function labProblem(lab: Pick<Lab, 'file' | 'source'>, path: DocPath, message: string, key = false): LabProblem {
+  return parseYaml(lab.file, lab.source).problem(path, message, key);
 }
 
 /**

@@ -9,7 +9,7 @@ let template: Promise<(view: ReportView) => string> | undefined;
 export async function renderMarkdown(result: RunResult): Promise<string> {
   template ??= loadTemplate('report.md.hbs').then((source) => {
     const hb = createHandlebars();
-    hb.registerHelper({ alt, cell, code, fence, text });
+    hb.registerHelper({ alt, cell, code, fence, quoted, text });
     // Markdown is not HTML: escaping is per context, by the helpers below.
     return hb.compile<ReportView>(source, { noEscape: true });
   });
@@ -23,6 +23,11 @@ export async function renderMarkdown(result: RunResult): Promise<string> {
  */
 function text(value: unknown): string {
   return String(value ?? '').replace(/&/g, '&amp;').replace(/</g, '&lt;');
+}
+
+/** Machine-made prose inside a "> " quote: each further line of it quoted too. */
+function quoted(value: unknown): string {
+  return text(value).replace(/\r?\n/g, '\n> ');
 }
 
 /** An image's alt text: brackets would end it, markup would show. */

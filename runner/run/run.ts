@@ -11,7 +11,7 @@ import { buildResult } from './build-result.ts';
 import type { RunEventHandler } from './events.ts';
 import type { HostProvider } from './provider.ts';
 import { restoreHosts } from './restore.ts';
-import { checkCapacity, provisionHosts, startAgents, startHosts, type Sessions } from './setup.ts';
+import { checkCapacity, checkSysctls, provisionHosts, startAgents, startHosts, type Sessions } from './setup.ts';
 import { runSteps } from './steps.ts';
 import { RUN_TIMEOUTS } from './timeouts.ts';
 
@@ -50,10 +50,11 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   try {
     await stage('hosts', () => startHosts(provider, bound));
     await stage('agents', () => startAgents(plan, provider, sessions, bound, emit, options.forks));
+    await checkSysctls(plan, sessions, bound);
     const checked = checkCapacity(plan, sessions);
     capacity = checked.record;
     if (checked.refusal) throw new HostError('CAPACITY', checked.refusal);
-    await stage('provision', () => provisionHosts(provider, sessions, holder, bound, emit, options.forks));
+    await stage('provision', () => provisionHosts(plan, provider, sessions, holder, bound, emit, options.forks));
     await stage('steps', () => runSteps(plan, sessions, observations, bound, emit));
   } catch (e) {
     error = failureOf(e, bound.reason);

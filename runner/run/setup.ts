@@ -3,7 +3,9 @@
 // its facts), provisionHosts (the lab's sysctls, addresses and limits).
 
 import { AgentClient } from '../agent/client.ts';
-import { HostError } from '../errors.ts';
+import { HostError, LabError, type LabProblem } from '../errors.ts';
+import { didYouMean } from '../files/names.ts';
+import { labProblem } from '../lab/validate.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { provisionHost } from '../provision/provision-host.ts';
@@ -79,6 +81,7 @@ export async function startAgents(
 
 /** Stage "provision": put every host in its declared state, then read its facts again. */
 export async function provisionHosts(
+  plan: Plan,
   provider: HostProvider,
   sessions: Sessions,
   holder: string,
@@ -88,7 +91,11 @@ export async function provisionHosts(
 ): Promise<void> {
   await perHost(bound, [...sessions.values()], forks, async (s) => {
       s.journaled = true;
-      await provisionHost(s.agent!, s.host, provider.journalPath(s.host.name), holder, s.changes);
+      const at = (name: string) => {
+        const p = labProblem(plan.lab, ['hosts', s.host.role, 'sysctls', name], '', true);
+        return `${p.file}:${p.line}:${p.col}`;
+      };
+      await provisionHost(s.agent!, s.host, provider.journalPath(s.host.name), holder, s.changes, at);
       // Predictions use the facts as provisioned: the range the lab set, not the default.
       s.facts = await readFacts(s.agent!);
       emit({ kind: 'provisioned', role: hostLabel(s.host), changes: s.changes.length });
@@ -97,6 +104,32 @@ export async function provisionHosts(
 
 function readFacts(agent: AgentClient): Promise<HostFacts> {
   return agent.request('facts', {}, { timeoutMs: RUN_TIMEOUTS.requestMs });
+}
+
+/**
+ * Every sysctl the lab sets exists on its hosts, checked before any change: a
+ * name the kernel lacks (a typo, a module not loaded, an older kernel) is the
+ * lab's mistake, so it is a LabError (exit 2) at the name in the lab file,
+ * with the name beside it the user probably meant, not a failure halfway
+ * through provisioning.
+ */
+export async function checkSysctls(plan: Plan, sessions: Sessions, bound: RunBound): Promise<void> {
+  const problems: LabProblem[] = [];
+  await Promise.all(
+    [...sessions.values()].map(async (s) => {
+      for (const { name } of s.host.sysctls) {
+        const r = await bound.guard(s.agent!.request('sysctlGet', { name, missingOk: true }, { timeoutMs: RUN_TIMEOUTS.requestMs }));
+        if (r.value !== null) continue;
+        const near = didYouMean(name, r.near ?? []);
+        const on = `${hostLabel(s.host)}${s.facts ? ` (kernel ${s.facts.kernel})` : ''}`;
+        problems.push(
+          labProblem(plan.lab, ['hosts', s.host.role, 'sysctls', name], `No sysctl "${name}" on ${on}: /proc/sys/${name.replaceAll('.', '/')} does not exist${near ? `: did you mean "${near}"?` : ''}`, true),
+        );
+      }
+    }),
+  );
+  // One line per name and host, in file order.
+  if (problems.length) throw new LabError('NO_SUCH_SYSCTL', 'A sysctl the lab sets does not exist', problems.sort((a, b) => a.line - b.line || a.col - b.col));
 }
 
 /**

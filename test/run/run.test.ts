@@ -73,7 +73,7 @@ test('lab run exits 3 when provisioning fails halfway, names the cause, and rest
   const before = await machineState();
   const r = await runCli(['run', 'test/fixtures/labs/run/bad-sysctl.yaml', '--out', join(out, 'bad')]);
   assert.is(r.code, 3, r.stderr);
-  assert.match(r.stderr, 'net.ipv4.no_such_sysctl');
+  assert.match(r.stderr, 'bad-sysctl.yaml:7:7: sysctl net.ipv4.tcp_tw_reuse = "7" refused: ');
   const result = JSON.parse(readFileSync(join(out, 'bad', 'result.json'), 'utf8')) as RunResult;
   assert.is(result.verdict, 'fail');
   assert.ok(result.error);
@@ -85,6 +85,18 @@ test('lab run exits 3 when provisioning fails halfway, names the cause, and rest
     'the change made before the failure is reported',
   );
   await assertClean(before, 'after a failed step', join(out, 'bad'));
+});
+
+test('lab run refuses a sysctl the kernel lacks before any change: exit 2, at its line, with the name meant', async () => {
+  const before = await machineState();
+  const r = await runCli(['run', 'test/fixtures/labs/run/no-such-sysctl.yaml', '--out', join(out, 'no-such')]);
+  assert.is(r.code, 2, r.stderr);
+  assert.match(r.stderr, /no-such-sysctl\.yaml:7:7: hosts\.client\.sysctls\.net\.ipv4\.tcp_tw_reus: No sysctl "net\.ipv4\.tcp_tw_reus" on client \(kernel [^)]+\): \/proc\/sys\/net\/ipv4\/tcp_tw_reus does not exist: did you mean "net\.ipv4\.tcp_tw_reuse"\? \[NO_SUCH_SYSCTL\]/);
+  const result = JSON.parse(readFileSync(join(out, 'no-such', 'result.json'), 'utf8')) as RunResult;
+  assert.is(result.error?.code, 'NO_SUCH_SYSCTL');
+  // Checked before provisioning: not even the valid port range was set.
+  assert.equal(result.hosts.flatMap((h) => h.changes), []);
+  await assertClean(before, 'after a sysctl the kernel lacks', join(out, 'no-such'));
 });
 
 test('lab run restores every host when interrupted with Ctrl-C', async () => {

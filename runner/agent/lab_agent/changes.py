@@ -11,7 +11,7 @@ from .args import arg, ipv4
 from .errors import OpError, bad, sys_error
 from .journal import (JOURNAL, drop_lock, journal_append, journal_pop, journal_read, journal_restore,
                       take_lock, undo_file)
-from .procfs import collapse, ipv4_addresses, sysctl_read, sysctl_write
+from .procfs import collapse, ipv4_addresses, sysctl_path, sysctl_read, sysctl_write
 
 
 def op_begin(rid, args):
@@ -34,7 +34,22 @@ def op_begin(rid, args):
 
 
 def op_sysctl_get(rid, args):
-    return {"value": sysctl_read(arg(args, "name", str))}
+    name = arg(args, "name", str)
+    if not arg(args, "missingOk", bool, False):
+        return {"value": sysctl_read(name)}
+    path = sysctl_path(name)
+    if os.path.exists(path):
+        return {"value": sysctl_read(name)}
+    # Not in this kernel (or not in this namespace): the names beside it, for a "did you mean".
+    parent = os.path.dirname(path)
+    while not os.path.isdir(parent) and parent != "/proc/sys":
+        parent = os.path.dirname(parent)
+    prefix = parent[len("/proc/sys/"):].replace("/", ".")
+    try:
+        near = sorted((prefix + "." if prefix else "") + n for n in os.listdir(parent))
+    except OSError:
+        near = []
+    return {"value": None, "near": near}
 
 
 def op_sysctl_set(rid, args):
