@@ -46,8 +46,8 @@ Usage:
   lab run FILE|DIR... [--out DIR] [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...] [--forks N]] [--yes]
                       [--ack SYSCTL ...] [--junit FILE] [--baseline PATH]
   lab run FILE -i INVENTORY --each GROUP [--out DIR] [--var k=v ...] [--yes]
-  lab validate FILE...
-  lab plan FILE [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...]]
+  lab validate FILE|DIR... [--var k=v ...] [--ack SYSCTL ...]
+  lab plan FILE [--var k=v ...] [-i INVENTORY [--role ROLE=GROUP ...] [--forks N]] [--ack SYSCTL ...]
   lab report RESULT.json [--out DIR]
   lab publish RESULTS... --out DIR
   lab reports refresh [FILE|DIR...]
@@ -109,10 +109,16 @@ Options:
   --ack SYSCTL           allow a machine-wide sysctl (fs.*, vm.*, kernel.*…) to change on this machine
   --accept-new-host-keys accept and remember SSH host keys not yet known
   -h, --help             show this help`,
-  validate: `Usage: lab validate FILE...
+  validate: `Usage: lab validate FILE|DIR... [--var k=v ...] [--ack SYSCTL ...]
 
 Check lab files (YAML syntax, schema, templates, references) without touching
-any host. Every problem is printed as FILE:LINE:COL: path: message.`,
+any host; a folder means its *.yaml and *.yml files. Every problem is printed
+as FILE:LINE:COL: path: message. A valid lab that a run on this machine would
+still refuse (a machine-wide sysctl not acknowledged) gets a note.
+
+Options:
+  --var k=v              set a template variable (repeatable), as lab run does
+  --ack SYSCTL           count a machine-wide sysctl as acknowledged, as lab run does`,
   plan: `Usage: lab plan FILE [options]
 
 A dry run: the hosts that would be made or used, their addresses, each sysctl
@@ -123,6 +129,7 @@ Options:
   -i, --inventory FILE   plan for the hosts of this inventory (which hosts each role gets)
   --role ROLE=GROUP      the inventory group a lab role takes; repeatable
   --forks N              hosts read at once (default 10)
+  --ack SYSCTL           count a machine-wide sysctl as acknowledged, as lab run does
   --accept-new-host-keys accept and remember SSH host keys not yet known`,
   report: `Usage: lab report RESULT.json [--out DIR]
 
@@ -237,14 +244,17 @@ async function dispatch(argv: string[], io: Io): Promise<number> {
 }
 
 async function validateCommand(argv: string[], io: Io): Promise<number> {
-  const { positionals, values } = parse(argv, { var: { type: 'string', multiple: true } });
-  if (!positionals.length) throw new LabError('ARGS', 'lab validate needs at least one FILE: run "lab validate --help"');
+  const { positionals, values } = parse(argv, { var: { type: 'string', multiple: true }, ack: { type: 'string', multiple: true } });
+  if (!positionals.length) throw new LabError('ARGS', 'lab validate needs at least one FILE or DIR: run "lab validate --help"');
   const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
   let problems = 0;
-  for (const file of positionals) {
+  for (const file of await expandLabFiles(positionals)) {
     try {
       const lab = await readLab(file, overrides);
       io.out(`${file}: ok (lab "${lab.name}", ${lab.hosts.length} hosts, ${lab.steps.length} steps, ${lab.expect.length} expectations)`);
+      // Valid, but a run on local hosts would refuse it: say so now, not at the run.
+      const local = planLab(lab, (await openProvider(lab, {})).bindings());
+      for (const line of needsAckLines(local, (values.ack as string[] | undefined) ?? [])) io.out(`  note: ${line}`);
     } catch (e) {
       if (!(e instanceof LabError)) throw e;
       if (e.problems.length) for (const p of e.problems) io.err(formatProblem(p));
@@ -302,7 +312,9 @@ async function loadPlan(argv: string[], command: string) {
     roleGroups: roleGroupsOf(values),
     forks,
   };
-  if (values.each !== undefined && command !== 'run') throw new LabError('ARGS', '--each is an option of "lab run"');
+  for (const only of ['each', 'out', 'yes'] as const) {
+    if (values[only] !== undefined && command !== 'run') throw new LabError('ARGS', `--${only} is an option of "lab run", not of "lab ${command}"`);
+  }
   if (values.each !== undefined && !providerOptions.inventory) throw new LabError('ARGS', '--each GROUP runs the lab once per host of an inventory group: it needs -i INVENTORY');
   const provider = await openProvider(lab, providerOptions);
   const plan = planLab(lab, provider.bindings());
@@ -310,9 +322,17 @@ async function loadPlan(argv: string[], command: string) {
 }
 
 async function planCommand(argv: string[], io: Io): Promise<number> {
-  const { plan, provider, forks } = await loadPlan(argv, 'plan');
+  const { plan, provider, forks, values } = await loadPlan(argv, 'plan');
   io.out(await describePlan(plan, provider, { forks }));
+  for (const line of needsAckLines(plan, (values.ack as string[] | undefined) ?? [])) io.out(`  ${line}`);
   return 0;
+}
+
+/** What a run would refuse as NEEDS_ACK: a line per machine-wide sysctl of this machine's that the lab changes unacknowledged. */
+function needsAckLines(plan: Plan, acks: string[]): string[] {
+  return unacknowledgedGlobals(plan, acks).map(
+    (u) => `${u.name} (on ${u.role}) is machine-wide: a run here is refused [NEEDS_ACK] unless the lab has acknowledge: { ${u.name}: "why" } or the run --ack ${u.name}`,
+  );
 }
 
 const SUITE_OPTIONS: ParseArgsConfig['options'] = {
@@ -379,7 +399,6 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     if (out) return resolve(suite ? join(out, lab.name) : out);
     return resolve(freshDir(`reports/${lab.name}/${stamp}`));
   });
-  for (const out of outs) await writableDir(out, 'reports');
 
   const forks = forksOf(values);
   const pool = new HostPool({
@@ -409,6 +428,8 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     }
     plans.push({ lab, provider });
   }
+  // Made only once nothing above refused the run: a refusal leaves no empty folder behind.
+  for (const out of outs) await writableDir(out, 'reports');
 
   const outcomes: LabOutcome[] = [];
   let teardownProblems: string[] = [];

@@ -2,7 +2,7 @@
 // argument errors and their exit codes. In-process, through main().
 
 import { test } from 'uvu';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as assert from 'uvu/assert';
 import { main, VERSION } from '../runner/cli.ts';
 
@@ -44,7 +44,8 @@ test('lab --version prints the package version', async () => {
 test('bad arguments exit 2 with the exact message', async () => {
   assert.equal(await cli('run'), { code: 2, out: '', err: 'error: lab run needs a FILE or a folder of lab files: run "lab run --help" [ARGS]' });
   assert.equal(await cli('report'), { code: 2, out: '', err: 'error: lab report needs exactly one RESULT.json: run "lab report --help" [ARGS]' });
-  assert.equal(await cli('validate'), { code: 2, out: '', err: 'error: lab validate needs at least one FILE: run "lab validate --help" [ARGS]' });
+  assert.equal(await cli('validate'), { code: 2, out: '', err: 'error: lab validate needs at least one FILE or DIR: run "lab validate --help" [ARGS]' });
+  assert.equal(await cli('plan', 'labs/port-exhaustion.yaml', '--out', 'x'), { code: 2, out: '', err: 'error: --out is an option of "lab run", not of "lab plan" [ARGS]' });
   const v = await cli('run', 'labs/port-exhaustion.yaml', '--var', 'nope');
   assert.equal(v, { code: 2, out: '', err: 'error: Cannot parse --var "nope": expected NAME=VALUE [ARGS]' });
 });
@@ -67,6 +68,23 @@ test('a machine-wide sysctl on local hosts is refused unless acknowledged, namin
       'or with --ack fs.file-max [NEEDS_ACK]',
   );
   assert.is(readFileSync('/proc/sys/fs/file-max', 'utf8'), before, 'nothing was touched');
+  assert.not.ok(existsSync('/tmp/lab-cli-test-unacked'), 'no report folder for a refused run');
+  // lab validate and lab plan say so beforehand.
+  const note = 'fs.file-max (on client) is machine-wide: a run here is refused [NEEDS_ACK] unless the lab has acknowledge: { fs.file-max: "why" } or the run --ack fs.file-max';
+  const v = await cli('validate', 'test/fixtures/labs/run/global-unacked.yaml');
+  assert.is(v.code, 0, v.err);
+  assert.match(v.out, `\n  note: ${note}`);
+  assert.not.match((await cli('validate', 'test/fixtures/labs/run/global-unacked.yaml', '--ack', 'fs.file-max')).out, 'note:');
+  const p = await cli('plan', 'test/fixtures/labs/run/global-unacked.yaml');
+  assert.is(p.code, 0, p.err);
+  assert.match(p.out, `\n  ${note}`);
+});
+
+test('lab validate takes a folder: every lab file in it', async () => {
+  const r = await cli('validate', 'labs');
+  assert.is(r.code, 0, r.err);
+  assert.match(r.out, /^labs\/accept-queue\.yaml: ok /m);
+  assert.match(r.out, /^labs\/two-million\.yaml: ok /m);
 });
 
 test('lab plan prices a socket as the run will: merged slab caches found through /sys/kernel/slab, as the agent finds them', async () => {

@@ -75,6 +75,12 @@ function connectStep(ctx: ModelContext, model: string): ConnectStep {
   return ctx.step;
 }
 
+/** A destination as people name it: a fleet's "role/host" is the role when the host is the role's only one ("server"), else "server h2". */
+function destName(role: string): string {
+  const [r, host] = role.split('/');
+  return host === undefined || host === r ? r! : `${r} ${host}`;
+}
+
 function tupleText(ctx: ModelContext, step: ConnectStep): string {
   const sources = (ctx.addresses[step.host] ?? []).slice(0, step.sources);
   const dests = step.to.map((d) => `${ctx.addresses[d.role]?.[0] ?? d.role}:${d.port}`);
@@ -504,7 +510,7 @@ export function timeWait(ctx: ModelContext): ModelOutput {
   const slept = sources.length ? Math.min(...sources.map((t) => t.sleptMs)) : TIME_WAIT_MS;
   const r = twReuse(ctx, step, slept);
   const capacity = r.reusable ? all : Math.max(0, all - held);
-  const dest = step.to.map((d) => `${d.role}:${d.port}`).join(', ');
+  const dest = step.to.map((d) => `${destName(d.role)}:${d.port}`).join(', ');
   const formula = !sources.length
     ? `${all} ports, none in TIME_WAIT`
     : r.reusable
@@ -839,7 +845,7 @@ export function capacity(ctx: ModelContext): ModelOutput {
     derivation:
       `${ceilings.map((c) => `${c.name}: ${c.formula}`).join('; ')}. Binding: ${binding.name}, ${binding.value}` +
       `; the step holds ${step.count} = ${share}% of it${step.count < binding.value ? '' : `, so ${value}`}`,
-    explanation: `The most connections ${step.host} can hold toward ${step.to.map((d) => `${d.role}:${d.port}`).join(', ')} is the smallest of its ceilings: here ${binding.name}`,
+    explanation: `The most connections ${step.host} can hold toward ${step.to.map((d) => `${destName(d.role)}:${d.port}`).join(', ')} is the smallest of its ceilings: here ${binding.name}`,
   };
 }
 

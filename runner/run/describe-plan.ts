@@ -63,7 +63,9 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
     const old = olds[n]!;
     for (const [i, s] of h.sysctls.entries()) {
       const before = old[i] ?? '?';
-      const change = before === s.value ? `${s.value} (unchanged)` : `${before} → ${s.value}`;
+      // "-": the read found no such file (sysctlReadCommand); the run refuses it before any change.
+      const change =
+        before === '-' ? `${s.value}: no such sysctl on ${h.kind === 'netns' ? 'this machine' : h.target}: the run will refuse it [NO_SUCH_SYSCTL]` : before === s.value ? `${s.value} (unchanged)` : `${before} → ${s.value}`;
       const global = s.scope === 'global' ? (h.local ? '  [global: this machine]' : '  [global]') : '';
       lines.push(`    sysctl ${s.name}: ${change}${global}`);
     }

@@ -44,18 +44,22 @@ export async function readSuite(files: string[], vars: Record<string, string>): 
   const labs: Lab[] = [];
   const problems: LabError['problems'] = [];
   const messages: string[] = [];
+  const codes = new Set<string>();
   for (const file of files) {
     try {
       labs.push(await readLab(file, vars));
     } catch (e) {
       if (!(e instanceof LabError)) throw e;
+      codes.add(e.code);
       if (e.problems.length) problems.push(...e.problems);
       else messages.push(e.message);
     }
   }
+  // One kind of failure keeps its own code (LAB_NOT_FOUND for a missing file, as lab plan says); several are LAB_INVALID.
+  const code = codes.size === 1 ? [...codes][0]! : 'LAB_INVALID';
   // Problems without a position (a missing file) are said as they are, with the rest.
-  if (messages.length) throw new LabError('LAB_INVALID', [...messages, ...problems.map(formatProblem)].join('\n'));
-  if (problems.length) throw new LabError('LAB_INVALID', `${problems.length} problems`, problems);
+  if (messages.length) throw new LabError(code, [...messages, ...problems.map(formatProblem)].join('\n'));
+  if (problems.length) throw new LabError(code, `${problems.length} problems`, problems);
   const names = new Map<string, string>();
   for (const lab of labs) {
     const other = names.get(lab.name);
