@@ -155,18 +155,21 @@ export function peakLoads(plan: Plan, facts: Record<string, HostFacts>): Machine
     return Math.max(1, nofile(role) - margin);
   };
   const open = new Map<string, Map<string, number>>(); // step -> role -> sockets
+  const processes = new Map<string, { role: string; n: number }>(); // connect step -> its fixed workers
   const peak = new Map<string, MachineLoad>();
   const listenOf = new Map<string, string>(); // listen step -> role
   const measure = () => {
     const byMachine = new Map<string, { roles: Set<string>; sockets: number; workers: number; facts: HostFacts }>();
-    for (const held of open.values()) {
+    for (const [step, held] of open) {
       for (const [role, n] of held) {
         const f = facts[role];
         if (!f) continue;
         const m = byMachine.get(machineKey(f)) ?? { roles: new Set<string>(), sockets: 0, workers: 0, facts: f };
         m.roles.add(role);
         m.sockets += n;
-        m.workers += workersFor(n, perWorker(role));
+        // A connect step that sets `processes` runs exactly that many on its own side.
+        const fixed = processes.get(step);
+        m.workers += fixed && fixed.role === role ? fixed.n : workersFor(n, perWorker(role));
         byMachine.set(machineKey(f), m);
       }
     }
@@ -184,6 +187,7 @@ export function peakLoads(plan: Plan, facts: Record<string, HostFacts>): Machine
         held.set(d.role, (held.get(d.role) ?? 0) + share);
       });
       open.set(s.name, held);
+      if (s.processes) processes.set(s.name, { role: s.host, n: s.processes });
       measure();
     }
     if (s.kind === 'release') for (const name of s.steps) open.delete(name);

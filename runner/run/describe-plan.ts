@@ -148,17 +148,21 @@ async function thisMachineFacts(): Promise<HostFacts | undefined> {
       // not root: the socket cost is then unknown, and the check says which caches it missed
     }
     const sysctl = async (name: string) => Number((await readFile(`/proc/sys/${name.replace(/\./g, '/')}`, 'utf8').catch(() => '0')).split(/\s+/)[0]);
+    // Local agents inherit this process's limits (ip netns exec keeps them): its nofile is theirs.
+    const limits = await readFile('/proc/self/limits', 'utf8').catch(() => '');
+    const [soft, hard] = (/^Max open files\s+(\d+)\s+(\d+)/m.exec(limits) ?? []).slice(1).map(Number);
+    const nofileSoft = soft || 1024;
     // The agent's guess (fastconn.likely_engine): a C compiler on PATH means its small C workers.
     const cc = (process.env.PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'cc')));
     return {
       hostname: hostname(), kernel: release(), python: '', portRange: [32768, 60999], reservedPorts: '',
-      nofileSoft: 1024, nofileHard: 1024, canRaiseHardNofile: false, nrOpen: await sysctl('fs.nr_open'), fileMax: await sysctl('fs.file-max'), somaxconn: 0,
+      nofileSoft, nofileHard: hard || nofileSoft, canRaiseHardNofile: false, nrOpen: await sysctl('fs.nr_open'), fileMax: await sysctl('fs.file-max'), somaxconn: 0,
       tcpMaxSynBacklog: 0, tcpFinTimeout: 0, tcpTwReuse: 0,
       memTotalKiB: mem.MemTotal ?? 0, memAvailableKiB: mem.MemAvailable ?? 0, slabObjectSize, slabAliases: await slabAliases(Object.keys(slabObjectSize)),
       addresses: [], cpus: 0, uid: process.getuid?.() ?? 0,
       // No agent here: its rule at this nofile (workerFds: the agent's WORKER_FDS; socketsPerWorker: nofile − FD_MARGIN),
       // so that a lab without nofile is planned with the workers the agent would start.
-      workerFds: 5, socketsPerWorker: 1024 - WORKER_FD_MARGIN, connectEngine: cc ? 'c' : 'python',
+      workerFds: 5, socketsPerWorker: nofileSoft - WORKER_FD_MARGIN, connectEngine: cc ? 'c' : 'python',
     };
   } catch {
     return undefined;

@@ -104,6 +104,9 @@ test('peakLoads() counts both ends on one machine, and a released step no more',
   // Two machines: each holds its own end.
   const apart = peakLoads(plan, { client: facts(), server: facts({ hostname: 'other' }) });
   assert.equal(apart.map((l) => l.sockets), [100_000, 100_000]);
+  // A step that sets processes runs that many on its own side, whatever the fd budget.
+  const fixed = peakLoads(planLab(lab(1000, { processes: 2 }), bindings), { client: facts(), server: facts() });
+  assert.is(fixed[0]!.workers, 2 + 1);
 });
 
 test('capacityCheck() fits a million on 22 GiB and refuses two million with Python workers, with the arithmetic', () => {
