@@ -11,7 +11,7 @@ import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
 import { shellQuote } from './files/quote.ts';
-import { parseVarOverrides } from './lab/template.ts';
+import { parseVarOverrides, unusedOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
 import { describePlan } from './run/describe-plan.ts';
@@ -248,9 +248,11 @@ async function validateCommand(argv: string[], io: Io): Promise<number> {
   if (!positionals.length) throw new LabError('ARGS', 'lab validate needs at least one FILE or DIR: run "lab validate --help"');
   const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
   let problems = 0;
+  const sources: string[] = [];
   for (const file of await expandLabFiles(positionals)) {
     try {
       const lab = await readLab(file, overrides);
+      sources.push(lab.source);
       io.out(`${file}: ok (lab "${lab.name}", ${lab.hosts.length} hosts, ${lab.steps.length} steps, ${lab.expect.length} expectations)`);
       // Valid, but a run on local hosts would refuse it: say so now, not at the run.
       const local = planLab(lab, (await openProvider(lab, {})).bindings());
@@ -262,6 +264,7 @@ async function validateCommand(argv: string[], io: Io): Promise<number> {
       problems += Math.max(1, e.problems.length);
     }
   }
+  if (sources.length) warnUnusedVars(overrides, sources, io);
   if (problems) io.err(`${problems} problem${problems > 1 ? 's' : ''} found`);
   return problems ? 2 : 0;
 }
@@ -300,11 +303,19 @@ function roleGroupsOf(values: Record<string, unknown>): Record<string, string> {
   return out;
 }
 
-async function loadPlan(argv: string[], command: string) {
+/** A --var no template uses changes nothing: say so (it is allowed, for suites whose labs share --vars). */
+function warnUnusedVars(overrides: Record<string, string>, sources: string[], io: Io): void {
+  for (const u of unusedOverrides(overrides, sources)) {
+    io.err(`warning: --var ${u.name} is used by no template of ${sources.length > 1 ? 'these labs' : 'the lab'}, so it changes nothing${u.meant ? `: did you mean "${u.meant}"?` : ''}`);
+  }
+}
+
+async function loadPlan(argv: string[], command: string, io: Io) {
   const { positionals, values } = parse(argv, RUN_OPTIONS);
   if (positionals.length !== 1) throw new LabError('ARGS', `lab ${command} needs exactly one FILE: run "lab ${command} --help"`);
   const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
   const lab = await readLab(positionals[0]!, overrides);
+  warnUnusedVars(overrides, [lab.source], io);
   const forks = forksOf(values);
   const providerOptions = {
     inventory: values.inventory as string | undefined,
@@ -322,7 +333,7 @@ async function loadPlan(argv: string[], command: string) {
 }
 
 async function planCommand(argv: string[], io: Io): Promise<number> {
-  const { plan, provider, forks, values } = await loadPlan(argv, 'plan');
+  const { plan, provider, forks, values } = await loadPlan(argv, 'plan', io);
   io.out(await describePlan(plan, provider, { forks }));
   for (const line of needsAckLines(plan, (values.ack as string[] | undefined) ?? [])) io.out(`  ${line}`);
   return 0;
@@ -381,10 +392,12 @@ interface LabOutcome {
 async function runCommand(argv: string[], io: Io): Promise<number> {
   const { positionals, values } = parse(argv, SUITE_OPTIONS);
   // --each: one lab, once per host of an inventory group, one side-by-side report.
-  if (values.each !== undefined) return eachCommand(await loadPlan(argv, 'run'), io);
+  if (values.each !== undefined) return eachCommand(await loadPlan(argv, 'run', io), io);
   if (!positionals.length) throw new LabError('ARGS', 'lab run needs a FILE or a folder of lab files: run "lab run --help"');
   const files = await expandLabFiles(positionals);
-  const labs = await readSuite(files, parseVarOverrides((values.var as string[] | undefined) ?? []));
+  const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
+  const labs = await readSuite(files, overrides);
+  warnUnusedVars(overrides, labs.map((l) => l.source), io);
   const folders = await Promise.all(positionals.map((p) => stat(p).then((s) => s.isDirectory(), () => false)));
   const suite = labs.length > 1 || folders.some(Boolean) || !!values.suite;
   const options = baselineOptions(values);

@@ -80,6 +80,14 @@ test('a machine-wide sysctl on local hosts is refused unless acknowledged, namin
   assert.match(p.out, `\n  ${note}`);
 });
 
+test('a --var that no template uses is warned about, with the name meant; it is no error', async () => {
+  const r = await cli('validate', 'labs/port-exhaustion.yaml', '--var', 'lo=40000', '--var', 'low=40000');
+  assert.is(r.code, 0, r.err);
+  assert.is(r.err, 'warning: --var lo is used by no template of the lab, so it changes nothing: did you mean "low"?');
+  const suite = await cli('validate', 'labs', '--var', 'count=100');
+  assert.is(suite.err, '', 'a --var some lab of the suite uses');
+});
+
 test('lab validate takes a folder: every lab file in it', async () => {
   const r = await cli('validate', 'labs');
   assert.is(r.code, 0, r.err);

@@ -122,6 +122,21 @@ export function parseVarOverrides(args: readonly string[]): Record<string, strin
   return out;
 }
 
+/**
+ * The `--var` names that no template of the labs uses: setting one changes
+ * nothing (a typo like "somaxcon" would otherwise pass without a word), each
+ * with the name it probably meant.
+ */
+export function unusedOverrides(overrides: Record<string, string>, sources: string[]): Array<{ name: string; meant?: string }> {
+  const used = new Set<string>();
+  for (const source of sources) {
+    for (const m of source.matchAll(/\{\{([^}]*)\}\}/g)) for (const w of m[1]!.matchAll(/[A-Za-z_]\w*/g)) used.add(w[0]);
+  }
+  return Object.keys(overrides)
+    .filter((name) => !used.has(name))
+    .map((name) => ({ name, meant: didYouMean(name, used) }));
+}
+
 export interface RenderedTree {
   /** the document value with every templated string rendered (or REPORTED, the floor's mark for a value whose problem is reported) */
   value: unknown;
