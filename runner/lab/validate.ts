@@ -550,7 +550,8 @@ function readConnect(
   if (b.port !== undefined) {
     port = ctx.int(p('port'), b.port, 1, 65535);
     if (bind !== undefined && bind !== 'reuseaddr') {
-      ctx.atKey(path, 'port', `Only allowed with bind "reuseaddr": got bind ${quote(bind)}`);
+      // At the key, named by it: the key is what is not allowed.
+      ctx.add(ctx.sd.problem(p('port'), `Only allowed with bind "reuseaddr" (the local port its connections share): got bind ${quote(bind)}`, true));
     }
   } else if (bind === 'reuseaddr') {
     ctx.at(path, 'Missing required key "port": bind "reuseaddr" binds every connection to one local port');
@@ -895,6 +896,7 @@ function readTolerance(ctx: Checker, path: DocPath, t: unknown, literal: number 
     if (typeof literal === 'string' && n !== 0) return ctx.mustBe(path, `0 when "value" is a string`, t);
     return [n, true];
   }
+  if (typeof t === 'string' && !/^\s*\d+(\.\d+)?\s*$/.test(t)) return ctx.mustBe(path, 'a number >= 0, or a share of the prediction like "5%"', t);
   const n = ctx.nonNegative(path, t);
   if (n === undefined) return undefined;
   if (typeof literal === 'string') return n === 0 ? [0, false] : ctx.mustBe(path, `0 when "value" is a string`, t);
