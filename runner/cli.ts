@@ -171,7 +171,9 @@ function parse(argv: string[], options: ParseArgsConfig['options']) {
   try {
     return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new LabError('ARGS', `${(e as Error).message.replace(/\. To specify.*$/s, '')}: run "lab --help"`);
+    // Node's words on one line, without the trailing period or its hint about positionals (lab takes none starting with "-").
+    const said = (e as Error).message.replace(/\s*\n\s*/g, ' ').replace(/\.?\s*To specify a positional argument.*$/s, '').replace(/\.$/, '');
+    throw new LabError('ARGS', `${said}: run "lab --help"`);
   }
 }
 
@@ -473,7 +475,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     await writeFile(junit, renderSuiteJunit(outcomes.map((o) => o.result)));
     io.out(`junit: ${junit}`);
   }
-  if (suite) io.out(suiteSummary(outcomes, labs));
+  if (suite) io.out(suiteSummary(outcomes, labs, !!baseline));
   if (teardownProblems.length) {
     io.err(`error: removing the local hosts left problems:\n  ${teardownProblems.join('\n  ')}\nrun "lab restore" to finish it [RESTORE_INCOMPLETE]`);
     return 3;
@@ -542,12 +544,12 @@ function baselineLines(result: RunResult): string {
   return lines.join('\n');
 }
 
-function suiteSummary(outcomes: LabOutcome[], labs: Lab[]): string {
+function suiteSummary(outcomes: LabOutcome[], labs: Lab[], withBaseline = false): string {
   const rows = outcomes.map(({ result: r }) => {
     const passed = r.predictions.filter((p) => p.verdict === 'pass').length;
     const failed = r.predictions.length - passed;
     const verdict = isRefusal(r) ? 'REFUSED' : r.error ? (r.error.code === 'INTERRUPTED' || r.error.code === 'TIMEOUT' ? r.error.code : 'ERROR') : r.verdict.toUpperCase();
-    const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : '';
+    const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : withBaseline ? 'no earlier run' : '';
     // A refused lab ran nothing: no prediction passed or failed.
     const counts = isRefusal(r) ? ['—', '—'] : [String(passed), String(failed)];
     return [r.lab.name, verdict, ...counts, baseline, `${(r.durationMs / 1000).toFixed(1)} s`];
@@ -781,10 +783,12 @@ function summarizeStep(o: StepObservation): string {
   if (!o.ok) return `failed: ${o.error}`;
   // A listener's count grows after its step ends; result.json has the final one.
   if (o.kind === 'listen' && o.hosts) return `listening on ${Object.keys(o.hosts).length} hosts (${o.durationMs} ms)`;
-  if (o.kind === 'listen') return `listening on ${o.detail?.address}:${o.detail?.port}, backlog ${o.detail?.backlog} (${o.durationMs} ms)`;
-  const m = Object.entries(o.metrics).map(([k, v]) => `${k} ${v}`);
-  const l = Object.entries(o.labels).map(([k, v]) => `${k} ${v}`);
-  return [...m, ...l].join(', ') + ` (${o.durationMs} ms)` || `done (${o.durationMs} ms)`;
+  if (o.kind === 'listen') {
+    const cap = o.detail?.somaxconnCap === undefined ? '' : ` (somaxconn caps it at ${o.detail.somaxconnCap})`;
+    return `listening on ${o.detail?.address}:${o.detail?.port}, backlog ${o.detail?.backlog}${cap} (${o.durationMs} ms)`;
+  }
+  const parts = [...Object.entries(o.metrics), ...Object.entries(o.labels)].map(([k, v]) => `${k} ${v}`);
+  return `${parts.length ? parts.join(', ') : 'done'} (${o.durationMs} ms)`;
 }
 
 export function verdictTable(r: RunResult): string {

@@ -184,7 +184,7 @@ export function reportView(result: RunResult) {
         detailJson: step.detail && Object.keys(step.detail).length ? JSON.stringify(readableStepDetail(step)) : undefined,
         seriesLabel: seriesMetric ?? 'value',
         progress: last
-          ? `${series.length} samples, ${formatNumber(series[0]![1])} → ${formatNumber(last[1])}` +
+          ? `${series.length} sample${series.length === 1 ? '' : 's'}, ${formatNumber(series[0]![1])} → ${formatNumber(last[1])}` +
             `${seriesMetric ? ` ${seriesMetric}` : ''} over ${formatDuration(last[0])}`
           : undefined,
       };

@@ -196,6 +196,9 @@ async function listen(step: Step<'listen'>, obs: StepObservation, ctx: StepConte
         ),
       );
       part.detail = { ...r };
+      // listen() caps the backlog at somaxconn without a word: the terminal and the report say so.
+      const somaxconn = ctx.sessions.get(name)?.facts?.somaxconn;
+      if (typeof r.backlog === 'number' && somaxconn !== undefined && somaxconn < r.backlog) part.detail.somaxconnCap = somaxconn;
     },
   );
   obs.metrics.accepted = sum(accepted);
