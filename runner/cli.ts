@@ -51,7 +51,7 @@ Usage:
   lab report RESULT.json [--out DIR]
   lab publish RESULTS... --out DIR
   lab reports refresh [FILE|DIR...]
-  lab restore [-i INVENTORY]
+  lab restore [-i INVENTORY [--forks N]]
   lab hosts up [--roles client:4,server] [--out inventory.yaml] [--ansible inventory.ini]
   lab hosts down
 
