@@ -47,7 +47,7 @@ for (const [index, s] of suites.entries()) {
   }
   const late = testsAfterRun(s.file);
   if (late.length) {
-    file.problems.push(`registers ${late.length} test(s) after its last .run(), which uvu never runs: ${late.join(', ')}`);
+    file.problems.push(`registers ${late.length} test(s) after its suite's last .run(), which uvu does not run as this file's: ${late.join(', ')}`);
     file.late = late.length;
   }
   // Each test.run() queued one suite: count what it ran, per file.
@@ -116,17 +116,23 @@ console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped
 process.exitCode = failed ? 1 : 0;
 
 /**
- * Tests a file registers below its last `<suite>.run()`: uvu queues a suite's
- * tests when run() is called and silently drops any added later. Read from the
- * source (every runtime, no hook needed): calls of `test` or of a suite made
- * with suite(), at the start of a line.
+ * Tests a file registers below its suite's last `<suite>.run()`: uvu queues a
+ * suite's tests when run() is called, and one added later is never run as this
+ * file's (a named suite's is dropped; the shared default `test` passes it to
+ * the next file that runs it). Read from the source (every runtime, no hook
+ * needed): calls of `test`, or of a suite made with suite(), at a line's start.
  */
 function testsAfterRun(path) {
   const text = readFileSync(path, 'utf8');
-  const names = ['test', ...[...text.matchAll(/\b([A-Za-z_$][\w$]*)\s*=\s*suite\(/g)].map((m) => m[1])];
-  const runs = [...text.matchAll(new RegExp(`^(?:${names.join('|')})\\.run\\(\\)`, 'gm'))];
-  if (!runs.length) return [];
-  const after = text.slice(runs.at(-1).index);
-  const call = new RegExp(`^(?:${names.join('|')})(?:\\.only)?\\(\\s*(['"\`])(.*?)\\1`, 'gm');
-  return [...after.matchAll(call)].map((m) => JSON.stringify(m[2]));
+  const names = new Set(['test', ...[...text.matchAll(/\b([A-Za-z_$][\w$]*)\s*=\s*suite\(/g)].map((m) => m[1])]);
+  const late = [];
+  for (const name of names) {
+    const n = name.replace(/\$/g, '\\$');
+    const runs = [...text.matchAll(new RegExp(`^${n}\\.run\\(\\)`, 'gm'))];
+    if (!runs.length) continue;
+    const after = text.slice(runs.at(-1).index);
+    const call = new RegExp(`^${n}(?:\\.only)?\\(\\s*(['"\`])(.*?)\\1`, 'gm');
+    late.push(...[...after.matchAll(call)].map((m) => JSON.stringify(m[2])));
+  }
+  return late;
 }

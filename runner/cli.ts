@@ -71,8 +71,9 @@ Commands:
 Run "lab COMMAND --help" for a command's options.
 
 Exit codes: 0 every prediction held, 1 a prediction failed, 2 invalid lab file
-or arguments, 3 a host or the environment failed, 4 every prediction held but a
-metric regressed against the baseline, 130 interrupted`;
+or arguments (or a sysctl a host lacks, found before any change), 3 a host or
+the environment failed (or the lab's timeout ran out), 4 every prediction held
+but a metric regressed against the baseline, 130 interrupted`;
 
 const HELP: Record<string, string> = {
   run: `Usage: lab run FILE|DIR... [options]
@@ -122,7 +123,9 @@ Options:
   plan: `Usage: lab plan FILE [options]
 
 A dry run: the hosts that would be made or used, their addresses, each sysctl
-with its current and planned value (old → new), and the steps in order.
+with its current and planned value (old → new; a sysctl the kernel lacks is
+marked, as the run would refuse it), the steps in order, the capacity check
+and a line for each machine-wide sysctl the run would refuse unacknowledged.
 
 Options:
   --var k=v              set a template variable (repeatable)
@@ -252,12 +255,13 @@ async function validateCommand(argv: string[], io: Io): Promise<number> {
   let problems = 0;
   const sources: string[] = [];
   for (const file of await expandLabFiles(positionals)) {
+    // Every lab's templates count for the --var check, the invalid ones' too.
+    sources.push(existsSync(file) ? readFileSync(file, 'utf8') : '');
     try {
       const lab = await readLab(file, overrides);
-      sources.push(lab.source);
-      io.out(`${file}: ok (lab "${lab.name}", ${lab.hosts.length} hosts, ${lab.steps.length} steps, ${lab.expect.length} expectations)`);
       // Valid, but a run on local hosts would refuse it: say so now, not at the run.
       const local = planLab(lab, (await openProvider(lab, {})).bindings());
+      io.out(`${file}: ok (lab "${lab.name}", ${lab.hosts.length} hosts, ${lab.steps.length} steps, ${lab.expect.length} expectations)`);
       for (const line of needsAckLines(local, (values.ack as string[] | undefined) ?? [])) io.out(`  note: ${line}`);
     } catch (e) {
       if (!(e instanceof LabError)) throw e;

@@ -82,7 +82,8 @@ export interface Plan {
  */
 export function sysctlScope(name: string): SysctlScope {
   if (/^(fs|vm|kernel)\./.test(name)) return 'global';
-  if (['net.ipv4.tcp_mem', 'net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem', 'net.core.netdev_max_backlog', 'net.core.rmem_max', 'net.core.wmem_max', 'net.ipv4.udp_mem', 'net.netfilter.nf_conntrack_max'].includes(name)) {
+  // tcp_rmem and tcp_wmem are per namespace since Linux 4.15: not in this list.
+  if (['net.ipv4.tcp_mem', 'net.core.netdev_max_backlog', 'net.core.rmem_max', 'net.core.wmem_max', 'net.ipv4.udp_mem', 'net.netfilter.nf_conntrack_max'].includes(name)) {
     return 'global';
   }
   return 'namespace';

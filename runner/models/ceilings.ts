@@ -3,7 +3,7 @@
 // what a connection costs a thread-per-connection server against an event loop. Pure functions of a step's settings and the host's facts.
 
 import type { ModelContext, ModelOutput } from './connections.ts';
-import { ModelNotApplicable } from './connections.ts';
+import { ModelNotApplicable, releasedIn } from './connections.ts';
 
 /**
  * `fd-ceilings`, of a `files` step.
@@ -147,7 +147,7 @@ export function serverMemory(ctx: ModelContext): ModelOutput {
   const step = ctx.step;
   if (step.kind !== 'snapshot') throw new ModelNotApplicable(`Model "server-memory" applies to snapshot steps, not "${step.kind}"`);
   const at = ctx.steps.findIndex((s) => s.name === step.name);
-  const released = new Set(ctx.steps.slice(0, at).flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const released = releasedIn(ctx.steps.slice(0, at));
   const open = ctx.steps.slice(0, at).filter((s): s is Extract<typeof s, { kind: 'listen' }> => s.kind === 'listen' && s.host === step.host && !released.has(s.name));
   if (!open.length || open.some((l) => !l.server)) {
     throw new ModelNotApplicable(`Snapshot "${step.name}" of ${step.host}: every open listen step there must set "server" (threads or epoll)`);

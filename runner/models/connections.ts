@@ -75,7 +75,7 @@ function connectStep(ctx: ModelContext, model: string): ConnectStep {
   return ctx.step;
 }
 
-/** A destination as people name it: a fleet's "role/host" is the role when the host is the role's only one ("server"), else "server h2". */
+/** A destination as people name it: a fleet's "role/host" is the role when the host is named as the role (a local host: "server"), else "server h2". */
 function destName(role: string): string {
   const [r, host] = role.split('/');
   return host === undefined || host === r ? r! : `${r} ${host}`;
@@ -87,14 +87,45 @@ function tupleText(ctx: ModelContext, step: ConnectStep): string {
   return `${sources.join(', ')} → ${dests.join(', ')}`;
 }
 
-/** Earlier connect steps on the step's host whose connections are still held when it starts: no release step between names them. */
-export function heldBefore(ctx: ModelContext, step: ConnectStep): ConnectStep[] {
+/** The names of the steps a release step among `steps` closes. */
+export function releasedIn(steps: Step[]): Set<string> {
+  return new Set(steps.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+}
+
+/** Earlier connect steps on the step's host whose connections are still held when it starts (no release between), as this host ran them. */
+function heldBefore(ctx: ModelContext, step: ConnectStep): ConnectStep[] {
   const index = ctx.steps.findIndex((s) => s.name === step.name);
   if (index <= 0) return [];
   const earlier = ctx.steps.slice(0, index);
-  const released = new Set(earlier.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
-  return earlier.filter((s): s is ConnectStep => s.kind === 'connect' && s.host === step.host && !released.has(s.name));
+  const released = releasedIn(earlier);
+  return earlier.filter((s): s is ConnectStep => s.kind === 'connect' && s.host === step.host && !released.has(s.name)).map((c) => asRun(ctx, c));
 }
+
+/** Another connect step of this host's, as the host ran it: on a fleet its share and a destination per host (ModelContext.asRun). */
+function asRun(ctx: ModelContext, c: ConnectStep): ConnectStep {
+  return ctx.asRun?.(c) ?? c;
+}
+
+/**
+ * The connections an earlier step holds, as predicted: the tighter of its
+ * ports (less what steps before it hold) and its fd ceiling. Remembered per
+ * context (the facts object) and step: each step's count is asked by every
+ * later one, which would otherwise cost 2^steps.
+ */
+const heldCounts = new WeakMap<object, Map<string, number>>();
+function heldCount(ctx: ModelContext, c: ConnectStep): number {
+  let known = heldCounts.get(ctx.facts);
+  if (!known) heldCounts.set(ctx.facts, (known = new Map()));
+  const key = `${c.name}\0${c.count}\0${c.to.map((d) => d.role).join(',')}`;
+  let n = known.get(key);
+  if (n === undefined) {
+    n = connectionCeiling({ ...ctx, step: c, metric: 'established' }).value as number;
+    known.set(key, n);
+  }
+  return n;
+}
+
+const BOUND_SKIPPED = 'connect() skips every port number that a socket holds through bind(), on any address';
 
 /**
  * What connections earlier steps still hold take from a connect step's ports,
@@ -109,11 +140,9 @@ export function heldBefore(ctx: ModelContext, step: ConnectStep): ConnectStep[] 
  * sharing port numbers in ways the kernel chose), the model says so rather
  * than guess.
  */
-const BOUND_SKIPPED = 'connect() skips every port number that a socket holds through bind(), on any address';
-
 function portsTaken(ctx: ModelContext, step: ConnectStep, ports: number): { n: number; text: string; why: string } | undefined {
   // On a fleet, as this host ran them: its share of each, toward the same destination hosts as this step.
-  const held = heldBefore(ctx, step).map((c) => ctx.asRun?.(c) ?? c);
+  const held = heldBefore(ctx, step);
   if (!held.length) return undefined;
   const names = held.map((c) => `"${c.name}"`).join(', ');
   const unclear = (why: string): never => {
@@ -123,17 +152,19 @@ function portsTaken(ctx: ModelContext, step: ConnectStep, ports: number): { n: n
   const facts = ctx.facts[step.host]!;
   const [lo, hi] = facts.portRange;
   const inRange = (port: number | undefined) => port !== undefined && port >= lo && port <= hi && reservedInRange(facts.reservedPorts, port, port) === 0;
-  const held1 = (c: ConnectStep) => ephemeralPorts({ ...ctx, step: c, metric: 'established' }).value as number;
+  const held1 = (c: ConnectStep) => heldCount(ctx, c);
   const pairsOf = (c: ConnectStep) => new Set(Array.from({ length: c.sources }, (_, i) => c.to.map((d) => `${i} ${d.role}:${d.port}`)).flat());
   const parts: string[] = [];
   if (step.bind === 'ip') {
     // Ports in use per source address of this step, whatever their destination.
     const used = Array.from({ length: step.sources }, () => 0);
     const connectDests = new Map<number, string>();
+    const sharedPorts = new Set<number>();
     for (const c of held) {
       const n = held1(c);
       if (c.bind === 'reuseaddr') {
-        if (!inRange(c.port)) continue;
+        if (!inRange(c.port) || sharedPorts.has(c.port!)) continue;
+        sharedPorts.add(c.port!);
         for (let i = 0; i < Math.min(c.sources, step.sources); i++) used[i]! += 1;
         parts.push(`port ${c.port} bound by "${c.name}"`);
         continue;
@@ -357,7 +388,7 @@ export function memoryPerConnection(ctx: ModelContext): ModelOutput {
   const sides = sidesOn(host, connects, ctx.facts);
   // The buckets of connections aborted before the fit are gone with them; a graceful
   // release leaves the client's TIME_WAIT sockets, which keep their ports' buckets for 60 s.
-  const released = new Set(ctx.release === 'graceful' ? [] : before.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const released = ctx.release === 'graceful' ? new Set<string>() : releasedIn(before);
   const buckets = bucketSharesOn(host, connects.filter((c) => !released.has(c.name)), ctx.facts);
   const p = predictedBytes(facts, buckets ? withBucketShares(buckets) : undefined);
   // What the formula leaves out or prices at a share, after it.
@@ -449,7 +480,7 @@ function timeWaitSources(ctx: ModelContext, host: string, upTo: number) {
       const listens = c.to.map((d) => ctx.steps.find((x) => x.kind === 'listen' && x.host === d.role && x.port === d.port)?.name);
       if (listens.some((l) => l !== undefined && s.steps.indexOf(l) !== -1 && s.steps.indexOf(l) < k)) continue;
       const sleptMs = ctx.steps.slice(i + 1, upTo).reduce((n, x) => n + (x.kind === 'sleep' ? x.durationMs : 0), 0);
-      out.push({ connect: c, release: s, sleptMs });
+      out.push({ connect: asRun(ctx, c), release: s, sleptMs });
     }
   });
   return out;
@@ -484,13 +515,13 @@ export function timeWait(ctx: ModelContext): ModelOutput {
     const facts = ctx.facts[host];
     if (!facts) throw new ModelNotApplicable(`No facts for host "${host}"`);
     const sources = timeWaitSources(ctx, host, index).filter((t) => t.sleptMs < TIME_WAIT_MS);
-    const closed = sources.map((t) => ephemeralPorts({ ...ctx, step: t.connect, metric: 'established' }).value as number);
+    const closed = sources.map((t) => heldCount(ctx, t.connect));
     const total = closed.reduce((a, b) => a + b, 0);
     // Later connects that took TIME_WAIT ports over end those TIME_WAITs.
     const reused = ctx.steps.slice(0, index).filter((s): s is ConnectStep => s.kind === 'connect' && s.host === host).map((c) => {
       const before = timeWaitSources(ctx, host, ctx.steps.indexOf(c));
       if (!before.length) return 0;
-      return twReuse(ctx, c, Math.min(...before.map((b) => b.sleptMs))).reusable ? (ephemeralPorts({ ...ctx, step: c, metric: 'established' }).value as number) : 0;
+      return twReuse(ctx, c, Math.min(...before.map((b) => b.sleptMs))).reusable ? heldCount(ctx, asRun(ctx, c)) : 0;
     }).reduce((a, b) => a + b, 0);
     const value = Math.max(0, Math.min(total - reused, facts.tcpMaxTwBuckets ?? Infinity));
     const fin = facts.tcpFinTimeout;
@@ -504,9 +535,10 @@ export function timeWait(ctx: ModelContext): ModelOutput {
   if (!ctx.facts[step.host]) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
   const all = ephemeralPorts({ ...ctx, step: { ...step, count: Number.MAX_SAFE_INTEGER }, metric: 'established' }).value as number;
   // A fleet's host step names each destination host as "role/host": the role is what the lab's steps name.
-  const sameDest = (c: ConnectStep) => c.to.some((d) => step.to.some((e) => e.role.split('/')[0] === d.role && e.port === d.port));
+  const role = (r: string) => r.split('/')[0];
+  const sameDest = (c: ConnectStep) => c.to.some((d) => step.to.some((e) => role(e.role) === role(d.role) && e.port === d.port));
   const sources = timeWaitSources(ctx, step.host, index).filter((t) => sameDest(t.connect));
-  const held = sources.reduce((n, t) => n + (ephemeralPorts({ ...ctx, step: t.connect, metric: 'established' }).value as number), 0);
+  const held = sources.reduce((n, t) => n + heldCount(ctx, t.connect), 0);
   const slept = sources.length ? Math.min(...sources.map((t) => t.sleptMs)) : TIME_WAIT_MS;
   const r = twReuse(ctx, step, slept);
   const capacity = r.reusable ? all : Math.max(0, all - held);
@@ -697,7 +729,7 @@ export function acceptQueue(ctx: ModelContext): ModelOutput {
 /** Listen steps on `role` still open at step `upTo` (not released before it). */
 function openListens(ctx: ModelContext, role: string, upTo: number): ListenStep[] {
   const before = ctx.steps.slice(0, upTo);
-  const released = new Set(before.flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const released = releasedIn(before);
   return before.filter((s): s is ListenStep => s.kind === 'listen' && s.host === role && !released.has(s.name));
 }
 
@@ -711,7 +743,7 @@ function acceptQueueSnapshot(ctx: ModelContext, index: number): ModelOutput {
   const step = ctx.step as Extract<Step, { kind: 'snapshot' }>;
   const f = ctx.facts[step.host];
   if (!f) throw new ModelNotApplicable(`No facts for host "${step.host}"`);
-  const released = new Set(ctx.steps.slice(0, index).flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const released = releasedIn(ctx.steps.slice(0, index));
   // Each listener's outcome, checked to be settled by the time of this snapshot.
   const settled = (l: ListenStep, f: HostFacts) => {
     const { connects, offered } = offeredTo(ctx, l, index);

@@ -42,8 +42,7 @@ export function hostContext(step: ConnectStep, name: string, count: number, flee
   const hostStep = { ...step, count, to: perHost(step.to) };
   // The shares come from each host's capacity alone, as the runner asked for them.
   const alone: Fleet = { ...fleet, steps: undefined };
-  const asRun = (s: ConnectStep): ConnectStep =>
-    s.name === step.name ? hostStep : s.host !== step.host ? s : { ...s, count: connectShares(s, alone)[name] ?? 0, to: perHost(s.to) };
+  const asRun = (s: ConnectStep): ConnectStep => (s.name === step.name ? hostStep : { ...s, count: connectShares(s, alone)[name] ?? 0, to: perHost(s.to) });
   return { step: hostStep, metric, facts, addresses, steps: fleet.steps ?? [hostStep], release: fleet.release ?? 'abort', asRun };
 }
 

@@ -18,6 +18,11 @@ export async function provisionHost(
   sysctlAt?: (name: string) => string,
 ): Promise<void> {
   await agent.request('begin', { journal, holder });
+  // Tracking first: its rule loads nf_conntrack, whose sysctls (nf_conntrack_max) a lab may then set.
+  if (host.conntrack) {
+    const r = await agent.request('conntrack', {});
+    changes.push({ kind: 'nftables', table: `${r.family} ${r.table}` });
+  }
   for (const s of host.sysctls) {
     const r = await agent.request('sysctlSet', { name: s.name, value: s.value }).catch((e: unknown) => {
       // The kernel's refusal of the lab's value: say where the lab sets it.
@@ -30,10 +35,6 @@ export async function provisionHost(
   for (const address of host.aliases) {
     await agent.request('addrAdd', { address, prefix: 32, device: host.device! });
     changes.push({ kind: 'address', address, device: host.device! });
-  }
-  if (host.conntrack) {
-    const r = await agent.request('conntrack', {});
-    changes.push({ kind: 'nftables', table: `${r.family} ${r.table}` });
   }
   if (host.nofile !== undefined) {
     const r = await agent.request('nofile', { soft: host.nofile });

@@ -2,6 +2,7 @@
 // startHosts (make what the hosts need), startAgents (one agent per host, and
 // its facts), provisionHosts (the lab's sysctls, addresses and limits).
 
+import { existsSync } from 'node:fs';
 import { AgentClient } from '../agent/client.ts';
 import { HostError, LabError, type LabProblem } from '../errors.ts';
 import { didYouMean } from '../files/names.ts';
@@ -118,13 +119,19 @@ export async function checkSysctls(plan: Plan, sessions: Sessions, bound: RunBou
   await Promise.all(
     [...sessions.values()].map(async (s) => {
       for (const { name } of s.host.sysctls) {
+        // Connection tracking, set up first, loads the module that brings net.netfilter.*.
+        if (s.host.conntrack && name.startsWith('net.netfilter.')) continue;
         const r = await bound.guard(s.agent!.request('sysctlGet', { name, missingOk: true }, { timeoutMs: RUN_TIMEOUTS.requestMs }));
         if (r.value !== null) continue;
-        const near = didYouMean(name, r.near ?? []);
+        const path = `/proc/sys/${name.replaceAll('.', '/')}`;
         const on = `${hostLabel(s.host)}${s.facts ? ` (kernel ${s.facts.kernel})` : ''}`;
-        problems.push(
-          labProblem(plan.lab, ['hosts', s.host.role, 'sysctls', name], `No sysctl "${name}" on ${on}: /proc/sys/${name.replaceAll('.', '/')} does not exist${near ? `: did you mean "${near}"?` : ''}`, true),
-        );
+        // A machine-wide net.* sysctl (tcp_mem, udp_mem) is not shown inside a network namespace at all.
+        const hidden = s.host.kind === 'netns' && existsSync(path);
+        const near = hidden ? undefined : didYouMean(name, r.near ?? []);
+        const why = hidden
+          ? `"${name}" is machine-wide and not shown inside a network namespace, so a local host cannot set it: set it on this machine before the run, or run on an inventory host`
+          : `No sysctl "${name}" on ${on}: ${path} does not exist${near ? `: did you mean "${near}"?` : ''}`;
+        problems.push(labProblem(plan.lab, ['hosts', s.host.role, 'sysctls', name], why, true));
       }
     }),
   );

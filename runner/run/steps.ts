@@ -7,6 +7,7 @@ import { HostError, Interrupted } from '../errors.ts';
 import type { Plan, PlannedStep } from '../lab/plan.ts';
 import { CONNECTION_OBJECTS, fitMemory, sidesOn, TIME_WAIT_OBJECTS, type FitPoint } from '../models/memory.ts';
 import { connectShares } from '../models/fleet.ts';
+import { releasedIn } from '../models/connections.ts';
 import type { SnapshotReply } from '../agent/protocol.ts';
 import type { HostFacts, HostObservation, StepObservation } from '../result.ts';
 import type { RunBound } from './bound.ts';
@@ -380,7 +381,7 @@ const SILENT_RELEASE_MIN = 65536;
  */
 function maySilence(step: Step<'release'>, ctx: StepContext): boolean {
   const index = ctx.plan.steps.indexOf(step);
-  const released = new Set(ctx.plan.steps.slice(0, index).flatMap((s) => (s.kind === 'release' ? s.steps : [])));
+  const released = releasedIn(ctx.plan.steps.slice(0, index));
   const open = ctx.done.filter((o) => (o.kind === 'connect' || o.kind === 'listen') && !released.has(o.name));
   if (!open.some((o) => o.kind === 'connect') || !open.every((o) => step.steps.includes(o.name))) return false;
   if (ctx.plan.hosts.some((h) => h.conntrack)) return false;
