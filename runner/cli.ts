@@ -2,7 +2,7 @@
 // exit code: 0 every prediction held, 1 a prediction failed, 2 the lab file or
 // arguments are invalid, 3 a host or the environment failed.
 
-import { constants, existsSync, readFileSync } from 'node:fs';
+import { constants, existsSync, readFileSync, statSync } from 'node:fs';
 import { access, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
@@ -11,6 +11,7 @@ import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
 import { readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
 import { shellQuote } from './files/quote.ts';
+import { MAX_FILE_BYTES } from './files/read.ts';
 import { parseVarOverrides, unusedOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
@@ -255,8 +256,9 @@ async function validateCommand(argv: string[], io: Io): Promise<number> {
   let problems = 0;
   const sources: string[] = [];
   for (const file of await expandLabFiles(positionals)) {
-    // Every lab's templates count for the --var check, the invalid ones' too.
-    sources.push(existsSync(file) ? readFileSync(file, 'utf8') : '');
+    // Every lab's templates count for the --var check, the invalid ones' too (a readable one: not over the size limit).
+    const st = existsSync(file) ? statSync(file) : undefined;
+    sources.push(st?.isFile() && st.size <= MAX_FILE_BYTES ? readFileSync(file, 'utf8') : '');
     try {
       const lab = await readLab(file, overrides);
       // Valid, but a run on local hosts would refuse it: say so now, not at the run.
