@@ -148,10 +148,14 @@ function portsTaken(ctx: ModelContext, step: ConnectStep, ports: number): { n: n
   const unclear = (why: string): never => {
     throw new ModelNotApplicable(`Model "ephemeral-ports" cannot tell how many ports ${names} ${held.length > 1 ? 'leave' : 'leaves'} to "${step.name}": ${why}`);
   };
-  if (step.bind === 'reuseaddr') unclear('with bind "reuseaddr", the shared port may be one that they hold');
   const facts = ctx.facts[step.host]!;
   const [lo, hi] = facts.portRange;
   const inRange = (port: number | undefined) => port !== undefined && port >= lo && port <= hi && reservedInRange(facts.reservedPorts, port, port) === 0;
+  if (step.bind === 'reuseaddr') {
+    // A port outside the ephemeral range is one no connect() or bind(ip, 0) picks: only another step sharing it could hold it.
+    if (!inRange(step.port) && !held.some((c) => c.bind === 'reuseaddr' && c.port === step.port)) return undefined;
+    unclear('with bind "reuseaddr", the shared port may be one that they hold');
+  }
   const held1 = (c: ConnectStep) => heldCount(ctx, c);
   const pairsOf = (c: ConnectStep) => new Set(Array.from({ length: c.sources }, (_, i) => c.to.map((d) => `${i} ${d.role}:${d.port}`)).flat());
   const parts: string[] = [];

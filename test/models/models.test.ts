@@ -143,6 +143,11 @@ test('ephemeralPorts() says it cannot tell, rather than guess, where the kernel\
   // An earlier step over two destinations of which this one shares one.
   const wide = [connect({ name: 'w', count: 600, to: [{ role: 'server', port: 8080 }, { role: 'server', port: 9090 }] }), connect({ name: 'c', count: 10 })];
   assert.throws(() => ephemeralPorts(seq(wide, 'c')), /shares only some/);
+  // A shared port outside the range: nothing earlier can hold it, unless another step shares it too.
+  const shared = [connect({ name: 'a', count: 600 }), connect({ name: 'r', count: 5, bind: 'reuseaddr', port: 61000 })];
+  assert.is(ephemeralPorts(seq(shared, 'r')).value, 1);
+  const twice = [connect({ name: 'a', count: 1, bind: 'reuseaddr', port: 61000 }), connect({ name: 'r', count: 5, bind: 'reuseaddr', port: 61000 })];
+  assert.throws(() => ephemeralPorts(seq(twice, 'r')), /the shared port may be one that they hold/);
 });
 
 test('reservedInRange() counts single ports and ranges clipped to the range', () => {
