@@ -42,11 +42,13 @@ export function runCli(
     onStderr?: (text: string, kill: (sig: NodeJS.Signals) => void) => void;
     /** called once the child runs, with its pid (to watch what it makes) */
     onSpawn?: (pid: number) => void;
+    /** run it in a process group of its own and signal the whole group, as a terminal's Ctrl-C does */
+    group?: boolean;
   } = {},
 ): Promise<CliRun> {
   const argv = [...cliArgv(options.runtime ?? 'node'), ...args];
   return new Promise((resolve) => {
-    const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...options.env } });
+    const child = spawn(argv[0]!, argv.slice(1), { cwd: ROOT, env: { ...process.env, NO_COLOR: '1', ...options.env }, detached: !!options.group });
     if (child.pid) options.onSpawn?.(child.pid);
     let stdout = '';
     let stderr = '';
@@ -54,7 +56,7 @@ export function runCli(
     child.stderr.on('data', (d) => {
       stderr += d;
       // process.kill, not child.kill: under Deno child.kill also closes stdin and reports the signal, not the exit code.
-      options.onStderr?.(stderr, (sig) => process.kill(child.pid!, sig));
+      options.onStderr?.(stderr, (sig) => process.kill(options.group ? -child.pid! : child.pid!, sig));
     });
     const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
     child.on('close', (code, signal) => {

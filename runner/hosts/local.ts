@@ -34,7 +34,11 @@ export async function mustRunLocal(argv: string[], options: ExecOptions = {}): P
 
 /** Start a long-running local process with piped stdio. */
 export function spawnLocal(argv: string[]): HostProcess {
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  // A session of its own: Ctrl-C on a terminal signals the whole foreground process
+  // group, and an agent that got it would restore and exit before the controller asks,
+  // which then finds it gone (a false "restore was incomplete"). The controller alone
+  // handles the signal and restores; stdin's EOF still ends the agent if the controller dies.
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => {
     child.once('error', () => resolve({ code: 127, signal: null }));
     child.once('close', (code, signal) => resolve({ code, signal }));

@@ -133,6 +133,27 @@ test('lab run that reaches its lab timeout exits 3 with TIMEOUT, not as a Ctrl-C
   await assertClean(before, 'after a lab timeout', join(out, 'overtime'));
 });
 
+test('Ctrl-C on a terminal (SIGINT to the whole process group) restores every host and exits 130, not a false incomplete restore', async () => {
+  const before = await machineState();
+  let sent = false;
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, 'group')], {
+    group: true,
+    onStderr: (text, kill) => {
+      if (!sent && text.includes('step hold')) {
+        sent = true;
+        kill('SIGINT');
+      }
+    },
+  });
+  assert.ok(sent, 'the run reached its sleep step');
+  assert.is(r.code, 130, r.stderr);
+  assert.match(r.stderr, 'restored client');
+  assert.not.match(r.stderr, 'RESTORE_INCOMPLETE');
+  const result = JSON.parse(readFileSync(join(out, 'group', 'result.json'), 'utf8')) as RunResult;
+  assert.ok(result.restore.ok, result.restore.problems.join('\n'));
+  await assertClean(before, 'after Ctrl-C to the process group', join(out, 'group'));
+});
+
 test('lab run interrupted while its agents start still restores every host', async () => {
   const before = await machineState();
   let sent = false;
