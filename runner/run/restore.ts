@@ -26,12 +26,20 @@ interface HostRestored {
   note?: string;
 }
 
-export async function restoreHosts(sessions: Sessions, provider: HostProvider, emit: RunEventHandler, forks?: number): Promise<RestoreOutcome> {
+export async function restoreHosts(
+  sessions: Sessions,
+  provider: HostProvider,
+  emit: RunEventHandler,
+  forks?: number,
+  /** the lab's connect and listen steps on a role: what a stopped run may still hold there */
+  stepsOn: (role: string) => string[] = () => [],
+): Promise<RestoreOutcome> {
   const outcome: RestoreOutcome = { problems: [], notes: [] };
   await mapLimit(
     [...sessions.values()],
     forks,
     async (s) => {
+      await abortHeld(s, stepsOn(s.host.role));
       const r = await restoreSession(s, provider);
       await s.transport.close().catch(() => {});
       outcome.problems.push(...r.problems.map((p) => `${hostLabel(s.host)}: ${p}`));
@@ -44,6 +52,24 @@ export async function restoreHosts(sessions: Sessions, provider: HostProvider, e
   outcome.problems.push(...(await provider.teardown()));
   return outcome;
 }
+
+/**
+ * A run stopped early (Ctrl-C, its timeout, a failure) may still hold
+ * connections. On a host that outlives the run (SSH) they are closed by RST
+ * first, as a release step would: the agent's own end would kill its workers,
+ * whose sockets then close with a FIN and leave TIME_WAIT in the port range
+ * for 60 s, where the next run finds it. A local namespace goes with its
+ * sockets. A step already released is refused by the agent, which is fine.
+ */
+async function abortHeld(s: HostSession, steps: string[]): Promise<void> {
+  if (s.host.kind !== 'ssh' || !s.agent?.alive) return;
+  for (const id of steps) {
+    await s.agent.request('release', { id, abort: true, timeoutMs: ABORT_HELD_MS }, { timeoutMs: ABORT_HELD_MS + RUN_TIMEOUTS.requestMs }).catch(() => {});
+  }
+}
+
+/** How long a stopped run's held connections may take to close by RST, per step. */
+const ABORT_HELD_MS = 15_000;
 
 /** Undo one host's journal, with its own agent or, when that was lost, a fresh one. */
 async function restoreSession(s: HostSession, provider: HostProvider): Promise<HostRestored> {

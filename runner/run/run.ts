@@ -61,7 +61,8 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   }
 
   await bound.close(RUN_TIMEOUTS.setupSettleMs);
-  const restore = await stage('restore', () => restoreHosts(sessions, provider, emit, options.forks));
+  const stepsOn = (role: string) => plan.steps.filter((s) => (s.kind === 'connect' || s.kind === 'listen') && s.host === role).map((s) => s.name);
+  const restore = await stage('restore', () => restoreHosts(sessions, provider, emit, options.forks, stepsOn));
   return buildResult({
     plan,
     tool: { name: 'lab', version: options.version, runtime: options.runtime },

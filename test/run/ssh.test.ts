@@ -181,7 +181,16 @@ test('a second run on the same hosts is refused by the lock, naming the first ru
   assert.is(second!.code, 3, second!.stderr);
   assert.match(second!.stderr, /\/run\/lab\/host\/198\.19\.0\.\d\.journal\.lock: held by lab run slow by pid \d+ on .* since .*\[LOCKED\]/);
   assertHostsClean('after two runs on one host');
+  // The interrupted run's 50 connections were closed by RST: no TIME_WAIT toward server:8080 for the next run
+  // (labs/time-wait.yaml, run above, leaves its own toward 8090).
+  assert.equal(['client', 'server'].map(timeWaitOn8080), [0, 0], 'TIME_WAIT sockets left by an interrupted run');
 });
+
+/** TCP sockets in TIME_WAIT in a role's namespace on connections to or from port 8080. */
+function timeWaitOn8080(role: string): number {
+  const filter = '( dport = :8080 or sport = :8080 )';
+  return execFileSync('ip', ['netns', 'exec', ns(role), 'ss', '-tanH', 'state', 'time-wait', filter], { encoding: 'utf8' }).split('\n').filter(Boolean).length;
+}
 
 /** Kill every sshd in a role's namespace, or with `listenerOnly` the one that listens (its sessions live on). */
 function killSshdIn(role: string, listenerOnly = false) {
