@@ -37,6 +37,11 @@ export function runPath(result: RunResult): string {
   return `runs/${slug(result.lab.name)}/${slug(machineOf(result))}/${stamp}`;
 }
 
+/** A run's folder when another run took its second: the start time to the millisecond. */
+function finerPath(result: RunResult): string {
+  return `${runPath(result)}-${/\.(\d+)Z$/.exec(result.startedAt)?.[1] ?? '0'}ms`;
+}
+
 /** Reads every result.json under `inputs` (files or folders); the same run found twice counts once. */
 export async function readRuns(inputs: string[]): Promise<Run[]> {
   const byPath = new Map<string, Run>();
@@ -50,7 +55,10 @@ export async function readRuns(inputs: string[]): Promise<Run[]> {
     const files = info.isDirectory() ? await findResults(input) : [input];
     for (const file of files) {
       const result = await readResult(file);
-      const path = runPath(result);
+      let path = runPath(result);
+      // Another run of the lab on the machine in the same second: it gets its milliseconds too.
+      const other = byPath.get(path);
+      if (other && other.result.startedAt !== result.startedAt) path = finerPath(result);
       byPath.set(path, { result, machine: machineOf(result), path });
     }
   }
@@ -62,10 +70,17 @@ export async function publish(inputs: string[], out: string): Promise<PublishSum
   const runs = await readRuns(inputs);
   let added = 0;
   for (const run of runs) {
+    const serialized = `${JSON.stringify(run.result, null, 2)}\n`;
+    const read = (path: string) => readFile(join(out, path, 'result.json'), 'utf8').catch(() => undefined);
+    let existing = await read(run.path);
+    // The folder holds another run of the same second (published before): this one takes its milliseconds.
+    if (existing !== undefined && existing !== serialized && startOf(existing) !== run.result.startedAt) {
+      run.path = finerPath(run.result);
+      existing = await read(run.path);
+    }
     const dir = join(out, run.path);
     // A run already in the site is not rendered again: its pages are stable.
-    const existing = await readFile(join(dir, 'result.json'), 'utf8').catch(() => undefined);
-    if (existing === `${JSON.stringify(run.result, null, 2)}\n`) continue;
+    if (existing === serialized) continue;
     await writeReports(run.result, dir);
     added++;
   }
@@ -87,6 +102,15 @@ export async function publish(inputs: string[], out: string): Promise<PublishSum
   await writeFile(index.html, indexHtml(sections));
   await writeFile(index.markdown, indexMarkdown(sections));
   return { runs: runs.length, added, labs: sections.length, index };
+}
+
+/** The start time a published result.json records, or undefined when it cannot be read. */
+function startOf(text: string): string | undefined {
+  try {
+    return (JSON.parse(text) as { startedAt?: string }).startedAt;
+  } catch {
+    return undefined;
+  }
 }
 
 interface LabSection {

@@ -39,6 +39,18 @@ test('publish() writes each run at a stable path, an index and a page per lab, i
   // Publishing again, from the site itself plus one run, renders nothing twice.
   const again = await publish([out, result('pass')], out);
   assert.equal({ runs: again.runs, added: again.added }, { runs: 3, added: 0 });
+
+  // Another run of the lab on the machine in the same second: both kept, the second to the millisecond,
+  // whether it comes with the first or later into the site.
+  const twin = { ...pass, startedAt: pass.startedAt.replace(/(\.\d+)?Z$/, '.745Z'), verdict: 'fail' as const };
+  const twinFile = join(await mkdtemp(join(tmpdir(), 'lab-twin-')), 'result.json');
+  await writeFile(twinFile, JSON.stringify(twin));
+  const later = await publish([out, twinFile], out);
+  assert.equal({ runs: later.runs, added: later.added }, { runs: 4, added: 1 });
+  assert.equal(JSON.parse(await readFile(join(runDir, 'result.json'), 'utf8')).startedAt, pass.startedAt, 'the first run is not overwritten');
+  assert.is(JSON.parse(await readFile(join(`${runDir}-745ms`, 'result.json'), 'utf8')).verdict, 'fail');
+  const together = await mkdtemp(join(tmpdir(), 'lab-site-'));
+  assert.is((await publish([result('pass'), twinFile], together)).added, 2);
 });
 
 test.run();
