@@ -138,7 +138,8 @@ Options:
   report: `Usage: lab report RESULT.json [--out DIR]
 
 Re-render report.md, report.html and junit.xml from a result.json alone
-(default: next to it).`,
+(default: next to it), and print its verdicts and its comparison with the
+baseline as the run did; the exit code is the run's (0, 1, or 4 for a regression).`,
   publish: `Usage: lab publish RESULTS... --out DIR
 
 Build a static site from runs: RESULTS are result.json files or folders of runs
@@ -662,8 +663,11 @@ async function reportCommand(argv: string[], io: Io): Promise<number> {
   const out = resolve((values.out as string | undefined) ?? resolve(positionals[0]!, '..'));
   const paths = await writeReports(result, out);
   io.out(verdictTable(result));
+  // As the run said it: its comparison with the baseline, and a regression's exit code.
+  if (result.baseline) io.out(baselineLines(result));
   io.out(`reports: ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
-  return result.verdict === 'pass' ? 0 : 1;
+  if (result.verdict !== 'pass') return 1;
+  return result.baseline?.regressions ? 4 : 0;
 }
 
 async function publishCommand(argv: string[], io: Io): Promise<number> {
