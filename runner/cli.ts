@@ -782,6 +782,7 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
       case 'restored':
         // Never "restored" for a host that was not.
         if (!e.ok) io.err(`  ${e.role} not restored: ${e.problems.join('; ')}`);
+        else if (e.untouched) io.err(`  ${e.role}: not reached, nothing to restore`);
         else io.err(`  restored ${e.role}${e.replayed ? ' (its agent was lost: a fresh agent replayed its journal)' : ''}`);
         break;
     }

@@ -112,11 +112,15 @@ export async function hostsUp(
 /** Stop every `lab hosts up` host: its sshd, its namespace, its state. Returns problems (empty when clean). */
 export async function hostsDown(): Promise<string[]> {
   const problems: string[] = [];
-  const ids = new Set((await listLocalJournals()).filter((j) => j.purpose === HOSTS_UP_PURPOSE).map((j) => j.id));
-  // State left without a journal (a crash between the two) goes too.
-  for (const name of await readdir(HOSTS_UP_DIR).catch(() => [] as string[])) ids.add(name);
-  for (const id of ids) problems.push(...(await removeHostsUp(id)));
+  for (const id of await hostsUpIds()) problems.push(...(await removeHostsUp(id)));
   return problems;
+}
+
+/** The networks `lab hosts up` made that are still there (journaled, or left without a journal by a crash between the two). */
+export async function hostsUpIds(): Promise<Set<string>> {
+  const ids = new Set((await listLocalJournals()).filter((j) => j.purpose === HOSTS_UP_PURPOSE).map((j) => j.id));
+  for (const name of await readdir(HOSTS_UP_DIR).catch(() => [] as string[])) ids.add(name);
+  return ids;
 }
 
 async function removeHostsUp(id: string): Promise<string[]> {

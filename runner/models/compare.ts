@@ -97,7 +97,8 @@ function predict(exp: Expectation, ctx: ModelContext, observed: number | string 
     } catch (e) {
       if (!(e instanceof ModelNotApplicable)) throw e;
       out = { value: null, derivation: e.message, explanation: '' };
-      notApplicable = true;
+      // A host the run never reached (it stopped first) has no facts and no observation: not measured, as the run says why.
+      notApplicable = !(observed === undefined && e.message.startsWith('No facts for host'));
     }
   } else {
     out = { value: exp.value ?? null, derivation: `stated in the lab: ${JSON.stringify(exp.value)}`, explanation: '' };

@@ -21,6 +21,6 @@ export type RunEvent =
     }
   | { kind: 'step-end'; observation: StepObservation }
   /** `replayed`: the host's agent was lost, and a fresh one undid its journal */
-  | { kind: 'restored'; role: string; ok: boolean; problems: string[]; replayed?: boolean };
+  | { kind: 'restored'; role: string; ok: boolean; problems: string[]; replayed?: boolean; /** never reached: nothing was changed, nothing to restore */ untouched?: boolean };
 
 export type RunEventHandler = (event: RunEvent) => void;

@@ -1,7 +1,7 @@
 // `lab hosts up` / `lab hosts down`: local namespace hosts each running a real
 // sshd, and an inventory for them (see hosts/hostsup.ts), in words for the CLI.
 
-import { hostsDown, hostsUp } from '../hosts/hostsup.ts';
+import { hostsDown, hostsUp, hostsUpIds } from '../hosts/hostsup.ts';
 
 export async function hostsUpCommand(roles: string[], out: string, ansibleOut?: string): Promise<string> {
   const r = await hostsUp({ roles, out, ansibleOut });
@@ -10,6 +10,7 @@ export async function hostsUpCommand(roles: string[], out: string, ansibleOut?: 
 }
 
 export async function hostsDownCommand(): Promise<{ line: string; problems: string[] }> {
+  if (!(await hostsUpIds()).size) return { line: 'hosts down: no hosts were up', problems: [] };
   const problems = await hostsDown();
   return { line: problems.length ? 'hosts down: with problems' : 'hosts down: done', problems };
 }

@@ -58,7 +58,9 @@ async function restoreInventory(file: string, options: { acceptNewHostKeys: bool
         for (const u of r.undone) lines.push(`${role}: restored ${describeUndone(u)}`);
         problems.push(...r.problems.map((p) => `${role}: ${p}`));
       } catch (e) {
-        problems.push(`${role}: ${(e as Error).message}`);
+        // A HostError already names its host ("client-1: Cannot read identity …").
+        const message = (e as Error).message;
+        problems.push(message.startsWith(`${role}: `) ? message : `${role}: ${message}`);
       } finally {
         await transport.close().catch(() => {});
       }

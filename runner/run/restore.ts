@@ -23,6 +23,8 @@ interface HostRestored {
   problems: string[];
   /** the agent was lost and a fresh one replayed its journal */
   replayed?: boolean;
+  /** no agent ever ran there: nothing was changed */
+  untouched?: boolean;
   note?: string;
 }
 
@@ -44,7 +46,7 @@ export async function restoreHosts(
       await s.transport.close().catch(() => {});
       outcome.problems.push(...r.problems.map((p) => `${hostLabel(s.host)}: ${p}`));
       if (r.note) outcome.notes.push(`${hostLabel(s.host)}: ${r.note}`);
-      emit({ kind: 'restored', role: hostLabel(s.host), ok: r.problems.length === 0, problems: r.problems, ...(r.replayed ? { replayed: true } : {}) });
+      emit({ kind: 'restored', role: hostLabel(s.host), ok: r.problems.length === 0, problems: r.problems, ...(r.replayed ? { replayed: true } : {}), ...(r.untouched ? { untouched: true } : {}) });
     },
     // Every host is restored, whatever another host's restore did.
     { settle: true },
@@ -74,7 +76,8 @@ const ABORT_HELD_MS = 15_000;
 /** Undo one host's journal, with its own agent or, when that was lost, a fresh one. */
 async function restoreSession(s: HostSession, provider: HostProvider): Promise<HostRestored> {
   // No agent, or one lost before provisioning began: nothing was changed on this host.
-  if (!s.agent || (!s.agent.alive && !s.journaled)) return { problems: [] };
+  if (!s.agent) return { problems: [], untouched: true };
+  if (!s.agent.alive && !s.journaled) return { problems: [] };
   if (!s.agent.alive) return replayLostJournal(s, provider);
   const problems: string[] = [];
   try {
