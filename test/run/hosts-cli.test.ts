@@ -3,7 +3,8 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readInventory } from '../../runner/hosts/inventory.ts';
@@ -30,11 +31,37 @@ test('lab hosts up writes an inventory of namespace hosts running sshd; lab host
   assert.match(again.stderr, `run "lab hosts down" first [HOSTS_UP_EXISTS]`);
   assert.not.ok(existsSync(join(work, 'second.yaml')));
 
+  // A run holding a host's journal lock: hosts down refuses, naming it, and leaves the hosts up.
+  const lock = `/run/lab/host/${inventory.hosts.alpha!.labAddress}.journal.lock`;
+  mkdirSync('/run/lab/host', { recursive: true });
+  writeFileSync(lock, 'lab run test by pid 1 on here since now\n');
+  const holder = spawn('flock', [lock, 'sleep', '30'], { stdio: 'ignore' });
+  try {
+    await waitFor(() => spawnSync('flock', ['--nonblock', '--conflict-exit-code', '75', lock, 'true']).status === 75);
+    const busy = await runCli(['hosts', 'down']);
+    assert.is(busy.code, 3, busy.stderr);
+    assert.match(busy.stderr, `${inventory.hosts.alpha!.labAddress}: held by lab run test by pid 1 on here since now`);
+    assert.match(busy.stderr, '[HOSTS_IN_USE]');
+    assert.ok(namespaces().includes(`lab-${id}-alpha`), 'the hosts are still up');
+  } finally {
+    holder.kill('SIGKILL');
+    await new Promise((r) => holder.once('exit', r));
+    rmSync(lock, { force: true });
+  }
+
   const down = await runCli(['hosts', 'down']);
   assert.is(down.code, 0, down.stderr);
   assert.is(down.stdout.trim(), 'hosts down: done');
   assert.equal(namespaces().filter((n) => n.startsWith(`lab-${id}-`)), []);
 });
+
+async function waitFor(ok: () => boolean, ms = 5000) {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
 
 test('lab hosts with no subcommand says what it needs', async () => {
   const r = await runCli(['hosts']);
