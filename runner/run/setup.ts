@@ -40,13 +40,19 @@ export function hostLabel(h: { role: string; name: string }): string {
 
 /** Each host's work, `forks` at a time, guarded like all setup; after an abort no further host starts. */
 function perHost<T>(bound: RunBound, items: T[], forks: number | undefined, fn: (item: T) => Promise<void>): Promise<unknown> {
+  const failed: HostError[] = [];
   return bound.guardSetup(
     mapLimit(items, forks, (item) => {
       if (bound.reason !== undefined) return Promise.reject(bound.reason);
       const p = fn(item);
+      p.catch((e: unknown) => e instanceof HostError && failed.push(e));
       // Each host's own promise too: restore waits for a host still starting.
       void bound.guardSetup(p).catch(() => {});
       return p;
+    }).catch((e: unknown) => {
+      // Hosts that failed together are all named (three unknown host keys, not one run per key).
+      if (failed.length > 1 && failed.includes(e as HostError)) throw new HostError((e as HostError).code, failed.map((f) => f.message).join('\n'));
+      throw e;
     }),
   );
 }

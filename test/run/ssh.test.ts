@@ -146,6 +146,20 @@ test('an unknown host key is refused unless accepted, naming the host', async ()
   await failsOnServer('unknown-key', (s) => (s.known_hosts = empty), /server: .*host_key: accept-new.*\[SSH_HOSTKEY_UNKNOWN\]/s);
 });
 
+test('unknown host keys on several hosts are all named in one refusal, not one run per key', async () => {
+  const empty = join(work, 'empty_known_hosts_all');
+  writeFileSync(empty, '');
+  const file = inventoryWith(inventory, work, 'unknown-all', (inv) => {
+    for (const h of Object.values(inv.hosts) as any[]) h.known_hosts = empty;
+  });
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', '-i', file, '--out', join(work, 'unknown-all')]);
+  assert.is(r.code, 3, r.stderr);
+  assert.match(r.stderr, /client: Host key of .* is unknown/);
+  assert.match(r.stderr, /server: Host key of .* is unknown/);
+  assert.match(r.stderr, '  client: not reached, nothing to restore');
+  assertHostsClean('after unknown keys on every host');
+});
+
 test('a changed host key is refused, naming the host and both fingerprints', async () => {
   const other = join(work, 'other_key');
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
