@@ -24,7 +24,7 @@ import { writeReports, renderSuiteJunit } from './report/write.ts';
 import { writeEachReports } from './report/each.ts';
 import { isRefusal, predictionLabel, refusalReason } from './report/helpers.ts';
 import { readResult } from './report/read.ts';
-import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, readBaseline, type BaselineOptions } from './report/baseline.ts';
+import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, readBaseline, topologyOf, type BaselineOptions } from './report/baseline.ts';
 import { isRegression } from './report/helpers.ts';
 import { expandLabFiles, HostPool, readSuite } from './run/suite.ts';
 import { publish } from './report/publish.ts';
@@ -542,7 +542,7 @@ async function runOneLab(
 
 function baselineLines(result: RunResult): string {
   const c = result.baseline;
-  if (!c) return `\nbaseline: no earlier run of "${result.lab.name}" in it; nothing compared`;
+  if (!c) return `\nbaseline: no earlier run of "${result.lab.name}" on hosts like these (${topologyOf(result)}) in it; nothing compared`;
   const lines = [`\nbaseline: ${describeComparison(c)}`];
   for (const m of c.metrics) {
     if (isRegression(m)) lines.push(`  REGRESSION ${m.metric}: ${m.rule}`);

@@ -73,6 +73,19 @@ export function machineOf(result: RunResult): string {
   return names.join(', ') || 'unknown';
 }
 
+/** The hosts a run had, as "client: 2 ssh, server: 1 ssh": what its figures are totals over. */
+export function topologyOf(result: RunResult): string {
+  const count = new Map<string, { role: string; transport: string; n: number }>();
+  for (const h of result.hosts) {
+    const transport = h.transport ?? 'netns'; // results older than the field were all local
+    const key = `${h.role}\0${transport}`;
+    const c = count.get(key) ?? { role: h.role, transport, n: 0 };
+    c.n++;
+    count.set(key, c);
+  }
+  return [...count.values()].map((c) => `${c.role}: ${c.n} ${c.transport}`).sort().join(', ');
+}
+
 /**
  * The comparison of `result` with the earlier runs of the same lab in
  * `baseline` (runs of the same machine when there are any), or undefined when
@@ -84,7 +97,8 @@ export function compareWithBaseline(
   source: string,
   options: BaselineOptions = DEFAULT_BASELINE_OPTIONS,
 ): BaselineComparison | undefined {
-  const sameLab = baseline.filter((r) => r.lab.name === result.lab.name && r.startedAt < result.startedAt);
+  // Only runs on hosts like these: a role's total over two SSH hosts is no baseline for one local namespace.
+  const sameLab = baseline.filter((r) => r.lab.name === result.lab.name && r.startedAt < result.startedAt && topologyOf(r) === topologyOf(result));
   const sameMachine = sameLab.filter((r) => machineOf(r) === machineOf(result));
   const history = (sameMachine.length ? sameMachine : sameLab).slice(-options.history);
   const base = history[history.length - 1];

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LabError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { compareWithBaseline, describeComparison, readBaseline } from '../../runner/report/baseline.ts';
+import { compareWithBaseline, describeComparison, readBaseline, topologyOf } from '../../runner/report/baseline.ts';
 import { readResult } from '../../runner/report/read.ts';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/results/${name}.result.json`, import.meta.url));
@@ -37,6 +37,18 @@ test('compareWithBaseline() finds no regression in an unchanged run', async () =
     ['ramp.durationMs', 'performance', 'same'],
   ]);
   assert.is(describeComparison(c), `no regression against the baseline of ${base.startedAt} (reports/, 1 earlier run)`);
+});
+
+test('compareWithBaseline() compares only runs on hosts like these: a total over two SSH clients is no baseline for one namespace', async () => {
+  const base = await load('pass');
+  assert.is(topologyOf(base), 'client: 1 netns, server: 1 netns');
+  const fleet = later(base, -60, (r) => {
+    const client = r.hosts.find((h) => h.role === 'client')!;
+    r.hosts = [...r.hosts.filter((h) => h.role !== 'client'), { ...client, name: 'c1', transport: 'ssh' }, { ...client, name: 'c2', transport: 'ssh' }];
+  });
+  assert.is(topologyOf(fleet), 'client: 2 ssh, server: 1 netns');
+  assert.is(compareWithBaseline(base, [fleet], 'reports/'), undefined);
+  assert.ok(compareWithBaseline(base, [fleet, later(base, -30)], 'reports/'));
 });
 
 test('compareWithBaseline() flags a limit that moved beyond its own tolerance, and a changed errno', async () => {
