@@ -159,20 +159,19 @@ function portsTaken(ctx: ModelContext, step: ConnectStep, ports: number): { n: n
   const held1 = (c: ConnectStep) => heldCount(ctx, c);
   const pairsOf = (c: ConnectStep) => new Set(Array.from({ length: c.sources }, (_, i) => c.to.map((d) => `${i} ${d.role}:${d.port}`)).flat());
   const parts: string[] = [];
+  // A port shared through bind: reuseaddr inside the range is one port, however many steps share it.
+  const shared = new Map<number, ConnectStep>();
+  for (const c of held) if (c.bind === 'reuseaddr' && inRange(c.port) && !shared.has(c.port!)) shared.set(c.port!, c);
+  const sharedText = [...shared].map(([port, c]) => `port ${port} bound by "${c.name}"`);
   if (step.bind === 'ip') {
     // Ports in use per source address of this step, whatever their destination.
     const used = Array.from({ length: step.sources }, () => 0);
+    for (const c of shared.values()) for (let i = 0; i < Math.min(c.sources, step.sources); i++) used[i]! += 1;
+    parts.push(...sharedText);
     const connectDests = new Map<number, string>();
-    const sharedPorts = new Set<number>();
     for (const c of held) {
+      if (c.bind === 'reuseaddr') continue;
       const n = held1(c);
-      if (c.bind === 'reuseaddr') {
-        if (!inRange(c.port) || sharedPorts.has(c.port!)) continue;
-        sharedPorts.add(c.port!);
-        for (let i = 0; i < Math.min(c.sources, step.sources); i++) used[i]! += 1;
-        parts.push(`port ${c.port} bound by "${c.name}"`);
-        continue;
-      }
       if (c.bind !== 'ip') {
         // connect() picks a port per destination: toward several, the same port number may serve each.
         const dests = c.to.map((d) => `${d.role}:${d.port}`).join(',');
@@ -193,16 +192,12 @@ function portsTaken(ctx: ModelContext, step: ConnectStep, ports: number): { n: n
   // connect() per 4-tuple (none, ip-no-port): held connections on this step's pairs, and port numbers held through bind().
   const mine = pairsOf(step);
   let onPairs = 0;
-  let blocked = 0;
-  const sharedPorts = new Set<number>();
+  let blocked = shared.size;
+  parts.push(...sharedText);
   for (const c of held) {
+    if (c.bind === 'reuseaddr') continue;
     const n = held1(c);
-    if (c.bind === 'reuseaddr') {
-      if (!inRange(c.port) || sharedPorts.has(c.port!)) continue;
-      sharedPorts.add(c.port!);
-      blocked += 1;
-      parts.push(`port ${c.port} bound by "${c.name}"`);
-    } else if (c.bind === 'ip') {
+    if (c.bind === 'ip') {
       if (n >= ports * c.sources) blocked = ports;
       else if (c.sources === 1) blocked += n;
       else unclear(`bind() on ${c.sources} source addresses may pick the same port numbers on each`);

@@ -124,6 +124,15 @@ test('ephemeralPorts() after bind: ip holding every port: connect() finds none, 
   assert.is(ephemeralPorts(seq(steps, 'few', 'firstError')).value, 'EADDRNOTAVAIL');
   // bind: ip on one source: exactly those port numbers are gone for every pair.
   const one = [connect({ name: 'b', count: 300, bind: 'ip' }), connect({ name: 'c', count: 5000, sources: 2 })];
+  // Two steps sharing one port inside the range (bind: reuseaddr): that one port is gone, once.
+  const reuse = [
+    connect({ name: 'r1', count: 1, bind: 'reuseaddr', port: 40500 }),
+    connect({ name: 'r2', count: 1, bind: 'reuseaddr', port: 40500, to: [{ role: 'server', port: 9090 }] }),
+    connect({ name: 'c', count: 5000 }),
+  ];
+  const r = ephemeralPorts(seq(reuse, 'c'));
+  assert.is(r.value, 999);
+  assert.match(r.derivation, '− port 40500 bound by "r1" = 999 connections');
   const c = ephemeralPorts(seq(one, 'c'));
   assert.is(c.value, 2 * 700);
   assert.match(c.derivation, '− (300 ports bound by "b") × 2 pairs = 1400 connections');
