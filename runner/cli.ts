@@ -127,6 +127,8 @@ A dry run: the hosts that would be made or used, their addresses, each sysctl
 with its current and planned value (old → new; a sysctl the kernel lacks is
 marked, as the run would refuse it), the steps in order, the capacity check
 and a line for each machine-wide sysctl the run would refuse unacknowledged.
+Exits as the run would before any change: 2 for a sysctl a host lacks or one
+not acknowledged, 3 when the hosts cannot hold the lab, 0 otherwise.
 
 Options:
   --var k=v              set a template variable (repeatable)
@@ -343,8 +345,20 @@ async function loadPlan(argv: string[], command: string, io: Io) {
 
 async function planCommand(argv: string[], io: Io): Promise<number> {
   const { plan, provider, forks, values } = await loadPlan(argv, 'plan', io);
-  io.out(await describePlan(plan, provider, { forks }));
-  for (const line of needsAckLines(plan, (values.ack as string[] | undefined) ?? [])) io.out(`  ${line}`);
+  const refusals = { noSuchSysctl: [] as string[], capacity: false };
+  io.out(await describePlan(plan, provider, { forks, refusals }));
+  const acks = needsAckLines(plan, (values.ack as string[] | undefined) ?? []);
+  for (const line of acks) io.out(`  ${line}`);
+  // The exit code the run would give before changing anything, so CI can gate on the plan.
+  for (const p of refusals.noSuchSysctl) io.err(p);
+  if (refusals.noSuchSysctl.length || acks.length) {
+    io.err(`error: the run would be refused before any change [${refusals.noSuchSysctl.length ? 'NO_SUCH_SYSCTL' : 'NEEDS_ACK'}]`);
+    return 2;
+  }
+  if (refusals.capacity) {
+    io.err('error: the hosts cannot hold this lab (the capacity check above): the run would refuse it [CAPACITY]');
+    return 3;
+  }
   return 0;
 }
 

@@ -77,9 +77,15 @@ test('a machine-wide sysctl on local hosts is refused unless acknowledged, namin
   assert.is(v.code, 0, v.err);
   assert.match(v.out, `\n  note: ${note}`);
   assert.not.match((await cli('validate', 'test/fixtures/labs/run/global-unacked.yaml', '--ack', 'fs.file-max')).out, 'note:');
+  // lab plan exits as the run would before any change, so CI can gate on it.
   const p = await cli('plan', 'test/fixtures/labs/run/global-unacked.yaml');
-  assert.is(p.code, 0, p.err);
+  assert.is(p.code, 2, p.err);
   assert.match(p.out, `\n  ${note}`);
+  assert.match(p.err, 'error: the run would be refused before any change [NEEDS_ACK]');
+  assert.is((await cli('plan', 'test/fixtures/labs/run/global-unacked.yaml', '--ack', 'fs.file-max')).code, 0);
+  const big = await cli('plan', 'test/fixtures/labs/run/too-big.yaml');
+  assert.is(big.code, 3, big.err);
+  assert.match(big.err, '[CAPACITY]');
 });
 
 test('a --var that no template uses is warned about, with the name meant; it is no error', async () => {

@@ -5,7 +5,9 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile, readlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { hostname, release } from 'node:os';
+import { formatProblem } from '../errors.ts';
 import { formatSize } from '../files/sizes.ts';
+import { labProblem } from '../lab/validate.ts';
 import { runLocal } from '../hosts/local.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { capacityCheck, WORKER_FD_MARGIN } from '../models/scale.ts';
@@ -42,7 +44,15 @@ async function currentSysctls(host: PlannedHost, provider: HostProvider): Promis
   }
 }
 
-export async function describePlan(plan: Plan, provider: HostProvider, options: { forks?: number } = {}): Promise<string> {
+/** What a run of the plan would refuse, as `lab plan` finds it: exit 2 for the lab's mistakes, 3 for what the hosts cannot hold. */
+export interface PlanRefusals {
+  /** sysctls a host lacks, located in the lab file */
+  noSuchSysctl: string[];
+  /** the capacity check does not fit */
+  capacity: boolean;
+}
+
+export async function describePlan(plan: Plan, provider: HostProvider, options: { forks?: number; refusals?: PlanRefusals } = {}): Promise<string> {
   const lines = [`Plan for lab "${plan.lab.name}" (${plan.lab.file})`];
   if (provider.kind === 'local') {
     lines.push('  root namespace: a route "unreachable 198.18.0.0/15" of the run\'s own (its metric is its slice\'s), removed afterwards');
@@ -66,6 +76,10 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
       // "-": the read found no such file (sysctlReadCommand); the run refuses it before any change.
       const change =
         before === '-' ? `${s.value}: no such sysctl on ${h.kind === 'netns' ? 'this machine' : h.target}: the run will refuse it [NO_SUCH_SYSCTL]` : before === s.value ? `${s.value} (unchanged)` : `${before} → ${s.value}`;
+      if (before === '-' && options.refusals) {
+        const p = labProblem(plan.lab, ['hosts', h.role, 'sysctls', s.name], `No sysctl "${s.name}" on ${h.kind === 'netns' ? 'this machine' : h.target}`, true);
+        options.refusals.noSuchSysctl.push(formatProblem(p));
+      }
       const global = s.scope === 'global' ? (h.local ? '  [global: this machine]' : '  [global]') : '';
       lines.push(`    sysctl ${s.name}: ${change}${global}`);
     }
@@ -110,6 +124,7 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
     if (facts) {
       const check = capacityCheck(plan, Object.fromEntries(plan.hosts.map((h) => [h.role, facts])));
       lines.push(`  capacity (checked again when the run starts; ${check.ok ? 'fits' : 'does NOT fit: the run will refuse'}):`);
+      if (!check.ok && options.refusals) options.refusals.capacity = true;
       for (const m of check.machines) for (const l of [...m.check.lines, ...m.fds.lines]) lines.push(`    ${l}`);
       for (const l of check.ports.lines) lines.push(`    ${l}`);
     }
