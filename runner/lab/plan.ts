@@ -102,7 +102,18 @@ export function planSources(lab: Lab, bindings: HostBinding[]): { lab: Lab; auto
   const problems: string[] = [];
   if (!lab.steps.some((s) => s.kind === 'connect' && s.autoSources)) return { lab, autoPlans, problems };
   const hosts = lab.hosts.map((h) => ({ ...h, sysctls: { ...h.sysctls } }));
+  // Connections earlier steps still hold, per (host, source index, destination): an auto step's sources leave room for them.
+  const held = new Map<string, Map<string, number>>(); // step -> pair -> connections
+  const pairKey = (host: string, i: number, d: { role: string; port: number }) => `${host} ${i} ${d.role}:${d.port}`;
+  const heldOn = (key: string) => [...held.values()].reduce((n, m) => n + (m.get(key) ?? 0), 0);
+  const remember = (c: Extract<Lab['steps'][number], { kind: 'connect' }>, sources: number) => {
+    const m = new Map<string, number>();
+    for (let i = 0; i < sources; i++) for (const d of c.to) m.set(pairKey(c.host, i, d), c.count / (sources * c.to.length));
+    held.set(c.name, m);
+  };
   const steps = lab.steps.map((s) => {
+    if (s.kind === 'release') for (const name of s.steps) held.delete(name);
+    if (s.kind === 'connect' && !s.autoSources) remember(s, s.sources);
     if (s.kind !== 'connect' || !s.autoSources) return s;
     const host = hosts.find((h) => h.role === s.host)!;
     const pool = bindings.find((b) => b.role === s.host)?.aliasPool.length ?? 0;
@@ -115,7 +126,15 @@ export function planSources(lab: Lab, bindings: HostBinding[]): { lab: Lab; auto
     } else {
       host.sysctls[PORT_RANGE] = AUTO_PORT_RANGE.join(' ');
     }
-    const plan = sourcesFor(s.count, s.to.length, range);
+    let plan = sourcesFor(s.count, s.to.length, range);
+    // With connections still held on the first sources' pairs, more sources until each pair stays below half the range.
+    const fits = (n: number) => Array.from({ length: n }, (_, i) => i).every((i) => s.to.every((d) => heldOn(pairKey(s.host, i, d)) + s.count / (n * s.to.length) <= plan.portsPerSource));
+    let sources = plan.sources;
+    while (!fits(sources) && sources < 1 + pool + 1) sources++;
+    if (sources > plan.sources) {
+      const before = [...held.keys()].filter((n) => [...held.get(n)!.keys()].some((k) => k.startsWith(`${s.host} `))).map((n) => `"${n}"`);
+      plan = { ...plan, sources, derivation: `${plan.derivation}; ${sources} with the connections ${before.join(', ')} still hold on the first sources' pairs` };
+    }
     if (plan.sources > 1 + pool) {
       problems.push(
         `Step "${s.name}": ${plan.derivation}, but host "${s.host}" offers 1 + ${pool} aliases: lower count, add destinations, or widen the port range`,
@@ -123,6 +142,7 @@ export function planSources(lab: Lab, bindings: HostBinding[]): { lab: Lab; auto
     }
     host.aliases = Math.max(host.aliases, plan.sources - 1);
     autoPlans.set(s.name, `sources auto: ${plan.derivation}; ${rangeWhy}`);
+    remember(s, plan.sources);
     return { ...s, sources: plan.sources };
   });
   return { lab: { ...lab, hosts, steps }, autoPlans, problems };

@@ -94,6 +94,21 @@ test('socketCost() prices a socket with the memory model\'s objects at the kerne
   assert.equal(socketCost({ slabObjectSize: { TCP: 2000 } }).missing.slice(0, 3), ['sock_inode_cache', 'filp', 'dentry']);
 });
 
+test('sources: auto leaves room for what earlier steps still hold on the first sources\' pairs', () => {
+  const two = lab(25_000, { name: 'a' });
+  two.steps.splice(2, 0, { ...(two.steps[1] as Extract<Step, { kind: 'connect' }>), name: 'b' });
+  two.steps[3] = { name: 'release', kind: 'release', steps: ['a', 'b', 'listen'] };
+  const plan = planLab(two, bindings);
+  const sources = plan.steps.filter((s) => s.kind === 'connect').map((s) => [s.name, (s as { sources: number }).sources]);
+  // b alone needs 1; with a's 25000 on source 0, 4 keep every pair at most 25000 + 6250 ≤ 32256.
+  assert.equal(sources, [['a', 1], ['b', 4]]);
+  // Released in between: b needs 1 again.
+  const apart = lab(25_000, { name: 'a' });
+  apart.steps.splice(2, 0, { name: 'r', kind: 'release', steps: ['a'] }, { ...(apart.steps[1] as Extract<Step, { kind: 'connect' }>), name: 'b' });
+  apart.steps[4] = { name: 'release', kind: 'release', steps: ['b', 'listen'] };
+  assert.equal(planLab(apart, bindings).steps.filter((s) => s.kind === 'connect').map((s) => (s as { sources: number }).sources), [1, 1]);
+});
+
 test('peakLoads() counts both ends on one machine, and a released step no more', () => {
   const plan = planLab(lab(100_000), bindings);
   const loads = peakLoads(plan, { client: facts(), server: facts() });
@@ -157,17 +172,16 @@ test('with the C helper\'s small workers two million fit on 22 GiB; fds and port
   assert.match(ports.ports.lines[0]!, /= 500 per pair ≤ 500 \(half of 40000–40999\)/);
 });
 
-test('portsCheck() counts the ports earlier steps still hold on the same pairs, and frees them at release', () => {
+test('sources: auto and the ports check count the ports earlier steps still hold on the same pairs, and free them at release', () => {
   const c = facts({ connectEngine: 'c' });
   const twice = (released: boolean): Lab => {
     const l = lab(500_000);
     const [listen, ramp] = l.steps as [Step, Extract<Step, { kind: 'connect' }>];
-    l.steps = [listen, ramp, ...(released ? [{ name: 'free', kind: 'release', steps: ['ramp'] } as Step] : []), { ...ramp, name: 'again' }, { name: 'release', kind: 'release', steps: ['ramp', 'again', 'listen'] }];
+      l.steps = [listen, ramp, ...(released ? [{ name: 'free', kind: 'release', steps: ['ramp'] } as Step] : []), { ...ramp, name: 'again' }, { name: 'release', kind: 'release', steps: ['ramp', 'again', 'listen'] }];
     return l;
   };
-  const held = capacityCheck(planLab(twice(false), bindings), { client: c, server: c });
-  assert.not.ok(held.ports.ok);
-  assert.match(held.ports.lines[1]!, /^ports again: 500000 connections ÷ 16 \(source, destination\) pairs = 31250 per pair \+ 31250 still held on the same pairs by earlier steps = 62500 > 32256 /);
+  // sources: auto counts what "ramp" still holds on its pairs: 66 sources, more than the host's 1 + 64, refused by the plan itself.
+  assert.throws(() => planLab(twice(false), bindings), /66 with the connections "ramp" still hold on the first sources' pairs, but host "client" offers 1 \+ 64 aliases/);
   const freed = capacityCheck(planLab(twice(true), bindings), { client: c, server: c });
   assert.ok(freed.ports.ok, freed.ports.lines.join('\n'));
 });
