@@ -805,6 +805,10 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
 }
 
 function summarizeStep(o: StepObservation): string {
+  if (!o.ok && o.error?.startsWith('stopped: ')) {
+    const so = Object.entries(o.metrics).map(([k, v]) => `${k} ${v}`).join(', ');
+    return `${o.error}${so ? ` (so far: ${so})` : ''}`;
+  }
   if (!o.ok) return `failed: ${o.error}`;
   // A listener's count grows after its step ends; result.json has the final one.
   if (o.kind === 'listen' && o.hosts) return `listening on ${Object.keys(o.hosts).length} hosts (${o.durationMs} ms)`;

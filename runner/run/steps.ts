@@ -28,6 +28,8 @@ interface StepContext {
   plan: Plan;
   /** connections each open connect step holds: what a snapshot counts as "connections" */
   held: Map<string, number>;
+  /** the step the run stopped in (Ctrl-C, the lab's timeout, a lost host), as far as it got */
+  stopped?: StepObservation;
 }
 
 /** Run the steps in order, appending each observation to `observations`; throws STEP_FAILED at the first failed step. */
@@ -40,7 +42,17 @@ export async function runSteps(
 ): Promise<void> {
   const ctx: StepContext = { sessions, bound, emit, done: observations, plan, held: new Map() };
   for (const step of plan.steps) {
-    const obs = await runStep(step, ctx);
+    let obs: StepObservation;
+    try {
+      obs = await runStep(step, ctx);
+    } catch (e) {
+      // The step the run stopped in: what it measured so far stays in the result (its predictions are not measured).
+      if (ctx.stopped) {
+        observations.push(ctx.stopped);
+        emit({ kind: 'step-end', observation: ctx.stopped });
+      }
+      throw e;
+    }
     observations.push(obs);
     emit({ kind: 'step-end', observation: obs });
     if (!obs.ok) throw new HostError('STEP_FAILED', `Step "${step.name}" failed: ${obs.error}`, 'host' in step ? step.host : undefined);
@@ -86,7 +98,13 @@ async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObserva
         break;
     }
   } catch (e) {
-    if (e instanceof Interrupted) throw e;
+    if (e instanceof Interrupted) {
+      obs.ok = false;
+      obs.error = `stopped: ${e.message}`;
+      obs.durationMs = Math.round(performance.now() - t0);
+      ctx.stopped = obs;
+      throw e;
+    }
     obs.ok = false;
     obs.error = (e as Error).message;
   }
@@ -238,6 +256,8 @@ async function connect(step: Step<'connect'>, obs: StepObservation, ctx: StepCon
             onEvent: (_e, d) => {
               established.set(name, Number(d.established ?? 0));
               const value = sum(established);
+              // So far: what the result keeps should the run stop in this step.
+              obs.metrics.established = value;
               // The agent's clock: the hosts of one role start together, so theirs agree closely enough.
               const ms = Number(d.elapsedMs ?? 0);
               if (ms - lastSample >= PROGRESS_SAMPLE_MS) {

@@ -129,6 +129,11 @@ test('lab run that reaches its lab timeout exits 3 with TIMEOUT, not as a Ctrl-C
   assert.match(r.stderr, /error: Lab timeout of 2s reached \(the lab's "timeout" bounds the run from setup to its last step\) \[TIMEOUT\]/);
   const result = JSON.parse(readFileSync(join(out, 'overtime', 'result.json'), 'utf8')) as RunResult;
   assert.is(result.error?.code, 'TIMEOUT');
+  // The step it stopped in stays in the result, as far as it got.
+  const hold = result.steps.find((s) => s.name === 'hold');
+  assert.ok(hold, result.steps.map((s) => s.name).join(', '));
+  assert.is(hold!.ok, false);
+  assert.match(hold!.error!, /^stopped: Lab timeout of 2s reached/);
   assert.match(readFileSync(join(out, 'overtime', 'junit.xml'), 'utf8'), 'type="TIMEOUT"');
   await assertClean(before, 'after a lab timeout', join(out, 'overtime'));
 });
