@@ -875,7 +875,7 @@ export function capacity(ctx: ModelContext): ModelOutput {
     value,
     derivation:
       `${ceilings.map((c) => `${c.name}: ${c.formula}`).join('; ')}. Binding: ${binding.name}, ${binding.value}` +
-      `; the step holds ${step.count} = ${share}% of it${step.count < binding.value ? '' : `, so ${value}`}`,
+      `; the step asks for ${step.count} = ${share}% of it${step.count < binding.value ? '' : `, so ${value}`}`,
     explanation: `The most connections ${step.host} can hold toward ${step.to.map((d) => `${destName(d.role)}:${d.port}`).join(', ')} is the smallest of its ceilings: here ${binding.name}`,
   };
 }

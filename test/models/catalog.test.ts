@@ -27,7 +27,7 @@ test('capacity() names the binding ceiling: ports here, memory on a small machin
   const hold = connect({ count: 16400 });
   const out = capacity(ctx([listen(), hold], hold, 'established'));
   assert.is(out.value, 16400);
-  assert.match(out.derivation, 'Binding: ephemeral ports, 41000; the step holds 16400 = 40.0% of it');
+  assert.match(out.derivation, 'Binding: ephemeral ports, 41000; the step asks for 16400 = 40.0% of it');
   assert.match(out.derivation, 'fs.file-max 2466112 open files on the kernel ÷ 2 fds per connection');
   // 3584 B per end: 2 × 3584 per connection; 10 MiB of MemAvailable hold 1462 of them.
   const small = capacity(ctx([listen(), hold], hold, 'established', facts({ memAvailableKiB: 10240 })));
