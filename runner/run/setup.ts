@@ -50,8 +50,12 @@ function perHost<T>(bound: RunBound, items: T[], forks: number | undefined, fn: 
       void bound.guardSetup(p).catch(() => {});
       return p;
     }).catch((e: unknown) => {
-      // Hosts that failed together are all named (three unknown host keys, not one run per key).
-      if (failed.length > 1 && failed.includes(e as HostError)) throw new HostError((e as HostError).code, failed.map((f) => f.message).join('\n'));
+      // Hosts that failed together are all named (three unknown host keys, not one run per key),
+      // each with its own code; the last one's is the run's, said after it as usual.
+      if (failed.length > 1 && failed.includes(e as HostError)) {
+        const last = failed[failed.length - 1]!;
+        throw new HostError(last.code, failed.map((f) => (f === last ? f.message : `${f.message} [${f.code}]`)).join('\n'));
+      }
       throw e;
     }),
   );
