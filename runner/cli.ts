@@ -2,22 +2,23 @@
 // exit code: 0 every prediction held, 1 a prediction failed, 2 the lab file or
 // arguments are invalid, 3 a host or the environment failed.
 
-import { constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { constants, existsSync, readFileSync } from 'node:fs';
 import { access, mkdir, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
 import { planLab, unacknowledgedGlobals, type Plan } from './lab/plan.ts';
-import { readLab } from './lab/validate.ts';
+import { LAB_FILE, readLab } from './lab/validate.ts';
 import { didYouMean } from './files/names.ts';
 import { shellQuote } from './files/quote.ts';
-import { MAX_FILE_BYTES } from './files/read.ts';
+import { readUserFile } from './files/read.ts';
 import { parseVarOverrides, unusedOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
 import { describePlan } from './run/describe-plan.ts';
 import { hostsDownCommand, hostsUpCommand } from './run/hosts-up.ts';
 import { restoreLeftovers } from './run/leftovers.ts';
+import { STOPPED } from './run/steps.ts';
 import { openProvider } from './run/provider.ts';
 import { runPlan, runtimeName } from './run/run.ts';
 import { writeReports, renderSuiteJunit } from './report/write.ts';
@@ -259,17 +260,17 @@ async function validateCommand(argv: string[], io: Io): Promise<number> {
   let problems = 0;
   const sources: string[] = [];
   for (const file of await expandLabFiles(positionals)) {
-    // Every lab's templates count for the --var check, the invalid ones' too (a readable one: not over the size limit).
-    const st = existsSync(file) ? statSync(file) : undefined;
-    sources.push(st?.isFile() && st.size <= MAX_FILE_BYTES ? readFileSync(file, 'utf8') : '');
     try {
       const lab = await readLab(file, overrides);
+      sources.push(lab.source);
       // Valid, but a run on local hosts would refuse it: say so now, not at the run.
       const local = planLab(lab, (await openProvider(lab, {})).bindings());
       io.out(`${file}: ok (lab "${lab.name}", ${lab.hosts.length} hosts, ${lab.steps.length} steps, ${lab.expect.length} expectations)`);
       for (const line of needsAckLines(local, (values.ack as string[] | undefined) ?? [])) io.out(`  note: ${line}`);
     } catch (e) {
       if (!(e instanceof LabError)) throw e;
+      // An invalid lab's templates count for the --var check too, when the reader could read it (the size limit, text).
+      sources.push(await readUserFile(file, LAB_FILE).catch(() => ''));
       if (e.problems.length) for (const p of e.problems) io.err(formatProblem(p));
       else io.err(`${e.message}`);
       problems += Math.max(1, e.problems.length);
@@ -805,7 +806,7 @@ function progressRenderer(io: Io): ((e: RunEvent) => void) & { done(): void } {
 }
 
 function summarizeStep(o: StepObservation): string {
-  if (!o.ok && o.error?.startsWith('stopped: ')) {
+  if (!o.ok && o.error?.startsWith(STOPPED)) {
     const so = Object.entries(o.metrics).map(([k, v]) => `${k} ${v}`).join(', ');
     return `${o.error}${so ? ` (so far: ${so})` : ''}`;
   }

@@ -23,6 +23,8 @@ import {
 
 export const HOSTS_UP_PURPOSE = 'hosts-up';
 export const HOSTS_UP_DIR = '/run/lab/hosts-up';
+/** Hosts up live in 198.<HOSTS_UP_NET>.0.0/16, runs' local hosts in 198.18. */
+export const HOSTS_UP_NET = 19;
 export const SSHD = '/usr/sbin/sshd';
 /** How many of a host's alias pool the inventory offers a lab. */
 const INVENTORY_ALIASES = 8;
@@ -69,7 +71,7 @@ export async function hostsUp(
   }
 
   const id = randomBytes(3).toString('hex');
-  const network = await createLocalNetwork({ id, roles, net: 19, rootLink: true, purpose: HOSTS_UP_PURPOSE });
+  const network = await createLocalNetwork({ id, roles, net: HOSTS_UP_NET, rootLink: true, purpose: HOSTS_UP_PURPOSE });
   const dir = `${HOSTS_UP_DIR}/${id}`;
   try {
     await mkdir(`${dir}/home`, { recursive: true, mode: 0o700 });

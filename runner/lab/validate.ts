@@ -85,12 +85,15 @@ export const MAX_FILES_COUNT = 100_000;
 export const NR_OPEN_RANGE = [64, 2_147_483_584] as const;
 const EXPECT_KEYS = ['metric', 'model', 'value', 'tolerance'];
 
+/** How the reader names a lab file in its errors (LAB_NOT_FOUND, LAB_TOO_LARGE…). */
+export const LAB_FILE = { what: 'lab file', code: 'LAB' } as const;
+
 /**
  * Read and validate a lab file. A missing file is LAB_NOT_FOUND; a file that
  * is not valid YAML is LAB_YAML; a lab that breaks a rule is LAB_INVALID.
  */
 export async function readLab(file: string, overrides?: Record<string, string>): Promise<Lab> {
-  return loadLab(file, await readUserFile(file, { what: 'lab file', code: 'LAB' }), overrides);
+  return loadLab(file, await readUserFile(file, LAB_FILE), overrides);
 }
 
 /**
@@ -101,6 +104,11 @@ export async function readLab(file: string, overrides?: Record<string, string>):
  */
 export function labProblem(lab: Pick<Lab, 'file' | 'source'>, path: DocPath, message: string, key = false): LabProblem {
   return parseYaml(lab.file, lab.source).problem(path, message, key);
+}
+
+/** labProblem at a host's sysctl, where the lab sets it (`hosts.<role>.sysctls.<name>`, at its key). */
+export function sysctlProblem(lab: Pick<Lab, 'file' | 'source'>, role: string, name: string, message: string): LabProblem {
+  return labProblem(lab, ['hosts', role, 'sysctls', name], message, true);
 }
 
 /**

@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { hostname, release } from 'node:os';
 import { formatProblem } from '../errors.ts';
 import { formatSize } from '../files/sizes.ts';
-import { labProblem } from '../lab/validate.ts';
+import { sysctlProblem } from '../lab/validate.ts';
 import { runLocal } from '../hosts/local.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { capacityCheck, WORKER_FD_MARGIN } from '../models/scale.ts';
@@ -77,7 +77,7 @@ export async function describePlan(plan: Plan, provider: HostProvider, options: 
       const change =
         before === '-' ? `${s.value}: no such sysctl on ${h.kind === 'netns' ? 'this machine' : h.target}: the run will refuse it [NO_SUCH_SYSCTL]` : before === s.value ? `${s.value} (unchanged)` : `${before} → ${s.value}`;
       if (before === '-' && options.refusals) {
-        const p = labProblem(plan.lab, ['hosts', h.role, 'sysctls', s.name], `No sysctl "${s.name}" on ${h.kind === 'netns' ? 'this machine' : h.target}`, true);
+        const p = sysctlProblem(plan.lab, h.role, s.name, `No sysctl "${s.name}" on ${h.kind === 'netns' ? 'this machine' : h.target}`);
         options.refusals.noSuchSysctl.push(formatProblem(p));
       }
       const global = s.scope === 'global' ? (h.local ? '  [global: this machine]' : '  [global]') : '';

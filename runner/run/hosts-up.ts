@@ -2,9 +2,11 @@
 // sshd, and an inventory for them (see hosts/hostsup.ts), in words for the CLI.
 
 import { readdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { HostError } from '../errors.ts';
-import { hostsDown, hostsUp, hostsUpIds } from '../hosts/hostsup.ts';
+import { hostsDown, hostsUp, hostsUpIds, HOSTS_UP_NET } from '../hosts/hostsup.ts';
 import { runLocal } from '../hosts/local.ts';
+import { hostJournalPath } from '../provision/journal.ts';
 
 export async function hostsUpCommand(roles: string[], out: string, ansibleOut?: string): Promise<string> {
   const r = await hostsUp({ roles, out, ansibleOut });
@@ -24,13 +26,13 @@ export async function hostsDownCommand(): Promise<{ line: string; problems: stri
 }
 
 /**
- * The `lab hosts up` hosts (198.19.0.0/16) whose journal lock a live run holds,
+ * The `lab hosts up` hosts (198.HOSTS_UP_NET.0.0/16) whose journal lock a live run holds,
  * as "198.19.0.2: held by lab run slow by pid … since …". flock(1) asks the
  * kernel, so a lock file left by a dead run does not count.
  */
 async function hostsInUse(): Promise<string[]> {
-  const dir = '/run/lab/host';
-  const locks = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith('198.19.') && n.endsWith('.journal.lock'));
+  const dir = dirname(hostJournalPath('-'));
+  const locks = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.startsWith(`198.${HOSTS_UP_NET}.`) && n.endsWith('.journal.lock'));
   const busy: string[] = [];
   for (const name of locks) {
     const r = await runLocal(['flock', '--nonblock', '--conflict-exit-code', '75', `${dir}/${name}`, 'true']);

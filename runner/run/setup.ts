@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { AgentClient } from '../agent/client.ts';
 import { HostError, LabError, type LabProblem } from '../errors.ts';
 import { didYouMean } from '../files/names.ts';
-import { labProblem } from '../lab/validate.ts';
+import { sysctlProblem } from '../lab/validate.ts';
 import type { Transport } from '../hosts/transport.ts';
 import type { Plan, PlannedHost } from '../lab/plan.ts';
 import { provisionHost } from '../provision/provision-host.ts';
@@ -103,7 +103,7 @@ export async function provisionHosts(
   await perHost(bound, [...sessions.values()], forks, async (s) => {
       s.journaled = true;
       const at = (name: string) => {
-        const p = labProblem(plan.lab, ['hosts', s.host.role, 'sysctls', name], '', true);
+        const p = sysctlProblem(plan.lab, s.host.role, name, '');
         return `${p.file}:${p.line}:${p.col}`;
       };
       await provisionHost(s.agent!, s.host, provider.journalPath(s.host.name), holder, s.changes, at);
@@ -141,7 +141,7 @@ export async function checkSysctls(plan: Plan, sessions: Sessions, bound: RunBou
         const why = hidden
           ? `"${name}" is machine-wide and not shown inside a network namespace, so a local host cannot set it: set it on this machine before the run, or run on an inventory host`
           : `No sysctl "${name}" on ${on}: ${path} does not exist${near ? `: did you mean "${near}"?` : ''}`;
-        problems.push(labProblem(plan.lab, ['hosts', s.host.role, 'sysctls', name], why, true));
+        problems.push(sysctlProblem(plan.lab, s.host.role, name, why));
       }
     }),
   );

@@ -19,6 +19,9 @@ import { PROGRESS_SAMPLE_MS, releaseTimeoutMs, RUN_TIMEOUTS } from './timeouts.t
 type Step<K extends PlannedStep['kind']> = Extract<PlannedStep, { kind: K }>;
 
 /** What every step kind's function gets. */
+/** How a step the run stopped in (Ctrl-C, the lab's timeout, a lost host) begins its error: it did not fail, it was cut short. */
+export const STOPPED = 'stopped: ';
+
 interface StepContext {
   sessions: Sessions;
   bound: RunBound;
@@ -100,7 +103,7 @@ async function runStep(step: PlannedStep, ctx: StepContext): Promise<StepObserva
   } catch (e) {
     if (e instanceof Interrupted) {
       obs.ok = false;
-      obs.error = `stopped: ${e.message}`;
+      obs.error = `${STOPPED}${e.message}`;
       obs.durationMs = Math.round(performance.now() - t0);
       ctx.stopped = obs;
       throw e;

@@ -99,10 +99,11 @@ test('lab run refuses a sysctl the kernel lacks before any change: exit 2, at it
   await assertClean(before, 'after a sysctl the kernel lacks', join(out, 'no-such'));
 });
 
-test('lab run restores every host when interrupted with Ctrl-C', async () => {
-  const before = await machineState();
+/** slow.yaml, sent SIGINT once it holds its connections in its sleep step: to the pid, or (`group`) to its process group, as a terminal does. */
+async function interruptedInSleep(name: string, group = false) {
   let sent = false;
-  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, 'slow')], {
+  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, name)], {
+    group,
     onStderr: (text, kill) => {
       if (!sent && text.includes('step hold')) {
         sent = true;
@@ -113,6 +114,12 @@ test('lab run restores every host when interrupted with Ctrl-C', async () => {
   assert.ok(sent, 'the run reached its sleep step');
   assert.is(r.code, 130, r.stderr);
   assert.match(r.stderr, 'restored client');
+  return r;
+}
+
+test('lab run restores every host when interrupted with Ctrl-C', async () => {
+  const before = await machineState();
+  await interruptedInSleep('slow');
   const result = JSON.parse(readFileSync(join(out, 'slow', 'result.json'), 'utf8')) as RunResult;
   assert.is(result.error?.code, 'INTERRUPTED');
   assert.is(result.predictions[0]!.observed, 50);
@@ -140,19 +147,7 @@ test('lab run that reaches its lab timeout exits 3 with TIMEOUT, not as a Ctrl-C
 
 test('Ctrl-C on a terminal (SIGINT to the whole process group) restores every host and exits 130, not a false incomplete restore', async () => {
   const before = await machineState();
-  let sent = false;
-  const r = await runCli(['run', 'test/fixtures/labs/run/slow.yaml', '--out', join(out, 'group')], {
-    group: true,
-    onStderr: (text, kill) => {
-      if (!sent && text.includes('step hold')) {
-        sent = true;
-        kill('SIGINT');
-      }
-    },
-  });
-  assert.ok(sent, 'the run reached its sleep step');
-  assert.is(r.code, 130, r.stderr);
-  assert.match(r.stderr, 'restored client');
+  const r = await interruptedInSleep('group', true);
   assert.not.match(r.stderr, 'RESTORE_INCOMPLETE');
   const result = JSON.parse(readFileSync(join(out, 'group', 'result.json'), 'utf8')) as RunResult;
   assert.ok(result.restore.ok, result.restore.problems.join('\n'));

@@ -35,10 +35,8 @@ def op_begin(rid, args):
 
 def op_sysctl_get(rid, args):
     name = arg(args, "name", str)
-    if not arg(args, "missingOk", bool, False):
-        return {"value": sysctl_read(name)}
     path = sysctl_path(name)
-    if os.path.exists(path):
+    if not arg(args, "missingOk", bool, False) or os.path.exists(path):
         return {"value": sysctl_read(name)}
     # Not in this kernel (or not in this namespace): the names beside it, for a "did you mean".
     parent = os.path.dirname(path)
