@@ -10,7 +10,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { RunResult } from '../result.ts';
-import { findResults, machineOf, performanceFigures } from './baseline.ts';
+import { findResults, machineOf, performanceFigures, topologyOf } from './baseline.ts';
 import { historySpec, inlineSvg, renderCharts, slug, type Chart, type HistoryPoint } from './charts.ts';
 import { escapeXml, formatDuration, formatValue, isRefusal, isRegression, refusalReason, verdictCounts } from './helpers.ts';
 import { readResult } from './read.ts';
@@ -26,6 +26,7 @@ export interface PublishSummary {
 
 interface Run {
   result: RunResult;
+  /** the machine (baseline.ts machineOf), and the hosts' topology where its runs of the lab had several: one line of history each */
   machine: string;
   /** the run's folder, relative to the site root, with forward slashes */
   path: string;
@@ -89,6 +90,7 @@ export async function publish(inputs: string[], out: string): Promise<PublishSum
   for (const run of runs) labs.set(run.result.lab.name, [...(labs.get(run.result.lab.name) ?? []), run]);
   const sections: LabSection[] = [];
   for (const [name, labRuns] of [...labs.entries()].sort(([a], [b]) => a.localeCompare(b))) {
+    apartByTopology(labRuns);
     const dir = join(out, slug(name));
     await mkdir(dir, { recursive: true });
     const charts = await renderCharts(historySpecs(labRuns));
@@ -102,6 +104,20 @@ export async function publish(inputs: string[], out: string): Promise<PublishSum
   await writeFile(index.html, indexHtml(sections));
   await writeFile(index.markdown, indexMarkdown(sections));
   return { runs: runs.length, added, labs: sections.length, index };
+}
+
+/**
+ * A lab run on one machine over different hosts (one namespace, then two SSH
+ * clients) measured different things: a role's total over two clients is no
+ * regression of one. Such runs are told apart by their topology, so that each
+ * draws its own line of history and keeps its own latest verdict.
+ */
+function apartByTopology(runs: Run[]): void {
+  const topologies = new Map<string, Set<string>>();
+  for (const run of runs) topologies.set(run.machine, (topologies.get(run.machine) ?? new Set()).add(topologyOf(run.result)));
+  for (const run of runs) {
+    if (topologies.get(run.machine)!.size > 1) run.machine = `${run.machine} (${topologyOf(run.result)})`;
+  }
 }
 
 /** The start time a published result.json records, or undefined when it cannot be read. */

@@ -53,4 +53,28 @@ test('publish() writes each run at a stable path, an index and a page per lab, i
   assert.is((await publish([result('pass'), twinFile], together)).added, 2);
 });
 
+test('publish() draws runs of a lab on one machine over other hosts as a line of their own, with a latest verdict of their own', async () => {
+  const pass = await readResult(result('pass'));
+  // The same lab on the same machine, a day later, over SSH hosts (lab hosts up): its totals are not the namespace run's.
+  const overSsh = {
+    ...pass,
+    startedAt: '2026-11-22T09:00:00.000Z',
+    verdict: 'fail' as const,
+    hosts: pass.hosts.map((h) => ({ ...h, transport: 'ssh' as const })),
+  };
+  const file = join(await mkdtemp(join(tmpdir(), 'lab-ssh-')), 'result.json');
+  await writeFile(file, JSON.stringify(overSsh));
+  const out = await mkdtemp(join(tmpdir(), 'lab-site-'));
+  await publish([result('pass'), file], out);
+  const index = await readFile(join(out, 'index.md'), 'utf8');
+  // Both are the latest of their kind: the namespace run's pass is not hidden by the SSH run's fail.
+  assert.match(index, /\| port-exhaustion \| bench-07 \(client: 1 netns, server: 1 netns\) \| ✅ pass \|/);
+  assert.match(index, /\| port-exhaustion \| bench-07 \(client: 1 ssh, server: 1 ssh\) \| ❌ fail \|/);
+  // Each draws its own line: the chart's key names both.
+  const chart = await readFile(join(out, 'port-exhaustion', 'history-ramp-established.svg'), 'utf8');
+  assert.match(chart, /client: 1 netns, server: 1 netns/);
+  assert.match(chart, /client: 1 ssh, server: 1 ssh/);
+  // Runs over one topology keep the machine's plain name (the first test's golden index).
+});
+
 test.run();
