@@ -15,6 +15,7 @@ import { readUserFile } from './files/read.ts';
 import { parseVarOverrides, unusedOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
+import type { HostKeyAdded } from './hosts/ssh.ts';
 import { describePlan } from './run/describe-plan.ts';
 import { hostsDownCommand, hostsUpCommand } from './run/hosts-up.ts';
 import { restoreLeftovers } from './run/leftovers.ts';
@@ -316,6 +317,11 @@ function roleGroupsOf(values: Record<string, unknown>): Record<string, string> {
 }
 
 /** A --var no template uses changes nothing: say so (it is allowed, for suites whose labs share --vars). */
+/** Says which host key accept-new trusted on first use, and where it wrote it, as OpenSSH's "Permanently added" does. */
+function hostKeyNotice(io: Io): (added: HostKeyAdded) => void {
+  return (a) => io.err(`${a.role}: added the ${a.who}host key of ${a.host} (${a.key}) to ${a.file}`);
+}
+
 function warnUnusedVars(overrides: Record<string, string>, sources: string[], io: Io): void {
   for (const u of unusedOverrides(overrides, sources)) {
     io.err(`warning: --var ${u.name} is used by no template of ${sources.length > 1 ? 'these labs' : 'the lab'}, so it changes nothing${u.meant ? `: did you mean "${u.meant}"?` : ''}`);
@@ -332,6 +338,7 @@ async function loadPlan(argv: string[], command: string, io: Io) {
   const providerOptions = {
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
+    onHostKeyAdded: hostKeyNotice(io),
     roleGroups: roleGroupsOf(values),
     forks,
   };
@@ -441,6 +448,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   const pool = new HostPool({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
+    onHostKeyAdded: hostKeyNotice(io),
     roleGroups: roleGroupsOf(values),
     forks,
   });
@@ -608,6 +616,7 @@ async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io)
     overrides,
     roleGroups: providerOptions.roleGroups,
     acceptNewHostKeys: providerOptions.acceptNewHostKeys,
+    onHostKeyAdded: providerOptions.onHostKeyAdded,
     forks,
     signal: io.signal,
     version: VERSION,
@@ -718,6 +727,7 @@ async function restoreCommand(argv: string[], io: Io): Promise<number> {
   const r = await restoreLeftovers({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
+    onHostKeyAdded: hostKeyNotice(io),
     forks: forksOf(values),
   });
   for (const line of r.lines) io.out(line);

@@ -25,7 +25,7 @@ import {
   type Inventory,
   type InventoryHost,
 } from './inventory-host.ts';
-import { SshTransport, type HostKeyPolicy, type SshEndpoint } from './ssh.ts';
+import { SshTransport, type HostKeyAdded, type HostKeyPolicy, type SshEndpoint } from './ssh.ts';
 
 export type { Inventory, InventoryHost } from './inventory-host.ts';
 
@@ -125,7 +125,11 @@ function readGroups(ctx: Reading, value: unknown, hosts: Record<string, Inventor
 }
 
 /** The SSH transport for an inventory host; `acceptNewHostKeys` is `--accept-new-host-keys`. */
-export function inventoryTransport(host: InventoryHost, role: string, options: { acceptNewHostKeys?: boolean } = {}): SshTransport {
+export function inventoryTransport(
+  host: InventoryHost,
+  role: string,
+  options: { acceptNewHostKeys?: boolean; onHostKeyAdded?: (added: HostKeyAdded) => void } = {},
+): SshTransport {
   const policy = (p: HostKeyPolicy): HostKeyPolicy => (options.acceptNewHostKeys ? 'accept-new' : p);
   return new SshTransport({
     role,
@@ -143,6 +147,7 @@ export function inventoryTransport(host: InventoryHost, role: string, options: {
     sudo: host.sudo,
     localNamespace: host.local,
     ...(host.python !== undefined ? { python: host.python } : {}),
+    ...(options.onHostKeyAdded ? { onHostKeyAdded: options.onHostKeyAdded } : {}),
   });
 }
 

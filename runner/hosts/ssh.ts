@@ -75,6 +75,20 @@ export interface SshTransportOptions extends SshEndpoint {
   env?: Record<string, string | undefined>;
   /** the interpreter the agent runs with (an absolute path); default: `python3` from the login PATH */
   python?: string;
+  /** told each host key accepted as new and added to known_hosts (as OpenSSH's "Permanently added" warning) */
+  onHostKeyAdded?: (added: HostKeyAdded) => void;
+}
+
+/** A host key that `accept-new` trusted on first use and appended to known_hosts. */
+export interface HostKeyAdded {
+  role: string;
+  /** "jump host " when it was the jump host's key, else "" */
+  who: string;
+  /** the known_hosts name: address, or [address]:port */
+  host: string;
+  /** key type and SHA256 fingerprint, as ssh-keygen -l prints them */
+  key: string;
+  file: string;
 }
 
 const DEFAULT_COMMAND_TIMEOUT_MS = 30_000;
@@ -377,6 +391,7 @@ export class SshTransport implements Transport {
       if (check.status === 'known') return true;
       if (check.status === 'unknown' && ep.hostKey === 'accept-new') {
         appendKnownHost(ep.knownHosts, `${name} ${keyType} ${blob.toString('base64')}`);
+        this.options.onHostKeyAdded?.({ role: this.role, who, host: name, key: offered, file: ep.knownHosts });
         return true;
       }
       if (check.status === 'unknown') {

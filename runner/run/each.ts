@@ -11,6 +11,7 @@ import { didYouMean } from '../files/names.ts';
 import { readLab } from '../lab/validate.ts';
 import { EACH_FORMAT, type EachResult } from '../result.ts';
 import type { RunEventHandler } from './events.ts';
+import type { HostKeyAdded } from '../hosts/ssh.ts';
 import { InventoryProvider } from './inventory-provider.ts';
 import { runPlan } from './run.ts';
 
@@ -22,6 +23,7 @@ export interface EachOptions {
   overrides: Record<string, string>;
   roleGroups: Record<string, string>;
   acceptNewHostKeys: boolean;
+  onHostKeyAdded?: (added: HostKeyAdded) => void;
   forks?: number;
   signal?: AbortSignal;
   version: string;
@@ -58,6 +60,7 @@ export async function planEach(options: EachOptions): Promise<EachPlan> {
     }
     const provider = InventoryProvider.from(lab, inventory, {
       acceptNewHostKeys: options.acceptNewHostKeys,
+      onHostKeyAdded: options.onHostKeyAdded,
       roleGroups: options.roleGroups,
       only: { group: options.group, host },
     });

@@ -5,6 +5,7 @@
 
 import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../hosts/inventory.ts';
 import type { Transport } from '../hosts/transport.ts';
+import type { HostKeyAdded } from '../hosts/ssh.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import { didYouMean } from '../files/names.ts';
 import type { Lab } from '../lab/types.ts';
@@ -20,6 +21,8 @@ export function inventoryJournalPath(host: InventoryHost): string {
 
 export interface InventoryProviderOptions {
   acceptNewHostKeys: boolean;
+  /** told each host key accepted as new (the CLI says so, as OpenSSH does) */
+  onHostKeyAdded?: (added: HostKeyAdded) => void;
   /** `--role ROLE=GROUP`: the group a role takes, when not the group of its own name */
   roleGroups?: Record<string, string>;
   /** `--each GROUP`: run on this one host of the group (the other roles keep theirs) */
@@ -133,7 +136,7 @@ export class InventoryProvider implements HostProvider {
   }
 
   transport(name: string): Transport {
-    return inventoryTransport(this.host(name), name, { acceptNewHostKeys: this.options.acceptNewHostKeys });
+    return inventoryTransport(this.host(name), name, { acceptNewHostKeys: this.options.acceptNewHostKeys, onHostKeyAdded: this.options.onHostKeyAdded });
   }
 
   journalPath(name: string): string {

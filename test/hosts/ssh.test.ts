@@ -14,7 +14,7 @@ import { HostError } from '../../runner/errors.ts';
 import { hostsDown, hostsUp, HOSTS_UP_DIR } from '../../runner/hosts/hostsup.ts';
 import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../../runner/hosts/inventory.ts';
 import type { LocalNetwork } from '../../runner/hosts/netns.ts';
-import { remoteCommand, SshTransport, type SshTransportOptions } from '../../runner/hosts/ssh.ts';
+import { remoteCommand, SshTransport, type HostKeyAdded, type SshTransportOptions } from '../../runner/hosts/ssh.ts';
 
 const work = mkdtempSync(join(tmpdir(), 'lab-ssh-test-'));
 let inventory: Inventory;
@@ -318,11 +318,14 @@ test('connect() with an empty known_hosts fails with SSH_HOSTKEY_UNKNOWN, saying
 
 test('--accept-new-host-keys writes the key to known_hosts, and the key is then known', async () => {
   const known = join(work, 'new_known_hosts');
-  const t = inventoryTransport({ ...host('beta'), knownHosts: known }, 'beta', { acceptNewHostKeys: true });
+  const added: HostKeyAdded[] = [];
+  const t = inventoryTransport({ ...host('beta'), knownHosts: known }, 'beta', { acceptNewHostKeys: true, onHostKeyAdded: (a) => added.push(a) });
   open.push(t);
   await t.connect();
   assert.is((await t.exec(['echo', 'in'])).stdout, 'in\n');
   assert.is(readFileSync(known, 'utf8'), `198.19.0.2 ${hostKeyLine('beta')}\n`);
+  // It says which key it trusted, and where it wrote it (the CLI prints it, as OpenSSH's "Permanently added").
+  assert.equal(added, [{ role: 'beta', who: '', host: '198.19.0.2', key: `ssh-ed25519 ${opensshFingerprint('beta')}`, file: known }]);
   // With the default policy, the written key now checks out.
   await transport('beta', { knownHosts: known, hostKey: 'check' }).connect();
 });
