@@ -11,7 +11,8 @@ import type { Lab } from '../lab/types.ts';
 import { readLab } from '../lab/validate.ts';
 import { openProvider, type HostProvider, type ProviderOptions } from './provider.ts';
 
-const LAB_FILE = /\.(ya?ml|lab\.json)$/;
+/** What a folder's lab files are named: `*.yaml` and `*.yml`, as `lab --help` and the error below say (a JSON lab is named on its own). */
+const LAB_FILE_NAME = /\.ya?ml$/;
 
 /** The lab files named by `args`: files as given, folders by their lab files in name order. */
 export async function expandLabFiles(args: string[]): Promise<string[]> {
@@ -29,7 +30,7 @@ export async function expandLabFiles(args: string[]): Promise<string[]> {
       files.push(arg);
       continue;
     }
-    const names = (await readdir(arg)).filter((n) => LAB_FILE.test(n)).sort();
+    const names = (await readdir(arg)).filter((n) => LAB_FILE_NAME.test(n)).sort();
     if (!names.length) throw new LabError('ARGS', `No lab files (*.yaml, *.yml) in "${arg}"`);
     files.push(...names.map((n) => join(arg, n)));
   }
