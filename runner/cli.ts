@@ -24,7 +24,7 @@ import { openProvider } from './run/provider.ts';
 import { runPlan, runtimeName } from './run/run.ts';
 import { writeReports, renderSuiteJunit } from './report/write.ts';
 import { writeEachReports } from './report/each.ts';
-import { isRefusal, predictionLabel, refusalReason } from './report/helpers.ts';
+import { isRefusal, predictionLabel, refusalReason, runExitCode } from './report/helpers.ts';
 import { readResult } from './report/read.ts';
 import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, readBaseline, topologyOf, type BaselineOptions } from './report/baseline.ts';
 import { isRegression } from './report/helpers.ts';
@@ -54,7 +54,7 @@ Usage:
   lab report RESULT.json [--out DIR]
   lab publish RESULTS... --out DIR
   lab reports refresh [FILE|DIR...]
-  lab restore [-i INVENTORY [--forks N]]
+  lab restore [-i INVENTORY [--forks N] [--accept-new-host-keys]]
   lab hosts up [--roles client:4,server] [--out inventory.yaml] [--ansible inventory.ini]
   lab hosts down
 
@@ -130,7 +130,9 @@ with its current and planned value (old → new; a sysctl the kernel lacks is
 marked, as the run would refuse it), the steps in order, the capacity check
 and a line for each machine-wide sysctl the run would refuse unacknowledged.
 Exits as the run would before any change: 2 for a sysctl a host lacks or one
-not acknowledged, 3 when the hosts cannot hold the lab, 0 otherwise.
+not acknowledged, 3 when local hosts cannot hold the lab, 0 otherwise. The
+capacity of inventory hosts is checked by the run, once their agents report
+their facts.
 
 Options:
   --var k=v              set a template variable (repeatable)
@@ -143,7 +145,9 @@ Options:
 
 Re-render report.md, report.html and junit.xml from a result.json alone
 (default: next to it), and print its verdicts and its comparison with the
-baseline as the run did; the exit code is the run's (0, 1, or 4 for a regression).`,
+baseline as the run did. The exit code is the one the run gave: 0 pass, 1 a
+failed prediction, 4 a regression, 2 a sysctl the host lacks, 3 a run that
+stopped, was refused or left a restore incomplete, 130 interrupted.`,
   publish: `Usage: lab publish RESULTS... --out DIR
 
 Build a static site from runs: RESULTS are result.json files or folders of runs
@@ -158,10 +162,15 @@ Run the shipped labs (default labs/) as a suite and keep each run as the
 committed reference in reports/<lab>/ (result.json, report.md and its charts;
 report.html and junit.xml stay git-ignored), with reports/README.md naming the
 machine. A nightly job compares with it: lab run labs/ --baseline reports/.`,
-  restore: `Usage: lab restore [-i INVENTORY [--forks N]]
+  restore: `Usage: lab restore [-i INVENTORY [--forks N] [--accept-new-host-keys]]
 
 Undo what a run left behind when its controller died: without -i, the local
-namespaces, links and routes of dead runs; with -i, each host's journal.`,
+namespaces, links and routes of dead runs; with -i, each host's journal.
+
+Options:
+  -i, --inventory FILE   the hosts to restore, over SSH
+  --forks N              hosts restored at once (default 10)
+  --accept-new-host-keys accept and remember SSH host keys not yet known`,
   hosts: `Usage: lab hosts up [--roles client:4,server] [--out inventory.yaml] [--ansible inventory.ini]
        lab hosts down
 
@@ -461,16 +470,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
       io.err(await describePlan(preview, provider, { forks }));
       throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
     }
-    const unacked = unacknowledgedGlobals(preview, (values.ack as string[] | undefined) ?? []);
-    if (unacked.length) {
-      const list = unacked.map((u) => `${u.name} = ${u.value} (on ${u.role})`).join(', ');
-      const names = [...new Set(unacked.map((u) => u.name))];
-      throw new LabError(
-        'NEEDS_ACK',
-        `${lab.file} changes machine-wide settings on this machine: ${list}. Every process here shares them until the run restores them. ` +
-          `Acknowledge each in the lab file (acknowledge: { ${names.map((n) => `${n}: "why"`).join(', ')} }) or with ${names.map((n) => `--ack ${n}`).join(' ')}`,
-      );
-    }
+    refuseUnacknowledged(preview, values);
     plans.push({ lab, provider });
   }
   // Made only once nothing above refused the run: a refusal leaves no empty folder behind.
@@ -556,10 +556,7 @@ async function runOneLab(
   }
   const code = exitCodeOf(result, io, provider.restoreCommand);
   // Every prediction held, but the machine moved: its own exit code, so a nightly job can tell.
-  if (code === 0 && result.baseline?.regressions) {
-    io.err(`error: ${result.baseline.regressions} metric${result.baseline.regressions > 1 ? 's' : ''} regressed against the baseline [REGRESSION]`);
-    return { result, code: 4 };
-  }
+  if (code === 4) io.err(`error: ${result.baseline!.regressions} metric${result.baseline!.regressions > 1 ? 's' : ''} regressed against the baseline [REGRESSION]`);
   return { result, code };
 }
 
@@ -606,6 +603,23 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[], withBaseline = false)
   ].join('\n');
 }
 
+/**
+ * NEEDS_ACK: a lab that changes a machine-wide sysctl of this machine (local
+ * hosts, `lab hosts up` hosts among them) without acknowledging it is refused
+ * before any host is touched.
+ */
+function refuseUnacknowledged(plan: Plan, values: Record<string, unknown>): void {
+  const unacked = unacknowledgedGlobals(plan, (values.ack as string[] | undefined) ?? []);
+  if (!unacked.length) return;
+  const list = unacked.map((u) => `${u.name} = ${u.value} (on ${u.role})`).join(', ');
+  const names = [...new Set(unacked.map((u) => u.name))];
+  throw new LabError(
+    'NEEDS_ACK',
+    `${plan.lab.file} changes machine-wide settings on this machine: ${list}. Every process here shares them until the run restores them. ` +
+      `Acknowledge each in the lab file (acknowledge: { ${names.map((n) => `${n}: "why"`).join(', ')} }) or with ${names.map((n) => `--ack ${n}`).join(' ')}`,
+  );
+}
+
 /** `lab run --each GROUP`: the lab once per host of the group, then one side-by-side report. */
 async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io): Promise<number> {
   const { lab, values, forks, overrides, providerOptions, file } = loaded;
@@ -630,6 +644,8 @@ async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io)
     for (const { plan, provider } of each.hosts) io.err(await describePlan(plan, provider, { forks }));
     throw new LabError('NEEDS_YES', 'This run changes real hosts (above): run again with --yes to go ahead');
   }
+  // Each host's plan as a single run's: its vars may set another sysctl.
+  for (const { plan } of each.hosts) refuseUnacknowledged(plan, values);
   const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}-each-${values.each}/${timestamp()}`));
   try {
     await mkdir(out, { recursive: true });
@@ -675,9 +691,7 @@ function exitCodeOf(result: RunResult, io: Io, restoreCommand: string): number {
     io.err(`error: restore was incomplete:\n  ${result.restore.problems.join('\n  ')}\nrun "${restoreCommand}" to finish it [RESTORE_INCOMPLETE]`);
     return 3;
   }
-  // A lab that names a sysctl its host lacks is the lab's mistake, found before any change: as invalid input.
-  if (result.error) return result.error.code === 'INTERRUPTED' ? 130 : result.error.code === 'NO_SUCH_SYSCTL' ? 2 : 3;
-  return result.verdict === 'pass' ? 0 : 1;
+  return runExitCode(result);
 }
 
 async function reportCommand(argv: string[], io: Io): Promise<number> {
@@ -690,8 +704,11 @@ async function reportCommand(argv: string[], io: Io): Promise<number> {
   // As the run said it: its comparison with the baseline, and a regression's exit code.
   if (result.baseline) io.out(baselineLines(result));
   io.out(`reports: ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
-  if (result.verdict !== 'pass') return 1;
-  return result.baseline?.regressions ? 4 : 0;
+  // As the run exited: a nightly job that reports again gates the same way.
+  const code = runExitCode(result);
+  if (result.error) io.err(`the run stopped: ${result.error.message} [${result.error.code}]`);
+  if (!result.restore.ok) io.err(`the run's restore was incomplete:\n  ${result.restore.problems.join('\n  ')}`);
+  return code;
 }
 
 async function publishCommand(argv: string[], io: Io): Promise<number> {

@@ -101,6 +101,10 @@ test('lab validate takes a folder: every lab file in it', async () => {
   assert.is(r.code, 0, r.err);
   assert.match(r.out, /^labs\/accept-queue\.yaml: ok /m);
   assert.match(r.out, /^labs\/two-million\.yaml: ok /m);
+  // A folder's lab files are its *.yaml and *.yml, as the help says: the parsed-lab fixtures beside them (*.lab.json) are not.
+  const good = await cli('validate', 'test/fixtures/labs/good');
+  assert.is(good.code, 0, good.out + good.err);
+  assert.not.match(good.out, /\.json/);
 });
 
 test('lab plan prices a socket as the run will: merged slab caches found through /sys/kernel/slab, as the agent finds them', async () => {
@@ -149,6 +153,28 @@ test('lab report refuses a result of a newer major format, exit 2', async () => 
   const r = await cli('report', join(dir, 'result.json'));
   assert.is(r.code, 2);
   assert.is(r.err, `error: ${join(dir, 'result.json')}: written by a newer lab (format "lab-result/2"); this lab reads lab-result/1: upgrade lab to report it [RESULT_NEWER]`);
+});
+
+test('lab report exits as the run did: 3 for a run that stopped and left its restore incomplete, 130 interrupted, 2 a sysctl the host lacks', async () => {
+  const { mkdtemp, readFile, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = await mkdtemp(join(tmpdir(), 'lab-cli-'));
+  // The agent timed out and fs.file-max was not put back: the run exited 3, not 1.
+  const failed = await cli('report', 'test/fixtures/results/fail.result.json', '--out', dir);
+  assert.is(failed.code, 3, failed.err);
+  assert.match(failed.err, 'the run stopped: client: agent: no reply to "snapshot" within 10000 ms');
+  assert.match(failed.err, "the run's restore was incomplete:\n  client: sysctl fs.file-max is still");
+  const sample = JSON.parse(await readFile('test/fixtures/results/pass.result.json', 'utf8'));
+  const exitOf = async (error: { code: string; message: string }) => {
+    const file = join(dir, `${error.code}.json`);
+    await writeFile(file, JSON.stringify({ ...sample, verdict: 'fail', error }));
+    return (await cli('report', file, '--out', dir)).code;
+  };
+  assert.is(await exitOf({ code: 'INTERRUPTED', message: 'interrupted (SIGINT)' }), 130);
+  assert.is(await exitOf({ code: 'NO_SUCH_SYSCTL', message: 'lab.yaml:7:7: no such sysctl' }), 2);
+  assert.is(await exitOf({ code: 'TIMEOUT', message: 'the lab ran out of its timeout' }), 3);
+  assert.is((await cli('report', 'test/fixtures/results/pass.result.json', '--out', dir)).code, 0);
 });
 
 test('lab run and lab publish check their arguments before touching anything', async () => {

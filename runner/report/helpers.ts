@@ -77,6 +77,21 @@ export function isRefusal(result: RunResult): boolean {
   return result.error?.code === 'CAPACITY';
 }
 
+/**
+ * The exit code of the run that wrote this result, the one `lab run` gave and
+ * `lab report` gives again: 3 for a restore left incomplete, whatever else
+ * happened; then what stopped the run (130 interrupted; 2 a sysctl the host
+ * lacks, the lab's mistake found before any change, as invalid input; 3 any
+ * other, a refusal for capacity among them); then 1 for a failed prediction and
+ * 4 for a regression against the baseline.
+ */
+export function runExitCode(result: RunResult): number {
+  if (!result.restore.ok) return 3;
+  if (result.error) return result.error.code === 'INTERRUPTED' ? 130 : result.error.code === 'NO_SUCH_SYSCTL' ? 2 : 3;
+  if (result.verdict !== 'pass') return 1;
+  return result.baseline?.regressions ? 4 : 0;
+}
+
 /** A refusal in one line: its arithmetic's conclusion ("need … > MemAvailable …") when it has one. */
 export function refusalReason(result: RunResult): string {
   const lines = (result.error?.message ?? '').split('\n').map((l) => l.trim());

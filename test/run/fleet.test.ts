@@ -131,6 +131,17 @@ test('--each client: one run per client, a host var narrows one range, one side-
   assertHostsClean('after --each');
 });
 
+test('--each on hosts of this machine asks for the acknowledgement of a machine-wide sysctl, as a single run does', async () => {
+  const before = readFileSync('/proc/sys/fs/file-max', 'utf8');
+  const dir = join(work, 'each-unacked');
+  const r = await runCli(['run', 'test/fixtures/labs/run/global-unacked.yaml', '-i', ini, '--each', 'client', '--out', dir]);
+  assert.is(r.code, 2, r.stderr + r.stdout);
+  assert.match(r.stderr, 'changes machine-wide settings on this machine: fs.file-max = 2000000 (on client). ');
+  assert.match(r.stderr, '--ack fs.file-max [NEEDS_ACK]');
+  assert.is(readFileSync('/proc/sys/fs/file-max', 'utf8'), before, 'nothing was touched');
+  assert.not.ok(existsSync(dir), 'no report folder for a refused run');
+});
+
 test('one client unreachable: the run stops naming it, and every other host is restored', async () => {
   const file = iniWith('down', (t) => t.replace(/^(client-4 .*)$/m, '$1 ansible_port=2222 lab_connect_timeout=2s'));
   const dir = join(work, 'down');
