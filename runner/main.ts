@@ -2,24 +2,46 @@
 
 import { main } from './cli.ts';
 
+const out = lines(process.stdout);
+const err = lines(process.stderr);
 const controller = new AbortController();
 let interrupts = 0;
 const onSignal = (sig: string) => {
   interrupts++;
   if (interrupts === 1) {
-    process.stderr.write(`\n${sig}: stopping and restoring every host (press Ctrl-C again to leave at once)\n`);
+    err(`\n${sig}: stopping and restoring every host (press Ctrl-C again to leave at once)`);
     controller.abort();
   } else {
-    process.stderr.write(`${sig}: leaving now; run "lab restore" to clean up\n`);
+    err(`${sig}: leaving now; run "lab restore" to clean up`);
     process.exit(130);
   }
 };
 process.on('SIGINT', () => onSignal('SIGINT'));
 process.on('SIGTERM', () => onSignal('SIGTERM'));
 
+/**
+ * Lines to a stream that stops taking them when its reader goes away
+ * (`lab run … | head -1`: EPIPE): the run goes on without it, restores every
+ * host, writes its reports and exits with its own code.
+ */
+function lines(stream: NodeJS.WriteStream): (s: string) => void {
+  let gone = false;
+  stream.on('error', () => {
+    gone = true;
+  });
+  return (s) => {
+    if (gone) return;
+    try {
+      stream.write(s + '\n');
+    } catch {
+      gone = true;
+    }
+  };
+}
+
 const code = await main(process.argv.slice(2), {
-  out: (s) => process.stdout.write(s + '\n'),
-  err: (s) => process.stderr.write(s + '\n'),
+  out,
+  err,
   isTTY: !!process.stderr.isTTY,
   signal: controller.signal,
 });

@@ -44,6 +44,8 @@ export function runCli(
     onSpawn?: (pid: number) => void;
     /** run it in a process group of its own and signal the whole group, as a terminal's Ctrl-C does */
     group?: boolean;
+    /** close the read end of its stdout after the first output, as `| head -1` does: its later writes meet EPIPE */
+    closeStdout?: boolean;
   } = {},
 ): Promise<CliRun> {
   const argv = [...cliArgv(options.runtime ?? 'node'), ...args];
@@ -52,7 +54,10 @@ export function runCli(
     if (child.pid) options.onSpawn?.(child.pid);
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (options.closeStdout) child.stdout.destroy();
+    });
     child.stderr.on('data', (d) => {
       stderr += d;
       // process.kill, not child.kill: under Deno child.kill also closes stdin and reports the signal, not the exit code.

@@ -154,6 +154,19 @@ test('Ctrl-C on a terminal (SIGINT to the whole process group) restores every ho
   await assertClean(before, 'after Ctrl-C to the process group', join(out, 'group'));
 });
 
+test('lab run whose reader goes away (| head -1) goes on: every host restored, the reports written, its own exit code', async () => {
+  const before = await machineState();
+  const dir = join(out, 'epipe');
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', '--out', dir], { closeStdout: true });
+  assert.is(r.stdout.split('\n')[0], 'lab 0.1.0: running "port-exhaustion" on client (namespace), server (namespace)');
+  assert.not.match(r.stdout, 'PASS', 'the verdicts were written after the reader left');
+  assert.is(r.code, 0, r.stderr);
+  assert.not.match(r.stderr, 'EPIPE');
+  assert.match(r.stderr, 'restored client');
+  assert.is((JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult).verdict, 'pass');
+  await assertClean(before, 'after its stdout closed', dir);
+});
+
 test('lab run interrupted while its agents start still restores every host', async () => {
   const before = await machineState();
   let sent = false;
