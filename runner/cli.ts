@@ -26,7 +26,7 @@ import { writeReports, renderSuiteJunit } from './report/write.ts';
 import { writeEachReports } from './report/each.ts';
 import { isRefusal, predictionLabel, refusalReason, runExitCode } from './report/helpers.ts';
 import { readResult } from './report/read.ts';
-import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, readBaseline, topologyOf, type BaselineOptions } from './report/baseline.ts';
+import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, noBaselineReason, readBaseline, type BaselineOptions } from './report/baseline.ts';
 import { isRegression } from './report/helpers.ts';
 import { expandLabFiles, HostPool, readSuite } from './run/suite.ts';
 import { publish } from './report/publish.ts';
@@ -94,12 +94,15 @@ Options:
                          for a suite, DIR/<lab>/)
   --junit FILE           also write one JUnit file for all the labs run
   --baseline PATH        compare with earlier runs: a result.json, a folder of
-                         runs (e.g. reports/) or a published site; a metric that
-                         moved beyond its rule is a regression (exit 4)
+                         runs (e.g. reports/) or a published site; the latest
+                         that passed without a regression is the baseline, and a
+                         metric that moved beyond its rule is a regression (exit 4)
   --drift PCT            drift tolerance of measured quantities (default ${DEFAULT_BASELINE_OPTIONS.driftPercent})
   --perf-drift PCT       how far a performance figure may fall beyond the worst
                          of the earlier runs (default ${DEFAULT_BASELINE_OPTIONS.performanceDriftPercent}; needs 3 earlier runs)
   --history N            earlier runs the performance rule looks at (default ${DEFAULT_BASELINE_OPTIONS.history})
+  --machine NAME         what baselines and published sites call this machine
+                         (default: the hosts' hostnames; name a CI runner)
   --var k=v              set a template variable (repeatable)
   -i, --inventory FILE   run on the hosts of this inventory, over SSH: lab's own
                          format, or an Ansible inventory (INI, or YAML) as it is
@@ -301,9 +304,20 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
   yes: { type: 'boolean' },
   ack: { type: 'string', multiple: true },
   'accept-new-host-keys': { type: 'boolean' },
+  machine: { type: 'string' },
 };
 
 const MAX_FORKS = 1000;
+
+/** `--machine NAME`: what baselines and the published site call this run's machine (result.json `machine`). */
+function machineOf(values: Record<string, unknown>): string | undefined {
+  const name = values.machine as string | undefined;
+  if (name === undefined) return undefined;
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name)) {
+    throw new LabError('ARGS', `--machine must be a name of letters, digits, ".", "_" and "-" (at most 63, the first a letter or digit): got ${JSON.stringify(name)}`);
+  }
+  return name;
+}
 
 function forksOf(values: Record<string, unknown>): number | undefined {
   const text = values.forks as string | undefined;
@@ -351,7 +365,7 @@ async function loadPlan(argv: string[], command: string, io: Io) {
     roleGroups: roleGroupsOf(values),
     forks,
   };
-  for (const only of ['each', 'out', 'yes'] as const) {
+  for (const only of ['each', 'out', 'yes', 'machine'] as const) {
     if (values[only] !== undefined && command !== 'run') throw new LabError('ARGS', `--${only} is an option of "lab run", not of "lab ${command}"`);
   }
   if (values.each !== undefined && !providerOptions.inventory) throw new LabError('ARGS', '--each GROUP runs the lab once per host of an inventory group: it needs -i INVENTORY');
@@ -398,19 +412,24 @@ const SUITE_OPTIONS: ParseArgsConfig['options'] = {
 };
 
 function baselineOptions(values: Record<string, unknown>): BaselineOptions {
+  const given = (['drift', 'perf-drift', 'history'] as const).filter((n) => values[n] !== undefined);
+  if (given.length && values.baseline === undefined) {
+    throw new LabError('ARGS', `${given.map((n) => `--${n}`).join(', ')} tune${given.length === 1 ? 's' : ''} the comparison with --baseline PATH, which is not given`);
+  }
   const num = (name: string, fallback: number, integer: boolean) => {
     const raw = values[name] as string | undefined;
     if (raw === undefined) return fallback;
     const n = Number(raw.replace(/%$/, ''));
-    if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) {
-      throw new LabError('ARGS', `--${name} must be ${integer ? 'a whole number' : 'a percentage'}: got "${raw}"`);
+    const least = integer ? 1 : 0;
+    if (!Number.isFinite(n) || n < least || (integer && !Number.isInteger(n))) {
+      throw new LabError('ARGS', `--${name} must be ${integer ? 'a whole number of runs, 1 or more' : 'a percentage, 0 or more'}: got "${raw}"`);
     }
     return n;
   };
   return {
     driftPercent: num('drift', DEFAULT_BASELINE_OPTIONS.driftPercent, false),
     performanceDriftPercent: num('perf-drift', DEFAULT_BASELINE_OPTIONS.performanceDriftPercent, false),
-    history: Math.max(1, num('history', DEFAULT_BASELINE_OPTIONS.history, true)),
+    history: num('history', DEFAULT_BASELINE_OPTIONS.history, true),
   };
 }
 
@@ -454,6 +473,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   });
 
   const forks = forksOf(values);
+  const machine = machineOf(values);
   const pool = new HostPool({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
@@ -489,6 +509,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
       const outcome = await runOneLab(lab, plan, provider, outs[i]!, io, {
         position: suite ? `[${i + 1}/${labs.length}] ` : '',
         forks,
+        machine,
         baseline: baseline && { results: baseline, source: baselinePath!, options },
       });
       outcomes.push(outcome);
@@ -526,7 +547,7 @@ async function runOneLab(
   provider: Awaited<ReturnType<HostPool['provider']>>,
   out: string,
   io: Io,
-  suite: { position: string; forks?: number; baseline?: { results: RunResult[]; source: string; options: BaselineOptions } },
+  suite: { position: string; forks?: number; machine?: string; baseline?: { results: RunResult[]; source: string; options: BaselineOptions } },
 ): Promise<LabOutcome> {
   const render = progressRenderer(io);
   io.out(`${suite.position}lab ${VERSION}: running "${lab.name}" on ${describeHosts(plan)}`);
@@ -537,6 +558,7 @@ async function runOneLab(
     version: VERSION,
     runtime: runtimeName(),
     forks: suite.forks,
+    machine: suite.machine,
   });
   render.done();
   if (suite.baseline) {
@@ -545,7 +567,7 @@ async function runOneLab(
   }
   const t = performance.now();
   io.out(verdictTable(result));
-  if (suite.baseline) io.out(baselineLines(result));
+  if (suite.baseline) io.out(baselineLines(result, suite.baseline.results));
   try {
     const paths = await writeReports(result, out);
     io.out(`reports (${Math.round(performance.now() - t)} ms): ${paths.json}\n  ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
@@ -560,14 +582,16 @@ async function runOneLab(
   return { result, code };
 }
 
-function baselineLines(result: RunResult): string {
+function baselineLines(result: RunResult, baseline: RunResult[]): string {
   const c = result.baseline;
-  if (!c) return `\nbaseline: no earlier run of "${result.lab.name}" on hosts like these (${topologyOf(result)}) in it; nothing compared`;
+  if (!c) return `\nbaseline: ${noBaselineReason(result, baseline)}`;
   const lines = [`\nbaseline: ${describeComparison(c)}`];
   for (const m of c.metrics) {
     if (isRegression(m)) lines.push(`  REGRESSION ${m.metric}: ${m.rule}`);
     else if (m.status === 'improved') lines.push(`  improved ${m.metric}: ${m.rule}`);
   }
+  // A regressed run is never a baseline itself: the next run is compared with the same good one.
+  if (c.regressions) lines.push('  (to accept the moved values as the new normal, run the lab once without --baseline and keep that result where the baseline is read from)');
   return lines.join('\n');
 }
 
@@ -576,7 +600,7 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[], withBaseline = false)
     const passed = r.predictions.filter((p) => p.verdict === 'pass').length;
     const failed = r.predictions.length - passed;
     const verdict = isRefusal(r) ? 'REFUSED' : r.error ? (r.error.code === 'INTERRUPTED' || r.error.code === 'TIMEOUT' ? r.error.code : 'ERROR') : r.verdict.toUpperCase();
-    const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : withBaseline ? 'no earlier run' : '';
+    const baseline = r.baseline ? (r.baseline.regressions ? `${r.baseline.regressions} REGRESSED` : 'no regression') : withBaseline ? 'nothing compared' : '';
     // A refused lab ran nothing: no prediction passed or failed.
     const counts = isRefusal(r) ? ['—', '—'] : [String(passed), String(failed)];
     return [r.lab.name, verdict, ...counts, baseline, `${(r.durationMs / 1000).toFixed(1)} s`];
@@ -589,11 +613,14 @@ function suiteSummary(outcomes: LabOutcome[], labs: Lab[], withBaseline = false)
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((row) => row[i]!.length)));
   const fmt = (cells: string[]) => '  ' + cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]!))).join('  ');
   const total = outcomes.reduce((a, o) => a + o.result.durationMs, 0);
-  const passed = outcomes.filter((o) => o.result.verdict === 'pass' && !o.result.baseline?.regressions).length;
+  // Each lab counted once, by what its row says: passed, passed but regressed, refused, or did not pass.
+  const regressed = outcomes.filter((o) => o.result.verdict === 'pass' && !o.result.error && o.result.baseline?.regressions).length;
+  const passed = outcomes.filter((o) => o.result.verdict === 'pass' && !o.result.error && !o.result.baseline?.regressions).length;
   const refused = outcomes.filter((o) => isRefusal(o.result));
   const counted = [`${passed} passed`];
+  if (regressed) counted.push(`${regressed} passed but regressed`);
   if (refused.length) counted.push(`${refused.length} refused (this machine cannot hold ${refused.length > 1 ? 'them' : 'it'})`);
-  counted.push(`${labs.length - passed - refused.length} did not`);
+  counted.push(`${labs.length - passed - regressed - refused.length} did not`);
   return [
     `\nsuite: ${labs.length} labs, ${counted.join(', ')}, in ${(total / 1000).toFixed(1)} s`,
     fmt(head),
@@ -632,6 +659,7 @@ async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io)
     acceptNewHostKeys: providerOptions.acceptNewHostKeys,
     onHostKeyAdded: providerOptions.onHostKeyAdded,
     forks,
+    machine: machineOf(values),
     signal: io.signal,
     version: VERSION,
     runtime: runtimeName(),
@@ -702,7 +730,7 @@ async function reportCommand(argv: string[], io: Io): Promise<number> {
   const paths = await writeReports(result, out);
   io.out(verdictTable(result));
   // As the run said it: its comparison with the baseline, and a regression's exit code.
-  if (result.baseline) io.out(baselineLines(result));
+  if (result.baseline) io.out(baselineLines(result, []));
   io.out(`reports: ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
   // As the run exited: a nightly job that reports again gates the same way.
   const code = runExitCode(result);

@@ -168,6 +168,8 @@ export interface RunResult {
     vars: Record<string, string>;
   };
   tool: { name: 'lab'; version: string; runtime: string };
+  /** `--machine NAME`: what baselines and the published site call the machine (else its hosts' hostnames) */
+  machine?: string;
   startedAt: string;
   endedAt: string;
   durationMs: number;

@@ -178,8 +178,17 @@ test('lab report exits as the run did: 3 for a run that stopped and left its res
 });
 
 test('lab run and lab publish check their arguments before touching anything', async () => {
-  const drift = await cli('run', 'labs/port-exhaustion.yaml', '--drift', 'lots');
-  assert.equal(drift, { code: 2, out: '', err: 'error: --drift must be a percentage: got "lots" [ARGS]' });
+  const drift = await cli('run', 'labs/port-exhaustion.yaml', '--baseline', 'reports/', '--drift', 'lots');
+  assert.equal(drift, { code: 2, out: '', err: 'error: --drift must be a percentage, 0 or more: got "lots" [ARGS]' });
+  // Options that tune a comparison that is not asked for, or a history of no run, are refused rather than ignored.
+  assert.equal(await cli('run', 'labs/port-exhaustion.yaml', '--drift', '10', '--history', '3'), {
+    code: 2,
+    out: '',
+    err: 'error: --drift, --history tune the comparison with --baseline PATH, which is not given [ARGS]',
+  });
+  assert.equal((await cli('run', 'labs/port-exhaustion.yaml', '--baseline', 'reports/', '--history', '0')).err, 'error: --history must be a whole number of runs, 1 or more: got "0" [ARGS]');
+  assert.equal((await cli('run', 'labs/port-exhaustion.yaml', '--machine', 'my runner')).err, 'error: --machine must be a name of letters, digits, ".", "_" and "-" (at most 63, the first a letter or digit): got "my runner" [ARGS]');
+  assert.equal((await cli('plan', 'labs/port-exhaustion.yaml', '--machine', 'ci')).err, 'error: --machine is an option of "lab run", not of "lab plan" [ARGS]');
   assert.equal(await cli('publish', 'reports/'), { code: 2, out: '', err: 'error: lab publish needs RESULTS and --out DIR: run "lab publish --help" [ARGS]' });
   const empty = await cli('run', 'test/fixtures/golden');
   assert.equal(empty, { code: 2, out: '', err: 'error: No lab files (*.yaml, *.yml) in "test/fixtures/golden" [ARGS]' });

@@ -69,6 +69,7 @@ export async function findResults(dir: string): Promise<string[]> {
 
 /** Where a run ran: the hostnames of its hosts, so history compares like with like. */
 export function machineOf(result: RunResult): string {
+  if (result.machine) return result.machine;
   const names = [...new Set(result.hosts.map((h) => h.facts.hostname))].sort();
   return names.join(', ') || 'unknown';
 }
@@ -87,9 +88,35 @@ export function topologyOf(result: RunResult): string {
 }
 
 /**
- * The comparison of `result` with the earlier runs of the same lab in
+ * A run another may be compared with: it passed, ran to its end and moved
+ * nothing against its own baseline. A failed or disturbed night is no measure
+ * of the next (the next would be blamed for being right), and a regression
+ * stays one, night after night, until a run without it is accepted.
+ */
+export function isGoodBaseline(r: RunResult): boolean {
+  return r.verdict === 'pass' && !r.error && !r.baseline?.regressions;
+}
+
+/** The earlier runs of the same lab on hosts like these: a role's total over two SSH hosts is no baseline for one local namespace. */
+function earlierRuns(result: RunResult, baseline: RunResult[]): RunResult[] {
+  return baseline.filter((r) => r.lab.name === result.lab.name && r.startedAt < result.startedAt && topologyOf(r) === topologyOf(result));
+}
+
+/** Why a run was compared with nothing: no earlier run of its lab on hosts like these, or none of them good to compare with. */
+export function noBaselineReason(result: RunResult, baseline: RunResult[]): string {
+  const earlier = earlierRuns(result, baseline);
+  const hosts = `on hosts like these (${topologyOf(result)})`;
+  if (!earlier.length) return `no earlier run of "${result.lab.name}" ${hosts} in it; nothing compared`;
+  return (
+    `none of the ${earlier.length} earlier run${earlier.length === 1 ? '' : 's'} of "${result.lab.name}" ${hosts} passed without a regression; nothing compared ` +
+    '(a run that passes without --baseline is one to compare with)'
+  );
+}
+
+/**
+ * The comparison of `result` with the earlier good runs of the same lab in
  * `baseline` (runs of the same machine when there are any), or undefined when
- * the baseline has no run of this lab.
+ * the baseline has none.
  */
 export function compareWithBaseline(
   result: RunResult,
@@ -97,8 +124,7 @@ export function compareWithBaseline(
   source: string,
   options: BaselineOptions = DEFAULT_BASELINE_OPTIONS,
 ): BaselineComparison | undefined {
-  // Only runs on hosts like these: a role's total over two SSH hosts is no baseline for one local namespace.
-  const sameLab = baseline.filter((r) => r.lab.name === result.lab.name && r.startedAt < result.startedAt && topologyOf(r) === topologyOf(result));
+  const sameLab = earlierRuns(result, baseline).filter(isGoodBaseline);
   const sameMachine = sameLab.filter((r) => machineOf(r) === machineOf(result));
   const history = (sameMachine.length ? sameMachine : sameLab).slice(-options.history);
   const base = history[history.length - 1];

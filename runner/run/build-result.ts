@@ -10,6 +10,7 @@ import type { Sessions } from './setup.ts';
 export interface RunRecord {
   plan: Plan;
   tool: RunResult['tool'];
+  machine?: string;
   startedAt: Date;
   stages: Record<string, number>;
   sessions: Sessions;
@@ -75,6 +76,7 @@ export function buildResult(run: RunRecord): RunResult {
       vars: plan.lab.vars,
     },
     tool: run.tool,
+    ...(run.machine ? { machine: run.machine } : {}),
     startedAt: run.startedAt.toISOString(),
     endedAt: ended.toISOString(),
     durationMs: ended.getTime() - run.startedAt.getTime(),

@@ -25,6 +25,8 @@ export interface EachOptions {
   acceptNewHostKeys: boolean;
   onHostKeyAdded?: (added: HostKeyAdded) => void;
   forks?: number;
+  /** `--machine` */
+  machine?: string;
   signal?: AbortSignal;
   version: string;
   runtime: string;
@@ -81,6 +83,7 @@ export async function runEach(options: EachOptions, each: EachPlan, onEvent: (ho
       version: options.version,
       runtime: options.runtime,
       forks: options.forks,
+      machine: options.machine,
     });
     runs.push({ host, result });
     if (result.error?.code === 'INTERRUPTED' || options.signal?.aborted) break;

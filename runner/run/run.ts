@@ -24,6 +24,8 @@ export interface RunOptions {
   runtime: string;
   /** how many hosts are connected, provisioned and restored at once (`--forks`) */
   forks?: number;
+  /** `--machine`: the name baselines and the published site know the machine by */
+  machine?: string;
 }
 
 export function runtimeName(): string {
@@ -66,6 +68,7 @@ export async function runPlan(plan: Plan, options: RunOptions): Promise<RunResul
   return buildResult({
     plan,
     tool: { name: 'lab', version: options.version, runtime: options.runtime },
+    ...(options.machine ? { machine: options.machine } : {}),
     startedAt,
     stages,
     sessions,

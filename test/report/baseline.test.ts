@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LabError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { compareWithBaseline, describeComparison, readBaseline, topologyOf } from '../../runner/report/baseline.ts';
+import { compareWithBaseline, describeComparison, machineOf, noBaselineReason, readBaseline, topologyOf } from '../../runner/report/baseline.ts';
 import { readResult } from '../../runner/report/read.ts';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/results/${name}.result.json`, import.meta.url));
@@ -101,6 +101,20 @@ test('compareWithBaseline() calls a performance regression only beyond the sprea
   assert.is(dur.status, 'within');
 });
 
+test('machineOf() is the name --machine gave, else the hosts\' hostnames; runs of the same machine are the baseline first', async () => {
+  const base = await load('pass');
+  assert.is(machineOf(base), 'bench-07');
+  assert.is(machineOf(await load('fleet')), 'bench-fleet');
+  // Two runners of one CI job, the later on a new hostname: named alike, they compare with each other.
+  const runnerA = later(base, 0, (r) => {
+    r.machine = 'ci';
+    r.hosts = r.hosts.map((h) => ({ ...h, facts: { ...h.facts, hostname: 'fv-az101-1' } }));
+  });
+  const otherMachine = later(base, 30, (r) => (r.predictions[0]!.observed = 500));
+  const now = later(runnerA, 60, (r) => (r.hosts = r.hosts.map((h) => ({ ...h, facts: { ...h.facts, hostname: 'fv-az202-7' } }))));
+  assert.is(compareWithBaseline(now, [runnerA, otherMachine], 'site/')!.startedAt, runnerA.startedAt);
+});
+
 test('compareWithBaseline() uses the latest earlier run of the same lab, never the run itself or a later one', async () => {
   const base = await load('pass');
   const other = later(await load('fail'), 30);
@@ -111,6 +125,39 @@ test('compareWithBaseline() uses the latest earlier run of the same lab, never t
   assert.is(c.startedAt, base.startedAt);
   assert.is(c.runs, 2);
   assert.is(compareWithBaseline(now, [other], 'b'), undefined);
+});
+
+test('compareWithBaseline() compares with the latest good run: a regression stays one night after night, a failed night blames nobody', async () => {
+  const good = await load('pass');
+  // Night 2: the limit moved (1000 → 500) and was flagged.
+  const night2 = later(good, 60, (r) => (r.predictions[0]!.observed = 500));
+  night2.baseline = compareWithBaseline(night2, [good], 'site/')!;
+  assert.is(night2.baseline.regressions, 1);
+  // Night 3, still 500: compared with night 1, not with the regressed night 2, so still a regression.
+  const night3 = later(good, 120, (r) => (r.predictions[0]!.observed = 500));
+  const c3 = compareWithBaseline(night3, [good, night2], 'site/')!;
+  assert.is(c3.startedAt, good.startedAt);
+  assert.is(c3.regressions, 1);
+  // Fixed on night 4 (1000 again): no regression, where the regressed night would have called the fix one.
+  assert.is(compareWithBaseline(later(good, 180), [good, night2], 'site/')!.regressions, 0);
+  // A disturbed night (a failed prediction) is no baseline either: the right value after it is not blamed.
+  const disturbed = later(good, 240, (r) => {
+    r.verdict = 'fail';
+    r.predictions[0]!.observed = 17;
+  });
+  const stopped = later(good, 250, (r) => (r.error = { code: 'TIMEOUT', message: 'Lab timeout' }));
+  const c5 = compareWithBaseline(later(good, 300), [good, night2, disturbed, stopped], 'site/')!;
+  assert.is(c5.startedAt, good.startedAt);
+  assert.is(c5.runs, 1);
+  assert.is(c5.regressions, 0);
+  // Only bad runs: nothing compared, and the terminal says why.
+  const now = later(good, 360);
+  assert.is(compareWithBaseline(now, [night2, disturbed], 'site/'), undefined);
+  assert.is(
+    noBaselineReason(now, [night2, disturbed]),
+    'none of the 2 earlier runs of "port-exhaustion" on hosts like these (client: 1 netns, server: 1 netns) passed without a regression; nothing compared (a run that passes without --baseline is one to compare with)',
+  );
+  assert.is(noBaselineReason(now, []), 'no earlier run of "port-exhaustion" on hosts like these (client: 1 netns, server: 1 netns) in it; nothing compared');
 });
 
 test('readBaseline() reads a result.json, or every run in a folder, oldest first', async () => {

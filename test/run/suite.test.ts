@@ -5,7 +5,7 @@
 
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunResult } from '../../runner/result.ts';
@@ -62,10 +62,12 @@ test('lab run DIR runs every shipped lab on kept hosts, with one summary and one
 });
 
 test('a second run with --baseline on the unchanged machine passes', async () => {
-  const r = await runCli(['run', 'labs/port-exhaustion.yaml', 'labs/multi-ip.yaml', '--out', join(out, 'second'), '--baseline', first]);
+  // --machine names the machine for later baselines and the site (a hosted CI runner's hostname changes every job).
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', 'labs/multi-ip.yaml', '--out', join(out, 'second'), '--baseline', first, '--machine', 'ci-runner']);
   assert.is(r.code, 0, r.stderr + r.stdout);
   assert.match(r.stdout, /baseline: no regression against the baseline of .* \(.*first, 1 earlier run\)/);
   assert.match(r.stdout, /port-exhaustion +PASS +2 +0 +no regression/);
+  assert.is(read(join(out, 'second'), 'port-exhaustion').machine, 'ci-runner');
 });
 
 test('a narrower port range is a regression: exit 4, and the terminal, report and JUnit name the metric', async () => {
@@ -82,6 +84,18 @@ test('a narrower port range is a regression: exit 4, and the terminal, report an
   assert.match(md, /\| `ramp.established` \| limit \| 1000 \| 500 \| ❌ \*\*regression\*\* \|/);
   assert.match(readFileSync(join(dir, 'junit.xml'), 'utf8'), /<failure message="regression against the baseline of [^"]+: ramp.established" type="regression">/);
   assert.match(readFileSync(join(dir, 'report.html'), 'utf8'), /<span class="badge fail">regressed<\/span>/);
+});
+
+test('a regression stays one the next night: the regressed run is no baseline, the last good one is; the summary counts them as regressed', async () => {
+  const baseline = join(out, 'nights');
+  mkdirSync(baseline);
+  cpSync(first, join(baseline, 'first'), { recursive: true });
+  cpSync(join(out, 'narrow'), join(baseline, 'narrow'), { recursive: true });
+  const r = await runCli(['run', 'labs/port-exhaustion.yaml', 'labs/multi-ip.yaml', '--var', 'high=40499', '--out', join(out, 'night3'), '--baseline', baseline]);
+  assert.is(r.code, 4, r.stderr + r.stdout);
+  assert.match(r.stdout, /\n {2}REGRESSION ramp.established: moved by -500 \(1000 → 500\)/);
+  assert.match(r.stdout, /\nsuite: 2 labs, 0 passed, 2 passed but regressed, 0 did not, in /);
+  assert.match(r.stdout, /port-exhaustion +PASS +2 +0 +1 REGRESSED/);
 });
 
 test('a lab after one whose kept hosts were discarded (a graceful release) runs on new hosts', async () => {
