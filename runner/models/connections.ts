@@ -817,7 +817,7 @@ function acceptQueueSnapshot(ctx: ModelContext, index: number): ModelOutput {
  * Every ceiling on how many connections a connect step can hold, each from
  * the hosts' own facts, and the one that binds: ephemeral ports (range ×
  * sources × destinations), fds (nofile per worker × the workers a step may
- * use, nr_open, file-max), kernel memory (MemAvailable ÷ the slab cost of a
+ * use, nr_open; file-max, unless the agent runs as root), kernel memory (MemAvailable ÷ the slab cost of a
  * connection, both ends when they share a kernel), and the accept queue of a
  * listener that does not accept.
  */
@@ -846,11 +846,9 @@ export function capacity(ctx: ModelContext): ModelOutput {
   const servers = [...new Set(step.to.map((d) => d.role))];
   const sharesKernel = servers.some((r) => ctx.facts[r] && sameKernel(ctx.facts[r]!, client));
   const fdsPerConnection = sharesKernel ? 2 : 1;
-  ceilings.push({
-    name: 'fs.file-max',
-    value: Math.floor(client.fileMax / fdsPerConnection),
-    formula: `fs.file-max ${client.fileMax} open files on the kernel ÷ ${fdsPerConnection} fd${fdsPerConnection > 1 ? 's' : ''} per connection (root is exempt)`,
-  });
+  // alloc_empty_file() lets a process with CAP_SYS_ADMIN past fs.file-max: for an agent running as root it is no ceiling.
+  const fileMax = `fs.file-max ${client.fileMax} open files on the kernel ÷ ${fdsPerConnection} fd${fdsPerConnection > 1 ? 's' : ''} per connection`;
+  if (client.uid !== 0) ceilings.push({ name: 'fs.file-max', value: Math.floor(client.fileMax / fdsPerConnection), formula: fileMax });
 
   const cost = predictedBytes(client);
   const perConnection = cost.client + (sharesKernel ? cost.server : 0);
@@ -874,7 +872,9 @@ export function capacity(ctx: ModelContext): ModelOutput {
   return {
     value,
     derivation:
-      `${ceilings.map((c) => `${c.name}: ${c.formula}`).join('; ')}. Binding: ${binding.name}, ${binding.value}` +
+      `${ceilings.map((c) => `${c.name}: ${c.formula}`).join('; ')}` +
+      (client.uid === 0 ? `; not fs.file-max (${client.fileMax}): the agent runs as root, and CAP_SYS_ADMIN passes it` : '') +
+      `. Binding: ${binding.name}, ${binding.value}` +
       `; the step asks for ${step.count} = ${share}% of it${step.count < binding.value ? '' : `, so ${value}`}`,
     explanation: `The most connections ${step.host} can hold toward ${step.to.map((d) => `${destName(d.role)}:${d.port}`).join(', ')} is the smallest of its ceilings: here ${binding.name}`,
   };
