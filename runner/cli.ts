@@ -3,7 +3,7 @@
 // arguments are invalid, 3 a host or the environment failed.
 
 import { constants, existsSync, readFileSync } from 'node:fs';
-import { access, mkdir, stat, writeFile } from 'node:fs/promises';
+import { access, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { formatProblem, isLabFailure, LabError } from './errors.ts';
@@ -32,6 +32,7 @@ import { expandLabFiles, HostPool, readSuite } from './run/suite.ts';
 import { publish } from './report/publish.ts';
 import { clearReference, readReferences, referenceReadme } from './report/reference.ts';
 import type { Lab } from './lab/types.ts';
+import { makeDirs } from './files/dirs.ts';
 
 export const VERSION: string = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version;
 
@@ -436,7 +437,7 @@ function baselineOptions(values: Record<string, unknown>): BaselineOptions {
 /** A directory reports can be written to, found before any host is touched. */
 async function writableDir(dir: string, what: string): Promise<void> {
   try {
-    await mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     await access(dir, constants.W_OK);
   } catch (e) {
     throw new LabError('ARGS', `Cannot write ${what} to "${dir}": ${(e as Error).message}`);
@@ -676,7 +677,7 @@ async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io)
   for (const { plan } of each.hosts) refuseUnacknowledged(plan, values);
   const out = resolve((values.out as string | undefined) ?? freshDir(`reports/${lab.name}-each-${values.each}/${timestamp()}`));
   try {
-    await mkdir(out, { recursive: true });
+    await makeDirs(out);
     await access(out, constants.W_OK);
   } catch (e) {
     throw new LabError('ARGS', `Cannot write reports to "${out}": ${(e as Error).message}`);

@@ -190,6 +190,12 @@ test('lab run and lab publish check their arguments before touching anything', a
   assert.equal((await cli('run', 'labs/port-exhaustion.yaml', '--machine', 'my runner')).err, 'error: --machine must be a name of letters, digits, ".", "_" and "-" (at most 63, the first a letter or digit): got "my runner" [ARGS]');
   assert.equal((await cli('plan', 'labs/port-exhaustion.yaml', '--machine', 'ci')).err, 'error: --machine is an option of "lab run", not of "lab plan" [ARGS]');
   assert.equal(await cli('publish', 'reports/'), { code: 2, out: '', err: 'error: lab publish needs RESULTS and --out DIR: run "lab publish --help" [ARGS]' });
+  // A folder that cannot be made is refused at once (Node's recursive mkdir never returns under /proc).
+  assert.equal(await cli('run', 'labs/port-exhaustion.yaml', '--out', '/proc/lab-nope'), {
+    code: 2,
+    out: '',
+    err: 'error: Cannot write reports to "/proc/lab-nope": ENOENT: no such file or directory, mkdir \'/proc/lab-nope\' [ARGS]',
+  });
   const empty = await cli('run', 'test/fixtures/golden');
   assert.equal(empty, { code: 2, out: '', err: 'error: No lab files (*.yaml, *.yml) in "test/fixtures/golden" [ARGS]' });
 });

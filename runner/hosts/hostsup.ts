@@ -9,6 +9,7 @@ import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { HostError, LabError } from '../errors.ts';
+import { makeDirs } from '../files/dirs.ts';
 import { roleNameProblem } from '../files/names.ts';
 import { mapLimit } from './forks.ts';
 import { runLocal } from './local.ts';
@@ -100,8 +101,8 @@ export async function hostsUp(
 
     const inventoryPath = resolve(options.out ?? 'inventory.yaml');
     const ansiblePath = resolve(options.ansibleOut ?? inventoryPath.replace(/\.ya?ml$/, '') + '.ini');
-    await mkdir(dirname(inventoryPath), { recursive: true });
-    await mkdir(dirname(ansiblePath), { recursive: true });
+    await makeDirs(dirname(inventoryPath));
+    await makeDirs(dirname(ansiblePath));
     await writeFile(inventoryPath, inventoryText(network, dir, groups));
     await writeFile(ansiblePath, ansibleText(network, dir, groups));
     return { inventoryPath, ansiblePath, network, groups };

@@ -4,9 +4,10 @@
 // transport (ssh.ts) asks it whether to trust a host.
 
 import { createHash, createHmac } from 'node:crypto';
-import { appendFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { makeDirsSync } from '../files/dirs.ts';
 
 export interface KnownHostsEntry {
   /** 1-based line in the file */
@@ -97,7 +98,7 @@ export function keyTypeOf(blob: Buffer): string {
 
 /** Append a line to a known_hosts file (accept-new), creating it and its directory. */
 export function appendKnownHost(file: string, line: string): void {
-  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  makeDirsSync(dirname(file), 0o700);
   const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
   appendFileSync(file, (text && !text.endsWith('\n') ? '\n' : '') + line + '\n', { mode: 0o644 });
 }

@@ -3,10 +3,11 @@
 // verdicts, with a row marked where the hosts differ. Reads only the
 // EachResult (each column a whole RunResult), like every other report.
 
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { EachResult, RunResult } from '../result.ts';
 import { escapeXml, formatDuration, formatKiB, formatNumber, formatPortRange, formatValue, formatVerdict } from './helpers.ts';
+import { makeDirs } from '../files/dirs.ts';
 
 export interface EachRow {
   label: string;
@@ -155,7 +156,7 @@ ${sections}
 
 /** each.json, report.md and report.html in `dir`; each run's own reports go in `dir/<host>/` (the caller's). */
 export async function writeEachReports(each: EachResult, dir: string): Promise<{ json: string; markdown: string; html: string }> {
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   const paths = { json: join(dir, 'each.json'), markdown: join(dir, 'report.md'), html: join(dir, 'report.html') };
   await writeFile(paths.json, `${JSON.stringify(each, null, 2)}\n`);
   await writeFile(paths.markdown, renderEachMarkdown(each));

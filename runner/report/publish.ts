@@ -6,7 +6,7 @@
 // generator (MkDocs, VitePress, GitHub Pages) renders as it is. Reads only
 // result.json files, so publishing into the site it read from adds to it.
 
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { RunResult } from '../result.ts';
@@ -15,6 +15,7 @@ import { historySpec, inlineSvg, renderCharts, slug, type Chart, type HistoryPoi
 import { escapeXml, formatDuration, formatValue, isRefusal, isRegression, refusalReason, verdictCounts } from './helpers.ts';
 import { readResult } from './read.ts';
 import { writeReports } from './write.ts';
+import { makeDirs } from '../files/dirs.ts';
 
 export interface PublishSummary {
   runs: number;
@@ -92,7 +93,7 @@ export async function publish(inputs: string[], out: string): Promise<PublishSum
   for (const [name, labRuns] of [...labs.entries()].sort(([a], [b]) => a.localeCompare(b))) {
     apartByTopology(labRuns);
     const dir = join(out, slug(name));
-    await mkdir(dir, { recursive: true });
+    await makeDirs(dir);
     const charts = await renderCharts(historySpecs(labRuns));
     for (const c of charts) await writeFile(join(dir, `${c.name}.svg`), c.svg);
     const section: LabSection = { name, slug: slug(name), runs: labRuns, charts };

@@ -2,7 +2,7 @@
 // the charts (one SVG file each), report.md, report.html and junit.xml, each
 // rendered from that result alone.
 
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InternalError } from '../errors.ts';
 import type { RunResult } from '../result.ts';
@@ -10,6 +10,7 @@ import { renderCharts, runChartSpecs, type Chart } from './charts.ts';
 import { renderHtml } from './html.ts';
 import { renderJunit } from './junit.ts';
 import { renderMarkdown } from './markdown.ts';
+import { makeDirs } from '../files/dirs.ts';
 
 export { readResult, checkResult, loadResultSchema, RESULT_SCHEMA_URL } from './read.ts';
 export { renderHtml, renderJunit, renderMarkdown };
@@ -57,7 +58,7 @@ export async function writeReports(result: RunResult, dir: string, options: Writ
     junit: join(dir, REPORT_FILES.junit),
     charts: [],
   };
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   // First and outside the renderers' isolation: with result.json on disk, `lab report` can redo the rest.
   await writeFile(paths.json, `${JSON.stringify(result, null, 2)}\n`);
 
