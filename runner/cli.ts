@@ -26,7 +26,7 @@ import { writeReports, renderSuiteJunit } from './report/write.ts';
 import { writeEachReports } from './report/each.ts';
 import { isRefusal, predictionLabel, refusalReason, runExitCode } from './report/helpers.ts';
 import { readResult } from './report/read.ts';
-import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, noBaselineReason, readBaseline, type BaselineOptions } from './report/baseline.ts';
+import { compareWithBaseline, DEFAULT_BASELINE_OPTIONS, describeComparison, noBaselineReason, readBaseline, skippedWarning, type BaselineOptions } from './report/baseline.ts';
 import { isRegression } from './report/helpers.ts';
 import { expandLabFiles, HostPool, readSuite } from './run/suite.ts';
 import { publish } from './report/publish.ts';
@@ -463,7 +463,9 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   const options = baselineOptions(values);
   // Bad input all found here, before any host is touched: the baseline, where the reports go.
   const baselinePath = values.baseline as string | undefined;
-  const baseline = baselinePath ? await readBaseline(baselinePath) : undefined;
+  const read = baselinePath ? await readBaseline(baselinePath) : undefined;
+  for (const s of read?.skipped ?? []) io.err(skippedWarning(s));
+  const baseline = read?.results;
   const junit = values.junit ? resolve(values.junit as string) : undefined;
   if (junit) await writableDir(dirname(junit), 'the JUnit file');
   const stamp = timestamp();
@@ -746,6 +748,7 @@ async function publishCommand(argv: string[], io: Io): Promise<number> {
   const out = resolve(values.out as string);
   await writableDir(out, 'the site');
   const r = await publish(positionals, out);
+  for (const s of r.skipped) io.err(skippedWarning(s));
   io.out(`published ${r.runs} runs of ${r.labs} labs (${r.added} new) to ${out}\n  ${r.index.html}\n  ${r.index.markdown}`);
   return 0;
 }

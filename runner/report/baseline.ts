@@ -38,18 +38,51 @@ export const MIN_PERFORMANCE_RUNS = 3;
 /** Figures too small to time reliably: a 70 ms ramp that takes 90 ms is noise, not a regression. */
 const MIN_DURATION_MOVE_MS = 250;
 
-/** Every result.json under `path` (itself when a file), oldest first. */
-export async function readBaseline(path: string): Promise<RunResult[]> {
+/** A result.json found in a folder that could not be read: left out, and said so. */
+export interface SkippedResult {
+  file: string;
+  /** the reader's message, with its code */
+  problem: string;
+}
+
+/**
+ * Every result.json of a folder of runs. One that is broken (truncated,
+ * unreadable, not a lab result) is left out and reported, rather than stopping
+ * every later baseline or publish until someone steps in; one written by a
+ * newer lab still stops it (lab itself needs upgrading).
+ */
+export async function readResultsUnder(dir: string): Promise<{ results: RunResult[]; skipped: SkippedResult[] }> {
+  const results: RunResult[] = [];
+  const skipped: SkippedResult[] = [];
+  for (const file of await findResults(dir)) {
+    try {
+      results.push(await readResult(file));
+    } catch (e) {
+      if (!(e instanceof LabError) || e.code === 'RESULT_NEWER') throw e;
+      skipped.push({ file, problem: `${e.message} [${e.code}]` });
+    }
+  }
+  return { results, skipped };
+}
+
+/** The warning for a result.json left out of a folder. */
+export function skippedWarning(s: SkippedResult): string {
+  return `warning: left out ${s.file}: ${s.problem.startsWith(s.file) ? s.problem.slice(s.file.length).replace(/^:\s*/, '') : s.problem}; repair or remove it`;
+}
+
+/** Every result.json under `path` (itself when a file), oldest first; a broken one in a folder is left out, in `skipped`. */
+export async function readBaseline(path: string): Promise<{ results: RunResult[]; skipped: SkippedResult[] }> {
   let info;
   try {
     info = await stat(path);
   } catch {
     throw new LabError('BASELINE_UNREADABLE', `Cannot read the baseline "${path}": no such file or folder`);
   }
-  const files = info.isDirectory() ? await findResults(path) : [path];
-  if (!files.length) throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no result.json: give a result.json, a folder of runs, or a published site`);
-  const results = await Promise.all(files.map((f) => readResult(f)));
-  return results.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  const read = info.isDirectory() ? await readResultsUnder(path) : { results: [await readResult(path)], skipped: [] };
+  if (!read.results.length && !read.skipped.length) {
+    throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no result.json: give a result.json, a folder of runs, or a published site`);
+  }
+  return { results: read.results.sort((a, b) => a.startedAt.localeCompare(b.startedAt)), skipped: read.skipped };
 }
 
 /** result.json files below `dir`, in a stable order. */

@@ -10,7 +10,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { RunResult } from '../result.ts';
-import { findResults, machineOf, performanceFigures, topologyOf } from './baseline.ts';
+import { machineOf, performanceFigures, readResultsUnder, topologyOf, type SkippedResult } from './baseline.ts';
 import { historySpec, inlineSvg, renderCharts, slug, type Chart, type HistoryPoint } from './charts.ts';
 import { escapeXml, formatDuration, formatValue, isRefusal, isRegression, refusalReason, verdictCounts } from './helpers.ts';
 import { readResult } from './read.ts';
@@ -23,6 +23,8 @@ export interface PublishSummary {
   added: number;
   labs: number;
   index: { html: string; markdown: string };
+  /** broken result.json files found in the folders, left out of the site */
+  skipped: SkippedResult[];
 }
 
 interface Run {
@@ -44,9 +46,10 @@ function finerPath(result: RunResult): string {
   return `${runPath(result)}-${/\.(\d+)Z$/.exec(result.startedAt)?.[1] ?? '0'}ms`;
 }
 
-/** Reads every result.json under `inputs` (files or folders); the same run found twice counts once. */
-export async function readRuns(inputs: string[]): Promise<Run[]> {
+/** Reads every result.json under `inputs` (files or folders); the same run found twice counts once; a broken one in a folder is left out, in `skipped`. */
+export async function readRuns(inputs: string[]): Promise<{ runs: Run[]; skipped: SkippedResult[] }> {
   const byPath = new Map<string, Run>();
+  const skipped: SkippedResult[] = [];
   for (const input of inputs) {
     let info;
     try {
@@ -54,9 +57,13 @@ export async function readRuns(inputs: string[]): Promise<Run[]> {
     } catch {
       throw new LabError('ARGS', `Cannot read "${input}": no such file or folder`);
     }
-    const files = info.isDirectory() ? await findResults(input) : [input];
-    for (const file of files) {
-      const result = await readResult(file);
+    let results: RunResult[];
+    if (info.isDirectory()) {
+      const read = await readResultsUnder(input);
+      results = read.results;
+      skipped.push(...read.skipped);
+    } else results = [await readResult(input)];
+    for (const result of results) {
       let path = runPath(result);
       // Another run of the lab on the machine in the same second: it gets its milliseconds too.
       const other = byPath.get(path);
@@ -65,11 +72,11 @@ export async function readRuns(inputs: string[]): Promise<Run[]> {
     }
   }
   if (!byPath.size) throw new LabError('ARGS', `No result.json in ${inputs.map((i) => `"${i}"`).join(', ')}: nothing to publish`);
-  return [...byPath.values()].sort((a, b) => a.result.startedAt.localeCompare(b.result.startedAt));
+  return { runs: [...byPath.values()].sort((a, b) => a.result.startedAt.localeCompare(b.result.startedAt)), skipped };
 }
 
 export async function publish(inputs: string[], out: string): Promise<PublishSummary> {
-  const runs = await readRuns(inputs);
+  const { runs, skipped } = await readRuns(inputs);
   let added = 0;
   for (const run of runs) {
     const serialized = `${JSON.stringify(run.result, null, 2)}\n`;
@@ -104,7 +111,7 @@ export async function publish(inputs: string[], out: string): Promise<PublishSum
   const index = { html: join(out, 'index.html'), markdown: join(out, 'index.md') };
   await writeFile(index.html, indexHtml(sections));
   await writeFile(index.markdown, indexMarkdown(sections));
-  return { runs: runs.length, added, labs: sections.length, index };
+  return { runs: runs.length, added, labs: sections.length, index, skipped };
 }
 
 /**

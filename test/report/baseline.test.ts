@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { LabError } from '../../runner/errors.ts';
 import type { RunResult } from '../../runner/result.ts';
-import { compareWithBaseline, describeComparison, machineOf, noBaselineReason, readBaseline, topologyOf } from '../../runner/report/baseline.ts';
+import { compareWithBaseline, describeComparison, machineOf, noBaselineReason, readBaseline, skippedWarning, topologyOf } from '../../runner/report/baseline.ts';
 import { readResult } from '../../runner/report/read.ts';
 
 const fixture = (name: string) => fileURLToPath(new URL(`../fixtures/results/${name}.result.json`, import.meta.url));
@@ -167,9 +167,20 @@ test('readBaseline() reads a result.json, or every run in a folder, oldest first
     await mkdir(join(dir, name, 'run'), { recursive: true });
     await writeFile(join(dir, name, 'run', 'result.json'), JSON.stringify(later(base, minutes)));
   }
-  const runs = await readBaseline(dir);
-  assert.equal(runs.map((r) => r.startedAt), [later(base, 0).startedAt, later(base, 60).startedAt]);
-  assert.is((await readBaseline(fixture('pass'))).length, 1);
+  const { results, skipped } = await readBaseline(dir);
+  assert.equal(results.map((r) => r.startedAt), [later(base, 0).startedAt, later(base, 60).startedAt]);
+  assert.equal(skipped, []);
+  assert.is((await readBaseline(fixture('pass'))).results.length, 1);
+  // One truncated run in the folder (a full disk, a killed job) is left out and named, not a stop for every later night.
+  await mkdir(join(dir, 'c', 'run'), { recursive: true });
+  const broken = join(dir, 'c', 'run', 'result.json');
+  await writeFile(broken, JSON.stringify(later(base, 90)).slice(0, 200));
+  const again = await readBaseline(dir);
+  assert.is(again.results.length, 2);
+  assert.equal(again.skipped.map((s) => s.file), [broken]);
+  assert.match(skippedWarning(again.skipped[0]!), new RegExp(`^warning: left out ${broken}: 1:201: not a lab result: invalid JSON: .* \\[RESULT_INVALID\\]; repair or remove it$`));
+  // Named on its own, it is still refused.
+  assert.is(await readBaseline(broken).then(() => 'read', (e: LabError) => e.code), 'RESULT_INVALID');
 });
 
 test('readBaseline() refuses a missing path, an empty folder and a newer format, before any host is touched', async () => {

@@ -77,4 +77,17 @@ test('publish() draws runs of a lab on one machine over other hosts as a line of
   // Runs over one topology keep the machine's plain name (the first test's golden index).
 });
 
+test('publish() leaves out a broken result.json found in a folder and says which, so one bad run does not stop the site', async () => {
+  const site = await mkdtemp(join(tmpdir(), 'lab-site-'));
+  const runs = await mkdtemp(join(tmpdir(), 'lab-runs-'));
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(runs, 'good'));
+  await mkdir(join(runs, 'bad'));
+  await writeFile(join(runs, 'good', 'result.json'), await readFile(result('pass'), 'utf8'));
+  await writeFile(join(runs, 'bad', 'result.json'), '{"format": "lab-result/1", "lab"');
+  const r = await publish([runs], site);
+  assert.equal({ runs: r.runs, added: r.added }, { runs: 1, added: 1 });
+  assert.equal(r.skipped.map((s) => s.file), [join(runs, 'bad', 'result.json')]);
+});
+
 test.run();
