@@ -190,13 +190,37 @@ const COMMON: ParseArgsConfig['options'] = {
 };
 
 function parse(argv: string[], options: ParseArgsConfig['options']) {
+  const all = { ...COMMON, ...options };
+  let parsed;
   try {
-    return parseArgs({ args: argv, options: { ...COMMON, ...options }, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: argv, options: all, allowPositionals: true, strict: true, tokens: true });
   } catch (e) {
+    const message = (e as Error).message;
+    const unknown = /^Unknown option '(--?[^']+)'/.exec(message)?.[1];
+    if (unknown) {
+      const meant = unknown.startsWith('--') ? didYouMean(unknown.slice(2), Object.keys(all)) : undefined;
+      throw new LabError('ARGS', `Unknown option '${unknown}'${meant ? ` (did you mean --${meant}?)` : ''}: run "lab --help"`);
+    }
+    // "--drift -5": parseArgs takes the value for another option.
+    const ambiguous = /^Option '(--?[^']+)' argument is ambiguous/.exec(message)?.[1];
+    if (ambiguous) {
+      const value = argv[argv.indexOf(ambiguous) + 1] ?? '';
+      throw new LabError('ARGS', `${ambiguous} takes a value, and "${value}" looks like an option: write ${ambiguous}=${value} if it is the value`);
+    }
     // Node's words on one line, without the trailing period or its hint about positionals (lab takes none starting with "-").
-    const said = (e as Error).message.replace(/\s*\n\s*/g, ' ').replace(/\.?\s*To specify a positional argument.*$/s, '').replace(/\.$/, '');
+    const said = message.replace(/\s*\n\s*/g, ' ').replace(/\.?\s*To specify a positional argument.*$/s, '').replace(/\.$/, '');
     throw new LabError('ARGS', `${said}: run "lab --help"`);
   }
+  // An option of one value given twice: the last would win without a word (--out a --out b).
+  const seen = new Map<string, string[]>();
+  for (const t of parsed.tokens ?? []) {
+    if (t.kind !== 'option' || all[t.name]?.multiple || all[t.name]?.type !== 'string') continue;
+    seen.set(t.name, [...(seen.get(t.name) ?? []), t.value ?? '']);
+  }
+  for (const [name, values] of seen) {
+    if (values.length > 1) throw new LabError('ARGS', `--${name} is given ${values.length} times (${values.map((v) => JSON.stringify(v)).join(', ')}): give it once`);
+  }
+  return parsed;
 }
 
 /** `base`, or `base-2`, `base-3`… when a run in the same second already wrote there: nothing is overwritten. */

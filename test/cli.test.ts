@@ -196,6 +196,14 @@ test('lab run and lab publish check their arguments before touching anything', a
     out: '',
     err: 'error: Cannot write reports to "/proc/lab-nope": ENOENT: no such file or directory, mkdir \'/proc/lab-nope\' [ARGS]',
   });
+  // Mistyped, repeated or dash-led options are named with what to do.
+  assert.equal((await cli('run', 'labs/port-exhaustion.yaml', '--basline', 'reports/')).err, 'error: Unknown option \'--basline\' (did you mean --baseline?): run "lab --help" [ARGS]');
+  assert.equal((await cli('run', 'labs/port-exhaustion.yaml', '--out', 'a', '--out=b')).err, 'error: --out is given 2 times ("a", "b"): give it once [ARGS]');
+  assert.equal(
+    (await cli('run', 'labs/port-exhaustion.yaml', '--baseline', 'reports/', '--perf-drift', '-5')).err,
+    'error: --perf-drift takes a value, and "-5" looks like an option: write --perf-drift=-5 if it is the value [ARGS]',
+  );
+  assert.match((await cli('run', 'labs/port-exhaustion.yaml', '--baseline', 'README.md')).err, ': --baseline takes a result.json, or a folder of runs (a published site\'s folder, not its README.md) [RESULT_INVALID]');
   const empty = await cli('run', 'test/fixtures/golden');
   assert.equal(empty, { code: 2, out: '', err: 'error: No lab files (*.yaml, *.yml) in "test/fixtures/golden" [ARGS]' });
 });

@@ -14,7 +14,7 @@
 //   more than --perf-drift (default 25 %); with fewer it is only reported.
 
 import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { LabError } from '../errors.ts';
 import type { BaselineComparison, MetricComparison, RunResult } from '../result.ts';
 import { fitLine, memoryPoints } from './charts.ts';
@@ -70,6 +70,18 @@ export function skippedWarning(s: SkippedResult): string {
   return `warning: left out ${s.file}: ${s.problem.startsWith(s.file) ? s.problem.slice(s.file.length).replace(/^:\s*/, '') : s.problem}; repair or remove it`;
 }
 
+/** A baseline named as a file: a result.json; a site's index.html or report.md gets told what to give instead. */
+async function readBaselineFile(path: string): Promise<RunResult> {
+  try {
+    return await readResult(path);
+  } catch (e) {
+    if (e instanceof LabError && e.code === 'RESULT_INVALID' && !path.endsWith('.json')) {
+      throw new LabError(e.code, `${e.message}: --baseline takes a result.json, or a folder of runs (a published site's folder, not its ${basename(path)})`);
+    }
+    throw e;
+  }
+}
+
 /** Every result.json under `path` (itself when a file), oldest first; a broken one in a folder is left out, in `skipped`. */
 export async function readBaseline(path: string): Promise<{ results: RunResult[]; skipped: SkippedResult[] }> {
   let info;
@@ -78,7 +90,7 @@ export async function readBaseline(path: string): Promise<{ results: RunResult[]
   } catch {
     throw new LabError('BASELINE_UNREADABLE', `Cannot read the baseline "${path}": no such file or folder`);
   }
-  const read = info.isDirectory() ? await readResultsUnder(path) : { results: [await readResult(path)], skipped: [] };
+  const read = info.isDirectory() ? await readResultsUnder(path) : { results: [await readBaselineFile(path)], skipped: [] };
   if (!read.results.length && !read.skipped.length) {
     throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no result.json: give a result.json, a folder of runs, or a published site`);
   }
