@@ -467,9 +467,10 @@ export const TW_REUSE_DELAY_MS = 1000;
 type ReleaseStep = Extract<Step, { kind: 'release' }>;
 
 /** The connect steps a graceful release closed before `upTo`, where `host` closed first, with the ms slept since. */
-function timeWaitSources(ctx: ModelContext, host: string, upTo: number) {
+function timeWaitSources(ctx: ModelContext, host: string, upTo: number, expired: string[] = []) {
   const out: Array<{ connect: ConnectStep; release: ReleaseStep; sleptMs: number }> = [];
   if (ctx.release !== 'graceful') return out;
+  const sleeps = (from: number, to: number) => ctx.steps.slice(from, to).reduce((n, x) => n + (x.kind === 'sleep' ? x.durationMs : 0), 0);
   ctx.steps.slice(0, upTo).forEach((s, i) => {
     if (s.kind !== 'release') return;
     for (const [k, name] of s.steps.entries()) {
@@ -478,8 +479,19 @@ function timeWaitSources(ctx: ModelContext, host: string, upTo: number) {
       // The side that closes first holds TIME_WAIT: the client, when its listen closes later or never.
       const listens = c.to.map((d) => ctx.steps.find((x) => x.kind === 'listen' && x.host === d.role && x.port === d.port)?.name);
       if (listens.some((l) => l !== undefined && s.steps.indexOf(l) !== -1 && s.steps.indexOf(l) < k)) continue;
-      const sleptMs = ctx.steps.slice(i + 1, upTo).reduce((n, x) => n + (x.kind === 'sleep' ? x.durationMs : 0), 0);
-      out.push({ connect: asRun(ctx, c), release: s, sleptMs });
+      // Until the server's FIN the client waits in FIN_WAIT2, orphaned, for tcp_fin_timeout at most:
+      // a server that closes in a later step, past that, finds the 4-tuple gone (no TIME_WAIT, the port free).
+      if (!listens.some((l) => l !== undefined && s.steps.indexOf(l) > k)) {
+        const later = ctx.steps.findIndex((x, j) => j > i && j < upTo && x.kind === 'release' && listens.some((l) => l !== undefined && x.steps.includes(l)));
+        const waitedMs = sleeps(i + 1, later === -1 ? upTo : later);
+        const finMs = (ctx.facts[host]?.tcpFinTimeout ?? 60) * 1000;
+        if (waitedMs >= finMs) {
+          const peer = later === -1 ? 'the server had not closed' : `the server closed in ${ctx.steps[later]!.name}`;
+          expired.push(`${heldCount(ctx, asRun(ctx, c))} of ${name} left FIN_WAIT2 after tcp_fin_timeout ${finMs / 1000} s (${peer} ${waitedMs / 1000} s after ${s.name}): no TIME_WAIT, their ports free`);
+          continue;
+        }
+      }
+      out.push({ connect: asRun(ctx, c), release: s, sleptMs: sleeps(i + 1, upTo) });
     }
   });
   return out;
@@ -513,7 +525,8 @@ export function timeWait(ctx: ModelContext): ModelOutput {
     const host = ctx.step.host;
     const facts = ctx.facts[host];
     if (!facts) throw new ModelNotApplicable(`No facts for host "${host}"`);
-    const sources = timeWaitSources(ctx, host, index).filter((t) => t.sleptMs < TIME_WAIT_MS);
+    const expired: string[] = [];
+    const sources = timeWaitSources(ctx, host, index, expired).filter((t) => t.sleptMs < TIME_WAIT_MS);
     const closed = sources.map((t) => heldCount(ctx, t.connect));
     const total = closed.reduce((a, b) => a + b, 0);
     // Later connects that took TIME_WAIT ports over end those TIME_WAITs.
@@ -526,7 +539,9 @@ export function timeWait(ctx: ModelContext): ModelOutput {
     const fin = facts.tcpFinTimeout;
     return {
       value,
-      derivation: `${sources.map((t, i) => `${closed[i]} closed first by ${host} in ${t.release.name} (${t.sleptMs / 1000} s before)`).join(' + ') || 'no graceful close by this host'}${reused ? ` − ${reused} taken over by tcp_tw_reuse` : ''} = ${value} in TIME_WAIT: it lasts 60 s, tcp_fin_timeout ${fin} s notwithstanding`,
+      derivation:
+        `${sources.map((t, i) => `${closed[i]} closed first by ${host} in ${t.release.name} (${t.sleptMs / 1000} s before)`).join(' + ') || 'no graceful close by this host'}${reused ? ` − ${reused} taken over by tcp_tw_reuse` : ''} = ${value} in TIME_WAIT: it lasts 60 s, tcp_fin_timeout ${fin} s notwithstanding` +
+        expired.map((e) => `; ${e}`).join(''),
       explanation: `The side that closes first keeps each 4-tuple in TIME_WAIT for TCP_TIMEWAIT_LEN, 60 s, fixed in the kernel, so late segments of the old connection cannot land in a new one. net.ipv4.tcp_fin_timeout (${fin} s here) bounds FIN_WAIT2, not TIME_WAIT`,
     };
   }
@@ -536,14 +551,15 @@ export function timeWait(ctx: ModelContext): ModelOutput {
   // A fleet's host step names each destination host as "role/host": the role is what the lab's steps name.
   const role = (r: string) => r.split('/')[0];
   const sameDest = (c: ConnectStep) => c.to.some((d) => step.to.some((e) => role(e.role) === role(d.role) && e.port === d.port));
-  const sources = timeWaitSources(ctx, step.host, index).filter((t) => sameDest(t.connect));
+  const expired: string[] = [];
+  const sources = timeWaitSources(ctx, step.host, index, expired).filter((t) => sameDest(t.connect));
   const held = sources.reduce((n, t) => n + heldCount(ctx, t.connect), 0);
   const slept = sources.length ? Math.min(...sources.map((t) => t.sleptMs)) : TIME_WAIT_MS;
   const r = twReuse(ctx, step, slept);
   const capacity = r.reusable ? all : Math.max(0, all - held);
   const dest = step.to.map((d) => `${destName(d.role)}:${d.port}`).join(', ');
   const formula = !sources.length
-    ? `${all} ports, none in TIME_WAIT`
+    ? `${all} ports, none in TIME_WAIT${expired.length ? ` (${expired.join('; ')})` : ''}`
     : r.reusable
       ? `${all} ports, the ${held} in TIME_WAIT toward ${dest} taken over = ${capacity}`
       : `${all} ports − ${held} in TIME_WAIT toward ${dest} = ${capacity}`;

@@ -56,6 +56,25 @@ test('timeWait() after a graceful close: tcp_tw_reuse 0 and 2 (not loopback) reu
   assert.is(timeWait(ctx(serverFirst, serverFirst[5]!, 'established', f(0), 'graceful')).value, 1000);
 });
 
+test('timeWait(): a server that closes past the client\'s tcp_fin_timeout leaves the client no TIME_WAIT; within it, it does', () => {
+  const ramp = connect();
+  const steps: Step[] = [
+    listen(), ramp,
+    { name: 'close', kind: 'release', steps: ['ramp'] },
+    { name: 's', kind: 'sleep', durationMs: 2000 },
+    { name: 'close_server', kind: 'release', steps: ['listen'] },
+    { name: 'waiting', kind: 'snapshot', host: 'client' },
+  ];
+  const waiting = steps[5]!;
+  const tw = (tcpFinTimeout: number) => timeWait(ctx(steps, waiting, 'tcpTw', facts({ portRange: [45000, 45999], tcpFinTimeout }), 'graceful'));
+  assert.is(tw(1).value, 0);
+  assert.match(tw(1).derivation, '1000 of ramp left FIN_WAIT2 after tcp_fin_timeout 1 s (the server closed in close_server 2 s after close)');
+  assert.is(tw(60).value, 1000);
+  // Both closed in one release, the server right after the client: TIME_WAIT whatever the timeout.
+  const together: Step[] = [listen(), ramp, { name: 'close', kind: 'release', steps: ['ramp', 'listen'] }, { name: 's', kind: 'sleep', durationMs: 2000 }, waiting];
+  assert.is(timeWait(ctx(together, waiting, 'tcpTw', facts({ tcpFinTimeout: 1 }), 'graceful')).value, 1000);
+});
+
 test('acceptQueue() holds min(backlog, somaxconn) + 1, then ETIMEDOUT', () => {
   const ramp = connect({ count: 20 });
   const steps = [listen({ backlog: 8, accept: false }), ramp];

@@ -32,6 +32,13 @@ test('time-wait: tcp_tw_reuse = 1 takes every port in TIME_WAIT over once it is 
   assert.is(observed(result, 'again.firstError'), null);
 });
 
+test('time-wait: a server that closes past the client\'s tcp_fin_timeout leaves no TIME_WAIT: the ports come free', async () => {
+  const result = await runLab('test/fixtures/labs/run/late-close.yaml', [], 'late-close');
+  assert.is(observed(result, 'waiting.tcpTw'), 0);
+  assert.is(observed(result, 'again.established'), 1000);
+  assert.match(result.predictions.find((p) => p.metric === 'waiting.tcpTw')!.derivation, '1000 of ramp left FIN_WAIT2 after tcp_fin_timeout 1 s (the server closed in close_server 2 s after close)');
+});
+
 test('time-wait: tcp_tw_reuse = 2 is loopback only, so over a veth no port in TIME_WAIT is reused', async () => {
   const result = await runLab('labs/time-wait.yaml', ['reuse=2'], 'tw-reuse-2');
   assert.is(observed(result, 'again.established'), 0);
