@@ -223,6 +223,11 @@ function parse(argv: string[], options: ParseArgsConfig['options']) {
   return parsed;
 }
 
+/** "1 host", "2 hosts". */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? '' : 's'}`;
+}
+
 /** `base`, or `base-2`, `base-3`… when a run in the same second already wrote there: nothing is overwritten. */
 function freshDir(base: string): string {
   let dir = base;
@@ -303,7 +308,7 @@ async function validateCommand(argv: string[], io: Io): Promise<number> {
       sources.push(lab.source);
       // Valid, but a run on local hosts would refuse it: say so now, not at the run.
       const local = planLab(lab, (await openProvider(lab, {})).bindings());
-      io.out(`${file}: ok (lab "${lab.name}", ${lab.hosts.length} hosts, ${lab.steps.length} steps, ${lab.expect.length} expectations)`);
+      io.out(`${file}: ok (lab "${lab.name}", ${count(lab.hosts.length, 'host')}, ${count(lab.steps.length, 'step')}, ${count(lab.expect.length, 'expectation')})`);
       for (const line of needsAckLines(local, (values.ack as string[] | undefined) ?? [])) io.out(`  note: ${line}`);
     } catch (e) {
       if (!(e instanceof LabError)) throw e;
@@ -468,6 +473,19 @@ async function writableDir(dir: string, what: string): Promise<void> {
   }
 }
 
+/** --out DIR that holds another lab's run: its reports would be replaced by this one's, so it is refused (the same lab's run is replaced, as a rerun). */
+function refuseOtherLabsRun(dir: string, lab: string): void {
+  let name: unknown;
+  try {
+    name = (JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as { lab?: { name?: unknown } }).lab?.name;
+  } catch {
+    return;
+  }
+  if (typeof name === 'string' && name !== lab) {
+    throw new LabError('ARGS', `"${dir}" holds a run of the lab "${name}" (its result.json): running "${lab}" there would replace its reports; give --out another folder`);
+  }
+}
+
 interface LabOutcome {
   result: RunResult;
   code: number;
@@ -521,7 +539,10 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     plans.push({ lab, provider });
   }
   // Made only once nothing above refused the run: a refusal leaves no empty folder behind.
-  for (const out of outs) await writableDir(out, 'reports');
+  for (const [i, out] of outs.entries()) {
+    refuseOtherLabsRun(out, labs[i]!.name);
+    await writableDir(out, 'reports');
+  }
 
   const outcomes: LabOutcome[] = [];
   let teardownProblems: string[] = [];

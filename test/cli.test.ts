@@ -178,6 +178,9 @@ test('lab report exits as the run did: 3 for a run that stopped and left its res
 });
 
 test('lab run and lab publish check their arguments before touching anything', async () => {
+  const { mkdtemp, writeFile } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
   const drift = await cli('run', 'labs/port-exhaustion.yaml', '--baseline', 'reports/', '--drift', 'lots');
   assert.equal(drift, { code: 2, out: '', err: 'error: --drift must be a percentage, 0 or more: got "lots" [ARGS]' });
   // Options that tune a comparison that is not asked for, or a history of no run, are refused rather than ignored.
@@ -204,6 +207,10 @@ test('lab run and lab publish check their arguments before touching anything', a
     'error: --perf-drift takes a value, and "-5" looks like an option: write --perf-drift=-5 if it is the value [ARGS]',
   );
   assert.match((await cli('run', 'labs/port-exhaustion.yaml', '--baseline', 'README.md')).err, ': --baseline takes a result.json, or a folder of runs (a published site\'s folder, not its README.md) [RESULT_INVALID]');
+  // --out holding another lab's run would lose its reports: refused; the same lab's is a rerun.
+  const other = await mkdtemp(join(tmpdir(), 'lab-cli-out-'));
+  await writeFile(join(other, 'result.json'), JSON.stringify({ lab: { name: 'capacity' } }));
+  assert.equal((await cli('run', 'labs/port-exhaustion.yaml', '--out', other)).err, `error: "${other}" holds a run of the lab "capacity" (its result.json): running "port-exhaustion" there would replace its reports; give --out another folder [ARGS]`);
   const empty = await cli('run', 'test/fixtures/golden');
   assert.equal(empty, { code: 2, out: '', err: 'error: No lab files (*.yaml, *.yml) in "test/fixtures/golden" [ARGS]' });
 });

@@ -212,7 +212,7 @@ function compareLimit(metric: string, baseline: number | string | null, observed
   if (baseline === null) return { ...m, status: 'improved', rule: 'not measured in the baseline, measured now' };
   if (typeof baseline === 'number' && typeof observed === 'number') {
     const moved = Math.abs(observed - baseline);
-    const tol = tolerance === 0 ? 'tolerance (exact)' : `tolerance ±${formatNumber(tolerance)}`;
+    const tol = tolerance === 0 ? 'exact tolerance' : `tolerance ±${formatNumber(tolerance)}`;
     if (moved === 0) return { ...m, status: 'same', rule: `unchanged (${tol})` };
     if (moved <= tolerance) return { ...m, status: 'within', rule: `moved by ${formatNumber(moved)}, within its ${tol}` };
     return { ...m, status: 'regression', rule: `moved by ${formatNumber(observed - baseline)} (${formatNumber(baseline)} → ${formatNumber(observed)}), beyond its ${tol}` };
@@ -248,7 +248,8 @@ export function performanceFigures(result: RunResult): Map<string, Figure> {
   }
   for (const host of new Set(result.steps.filter((s) => s.kind === 'snapshot').map((s) => s.host))) {
     const fit = fitLine(memoryPoints(result.steps, host).map((p) => ({ x: p.connections, y: p.slabBytes })));
-    if (fit) out.set(`${host}.slabBytesPerConnection`, { value: Math.round(fit.slope), better: 'lower', minMove: 0 });
+    // A connection costs memory: a slope of none or less is a fit that something else disturbed, not a figure to compare.
+    if (fit && fit.slope > 0) out.set(`${host}.slabBytesPerConnection`, { value: Math.round(fit.slope), better: 'lower', minMove: 0 });
   }
   return out;
 }

@@ -59,7 +59,7 @@ test('compareWithBaseline() flags a limit that moved beyond its own tolerance, a
   });
   const c = compareWithBaseline(now, [base], 'reports/')!;
   assert.is(c.regressions, 2);
-  assert.equal(c.metrics[0], { metric: 'ramp.established', kind: 'limit', baseline: 1000, observed: 500, status: 'regression', rule: 'moved by -500 (1000 → 500), beyond its tolerance (exact)' });
+  assert.equal(c.metrics[0], { metric: 'ramp.established', kind: 'limit', baseline: 1000, observed: 500, status: 'regression', rule: 'moved by -500 (1000 → 500), beyond its exact tolerance' });
   assert.equal(c.metrics[1]!.rule, 'changed: EADDRNOTAVAIL → EMFILE');
   assert.match(describeComparison(c), /^REGRESSION against .*: ramp.established, ramp.firstError$/);
 
