@@ -634,6 +634,7 @@ function baselineLines(result: RunResult, baseline: RunResult[]): string {
   const c = result.baseline;
   if (!c) return `\nbaseline: ${noBaselineReason(result, baseline)}`;
   const lines = [`\nbaseline: ${describeComparison(c)}`];
+  if (c.changed) lines.push(`  since then: ${c.changed.join('; ')}`);
   for (const m of c.metrics) {
     if (isRegression(m)) lines.push(`  REGRESSION ${m.metric}: ${m.rule}`);
     else if (m.status === 'improved') lines.push(`  improved ${m.metric}: ${m.rule}`);

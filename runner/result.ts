@@ -213,6 +213,12 @@ export interface BaselineComparison {
   metrics: MetricComparison[];
   /** how many metrics regressed; a run with any exits 4 when its predictions held */
   regressions: number;
+  /**
+   * What differs between the baseline run and this one, the first place to look
+   * when a metric moved: each role's kernel, the lab's variables, the lab file,
+   * lab's own version. Absent when nothing did.
+   */
+  changed?: string[];
 }
 
 export interface MetricComparison {

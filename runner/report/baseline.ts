@@ -195,13 +195,34 @@ export function compareWithBaseline(
     const earlier = history.map((r) => performanceFigures(r).get(metric)?.value).filter((v): v is number => v !== undefined);
     metrics.push(comparePerformance(metric, figure, earlier, options));
   }
+  const changed = differences(base, result);
   return {
     source,
     startedAt: base.startedAt,
     runs: history.length,
     metrics,
     regressions: metrics.filter((m) => m.status === 'regression' || m.status === 'missing').length,
+    ...(changed.length ? { changed } : {}),
   };
+}
+
+/** What differs between two runs of a lab, one line each: each role's kernel, the lab's variables, the lab file, lab's version. */
+export function differences(before: RunResult, now: RunResult): string[] {
+  const out: string[] = [];
+  const kernels = (r: RunResult, role: string) => [...new Set(r.hosts.filter((h) => h.role === role).map((h) => h.facts.kernel))].sort().join(', ');
+  for (const role of [...new Set(now.hosts.map((h) => h.role))].sort()) {
+    const [a, b] = [kernels(before, role), kernels(now, role)];
+    if (a && b && a !== b) out.push(`${role}: kernel ${a} → ${b}`);
+  }
+  const names = [...new Set([...Object.keys(before.lab.vars), ...Object.keys(now.lab.vars)])].sort();
+  const vars = names
+    .filter((n) => before.lab.vars[n] !== now.lab.vars[n])
+    .map((n) => `${n} ${before.lab.vars[n] === undefined ? '(none)' : JSON.stringify(before.lab.vars[n])} → ${now.lab.vars[n] === undefined ? '(none)' : JSON.stringify(now.lab.vars[n])}`);
+  if (vars.length) out.push(`vars: ${vars.join(', ')}`);
+  // The source is the lab after templating: with the variables alike, a different text is an edited lab file.
+  else if (before.lab.source !== now.lab.source) out.push('the lab file was edited');
+  if (before.tool.version !== now.tool.version) out.push(`lab ${before.tool.version} → ${now.tool.version}`);
+  return out;
 }
 
 function compareLimit(metric: string, baseline: number | string | null, observed: number | string | null, tolerance: number): MetricComparison {

@@ -160,6 +160,23 @@ test('compareWithBaseline() compares with the latest good run: a regression stay
   assert.is(noBaselineReason(now, []), 'no earlier run of "port-exhaustion" on hosts like these (client: 1 netns, server: 1 netns) in it; nothing compared');
 });
 
+test('compareWithBaseline() says what changed since the baseline run: a role\'s kernel, the lab\'s variables, the lab file, lab\'s version', async () => {
+  const base = await load('pass');
+  assert.is(compareWithBaseline(later(base, 60), [base], 'b')!.changed, undefined);
+  const now = later(base, 60, (r) => {
+    r.hosts = r.hosts.map((h) => (h.role === 'client' ? { ...h, facts: { ...h.facts, kernel: '6.19.0' } } : h));
+    r.lab.vars = { ...r.lab.vars, high: '40499', extra: '1' };
+    r.tool = { ...r.tool, version: '0.2.0' };
+  });
+  assert.equal(compareWithBaseline(now, [base], 'b')!.changed, [
+    `client: kernel ${base.hosts[0]!.facts.kernel} → 6.19.0`,
+    'vars: extra (none) → "1", high "40999" → "40499"',
+    `lab ${base.tool.version} → 0.2.0`,
+  ]);
+  const edited = later(base, 60, (r) => (r.lab.source = r.lab.source.replace('rate: 500', 'rate: 400')));
+  assert.equal(compareWithBaseline(edited, [base], 'b')!.changed, ['the lab file was edited']);
+});
+
 test('readBaseline() reads a result.json, or every run in a folder, oldest first', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'lab-baseline-'));
   const base = await load('pass');

@@ -74,7 +74,9 @@ test('a narrower port range is a regression: exit 4, and the terminal, report an
   const dir = join(out, 'narrow');
   const r = await runCli(['run', 'labs/port-exhaustion.yaml', '--var', 'high=40499', '--out', dir, '--baseline', first]);
   assert.is(r.code, 4, r.stderr + r.stdout);
-  assert.match(r.stdout, /\n {2}REGRESSION ramp.established: moved by -500 \(1000 → 500\), beyond its tolerance \(exact\)\n/);
+  assert.match(r.stdout, /\n {2}REGRESSION ramp.established: moved by -500 \(1000 → 500\), beyond its exact tolerance\n/);
+  // The first place to look: what differs from the baseline run.
+  assert.match(r.stdout, '\n  since then: vars: high "40999" → "40499"\n');
   assert.match(r.stderr, /error: 1 metric regressed against the baseline \[REGRESSION\]/);
   const result = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as RunResult;
   assert.is(result.verdict, 'pass');
