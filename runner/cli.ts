@@ -204,8 +204,11 @@ function parse(argv: string[], options: ParseArgsConfig['options']) {
     // "--drift -5": parseArgs takes the value for another option.
     const ambiguous = /^Option '(--?[^']+)' argument is ambiguous/.exec(message)?.[1];
     if (ambiguous) {
-      const value = argv[argv.indexOf(ambiguous) + 1] ?? '';
-      throw new LabError('ARGS', `${ambiguous} takes a value, and "${value}" looks like an option: write ${ambiguous}=${value} if it is the value`);
+      const at = argv.findIndex((a, i) => a === ambiguous && argv[i + 1]?.startsWith('-'));
+      const value = argv[at + 1] ?? '';
+      // "-i=-x" would give "=-x": the long form takes the value whole.
+      const long = ambiguous.startsWith('--') ? ambiguous : `--${Object.entries(all).find(([, o]) => `-${o.short}` === ambiguous)?.[0] ?? ambiguous.slice(1)}`;
+      throw new LabError('ARGS', `${ambiguous} takes a value, and "${value}" looks like an option: write ${long}=${value} if it is the value`);
     }
     // Node's words on one line, without the trailing period or its hint about positionals (lab takes none starting with "-").
     const said = message.replace(/\s*\n\s*/g, ' ').replace(/\.?\s*To specify a positional argument.*$/s, '').replace(/\.$/, '');
@@ -340,7 +343,7 @@ const RUN_OPTIONS: ParseArgsConfig['options'] = {
 const MAX_FORKS = 1000;
 
 /** `--machine NAME`: what baselines and the published site call this run's machine (result.json `machine`). */
-function machineOf(values: Record<string, unknown>): string | undefined {
+function machineOption(values: Record<string, unknown>): string | undefined {
   const name = values.machine as string | undefined;
   if (name === undefined) return undefined;
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(name)) {
@@ -369,12 +372,12 @@ function roleGroupsOf(values: Record<string, unknown>): Record<string, string> {
   return out;
 }
 
-/** A --var no template uses changes nothing: say so (it is allowed, for suites whose labs share --vars). */
 /** Says which host key accept-new trusted on first use, and where it wrote it, as OpenSSH's "Permanently added" does. */
 function hostKeyNotice(io: Io): (added: HostKeyAdded) => void {
   return (a) => io.err(`${a.role}: added the ${a.who}host key of ${a.host} (${a.key}) to ${a.file}`);
 }
 
+/** A --var no template uses changes nothing: say so (it is allowed, for suites whose labs share --vars). */
 function warnUnusedVars(overrides: Record<string, string>, sources: string[], io: Io): void {
   for (const u of unusedOverrides(overrides, sources)) {
     io.err(`warning: --var ${u.name} is used by no template of ${sources.length > 1 ? 'these labs' : 'the lab'}, so it changes nothing${u.meant ? `: did you mean "${u.meant}"?` : ''}`);
@@ -494,7 +497,12 @@ interface LabOutcome {
 async function runCommand(argv: string[], io: Io): Promise<number> {
   const { positionals, values } = parse(argv, SUITE_OPTIONS);
   // --each: one lab, once per host of an inventory group, one side-by-side report.
-  if (values.each !== undefined) return eachCommand(await loadPlan(argv, 'run', io), io);
+  if (values.each !== undefined) {
+    for (const suiteOnly of ['baseline', 'junit', 'drift', 'perf-drift', 'history'] as const) {
+      if (values[suiteOnly] !== undefined) throw new LabError('ARGS', `--${suiteOnly} is not an option of "lab run --each" (its report sets the hosts side by side; compare single runs with --baseline)`);
+    }
+    return eachCommand(await loadPlan(argv, 'run', io), io);
+  }
   if (!positionals.length) throw new LabError('ARGS', 'lab run needs a FILE or a folder of lab files: run "lab run --help"');
   const files = await expandLabFiles(positionals);
   const overrides = parseVarOverrides((values.var as string[] | undefined) ?? []);
@@ -508,8 +516,8 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   const read = baselinePath ? await readBaseline(baselinePath) : undefined;
   for (const s of read?.skipped ?? []) io.err(skippedWarning(s));
   const baseline = read?.results;
+  const machine = machineOption(values);
   const junit = values.junit ? resolve(values.junit as string) : undefined;
-  if (junit) await writableDir(dirname(junit), 'the JUnit file');
   const stamp = timestamp();
   const outs = labs.map((lab) => {
     const out = values.out as string | undefined;
@@ -518,7 +526,6 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   });
 
   const forks = forksOf(values);
-  const machine = machineOf(values);
   const pool = new HostPool({
     inventory: values.inventory as string | undefined,
     acceptNewHostKeys: !!values['accept-new-host-keys'],
@@ -538,11 +545,10 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
     refuseUnacknowledged(preview, values);
     plans.push({ lab, provider });
   }
+  for (const [i, out] of outs.entries()) refuseOtherLabsRun(out, labs[i]!.name);
   // Made only once nothing above refused the run: a refusal leaves no empty folder behind.
-  for (const [i, out] of outs.entries()) {
-    refuseOtherLabsRun(out, labs[i]!.name);
-    await writableDir(out, 'reports');
-  }
+  if (junit) await writableDir(dirname(junit), 'the JUnit file');
+  for (const out of outs) await writableDir(out, 'reports');
 
   const outcomes: LabOutcome[] = [];
   let teardownProblems: string[] = [];
@@ -616,15 +622,17 @@ async function runOneLab(
   const t = performance.now();
   io.out(verdictTable(result));
   if (suite.baseline) io.out(baselineLines(result, suite.baseline.results));
+  let unwritten = false;
   try {
     const paths = await writeReports(result, out);
     io.out(`reports (${Math.round(performance.now() - t)} ms): ${paths.json}\n  ${paths.markdown}\n  ${paths.html}\n  ${paths.junit}`);
   } catch (e) {
-    // The hosts are restored and the verdicts printed; only the files are missing.
+    // The verdicts are printed; the files are missing. What stopped the run, and a restore left to finish, are still said below.
     io.err(`error: Cannot write the reports to "${out}": ${(e as Error).message} [REPORTS_UNWRITTEN]`);
-    return { result, code: 3 };
+    unwritten = true;
   }
   const code = exitCodeOf(result, io, provider.restoreCommand);
+  if (unwritten) return { result, code: code === 130 ? 130 : 3 };
   // Every prediction held, but the machine moved: its own exit code, so a nightly job can tell.
   if (code === 4) io.err(`error: ${result.baseline!.regressions} metric${result.baseline!.regressions > 1 ? 's' : ''} regressed against the baseline [REGRESSION]`);
   return { result, code };
@@ -708,7 +716,7 @@ async function eachCommand(loaded: Awaited<ReturnType<typeof loadPlan>>, io: Io)
     acceptNewHostKeys: providerOptions.acceptNewHostKeys,
     onHostKeyAdded: providerOptions.onHostKeyAdded,
     forks,
-    machine: machineOf(values),
+    machine: machineOption(values),
     signal: io.signal,
     version: VERSION,
     runtime: runtimeName(),

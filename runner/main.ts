@@ -2,8 +2,8 @@
 
 import { main } from './cli.ts';
 
-const out = lines(process.stdout);
-const err = lines(process.stderr);
+const out = lines(process.stdout, process.stderr);
+const err = lines(process.stderr, process.stdout);
 const controller = new AbortController();
 let interrupts = 0;
 const onSignal = (sig: string) => {
@@ -24,10 +24,17 @@ process.on('SIGTERM', () => onSignal('SIGTERM'));
  * (`lab run … | head -1`: EPIPE): the run goes on without it, restores every
  * host, writes its reports and exits with its own code.
  */
-function lines(stream: NodeJS.WriteStream): (s: string) => void {
+function lines(stream: NodeJS.WriteStream, other: NodeJS.WriteStream): (s: string) => void {
   let gone = false;
-  stream.on('error', () => {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
     gone = true;
+    // A reader that left is no news; a full disk or an I/O error behind `> log` is, once.
+    if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') return;
+    try {
+      other.write(`lab: cannot write to ${stream === process.stdout ? 'stdout' : 'stderr'} any more: ${e.message}; the run goes on\n`);
+    } catch {
+      // both streams gone: the run still restores and writes its reports
+    }
   });
   return (s) => {
     if (gone) return;

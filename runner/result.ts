@@ -66,6 +66,8 @@ export interface HostFacts {
   addresses: string[];
   cpus: number;
   uid: number;
+  /** the agent has CAP_SYS_ADMIN in the first user namespace, which alloc_empty_file() lets past fs.file-max; absent from older agents (then: uid 0) */
+  fileMaxExempt?: boolean;
   /** fds a worker of the agent holds before its first socket: it opens nofile − workerFds sockets before EMFILE */
   workerFds: number;
   /** sockets the agent puts in each worker when a step leaves "processes" unset (its rule, under nofileSoft) */
@@ -162,7 +164,7 @@ export interface RunResult {
   lab: {
     name: string;
     description?: string;
-    /** the lab file's path as given, and its text after templating */
+    /** the lab file's path as given, and its text as written (templates not yet expanded: vars holds what they took) */
     file: string;
     source: string;
     vars: Record<string, string>;
@@ -206,8 +208,10 @@ export interface CapacityRecord {
 export interface BaselineComparison {
   /** the path the baseline was read from */
   source: string;
-  /** the baseline run compared with: the latest earlier run of the same lab */
+  /** the baseline run compared with: the latest earlier good run of the same lab */
   startedAt: string;
+  /** the machine that run was on (baseline.ts machineOf): another machine's when this one had none */
+  machine?: string;
   /** runs of this lab in the baseline's history (the noise-aware rule needs 3) */
   runs: number;
   metrics: MetricComparison[];

@@ -171,6 +171,12 @@ test('lab report exits as the run did: 3 for a run that stopped and left its res
     await writeFile(file, JSON.stringify({ ...sample, verdict: 'fail', error }));
     return (await cli('report', file, '--out', dir)).code;
   };
+  // A run that passed but could not put a host back exits 3 on that alone.
+  const unrestored = join(dir, 'unrestored.json');
+  await writeFile(unrestored, JSON.stringify({ ...sample, restore: { ok: false, problems: ['client: sysctl fs.file-max is still "200000"'] } }));
+  const r = await cli('report', unrestored, '--out', dir);
+  assert.is(r.code, 3, r.err);
+  assert.match(r.err, "the run's restore was incomplete:\n  client: sysctl fs.file-max is still");
   assert.is(await exitOf({ code: 'INTERRUPTED', message: 'interrupted (SIGINT)' }), 130);
   assert.is(await exitOf({ code: 'NO_SUCH_SYSCTL', message: 'lab.yaml:7:7: no such sysctl' }), 2);
   assert.is(await exitOf({ code: 'TIMEOUT', message: 'the lab ran out of its timeout' }), 3);

@@ -5,56 +5,62 @@
 // missing parent and tries again. This makes one folder at a time, top down,
 // so such a path fails at once with the kernel's own error.
 
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, statSync, type Stats } from 'node:fs';
 import { mkdir, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 const code = (e: unknown) => (e as NodeJS.ErrnoException).code;
 
-/** The folders of `dir` that do not exist yet, the outermost first. */
-function missing(dir: string, exists: (d: string) => boolean): string[] {
-  const out: string[] = [];
-  for (let d = resolve(dir); !exists(d); d = dirname(d)) {
-    out.unshift(d);
-    if (dirname(d) === d) break;
-  }
-  return out;
+function errno(name: 'EEXIST' | 'ENOTDIR', what: string, path: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${name}: ${what}, mkdir '${path}'`), { code: name, path });
 }
+
+/**
+ * The folders of `dir` to make, the outermost first, given how to stat a path
+ * (undefined: it does not exist). What exists on the way must be a folder, as
+ * `mkdir -p` requires: `dir` itself a file is EEXIST, a parent a file ENOTDIR.
+ */
+function* toMake(dir: string): Generator<string, string[], Stats | undefined> {
+  const out: string[] = [];
+  const target = resolve(dir);
+  for (let d = target; ; d = dirname(d)) {
+    const info = yield d;
+    if (info) {
+      if (!info.isDirectory()) throw d === target ? errno('EEXIST', 'file already exists', d) : errno('ENOTDIR', 'not a directory', target);
+      return out;
+    }
+    out.unshift(d);
+    if (dirname(d) === d) return out;
+  }
+}
+
+const absent = (e: unknown): undefined => {
+  if (code(e) !== 'ENOENT') throw e;
+  return undefined;
+};
 
 /** `mkdir -p dir`; throws what the kernel says of the first folder it cannot make. */
 export async function makeDirs(dir: string, mode?: number): Promise<void> {
-  const toMake: string[] = [];
-  for (let d = resolve(dir); ; d = dirname(d)) {
-    try {
-      await stat(d);
-      break;
-    } catch (e) {
-      if (code(e) !== 'ENOENT') throw e;
-      toMake.unshift(d);
-      if (dirname(d) === d) break;
-    }
-  }
-  for (const d of toMake) {
-    try {
-      await mkdir(d, mode === undefined ? undefined : { mode });
-    } catch (e) {
-      if (code(e) !== 'EEXIST') throw e;
-    }
-  }
+  const walk = toMake(dir);
+  let step = walk.next();
+  while (!step.done) step = walk.next(await stat(step.value).catch(absent));
+  for (const d of step.value) await mkdir(d, mode === undefined ? undefined : { mode }).catch((e) => code(e) === 'EEXIST' || Promise.reject(e));
 }
 
 /** `mkdir -p dir`, synchronously. */
 export function makeDirsSync(dir: string, mode?: number): void {
-  const toMake = missing(dir, (d) => {
+  const walk = toMake(dir);
+  let step = walk.next();
+  while (!step.done) {
+    let info: Stats | undefined;
     try {
-      statSync(d);
-      return true;
+      info = statSync(step.value);
     } catch (e) {
-      if (code(e) !== 'ENOENT') throw e;
-      return false;
+      info = absent(e);
     }
-  });
-  for (const d of toMake) {
+    step = walk.next(info);
+  }
+  for (const d of step.value) {
     try {
       mkdirSync(d, mode === undefined ? undefined : { mode });
     } catch (e) {

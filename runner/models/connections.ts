@@ -9,6 +9,7 @@ import {
   CLASSIC_SOCKET_BYTES,
   CLASSIC_TIME_WAIT_BYTES,
   objectsFormula,
+  passesFileMax,
   type PortPair,
   predictedBytes,
   sameKernel,
@@ -481,6 +482,8 @@ function timeWaitSources(ctx: ModelContext, host: string, upTo: number, expired:
       if (listens.some((l) => l !== undefined && s.steps.indexOf(l) !== -1 && s.steps.indexOf(l) < k)) continue;
       // Until the server's FIN the client waits in FIN_WAIT2, orphaned, for tcp_fin_timeout at most:
       // a server that closes in a later step, past that, finds the 4-tuple gone (no TIME_WAIT, the port free).
+      // Within it, TIME_WAIT starts at the server's FIN: its 60 s, and tcp_tw_reuse's age, count from there.
+      let finSeenAt = i;
       if (!listens.some((l) => l !== undefined && s.steps.indexOf(l) > k)) {
         const later = ctx.steps.findIndex((x, j) => j > i && j < upTo && x.kind === 'release' && listens.some((l) => l !== undefined && x.steps.includes(l)));
         const waitedMs = sleeps(i + 1, later === -1 ? upTo : later);
@@ -490,8 +493,9 @@ function timeWaitSources(ctx: ModelContext, host: string, upTo: number, expired:
           expired.push(`${heldCount(ctx, asRun(ctx, c))} of ${name} left FIN_WAIT2 after tcp_fin_timeout ${finMs / 1000} s (${peer} ${waitedMs / 1000} s after ${s.name}): no TIME_WAIT, their ports free`);
           continue;
         }
+        if (later !== -1) finSeenAt = later;
       }
-      out.push({ connect: asRun(ctx, c), release: s, sleptMs: sleeps(i + 1, upTo) });
+      out.push({ connect: asRun(ctx, c), release: s, sleptMs: sleeps(finSeenAt + 1, upTo) });
     }
   });
   return out;
@@ -862,9 +866,9 @@ export function capacity(ctx: ModelContext): ModelOutput {
   const servers = [...new Set(step.to.map((d) => d.role))];
   const sharesKernel = servers.some((r) => ctx.facts[r] && sameKernel(ctx.facts[r]!, client));
   const fdsPerConnection = sharesKernel ? 2 : 1;
-  // alloc_empty_file() lets a process with CAP_SYS_ADMIN past fs.file-max: for an agent running as root it is no ceiling.
   const fileMax = `fs.file-max ${client.fileMax} open files on the kernel ÷ ${fdsPerConnection} fd${fdsPerConnection > 1 ? 's' : ''} per connection`;
-  if (client.uid !== 0) ceilings.push({ name: 'fs.file-max', value: Math.floor(client.fileMax / fdsPerConnection), formula: fileMax });
+  const exempt = passesFileMax(client);
+  if (!exempt) ceilings.push({ name: 'fs.file-max', value: Math.floor(client.fileMax / fdsPerConnection), formula: fileMax });
 
   const cost = predictedBytes(client);
   const perConnection = cost.client + (sharesKernel ? cost.server : 0);
@@ -889,7 +893,7 @@ export function capacity(ctx: ModelContext): ModelOutput {
     value,
     derivation:
       `${ceilings.map((c) => `${c.name}: ${c.formula}`).join('; ')}` +
-      (client.uid === 0 ? `; not fs.file-max (${client.fileMax}): the agent runs as root, and CAP_SYS_ADMIN passes it` : '') +
+      (exempt ? `; not fs.file-max (${client.fileMax}): the agent has CAP_SYS_ADMIN, which passes it` : '') +
       `. Binding: ${binding.name}, ${binding.value}` +
       `; the step asks for ${step.count} = ${share}% of it${step.count < binding.value ? '' : `, so ${value}`}`,
     explanation: `The most connections ${step.host} can hold toward ${step.to.map((d) => `${destName(d.role)}:${d.port}`).join(', ')} is the smallest of its ceilings: here ${binding.name}`,

@@ -483,6 +483,15 @@ export function sameKernel(a: KernelFacts, b: KernelFacts): boolean {
 }
 
 /**
+ * Whether the agent opens files past fs.file-max: alloc_empty_file() lets
+ * CAP_SYS_ADMIN (of the first user namespace) past it, so for such an agent
+ * it is no ceiling. Agents that do not say are judged by their uid.
+ */
+export function passesFileMax(f: Pick<HostFacts, 'uid' | 'fileMaxExempt'>): boolean {
+  return f.fileMaxExempt ?? f.uid === 0;
+}
+
+/**
  * Which sides of a lab's connections a host's slab holds: the client side when
  * it connects (or shares its kernel with a host that does), the server side
  * when it is connected to (or shares a kernel with such a host).

@@ -6,7 +6,7 @@
 
 import type { Pair, Plan } from '../lab/plan.ts';
 import type { HostFacts } from '../result.ts';
-import { objectsFormula, predictedBytes } from './memory.ts';
+import { objectsFormula, passesFileMax, predictedBytes } from './memory.ts';
 
 // How many source addresses a count needs is lab vocabulary (the plan resolves
 // `sources: auto` with it); re-exported here for the checks below and their callers.
@@ -209,11 +209,10 @@ export function fdsCheck(load: MachineLoad, nofiles: Record<string, number>): Ch
   const f = load.facts;
   const workerFds = f.workerFds ?? 5;
   const need = load.sockets + load.workers * workerFds;
-  // alloc_empty_file() lets a process with CAP_SYS_ADMIN past fs.file-max: the agent runs as root.
-  const root = f.uid === 0;
+  const root = passesFileMax(f);
   const lines = [
     `fds: ${load.sockets} sockets + ${load.workers} workers × ${workerFds} = ${need} ${need <= f.fileMax ? '≤' : '>'} fs.file-max ${f.fileMax}` +
-      (root && need > f.fileMax ? ' (no limit for the agent as root: CAP_SYS_ADMIN passes it)' : ''),
+      (root && need > f.fileMax ? ' (no limit for the agent: CAP_SYS_ADMIN passes it)' : ''),
   ];
   let ok = root || need <= f.fileMax;
   for (const role of load.roles) {

@@ -94,6 +94,10 @@ export async function readBaseline(path: string): Promise<{ results: RunResult[]
   if (!read.results.length && !read.skipped.length) {
     throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no result.json: give a result.json, a folder of runs, or a published site`);
   }
+  // Nothing readable at all is no baseline: a nightly gate that compares with nothing must not pass quietly.
+  if (!read.results.length) {
+    throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no readable result.json: ${read.skipped.map((s) => s.problem).join('; ')}`);
+  }
   return { results: read.results.sort((a, b) => a.startedAt.localeCompare(b.startedAt)), skipped: read.skipped };
 }
 
@@ -139,7 +143,10 @@ export function topologyOf(result: RunResult): string {
  * stays one, night after night, until a run without it is accepted.
  */
 export function isGoodBaseline(r: RunResult): boolean {
-  return r.verdict === 'pass' && !r.error && !r.baseline?.regressions;
+  if (r.verdict !== 'pass' || r.error) return false;
+  // Measured against another machine's run (its first nights), a move says how the machines differ, not that this one moved.
+  const against = r.baseline?.machine;
+  return !r.baseline?.regressions || (against !== undefined && against !== machineOf(r));
 }
 
 /** The earlier runs of the same lab on hosts like these: a role's total over two SSH hosts is no baseline for one local namespace. */
@@ -154,7 +161,7 @@ export function noBaselineReason(result: RunResult, baseline: RunResult[]): stri
   if (!earlier.length) return `no earlier run of "${result.lab.name}" ${hosts} in it; nothing compared`;
   return (
     `none of the ${earlier.length} earlier run${earlier.length === 1 ? '' : 's'} of "${result.lab.name}" ${hosts} passed without a regression; nothing compared ` +
-    '(a run that passes without --baseline is one to compare with)'
+    '(the next run compares with this one, if it passes)'
   );
 }
 
@@ -199,6 +206,7 @@ export function compareWithBaseline(
   return {
     source,
     startedAt: base.startedAt,
+    machine: machineOf(base),
     runs: history.length,
     metrics,
     regressions: metrics.filter((m) => m.status === 'regression' || m.status === 'missing').length,
@@ -209,6 +217,7 @@ export function compareWithBaseline(
 /** What differs between two runs of a lab, one line each: each role's kernel, the lab's variables, the lab file, lab's version. */
 export function differences(before: RunResult, now: RunResult): string[] {
   const out: string[] = [];
+  if (machineOf(before) !== machineOf(now)) out.push(`machine: ${machineOf(before)} → ${machineOf(now)}`);
   const kernels = (r: RunResult, role: string) => [...new Set(r.hosts.filter((h) => h.role === role).map((h) => h.facts.kernel))].sort().join(', ');
   for (const role of [...new Set(now.hosts.map((h) => h.role))].sort()) {
     const [a, b] = [kernels(before, role), kernels(now, role)];
@@ -219,8 +228,8 @@ export function differences(before: RunResult, now: RunResult): string[] {
     .filter((n) => before.lab.vars[n] !== now.lab.vars[n])
     .map((n) => `${n} ${before.lab.vars[n] === undefined ? '(none)' : JSON.stringify(before.lab.vars[n])} → ${now.lab.vars[n] === undefined ? '(none)' : JSON.stringify(now.lab.vars[n])}`);
   if (vars.length) out.push(`vars: ${vars.join(', ')}`);
-  // The source is the lab after templating: with the variables alike, a different text is an edited lab file.
-  else if (before.lab.source !== now.lab.source) out.push('the lab file was edited');
+  // The source is the lab file as written, before templating: a --var leaves it alone, an edit does not.
+  if (before.lab.source !== now.lab.source) out.push('the lab file was edited');
   if (before.tool.version !== now.tool.version) out.push(`lab ${before.tool.version} → ${now.tool.version}`);
   return out;
 }

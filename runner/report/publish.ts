@@ -71,7 +71,10 @@ export async function readRuns(inputs: string[]): Promise<{ runs: Run[]; skipped
       byPath.set(path, { result, machine: machineOf(result), path });
     }
   }
-  if (!byPath.size) throw new LabError('ARGS', `No result.json in ${inputs.map((i) => `"${i}"`).join(', ')}: nothing to publish`);
+  if (!byPath.size) {
+    const broken = skipped.length ? ` (${skipped.length} broken: ${skipped.map((s) => s.problem).join('; ')})` : '';
+    throw new LabError('ARGS', `No readable result.json in ${inputs.map((i) => `"${i}"`).join(', ')}${broken}: nothing to publish`);
+  }
   return { runs: [...byPath.values()].sort((a, b) => a.result.startedAt.localeCompare(b.result.startedAt)), skipped };
 }
 

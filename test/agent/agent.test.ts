@@ -371,7 +371,7 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     const keys = [
       'hostname', 'kernel', 'python', 'portRange', 'reservedPorts', 'nofileSoft', 'nofileHard', 'canRaiseHardNofile',
       'nrOpen', 'fileMax', 'somaxconn', 'tcpMaxSynBacklog', 'tcpFinTimeout', 'tcpTwReuse', 'memTotalKiB',
-      'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'workerFds', 'socketsPerWorker',
+      'memAvailableKiB', 'slabObjectSize', 'addresses', 'cpus', 'uid', 'fileMaxExempt', 'workerFds', 'socketsPerWorker',
       'slabAliases', 'bootId', 'tcpTwReuseDelayMs', 'tcpMaxTwBuckets', 'connectEngine',
       'tcpAbortOnOverflow', 'tcpSyncookies', 'pageSize', 'tcpRmem', 'tcpWmem', 'tcpMem', 'memPcpuRsv',
       'conntrackOn', 'conntrackCount', 'conntrackMax',
@@ -387,6 +387,8 @@ test('facts: HostFacts shape, values from the namespace', async () => {
     assert.ok(f.memTotalKiB > 0 && f.memAvailableKiB > 0 && f.memAvailableKiB <= f.memTotalKiB);
     assert.ok(f.cpus >= 1);
     assert.is(f.uid, 0);
+    // Root of the first user namespace, with CAP_SYS_ADMIN: fs.file-max does not bind it.
+    assert.is(f.fileMaxExempt, true);
     // A compiler is on this machine's PATH: the helper's small workers, as the memory check prices them.
     assert.is(f.connectEngine, 'c');
     // What data in flight is charged against: per-namespace buffers; tcp_mem is machine-wide, not shown in a namespace.

@@ -18,7 +18,7 @@ const codeSync = (f: () => void) => {
   }
 };
 
-test('makeDirs() makes the missing folders, outermost first, and is a no-op when they exist', async () => {
+test('makeDirs() makes the missing folders and is a no-op when they exist', async () => {
   const root = mkdtempSync(join(tmpdir(), 'lab-dirs-'));
   await makeDirs(join(root, 'a', 'b', 'c'));
   assert.ok(statSync(join(root, 'a', 'b', 'c')).isDirectory());
@@ -34,6 +34,10 @@ test('makeDirs() fails at once with the kernel\'s error under /proc and below a 
   const file = join(mkdtempSync(join(tmpdir(), 'lab-dirs-')), 'f');
   writeFileSync(file, '');
   assert.is(await code(makeDirs(join(file, 'sub'))), 'ENOTDIR');
+  assert.is(codeSync(() => makeDirsSync(join(file, 'sub'))), 'ENOTDIR');
+  // A file where the folder should be is no folder: --out FILE is refused before the run, not after it.
+  assert.is(await code(makeDirs(file)), 'EEXIST');
+  assert.is(codeSync(() => makeDirsSync(file)), 'EEXIST');
 });
 
 test.run();

@@ -29,8 +29,9 @@ test('capacity() names the binding ceiling: ports here, memory on a small machin
   assert.is(out.value, 16400);
   assert.match(out.derivation, 'Binding: ephemeral ports, 41000; the step asks for 16400 = 40.0% of it');
   // The agent runs as root here: fs.file-max is no ceiling for it (labs/two-million.yaml holds 4M files above it).
-  assert.match(out.derivation, '; not fs.file-max (2466112): the agent runs as root, and CAP_SYS_ADMIN passes it. Binding');
-  // As another user it is one, and binds when it is the smallest.
+  assert.match(out.derivation, '; not fs.file-max (2466112): the agent has CAP_SYS_ADMIN, which passes it. Binding');
+  // As another user it is one, and binds when it is the smallest; so for uid 0 of a user namespace (no CAP_SYS_ADMIN that counts).
+  assert.is(capacity(ctx([listen(), hold], hold, 'established', facts({ uid: 0, fileMaxExempt: false, fileMax: 20000 }))).value, 10000);
   const user = capacity(ctx([listen(), hold], hold, 'established', facts({ uid: 1000, fileMax: 20000 })));
   assert.is(user.value, 10000);
   assert.match(user.derivation, 'fs.file-max: fs.file-max 20000 open files on the kernel ÷ 2 fds per connection');
@@ -70,6 +71,18 @@ test('timeWait(): a server that closes past the client\'s tcp_fin_timeout leaves
   assert.is(tw(1).value, 0);
   assert.match(tw(1).derivation, '1000 of ramp left FIN_WAIT2 after tcp_fin_timeout 1 s (the server closed in close_server 2 s after close)');
   assert.is(tw(60).value, 1000);
+  // The 60 s count from the server's FIN, not the client's close: 30 s, then the server, then 40 s, and all are still there.
+  const slow: Step[] = [
+    listen(), ramp,
+    { name: 'close', kind: 'release', steps: ['ramp'] },
+    { name: 's1', kind: 'sleep', durationMs: 30_000 },
+    { name: 'close_server', kind: 'release', steps: ['listen'] },
+    { name: 's2', kind: 'sleep', durationMs: 40_000 },
+    waiting,
+  ];
+  const slowTw = timeWait(ctx(slow, waiting, 'tcpTw', facts({ portRange: [45000, 45999], tcpFinTimeout: 60 }), 'graceful'));
+  assert.is(slowTw.value, 1000);
+  assert.match(slowTw.derivation, '1000 closed first by client in close (40 s before)');
   // Both closed in one release, the server right after the client: TIME_WAIT whatever the timeout.
   const together: Step[] = [listen(), ramp, { name: 'close', kind: 'release', steps: ['ramp', 'listen'] }, { name: 's', kind: 'sleep', durationMs: 2000 }, waiting];
   assert.is(timeWait(ctx(together, waiting, 'tcpTw', facts({ tcpFinTimeout: 1 }), 'graceful')).value, 1000);

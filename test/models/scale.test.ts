@@ -165,7 +165,7 @@ test('with the C helper\'s small workers two million fit on 22 GiB; fds and port
   // As root the agent passes fs.file-max (CAP_SYS_ADMIN); fs.nr_open still binds setrlimit.
   const root = capacityCheck(planLab(lab(1_000_000), bindings), { client: { ...few, uid: 0, nrOpen: 1 << 20 }, server: { ...few, uid: 0, nrOpen: 1 << 20 } });
   assert.ok(root.ok, capacityRefusal(root));
-  assert.match(root.machines[0]!.fds.lines[0]!, '> fs.file-max 1000000 (no limit for the agent as root: CAP_SYS_ADMIN passes it)');
+  assert.match(root.machines[0]!.fds.lines[0]!, '> fs.file-max 1000000 (no limit for the agent: CAP_SYS_ADMIN passes it)');
   // A lab's own narrow port range: the plan's sources keep below half of it.
   const ports = capacityCheck(planLab(lab(20_000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings), { client: c, server: c });
   assert.ok(ports.ports.ok);

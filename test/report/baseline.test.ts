@@ -155,9 +155,27 @@ test('compareWithBaseline() compares with the latest good run: a regression stay
   assert.is(compareWithBaseline(now, [night2, disturbed], 'site/'), undefined);
   assert.is(
     noBaselineReason(now, [night2, disturbed]),
-    'none of the 2 earlier runs of "port-exhaustion" on hosts like these (client: 1 netns, server: 1 netns) passed without a regression; nothing compared (a run that passes without --baseline is one to compare with)',
+    'none of the 2 earlier runs of "port-exhaustion" on hosts like these (client: 1 netns, server: 1 netns) passed without a regression; nothing compared (the next run compares with this one, if it passes)',
   );
   assert.is(noBaselineReason(now, []), 'no earlier run of "port-exhaustion" on hosts like these (client: 1 netns, server: 1 netns) in it; nothing compared');
+});
+
+test('compareWithBaseline(): a machine first compared with another machine\'s run is its own baseline the next night', async () => {
+  const onA = await load('pass');
+  const onB = (minutes: number) => later(onA, minutes, (r) => {
+    r.machine = 'b';
+    r.predictions[0]!.observed = 500;
+  });
+  // B's first night has only A's run to go by: the machines differ, so it regresses, and says so.
+  const night1 = onB(60);
+  night1.baseline = compareWithBaseline(night1, [onA], 'site/')!;
+  assert.is(night1.baseline.regressions, 1);
+  assert.is(night1.baseline.machine, 'bench-07');
+  assert.ok(night1.baseline.changed!.includes('machine: bench-07 → b'), night1.baseline.changed!.join('; '));
+  // The next night compares with B's own first night, not with A's again, and passes.
+  const c = compareWithBaseline(onB(120), [onA, night1], 'site/')!;
+  assert.is(c.startedAt, night1.startedAt);
+  assert.is(c.regressions, 0);
 });
 
 test('compareWithBaseline() says what changed since the baseline run: a role\'s kernel, the lab\'s variables, the lab file, lab\'s version', async () => {
@@ -196,6 +214,10 @@ test('readBaseline() reads a result.json, or every run in a folder, oldest first
   assert.is(again.results.length, 2);
   assert.equal(again.skipped.map((s) => s.file), [broken]);
   assert.match(skippedWarning(again.skipped[0]!), new RegExp(`^warning: left out ${broken}: 1:201: not a lab result: invalid JSON: .* \\[RESULT_INVALID\\]; repair or remove it$`));
+  // A folder of broken runs only is no baseline: refused, naming them, rather than comparing with nothing.
+  const onlyBroken = await mkdtemp(join(tmpdir(), 'lab-baseline-'));
+  await writeFile(join(onlyBroken, 'result.json'), '{');
+  assert.match(await readBaseline(onlyBroken).then(() => 'read', (e: LabError) => `${e.code}: ${e.message}`), /^BASELINE_EMPTY: The baseline ".*" holds no readable result\.json: .*result\.json:1:2: not a lab result/);
   // Named on its own, it is still refused.
   assert.is(await readBaseline(broken).then(() => 'read', (e: LabError) => e.code), 'RESULT_INVALID');
 });

@@ -12,6 +12,21 @@ from .procfs import ipv4_addresses, read_text, sysctl_int, sysctl_read
 from .fds import WORKER_FDS, sockets_per_worker
 
 
+CAP_SYS_ADMIN = 21
+
+
+def file_max_exempt():
+    """Whether this process may open files past fs.file-max: CAP_SYS_ADMIN in its
+    effective set, in the first user namespace (uid 0 of a user namespace is not)."""
+    try:
+        with open("/proc/self/status") as f:
+            cap = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+        with open("/proc/self/uid_map") as f:
+            init_userns = f.read().split() == ["0", "0", "4294967295"]
+    except (OSError, StopIteration, ValueError):
+        return os.geteuid() == 0
+    return bool(cap >> CAP_SYS_ADMIN & 1) and init_userns
+
 def can_raise_hard_nofile():
     """Try to raise the hard limit by one, and put it back (lowering is always
     allowed): no child to fork and wait for. A worker forked meanwhile may get
@@ -108,6 +123,8 @@ def op_facts(rid, args):
         "addresses": ["%s/%d" % (ip, prefix) for ip, prefix, _ in ipv4_addresses()],
         "cpus": cpus,
         "uid": os.getuid(),
+        # alloc_empty_file() lets CAP_SYS_ADMIN (of the first user namespace) past fs.file-max.
+        "fileMaxExempt": file_max_exempt(),
         # How the agent spreads connections over workers, under this soft limit.
         "workerFds": WORKER_FDS,
         "socketsPerWorker": sockets_per_worker(soft),
