@@ -93,7 +93,7 @@ const PORT_RANGE = 'net.ipv4.ip_local_port_range';
 
 /**
  * Resolve `sources: auto`: each such connect step gets the source addresses
- * its count needs below half the port range (the lab's range for the host, or
+ * its count needs within 3/8 of the port range (the lab's range for the host, or
  * AUTO_PORT_RANGE, which the plan then sets), and its host the aliases for
  * them. Returns the lab with numbers in place of "auto", and how each was planned.
  */
@@ -127,7 +127,7 @@ export function planSources(lab: Lab, bindings: HostBinding[]): { lab: Lab; auto
       host.sysctls[PORT_RANGE] = AUTO_PORT_RANGE.join(' ');
     }
     let plan = sourcesFor(s.count, s.to.length, range);
-    // With connections still held on the first sources' pairs, more sources until each pair stays below half the range.
+    // With connections still held on the first sources' pairs, more sources until each pair stays within 3/8 of the range.
     const fits = (n: number) => Array.from({ length: n }, (_, i) => i).every((i) => s.to.every((d) => heldOn(pairKey(s.host, i, d)) + s.count / (n * s.to.length) <= plan.portsPerSource));
     let sources = plan.sources;
     while (!fits(sources) && sources < 1 + pool + 1) sources++;

@@ -178,7 +178,7 @@ export const labSchema = {
         },
         count: integer(1, MAX_COUNT, 'Connections to open at most'),
         sources: {
-          description: 'Source addresses: 1 = the primary, n = primary + n-1 aliases (default 1); "auto": as many as count needs, below half the port range each',
+          description: 'Source addresses: 1 = the primary, n = primary + n-1 aliases (default 1); "auto": as many as count needs, each within 3/8 of the port range',
           anyOf: [...(integer(1, 1 + MAX_ALIASES, '').anyOf as Schema[]), { const: 'auto' }],
         },
         bind: { description: 'How sockets are bound before connect() (default none)', ...templated({ enum: BIND_MODES }) },

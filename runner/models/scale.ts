@@ -226,7 +226,7 @@ export function fdsCheck(load: MachineLoad, nofiles: Record<string, number>): Ch
 
 /**
  * Whether each connect step with \`sources: auto\` keeps every (source,
- * destination) below half its port range, as planned (a lab that names its
+ * destination) within 3/8 of its port range, as planned (a lab that names its
  * sources may run out of ports on purpose: that is what it measures).
  */
 export function portsCheck(plan: Plan, facts: Record<string, HostFacts>): Check {
@@ -251,7 +251,7 @@ export function portsCheck(plan: Plan, facts: Record<string, HostFacts>): Check 
     const budget = portsPerSource(range);
     const total = per + before;
     const held = before ? ` + ${before} still held on the same pairs by earlier steps = ${total}` : '';
-    lines.push(`ports ${s.name}: ${s.count} connections ÷ ${pairs} (source, destination) pairs = ${per} per pair${held} ${total <= budget ? '≤' : '>'} ${budget} (half of ${range[0]}–${range[1]})`);
+    lines.push(`ports ${s.name}: ${s.count} connections ÷ ${pairs} (source, destination) pairs = ${per} per pair${held} ${total <= budget ? '≤' : '>'} ${budget} (3/8 of ${range[0]}–${range[1]})`);
     ok &&= total <= budget;
   }
   return { ok, lines };

@@ -6,6 +6,7 @@ import {
   AUTO_PORT_RANGE, capacityCheck, capacityRefusal, memoryCheck, peakLoads, portsPerSource, socketCost, sourcesFor,
 } from '../../runner/models/scale.ts';
 import type { HostFacts } from '../../runner/result.ts';
+import { MAX_ALIASES } from '../../runner/files/names.ts';
 
 const GiB = 1024 ** 3;
 // Object sizes of 6.18 here (/proc/slabinfo); the bind buckets live in a merged 128-byte cache.
@@ -21,7 +22,7 @@ const facts = (over: Partial<HostFacts> = {}): HostFacts => ({
 
 const bindings: HostBinding[] = ['client', 'server'].map((role, i) => ({
   role, name: role, kind: 'netns', target: `lab-x-${role}`, address: `198.18.0.${i + 1}`, device: 'eth0', local: true,
-  aliasPool: Array.from({ length: 64 }, (_, k) => `198.18.${i + 1}.${k + 1}`),
+  aliasPool: Array.from({ length: MAX_ALIASES }, (_, k) => `198.18.${i + 1}.${k + 1}`),
 }));
 
 const lab = (count: number, connect: Partial<Extract<Step, { kind: 'connect' }>> = {}, sysctls: Record<string, string> = {}): Lab => ({
@@ -40,46 +41,46 @@ const lab = (count: number, connect: Partial<Extract<Step, { kind: 'connect' }>>
   ],
 });
 
-test('sourcesFor() keeps every source below half the port range', () => {
-  assert.is(portsPerSource(AUTO_PORT_RANGE), 32256);
+test('sourcesFor() keeps every source within 3/8 of the port range', () => {
+  assert.is(portsPerSource(AUTO_PORT_RANGE), 24192);
   const p = sourcesFor(1_000_000, 1, AUTO_PORT_RANGE);
-  assert.is(p.sources, 32);
+  assert.is(p.sources, 42);
   assert.is(
     p.derivation,
-    '⌈1000000 connections ÷ (1 destination × ⌊(65535 − 1024 + 1) ÷ 2⌋ = 32256 ports)⌉ = 32 source addresses (below half the range, where connect() slows sharply)',
+    "⌈1000000 connections ÷ (1 destination × ⌊(65535 − 1024 + 1) × 3/8⌋ = 24192 ports)⌉ = 42 source addresses (3/8 of the range: three quarters of one parity's ports, past which connect() slows sharply)",
   );
-  assert.is(sourcesFor(64512, 2, AUTO_PORT_RANGE).sources, 1);
-  assert.is(sourcesFor(64513, 2, AUTO_PORT_RANGE).sources, 2);
-  assert.is(sourcesFor(10, 1, [40000, 40999], 100).portsPerSource, 450);
+  assert.is(sourcesFor(48384, 2, AUTO_PORT_RANGE).sources, 1);
+  assert.is(sourcesFor(48385, 2, AUTO_PORT_RANGE).sources, 2);
+  assert.is(sourcesFor(10, 1, [40000, 40999], 100).portsPerSource, 337);
 });
 
 test('planLab() resolves sources: auto into aliases, the port range and the pairs', () => {
   const plan = planLab(lab(1_000_000), bindings);
   const client = plan.hosts.find((h) => h.role === 'client')!;
-  assert.is(client.aliases.length, 31);
+  assert.is(client.aliases.length, 41);
   assert.equal(client.sysctls, [{ name: 'net.ipv4.ip_local_port_range', value: '1024 65535', scope: 'namespace' }]);
   const ramp = plan.steps.find((s) => s.name === 'ramp')!;
   assert.ok(ramp.kind === 'connect');
   if (ramp.kind !== 'connect') return;
-  assert.is(ramp.sources, 32);
-  assert.is(ramp.pairs.length, 32);
+  assert.is(ramp.sources, 42);
+  assert.is(ramp.pairs.length, 42);
   assert.ok(ramp.autoPlan!.endsWith('the plan sets net.ipv4.ip_local_port_range "1024 65535"'), ramp.autoPlan);
   // The models see the planned number, not "auto".
   const labRamp = plan.lab.steps.find((s) => s.name === 'ramp')!;
-  assert.is(labRamp.kind === 'connect' && labRamp.sources, 32);
+  assert.is(labRamp.kind === 'connect' && labRamp.sources, 42);
 });
 
 test('planLab() plans sources: auto within the range the lab sets, and refuses more sources than the host has', () => {
   const plan = planLab(lab(5000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings);
   const ramp = plan.steps.find((s) => s.name === 'ramp')!;
-  assert.is(ramp.kind === 'connect' && ramp.sources, 10);
+  assert.is(ramp.kind === 'connect' && ramp.sources, 14);
   assert.equal(plan.hosts[0]!.sysctls.map((s) => s.value), ['40000 40999']);
   try {
     planLab(lab(100_000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings);
-    assert.unreachable('planned 200 sources');
+    assert.unreachable('planned 267 sources');
   } catch (e) {
     assert.is((e as { code?: string }).code, 'PLAN_HOSTS');
-    assert.match((e as Error).message, /= 200 source addresses .* but host "client" offers 1 \+ 64 aliases/);
+    assert.match((e as Error).message, /= 267 source addresses .* but host "client" offers 1 \+ 128 aliases/);
   }
 });
 
@@ -100,13 +101,14 @@ test('sources: auto leaves room for what earlier steps still hold on the first s
   two.steps[3] = { name: 'release', kind: 'release', steps: ['a', 'b', 'listen'] };
   const plan = planLab(two, bindings);
   const sources = plan.steps.filter((s) => s.kind === 'connect').map((s) => [s.name, (s as { sources: number }).sources]);
-  // b alone needs 1; with a's 25000 on source 0, 4 keep every pair at most 25000 + 6250 ≤ 32256.
-  assert.equal(sources, [['a', 1], ['b', 4]]);
-  // Released in between: b needs 1 again.
+  // a needs 2 (25000 > 24192 ports a pair); b alone would too, but with a's 12500 on each of the first two pairs,
+  // 3 keep every pair at most 12500 + 8334 ≤ 24192.
+  assert.equal(sources, [['a', 2], ['b', 3]]);
+  // Released in between: b needs only its own 2 again.
   const apart = lab(25_000, { name: 'a' });
   apart.steps.splice(2, 0, { name: 'r', kind: 'release', steps: ['a'] }, { ...(apart.steps[1] as Extract<Step, { kind: 'connect' }>), name: 'b' });
   apart.steps[4] = { name: 'release', kind: 'release', steps: ['b', 'listen'] };
-  assert.equal(planLab(apart, bindings).steps.filter((s) => s.kind === 'connect').map((s) => (s as { sources: number }).sources), [1, 1]);
+  assert.equal(planLab(apart, bindings).steps.filter((s) => s.kind === 'connect').map((s) => (s as { sources: number }).sources), [2, 2]);
 });
 
 test('peakLoads() counts both ends on one machine, and a released step no more', () => {
@@ -143,7 +145,7 @@ test('capacityCheck() fits a million on 22 GiB and refuses two million with Pyth
       '    fds: 4000000 sockets + 202 workers × 5 = 4001010 ≤ fs.file-max 1073741824',
       '    nofile client: 20000 per worker ≤ fs.nr_open 1048576',
       '    nofile server: 20000 per worker ≤ fs.nr_open 1048576',
-      '  ports ramp: 2000000 connections ÷ 63 (source, destination) pairs = 31747 per pair ≤ 32256 (half of 1024–65535)',
+      '  ports ramp: 2000000 connections ÷ 83 (source, destination) pairs = 24097 per pair ≤ 24192 (3/8 of 1024–65535)',
       '  Lower the count, or free memory on the host (MemAvailable)',
     ].join('\n'),
   );
@@ -166,10 +168,10 @@ test('with the C helper\'s small workers two million fit on 22 GiB; fds and port
   const root = capacityCheck(planLab(lab(1_000_000), bindings), { client: { ...few, uid: 0, nrOpen: 1 << 20 }, server: { ...few, uid: 0, nrOpen: 1 << 20 } });
   assert.ok(root.ok, capacityRefusal(root));
   assert.match(root.machines[0]!.fds.lines[0]!, '> fs.file-max 1000000 (no limit for the agent: CAP_SYS_ADMIN passes it)');
-  // A lab's own narrow port range: the plan's sources keep below half of it.
+  // A lab's own narrow port range: the plan's sources keep within 3/8 of it.
   const ports = capacityCheck(planLab(lab(20_000, {}, { 'net.ipv4.ip_local_port_range': '40000 40999' }), bindings), { client: c, server: c });
   assert.ok(ports.ports.ok);
-  assert.match(ports.ports.lines[0]!, /= 500 per pair ≤ 500 \(half of 40000–40999\)/);
+  assert.match(ports.ports.lines[0]!, /= 371 per pair ≤ 375 \(3\/8 of 40000–40999\)/);
 });
 
 test('sources: auto and the ports check count the ports earlier steps still hold on the same pairs, and free them at release', () => {
@@ -180,8 +182,8 @@ test('sources: auto and the ports check count the ports earlier steps still hold
       l.steps = [listen, ramp, ...(released ? [{ name: 'free', kind: 'release', steps: ['ramp'] } as Step] : []), { ...ramp, name: 'again' }, { name: 'release', kind: 'release', steps: ['ramp', 'again', 'listen'] }];
     return l;
   };
-  // sources: auto counts what "ramp" still holds on its pairs: 66 sources, more than the host's 1 + 64, refused by the plan itself.
-  assert.throws(() => planLab(twice(false), bindings), /66 with the connections "ramp" still hold on the first sources' pairs, but host "client" offers 1 \+ 64 aliases/);
+  // sources: auto counts what "ramp" still holds on its pairs: more sources than the host's 1 + 128, refused by the plan itself.
+  assert.throws(() => planLab(twice(false), bindings), /130 with the connections "ramp" still hold on the first sources' pairs, but host "client" offers 1 \+ 128 aliases/);
   const freed = capacityCheck(planLab(twice(true), bindings), { client: c, server: c });
   assert.ok(freed.ports.ok, freed.ports.lines.join('\n'));
 });
