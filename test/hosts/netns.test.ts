@@ -43,7 +43,7 @@ test('localAddresses() gives host i 198.N.0.(i+1) and aliases 198.N.(i+1).k', ()
   const a = localAddresses(19, 1);
   assert.is(a.address, '198.19.0.2');
   assert.equal(a.aliasPool.slice(0, 2), ['198.19.2.1', '198.19.2.2']);
-  assert.is(a.aliasPool.length, 64);
+  assert.is(a.aliasPool.length, 128);
 });
 
 test('localAddresses() in slice s of 198.18.0.0/16 stays inside 198.18.16s.0/20', () => {
@@ -51,7 +51,7 @@ test('localAddresses() in slice s of 198.18.0.0/16 stays inside 198.18.16s.0/20'
   const a = localAddresses(18, 1, 2);
   assert.is(a.address, '198.18.32.2');
   assert.equal(a.aliasPool.slice(0, 2), ['198.18.34.1', '198.18.34.2']);
-  assert.is(localAddresses(18, 14, 15).aliasPool.at(-1), '198.18.255.64');
+  assert.is(localAddresses(18, 14, 15).aliasPool.at(-1), '198.18.255.128');
   // A 16th host would reach into the next slice: it gets no aliases.
   assert.equal(localAddresses(18, 15, 0).aliasPool, []);
   assert.is(localAddresses(18, 15, 0).address, '198.18.0.16');
