@@ -15,7 +15,7 @@ import { readUserFile } from './files/read.ts';
 import { parseVarOverrides, unusedOverrides } from './lab/template.ts';
 import type { RunResult, StepObservation } from './result.ts';
 import type { RunEvent } from './run/events.ts';
-import type { HostKeyAdded } from './hosts/ssh.ts';
+import type { HostKeyOptions } from './hosts/inventory.ts';
 import { describePlan } from './run/describe-plan.ts';
 import { hostsDownCommand, hostsUpCommand } from './run/hosts-up.ts';
 import { restoreLeftovers } from './run/leftovers.ts';
@@ -372,9 +372,12 @@ function roleGroupsOf(values: Record<string, unknown>): Record<string, string> {
   return out;
 }
 
-/** Says which host key accept-new trusted on first use, and where it wrote it, as OpenSSH's "Permanently added" does. */
-function hostKeyNotice(io: Io): (added: HostKeyAdded) => void {
-  return (a) => io.err(`${a.role}: added the ${a.who}host key of ${a.host} (${a.key}) to ${a.file}`);
+/** `--accept-new-host-keys`, and a line for each key it trusts on first use, as OpenSSH's "Permanently added". */
+function hostKeyOptions(values: Record<string, unknown>, io: Io): HostKeyOptions {
+  return {
+    acceptNewHostKeys: !!values['accept-new-host-keys'],
+    onHostKeyAdded: (a) => io.err(`${a.role}: added the ${a.who}host key of ${a.host} (${a.key}) to ${a.file}`),
+  };
 }
 
 /** A --var no template uses changes nothing: say so (it is allowed, for suites whose labs share --vars). */
@@ -393,8 +396,7 @@ async function loadPlan(argv: string[], command: string, io: Io) {
   const forks = forksOf(values);
   const providerOptions = {
     inventory: values.inventory as string | undefined,
-    acceptNewHostKeys: !!values['accept-new-host-keys'],
-    onHostKeyAdded: hostKeyNotice(io),
+    ...hostKeyOptions(values, io),
     roleGroups: roleGroupsOf(values),
     forks,
   };
@@ -528,8 +530,7 @@ async function runCommand(argv: string[], io: Io): Promise<number> {
   const forks = forksOf(values);
   const pool = new HostPool({
     inventory: values.inventory as string | undefined,
-    acceptNewHostKeys: !!values['accept-new-host-keys'],
-    onHostKeyAdded: hostKeyNotice(io),
+    ...hostKeyOptions(values, io),
     roleGroups: roleGroupsOf(values),
     forks,
   });
@@ -829,8 +830,7 @@ async function restoreCommand(argv: string[], io: Io): Promise<number> {
   const { values } = parse(argv, { inventory: { type: 'string', short: 'i' }, forks: { type: 'string' }, 'accept-new-host-keys': { type: 'boolean' } });
   const r = await restoreLeftovers({
     inventory: values.inventory as string | undefined,
-    acceptNewHostKeys: !!values['accept-new-host-keys'],
-    onHostKeyAdded: hostKeyNotice(io),
+    ...hostKeyOptions(values, io),
     forks: forksOf(values),
   });
   for (const line of r.lines) io.out(line);

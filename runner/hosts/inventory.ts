@@ -124,12 +124,16 @@ function readGroups(ctx: Reading, value: unknown, hosts: Record<string, Inventor
   return groups;
 }
 
-/** The SSH transport for an inventory host; `acceptNewHostKeys` is `--accept-new-host-keys`. */
-export function inventoryTransport(
-  host: InventoryHost,
-  role: string,
-  options: { acceptNewHostKeys?: boolean; onHostKeyAdded?: (added: HostKeyAdded) => void } = {},
-): SshTransport {
+/** How SSH host keys not yet known are met: every layer that opens inventory hosts passes these on. */
+export interface HostKeyOptions {
+  /** `--accept-new-host-keys`: trust and remember them */
+  acceptNewHostKeys?: boolean;
+  /** told each key trusted that way (the CLI says so, as OpenSSH's "Permanently added" does) */
+  onHostKeyAdded?: (added: HostKeyAdded) => void;
+}
+
+/** The SSH transport for an inventory host. */
+export function inventoryTransport(host: InventoryHost, role: string, options: HostKeyOptions = {}): SshTransport {
   const policy = (p: HostKeyPolicy): HostKeyPolicy => (options.acceptNewHostKeys ? 'accept-new' : p);
   return new SshTransport({
     role,

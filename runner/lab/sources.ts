@@ -18,7 +18,7 @@ export const AUTO_PORT_RANGE: [number, number] = [1024, 65535];
  * probes ever more taken ports, about 1 ÷ (1 − the share taken): past half of
  * the range it walks the whole used half. Measured at 1M (32 pairs to 97% of a
  * parity against 42 to 74%): the last tenth of the ramp at 9–15k/s against
- * 21–24k/s, the whole 38.8/31.1/27.8 s against 35.0/27.7/26.8 s, side by side.
+ * 20–24k/s, the whole 38.8/31.1/27.8 s against 35.0/27.7/26.8 s, side by side.
  */
 export const PORT_SHARE = 0.375;
 

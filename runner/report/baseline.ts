@@ -91,12 +91,14 @@ export async function readBaseline(path: string): Promise<{ results: RunResult[]
     throw new LabError('BASELINE_UNREADABLE', `Cannot read the baseline "${path}": no such file or folder`);
   }
   const read = info.isDirectory() ? await readResultsUnder(path) : { results: [await readBaselineFile(path)], skipped: [] };
-  if (!read.results.length && !read.skipped.length) {
-    throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no result.json: give a result.json, a folder of runs, or a published site`);
-  }
   // Nothing readable at all is no baseline: a nightly gate that compares with nothing must not pass quietly.
   if (!read.results.length) {
-    throw new LabError('BASELINE_EMPTY', `The baseline "${path}" holds no readable result.json: ${read.skipped.map((s) => s.problem).join('; ')}`);
+    throw new LabError(
+      'BASELINE_EMPTY',
+      read.skipped.length
+        ? `The baseline "${path}" holds no readable result.json: ${read.skipped.map((s) => s.problem).join('; ')}`
+        : `The baseline "${path}" holds no result.json: give a result.json, a folder of runs, or a published site`,
+    );
   }
   return { results: read.results.sort((a, b) => a.startedAt.localeCompare(b.startedAt)), skipped: read.skipped };
 }

@@ -5,25 +5,22 @@
 // the runs go one after another, since they share the other roles' hosts.
 
 import { LabError } from '../errors.ts';
-import { readInventory } from '../hosts/inventory.ts';
+import { readInventory, type HostKeyOptions } from '../hosts/inventory.ts';
 import { planLab, type Plan } from '../lab/plan.ts';
 import { didYouMean } from '../files/names.ts';
 import { readLab } from '../lab/validate.ts';
 import { EACH_FORMAT, type EachResult } from '../result.ts';
 import type { RunEventHandler } from './events.ts';
-import type { HostKeyAdded } from '../hosts/ssh.ts';
 import { InventoryProvider } from './inventory-provider.ts';
 import { runPlan } from './run.ts';
 
-export interface EachOptions {
+export interface EachOptions extends HostKeyOptions {
   file: string;
   inventory: string;
   group: string;
   /** `--var` overrides: they win over host vars, which win over the lab's `vars:` */
   overrides: Record<string, string>;
   roleGroups: Record<string, string>;
-  acceptNewHostKeys: boolean;
-  onHostKeyAdded?: (added: HostKeyAdded) => void;
   forks?: number;
   /** `--machine` */
   machine?: string;
@@ -60,12 +57,7 @@ export async function planEach(options: EachOptions): Promise<EachPlan> {
         `--each ${options.group}: no role of the lab "${lab.name}" takes the group ${quote(options.group)} (its roles: ${lab.hosts.map((h) => quote(h.role)).join(', ')}): map one with --role ROLE=${options.group}`,
       );
     }
-    const provider = InventoryProvider.from(lab, inventory, {
-      acceptNewHostKeys: options.acceptNewHostKeys,
-      onHostKeyAdded: options.onHostKeyAdded,
-      roleGroups: options.roleGroups,
-      only: { group: options.group, host },
-    });
+    const provider = InventoryProvider.from(lab, inventory, { ...options, only: { group: options.group, host } });
     hosts.push({ host, plan: planLab(lab, provider.bindings()), provider });
   }
   return { role: role!, hosts };

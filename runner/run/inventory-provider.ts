@@ -3,9 +3,8 @@
 // unchanged on real machines. Each lab role takes the inventory group of its
 // name, or the one `--role ROLE=GROUP` names, with every host in it.
 
-import { inventoryTransport, readInventory, type Inventory, type InventoryHost } from '../hosts/inventory.ts';
+import { inventoryTransport, readInventory, type HostKeyOptions, type Inventory, type InventoryHost } from '../hosts/inventory.ts';
 import type { Transport } from '../hosts/transport.ts';
-import type { HostKeyAdded } from '../hosts/ssh.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import { didYouMean } from '../files/names.ts';
 import type { Lab } from '../lab/types.ts';
@@ -19,10 +18,7 @@ export function inventoryJournalPath(host: InventoryHost): string {
   return hostJournalPath(host.labAddress);
 }
 
-export interface InventoryProviderOptions {
-  acceptNewHostKeys: boolean;
-  /** told each host key accepted as new (the CLI says so, as OpenSSH does) */
-  onHostKeyAdded?: (added: HostKeyAdded) => void;
+export interface InventoryProviderOptions extends HostKeyOptions {
   /** `--role ROLE=GROUP`: the group a role takes, when not the group of its own name */
   roleGroups?: Record<string, string>;
   /** `--each GROUP`: run on this one host of the group (the other roles keep theirs) */
@@ -136,7 +132,7 @@ export class InventoryProvider implements HostProvider {
   }
 
   transport(name: string): Transport {
-    return inventoryTransport(this.host(name), name, { acceptNewHostKeys: this.options.acceptNewHostKeys, onHostKeyAdded: this.options.onHostKeyAdded });
+    return inventoryTransport(this.host(name), name, this.options);
   }
 
   journalPath(name: string): string {

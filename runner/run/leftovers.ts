@@ -5,7 +5,7 @@
 import { mapLimit } from '../hosts/forks.ts';
 import { HOSTS_UP_PURPOSE } from '../hosts/hostsup.ts';
 import { liveLocalNamespaces, restoreLocalNetworks } from '../hosts/netns.ts';
-import type { HostKeyAdded } from '../hosts/ssh.ts';
+import type { HostKeyOptions } from '../hosts/inventory.ts';
 import { describeUndone, replayJournal } from '../provision/journal.ts';
 import { orphanLocalJournals, replayLocalJournal } from './local-journals.ts';
 import type { ProviderOptions } from './provider.ts';
@@ -19,7 +19,7 @@ export interface LeftoversRestored {
 
 export async function restoreLeftovers(options: ProviderOptions): Promise<LeftoversRestored> {
   if (options.inventory) {
-    return restoreInventory(options.inventory, { acceptNewHostKeys: !!options.acceptNewHostKeys, onHostKeyAdded: options.onHostKeyAdded, forks: options.forks });
+    return restoreInventory(options.inventory, options);
   }
   // `lab hosts up` networks outlive the command that made them: `lab hosts down` removes those.
   // A lost agent's journal is replayed before its namespace goes (global sysctls outlive it).
@@ -44,7 +44,7 @@ export async function restoreLeftovers(options: ProviderOptions): Promise<Leftov
 /** On every host of the inventory, `forks` at a time, undo a journal left by a dead run. */
 async function restoreInventory(
   file: string,
-  options: { acceptNewHostKeys: boolean; onHostKeyAdded?: (added: HostKeyAdded) => void; forks?: number },
+  options: HostKeyOptions & { forks?: number },
 ): Promise<LeftoversRestored> {
   // Loaded only with -i: ssh2 is not needed for local hosts.
   const { inventoryTransport, readInventory } = await import('../hosts/inventory.ts');

@@ -3,7 +3,7 @@
 // runner bindings (for the plan) and Transports (for the agent).
 
 import type { Transport } from '../hosts/transport.ts';
-import type { HostKeyAdded } from '../hosts/ssh.ts';
+import type { HostKeyOptions } from '../hosts/inventory.ts';
 import type { HostBinding } from '../lab/plan.ts';
 import type { Lab } from '../lab/types.ts';
 import { LabError } from '../errors.ts';
@@ -32,11 +32,8 @@ export interface HostProvider {
   readonly restoreCommand: string;
 }
 
-export interface ProviderOptions {
+export interface ProviderOptions extends HostKeyOptions {
   inventory?: string;
-  acceptNewHostKeys?: boolean;
-  /** told each host key accepted as new and added to known_hosts */
-  onHostKeyAdded?: (added: HostKeyAdded) => void;
   /** `--role ROLE=GROUP` */
   roleGroups?: Record<string, string>;
   /** `--forks N`: hosts worked on at once */
@@ -48,11 +45,7 @@ export async function openProvider(lab: Lab, options: ProviderOptions): Promise<
   if (options.inventory) {
     // Loaded only with -i: ssh2 is not needed for local hosts.
     const { InventoryProvider } = await import('./inventory-provider.ts');
-    return InventoryProvider.open(lab, options.inventory, {
-      acceptNewHostKeys: !!options.acceptNewHostKeys,
-      onHostKeyAdded: options.onHostKeyAdded,
-      roleGroups: options.roleGroups,
-    });
+    return InventoryProvider.open(lab, options.inventory, options);
   }
   if (options.roleGroups && Object.keys(options.roleGroups).length) {
     throw new LabError('ARGS', '--role maps roles to inventory groups: it needs -i INVENTORY');
